@@ -1,0 +1,1 @@
+"""`hpckit run`: the local command (placeholder until the Runner lands)."""
