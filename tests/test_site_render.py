@@ -256,3 +256,15 @@ def test_cli_sites_show_render(tmp_path):
     assert r.exit_code == 1 and "known sites" in r.output
     r = runner.invoke(app, ["render", "--site", "local", "--backend", "spark", "--out", str(out)])
     assert r.exit_code == 1 and "unknown backend" in r.output
+
+
+def test_slurm_local_script_syntax():
+    from hpckit.resources import data_dir
+
+    script = data_dir("sites").parent / "scripts" / "slurm-local.sh"
+    if not script.is_file():
+        pytest.skip("scripts/ is not shipped in the wheel; run from a checkout")
+    r = subprocess.run(["bash", "-n", str(script)], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    r = subprocess.run(["bash", str(script), "bogus"], capture_output=True, text=True)
+    assert r.returncode == 2 and "usage" in r.stderr
