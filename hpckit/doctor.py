@@ -1,0 +1,241 @@
+"""`hpckit doctor --site NAME`: checks before anyone burns queue time. Each check passes, fails (with the
+fix) or is skipped (with why: the scheduler cannot tell, the tool is not here, the site does not use it).
+
+Public API: :func:`run_checks` (site name, overrides, backend) -> list of :class:`Check`.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import socket
+import subprocess
+from dataclasses import dataclass
+from typing import Callable
+
+from hpckit.deploy import load_site
+from hpckit.deploy.site import Site
+
+__all__ = ["Check", "run_checks"]
+
+
+@dataclass
+class Check:
+    name: str
+    result: str  # "pass", "fail" or "skip"
+    detail: str
+    fix: str = ""
+
+
+def _cmd(argv: list[str], timeout: float = 20) -> tuple[int, str]:
+    try:
+        r = subprocess.run(argv, capture_output=True, text=True, timeout=timeout)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        return 127, str(exc)
+    return r.returncode, (r.stdout + r.stderr).strip()
+
+
+SCHEDULER_COMMANDS = {
+    "slurm": ("sbatch", "squeue", "scancel", "scontrol", "sinfo"),
+    "pbs": ("qsub", "qstat", "qdel"),
+    "htcondor": ("condor_submit", "condor_q", "condor_rm"),
+}
+
+
+def check_scheduler(site: Site) -> list[Check]:
+    cmds = SCHEDULER_COMMANDS.get(site.scheduler)
+    if not cmds:
+        return [Check("scheduler", "pass", "local site: no batch scheduler needed")]
+    missing = [c for c in cmds if shutil.which(c) is None]
+    if missing:
+        return [Check("scheduler commands", "fail", f"{', '.join(missing)} not on PATH",
+                      f"run on {site.name}'s login/submit node (launch would fall back to a local run here)")]
+    return [Check("scheduler commands", "pass", ", ".join(cmds) + " found")]
+
+
+def check_slurm_names(site: Site) -> list[Check]:
+    out: list[Check] = []
+    if site.partition:
+        rc, text = _cmd(["sinfo", "-h", "-p", site.partition, "-o", "%P %a"])
+        if rc == 0 and text:
+            out.append(Check("partition", "pass", f"{site.partition}: {text.splitlines()[0]}"))
+        else:
+            rc2, parts = _cmd(["sinfo", "-h", "-o", "%P"])
+            known = " ".join(sorted(set(parts.split()))) if rc2 == 0 else "?"
+            out.append(Check("partition", "fail", f"sinfo does not know partition {site.partition!r} (known: {known})",
+                             f"--set partition=<one of: {known}>"))
+    for kind, value in (("qos", site.qos), ("account", site.account)):
+        if not value:
+            continue
+        rc, text = _cmd(["sacctmgr", "-n", "-P", "show", kind, value, "format=name"])
+        if rc != 0:
+            out.append(Check(kind, "skip", f"sacctmgr cannot tell whether {kind} {value!r} exists ({text.splitlines()[0] if text else rc})"))
+        elif value in text.split():
+            out.append(Check(kind, "pass", f"{kind} {value!r} known to sacctmgr"))
+        else:
+            fix = ("sacctmgr show assoc user=$USER format=account,qos shows yours" if kind == "account"
+                   else "sacctmgr show qos format=name lists them")
+            out.append(Check(kind, "fail", f"sacctmgr does not know {kind} {value!r}", f"--set {kind}=<yours>; {fix}"))
+    return out
+
+
+def check_pbs_names(site: Site) -> list[Check]:
+    if not site.queue:
+        return []
+    rc, text = _cmd(["qstat", "-Q", site.queue])
+    if rc == 0:
+        return [Check("queue", "pass", f"qstat -Q knows queue {site.queue!r}")]
+    return [Check("queue", "fail", f"qstat -Q does not know queue {site.queue!r}: {text.splitlines()[-1] if text else rc}",
+                  "--set queue=<name from qstat -Q>")]
+
+
+def check_interface(site: Site) -> list[Check]:
+    iface = site.network.interface
+    if not iface:
+        return [Check("network interface", "skip", "the site names no interface (workers use any address)")]
+    import psutil
+
+    addrs = psutil.net_if_addrs()
+    have = {n: [a.address for a in al if a.family in (socket.AF_INET, socket.AF_INET6)] for n, al in addrs.items()}
+    listing = ", ".join(f"{n} ({a[0]})" for n, a in have.items() if a)
+    if iface not in addrs:
+        return [Check("network interface", "fail", f"{iface} is not on this host (here: {listing})",
+                      f"run from a node that has {iface}, or --set network.interface=<one of the above>")]
+    if not have.get(iface):
+        return [Check("network interface", "fail", f"{iface} has no IP address", "bring it up or pick another interface")]
+    return [Check("network interface", "pass", f"{iface} has {', '.join(have[iface])}")]
+
+
+def _port_free(host: str, port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        try:
+            s.bind((host, port))
+        except OSError:
+            return False
+    return True
+
+
+def check_ports(site: Site, backend: str) -> list[Check]:
+    host = "127.0.0.1" if site.loopback or site.scheduler == "local" else "0.0.0.0"
+    out = []
+    if site.network.port_range:
+        lo, hi = site.network.port_range
+        free = [p for p in range(lo, hi + 1) if _port_free(host, p)]
+        need = min(site.max_workers or 1, hi - lo + 1)
+        if len(free) >= need:
+            out.append(Check("worker ports", "pass", f"{len(free)} of {lo}-{hi} free here (need {need})"))
+        else:
+            out.append(Check("worker ports", "fail", f"only {len(free)} of {lo}-{hi} free here, need {need}",
+                             "stop what holds them (ss -ltnp) or --set network.port_range=[low,high]"))
+    if backend == "taskvine":
+        ok = _port_free(host, 9123)
+        out.append(Check("TaskVine manager port", "pass" if ok else "fail", f"9123 {'free' if ok else 'in use'}",
+                         "launch --port <free port>"))
+    if not out:
+        out.append(Check("worker ports", "pass", "no fixed port range; dask/parsl pick free ports"))
+    return out
+
+
+def check_container(site: Site) -> list[Check]:
+    out = []
+    c = site.container
+    if c.runtime != "none" and site.wrap_in_container:
+        exe = c.runtime
+        if shutil.which(exe) is None:
+            hint = "module load apptainer (on compute nodes)" if exe == "apptainer" else f"use a node with {exe}"
+            out.append(Check("container runtime", "skip" if site.scheduler != "local" else "fail",
+                             f"{exe} not on PATH here (it must exist on the compute nodes)", hint))
+        else:
+            out.append(Check("container runtime", "pass", f"{exe} found"))
+    if c.image and (c.runtime != "none"):
+        img = os.path.expandvars(c.image)
+        if "://" in img or not img.startswith("/"):
+            out.append(Check("container image", "skip", f"{c.image} is pulled by the runtime (not a local path)"))
+        elif os.path.exists(img):
+            out.append(Check("container image", "pass", f"{img} present"))
+        else:
+            out.append(Check("container image", "fail", f"{img} not found here",
+                             "build it (hpckit container build) or fix container.image; /cvmfs must be mounted"))
+    env = site.env_delivery
+    if env.mode in ("tarball", "venv"):
+        p = os.path.expandvars(env.path)
+        if "$" in p:
+            out.append(Check("packed environment", "skip", f"{env.path}: variables unset here"))
+        elif env.mode == "venv" and not os.path.isfile(os.path.join(p, "bin", "activate")):
+            out.append(Check("packed environment", "fail", f"venv {p} has no bin/activate",
+                             f"python -m venv {p} && {p}/bin/pip install 'hpckit[all]'"))
+        elif env.mode == "tarball" and not os.path.isfile(p):
+            out.append(Check("packed environment", "fail", f"tarball {p} not found", "hpckit envpack --out <path>"))
+        else:
+            out.append(Check("packed environment", "pass", f"{env.mode} {p} present"))
+    if not out:
+        out.append(Check("container / environment", "pass", "no container image or packed environment used"))
+    return out
+
+
+def _proxy_seconds_left(path: str) -> tuple[int | None, str]:
+    if shutil.which("voms-proxy-info"):
+        rc, text = _cmd(["voms-proxy-info", "-file", path, "-timeleft"])
+        if rc == 0 and text.strip().splitlines()[-1].strip().isdigit():
+            return int(text.strip().splitlines()[-1]), "voms-proxy-info"
+    if shutil.which("openssl"):
+        rc, text = _cmd(["openssl", "x509", "-enddate", "-noout", "-in", path])
+        m = re.search(r"notAfter=(.*)", text)
+        if rc == 0 and m:
+            import datetime as dt
+
+            end = dt.datetime.strptime(m.group(1).strip(), "%b %d %H:%M:%S %Y %Z").replace(tzinfo=dt.timezone.utc)
+            return int((end - dt.datetime.now(dt.timezone.utc)).total_seconds()), "openssl x509 -enddate"
+    return None, "neither voms-proxy-info nor openssl is here"
+
+
+def check_x509(site: Site, min_hours: float = 2.0) -> list[Check]:
+    if not site.htcondor.x509_proxy:
+        return []
+    path = os.environ.get("X509_USER_PROXY") or f"/tmp/x509up_u{os.getuid()}"
+    fix = "voms-proxy-init -voms cms -valid 192:00"
+    if not os.path.isfile(path):
+        return [Check("x509 proxy", "fail", f"no proxy at {path} ($X509_USER_PROXY or /tmp/x509up_u<uid>)", fix)]
+    left, how = _proxy_seconds_left(path)
+    if left is None:
+        return [Check("x509 proxy", "skip", f"{path} exists; cannot read its lifetime ({how})")]
+    if left < min_hours * 3600:
+        return [Check("x509 proxy", "fail", f"{path} has {max(left, 0) / 3600:.1f} h left ({how}), want >= {min_hours:g} h", fix)]
+    return [Check("x509 proxy", "pass", f"{path}: {left / 3600:.1f} h left ({how})")]
+
+
+def check_backend(backend: str) -> list[Check]:
+    mods = {"dask": ("dask_jobqueue", "distributed"), "parsl": ("parsl",), "taskvine": ("ndcctools.taskvine",)}
+    import importlib.util
+
+    missing = []
+    for m in mods.get(backend, ()):
+        try:
+            found = importlib.util.find_spec(m) is not None
+        except ModuleNotFoundError:
+            found = False
+        if not found:
+            missing.append(m)
+    if not missing:
+        return [Check(f"{backend} backend", "pass", "importable" if backend in mods else "local executor")]
+    fix = "conda install -c conda-forge ndcctools" if backend == "taskvine" else f"pip install 'hpckit[{backend}]'"
+    return [Check(f"{backend} backend", "fail", f"cannot import {', '.join(missing)}", fix)]
+
+
+def run_checks(site_name: str, overrides: list[str] | None = None, backend: str | None = None) -> list[Check]:
+    """Every check for ``site_name`` (with ``--set`` overrides) on this machine, in order."""
+    site = load_site(site_name, overrides or []).site
+    backend = backend or site.default_backend
+    checks: list[Check] = []
+    steps: list[Callable[[], list[Check]]] = [lambda: check_scheduler(site), lambda: check_backend(backend)]
+    have_sched = site.scheduler != "local" and all(shutil.which(c) for c in SCHEDULER_COMMANDS[site.scheduler][:2])
+    if site.scheduler == "slurm" and have_sched:
+        steps.append(lambda: check_slurm_names(site))
+    elif site.scheduler == "pbs" and have_sched:
+        steps.append(lambda: check_pbs_names(site))
+    steps += [lambda: check_interface(site), lambda: check_ports(site, backend), lambda: check_container(site),
+              lambda: check_x509(site)]
+    for step in steps:
+        checks += step()
+    return checks
