@@ -251,6 +251,14 @@ class PBSScheduler(BatchScheduler):
             out[j] = JobStatus(j, state, exit_code, f.get("comment"), std, err)
         return out
 
+    def queued(self, job_ids) -> list[str]:
+        left = super().queued(job_ids)
+        if shutil.which("squeue") and all(j.isdigit() for j in job_ids):
+            # PBS front end over Slurm (Debian's slurm-wlm-torque): qstat says C while Slurm still lists
+            # the job as COMPLETING; the ids are Slurm's, so ask squeue too
+            left = sorted(set(left) | set(SlurmScheduler().queued(job_ids)), key=job_ids.index)
+        return left
+
     def cancel(self, job_ids) -> None:
         if job_ids:
             _run(["qdel", *job_ids], timeout=30)
@@ -637,21 +645,34 @@ def _record(run_dir: Path, result: LaunchResult, extra: dict | None = None) -> N
 # signals and teardown
 
 
+def _on_term(signum, frame):
+    raise Terminated(f"received signal {signum}")
+
+
+def _raise_on_signals() -> None:
+    """SIGINT raises KeyboardInterrupt and SIGTERM :class:`Terminated` (main thread only).
+
+    Called again after a backend starts: importing dask_jobqueue installs a SIGINT handler that calls
+    ``sys.exit()`` (dask_jobqueue/runner.py), which would end the launch with status 0 and no teardown message.
+    """
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+        signal.signal(signal.SIGTERM, _on_term)
+
+
 @contextlib.contextmanager
 def _sigterm_raises() -> Iterator[None]:
     """Inside: SIGTERM raises :class:`Terminated` in the main thread (like Ctrl-C raises KeyboardInterrupt)."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
-
-    def on_term(signum, frame):
-        raise Terminated(f"received signal {signum}")
-
-    old = signal.signal(signal.SIGTERM, on_term)
+    olds = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
+    _raise_on_signals()
     try:
         yield
     finally:
-        signal.signal(signal.SIGTERM, old)
+        for s, h in olds.items():
+            signal.signal(s, h)
 
 
 @contextlib.contextmanager
@@ -683,7 +704,7 @@ def teardown(backend: Backend | None, sched: BatchScheduler | None, say: Callabl
             return []
         left = sched.queued(ids)
         if left:
-            say(f"hpckit: cancelling {len(left)} batch job(s): {' '.join(left)}")
+            say(f"hpckit: {len(left)} batch job(s) still listed after closing {backend.name}; cancelling: {' '.join(left)}")
             sched.cancel(left)
         deadline = time.monotonic() + wait
         while left and time.monotonic() < deadline:
@@ -857,6 +878,7 @@ def launch(opts: LaunchOptions) -> LaunchResult:
             say(f"hpckit: starting {backend_name} workers on {site.name}: {jobs} batch job(s)"
                 if site.scheduler != "local" else f"hpckit: starting {backend_name} with {jobs} local worker(s)")
             backend.start()
+            _raise_on_signals()
             if backend_name != "taskvine":  # TaskVine's manager only exists inside the executor's run
                 wait_for_first_worker(backend, sched, opts.worker_timeout, jobs if site.scheduler != "local" else 0)
                 result.seconds_to_first_worker = time.perf_counter() - t0
