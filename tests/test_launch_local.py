@@ -1,0 +1,167 @@
+"""`hpckit launch` without a batch system: dry runs of every shipped site, the local site, the fallback when
+a site's scheduler commands are missing, `hpckit doctor` checks, and JobStatus's stderr summary."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+from launch_util import ANALYSIS, assert_same_output, hpckit, load
+
+from hpckit.deploy import list_sites, load_site
+from hpckit.launch import BATCH_BACKENDS, JobStatus, LaunchError, LaunchOptions, launch
+
+SHIPPED = ["chtc", "frontier", "local", "lpc", "pbs-local", "perlmutter", "polaris", "slurm-local"]
+
+
+def _fileset(d: Path) -> Path:
+    from conftest import DATASETS
+
+    p = d / "fileset.json"
+    p.write_text(json.dumps({ds: {"files": {str(f): "Events"}} for ds, f in DATASETS.items()}))
+    return p
+
+
+class _NoSubprocess:
+    def __init__(self, *a, **k):
+        raise AssertionError(f"a dry run started a process: {a[0] if a else k.get('args')}")
+
+
+@pytest.mark.timeout(120)
+def test_dry_run_every_shipped_site_renders_without_scheduler(tmp_path, monkeypatch):
+    """Dry run with PATH emptied and subprocess.Popen replaced by an error: nothing can be submitted."""
+    assert set(SHIPPED) <= set(list_sites())
+    empty = tmp_path / "empty-bin"
+    empty.mkdir()
+    monkeypatch.setenv("PATH", str(empty))
+    monkeypatch.setattr(subprocess, "Popen", _NoSubprocess)
+    fileset = _fileset(tmp_path)
+    for site in SHIPPED:
+        for backend in BATCH_BACKENDS:
+            run_dir = tmp_path / f"{site}-{backend}"
+            r = launch(LaunchOptions(site=site, analysis=ANALYSIS, fileset=fileset, backend=backend, dry_run=True,
+                                     run_dir=run_dir, say=lambda m: None))
+            assert r.mode == "dry-run" and not r.job_ids
+            assert not (run_dir / "jobs.txt").exists()
+            names = {p.name for p in run_dir.iterdir()}
+            expected = {"dask": "dask_cluster.json", "parsl": "parsl_config.py", "taskvine": "vine_factory.json"}[backend]
+            assert expected in names and "launch.json" in names, (site, backend, names)
+            assert any(("would" in line) for line in r.planned), r.planned
+            if load_site(site).site.scheduler != "local":
+                assert "worker_job.sh" in names
+
+
+@pytest.mark.timeout(60)
+def test_dry_run_cli_prints_plan(tmp_path):
+    r = hpckit(["launch", str(ANALYSIS), "--site", "perlmutter", "--set", "account=m1234", "--backend", "dask",
+                "--fileset", str(_fileset(tmp_path)), "--run-dir", str(tmp_path / "run"), "--dry-run"],
+               cwd=tmp_path, PATH=str(tmp_path))
+    assert r.returncode == 0, r.stderr
+    assert "would submit" in r.stderr and "sbatch" in r.stderr
+    assert "--account=m1234" in (tmp_path / "run" / "job_script.sh").read_text()
+
+
+@pytest.mark.timeout(120)
+def test_local_site_runs_futures_on_all_cores(tmp_path, reference):
+    from conftest import assert_matches_reference
+
+    r = launch(LaunchOptions(site="local", analysis=ANALYSIS, fileset=_fileset(tmp_path), run_dir=tmp_path / "run",
+                             chunksize=10, status=False, plots=False, say=lambda m: None))
+    assert r.mode == "local" and r.backend == "futures"
+    assert_matches_reference(load(tmp_path / "run" / "out.pkl"), reference)
+    assert json.loads((tmp_path / "run" / "launch.json").read_text())["mode"] == "local"
+    assert r.metrics["chunks"] == 8
+
+
+@pytest.mark.timeout(120)
+def test_batch_site_without_scheduler_falls_back_or_errors(tmp_path, reference):
+    """PATH without sbatch: launch says so and runs locally; --no-fallback makes it an error."""
+    from conftest import assert_matches_reference
+
+    fileset = _fileset(tmp_path)
+    base = ["launch", str(ANALYSIS), "--site", "slurm-local", "--backend", "dask", "--fileset", str(fileset),
+            "--no-status", "--no-plots"]
+    r = hpckit([*base, "--run-dir", str(tmp_path / "fb")], cwd=tmp_path, PATH=str(tmp_path))
+    assert r.returncode == 0, r.stderr
+    assert "sbatch" in r.stderr and "not on this machine's PATH" in r.stderr and "running locally" in r.stderr
+    assert_matches_reference(load(tmp_path / "fb" / "out.pkl"), reference)
+    assert json.loads((tmp_path / "fb" / "launch.json").read_text())["mode"] == "fallback"
+
+    r = hpckit([*base, "--run-dir", str(tmp_path / "nofb"), "--no-fallback"], cwd=tmp_path, PATH=str(tmp_path))
+    assert r.returncode == 1
+    assert "not on this machine's PATH" in r.stderr and "--no-fallback" in r.stderr
+    assert not (tmp_path / "nofb" / "out.pkl").exists()
+
+
+def test_unknown_backend_is_an_error(tmp_path):
+    with pytest.raises(LaunchError, match="unknown backend 'spark'"):
+        launch(LaunchOptions(site="local", analysis=ANALYSIS, fileset=_fileset(tmp_path), backend="spark",
+                             run_dir=tmp_path / "r", say=lambda m: None))
+
+
+def test_job_status_summary_shows_head_and_tail_of_stderr(tmp_path):
+    err = tmp_path / "job.err"
+    err.write_text("\n".join(f"line {i}" for i in range(100)) + "\n")
+    st = JobStatus("42", "FAILED", "3:0", "NonZeroExitCode", stdout_path=str(tmp_path / "missing.out"),
+                   stderr_path=str(err))
+    text = st.summary(head=2, tail=5)
+    assert text.splitlines()[0] == "job 42: FAILED (exit 3:0, NonZeroExitCode)"
+    assert "| line 0" in text and "| line 1" in text and "| line 2\n" not in text
+    assert "| line 99" in text and "| line 95" in text and "| line 94" not in text
+    assert "missing.out: not written" in text
+    assert st.terminal and not JobStatus("1", "RUNNING").terminal
+
+
+# -- doctor -----------------------------------------------------------------------------------------
+
+
+def _by_name(checks):
+    return {c.name: c for c in checks}
+
+
+def test_doctor_interface_and_scheduler_checks(monkeypatch, tmp_path):
+    from hpckit.doctor import run_checks
+
+    monkeypatch.setenv("PATH", str(tmp_path))  # no scheduler commands at all
+    checks = _by_name(run_checks("slurm-local", ["network.interface=nosuch0"]))
+    assert checks["scheduler commands"].result == "fail" and "sbatch" in checks["scheduler commands"].detail
+    assert checks["network interface"].result == "fail" and "lo (127.0.0.1)" in checks["network interface"].detail
+    assert "network.interface" in checks["network interface"].fix
+    checks = _by_name(run_checks("local"))
+    assert checks["network interface"].result == "pass"
+    assert all(c.result != "fail" for c in checks.values()), checks
+
+
+def test_doctor_ports_and_packed_env(tmp_path):
+    import socket
+
+    from hpckit.doctor import run_checks
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        s.listen()
+        port = s.getsockname()[1]
+        checks = _by_name(run_checks("slurm-local", [f"network.port_range=[{port}, {port + 1}]", "max_workers=2",
+                                                     f"env_delivery={{mode: venv, path: {tmp_path / 'venv'}}}"]))
+    assert checks["worker ports"].result == "fail" and "only 1" in checks["worker ports"].detail
+    assert checks["packed environment"].result == "fail" and "bin/activate" in checks["packed environment"].detail
+
+
+@pytest.mark.skipif(shutil.which("openssl") is None, reason="openssl is not installed")
+def test_doctor_x509_proxy_lifetime(tmp_path, monkeypatch):
+    from hpckit.doctor import run_checks
+
+    monkeypatch.setenv("X509_USER_PROXY", str(tmp_path / "none"))
+    assert _by_name(run_checks("lpc"))["x509 proxy"].result == "fail"
+    cert = tmp_path / "proxy.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "3", "-subj", "/CN=hpckit-test",
+                    "-keyout", str(tmp_path / "key.pem"), "-out", str(cert)], check=True, capture_output=True)
+    monkeypatch.setenv("X509_USER_PROXY", str(cert))
+    monkeypatch.setenv("PATH", os.pathsep.join(p for p in os.environ["PATH"].split(os.pathsep)
+                                              if not (Path(p) / "voms-proxy-info").exists()))
+    c = _by_name(run_checks("lpc"))["x509 proxy"]
+    assert c.result == "pass" and "h left" in c.detail, c
