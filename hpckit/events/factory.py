@@ -8,6 +8,8 @@ from typing import Any
 
 import awkward as ak
 import numpy as np
+import vector
+import vector.backends.awkward as vba
 
 from hpckit.events.reader import OpenTree
 from hpckit.events.schema import BaseSchema, BufferSource, has_vector_fields
@@ -205,10 +207,6 @@ class _CoffeaNames:
 
 @functools.lru_cache(maxsize=64)
 def _behavior(vector_names: frozenset[str]) -> dict:
-    import vector
-    import vector.backends.awkward as vba
-
-    vector.register_awkward()
     behavior: dict = dict(vba.behavior)
     for name in vector_names:
         behavior.update(ak._util.copy_behaviors("Momentum4D", name, vba.behavior))
