@@ -8,3 +8,4 @@ app = typer.Typer(no_args_is_help=True, add_completion=False, help="hpckit: one 
 
 # Sub-command modules register themselves on `app` when imported.
 from hpckit import cli_run  # noqa: E402,F401
+from hpckit import cli_env  # noqa

@@ -160,6 +160,11 @@ class BuildPlan:
     commands: list[list[str]]  # run in the build context, in order
     notes: list[str] = field(default_factory=list)
     artifact: str | None = None  # a file the build writes (a .sif or a docker-archive), if any
+    extra_files: dict[str, str] = field(default_factory=dict)  # more definitions written to the context
+
+    @property
+    def files(self) -> dict[str, str]:
+        return {self.definition_name: self.definition, **self.extra_files}
 
     def shell(self) -> str:
         return "\n".join(shlex.join(c) for c in self.commands)
@@ -197,9 +202,13 @@ def plan_build(
         oci_tag = tag if not tag.endswith(".sif") else default_tag(lock)
         archive = sif.removesuffix(".sif") + ".tar"
         cmds = [[*oci_build[:-2], oci_tag, "."], ["podman", "save", "--format", "docker-archive", "-o", archive, oci_tag]]
+        site_cmd = f"apptainer build {sif} docker-archive://{archive}"
         return BuildPlan(
             runtime, "oci", render_definition(lock, spec, "oci", shlex.join(cmds[0])), "Containerfile", oci_tag, cmds,
-            notes=[f"then on the site: apptainer build {sif} docker-archive://{archive}"], artifact=archive,
+            notes=[f"apptainer is not installed here: the image is built with podman; then on the site: {site_cmd}",
+                   "(or, where apptainer can build: apptainer build --fakeroot " + sif + " hpckit.def)"],
+            artifact=archive,
+            extra_files={"hpckit.def": render_definition(lock, spec, "apptainer", f"apptainer build --fakeroot {sif} hpckit.def")},
         )
     if runtime == "podman-hpc":
         cmds = [["podman-hpc", "build", "--pull=never", "-f", "Containerfile", "-t", tag, "."], ["podman-hpc", "migrate", tag]]
@@ -254,7 +263,8 @@ def _podman_image_exists(image: str) -> bool:
 def prepare_context(plan: BuildPlan, lock: Lock, directory: Path) -> Path:
     """Write the definition, the lock and the wheelhouse into ``directory`` (a build context)."""
     directory.mkdir(parents=True, exist_ok=True)
-    (directory / plan.definition_name).write_text(plan.definition)
+    for name, text in plan.files.items():
+        (directory / name).write_text(text)
     (directory / "hpckit.lock").write_text(lock.text())
     wheelhouse(lock, directory / "wheels")
     return directory

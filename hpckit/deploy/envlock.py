@@ -83,27 +83,29 @@ def installed() -> dict[str, metadata.Distribution]:
     return out
 
 
-def _hpckit_version() -> str:
-    try:
-        return metadata.version("hpckit")
-    except metadata.PackageNotFoundError:
-        import hpckit
+def _hpckit_source() -> str | None:
+    """The project directory of the hpckit being imported, when it runs from a checkout."""
+    root = Path(__file__).resolve().parents[2]
+    return str(root) if (root / "pyproject.toml").is_file() and (root / "hpckit").is_dir() else None
 
-        return hpckit.__version__
+
+def _hpckit_version() -> str:
+    import hpckit
+
+    return hpckit.__version__
 
 
 def _hpckit_requirements() -> list[str]:
-    """hpckit's own requirements: from its metadata if installed, else from the checkout's pyproject."""
+    """hpckit's own requirements: from the checkout being imported, else from the installed metadata."""
+    src = _hpckit_source()
+    if src:
+        import tomllib
+
+        return list(tomllib.loads((Path(src) / "pyproject.toml").read_text())["project"].get("dependencies", []))
     try:
         return list(metadata.requires("hpckit") or [])
     except metadata.PackageNotFoundError:
-        pass
-    pyproject = Path(__file__).resolve().parents[2] / "pyproject.toml"
-    if pyproject.is_file():
-        import tomllib
-
-        return list(tomllib.loads(pyproject.read_text())["project"].get("dependencies", []))
-    return []
+        return []
 
 
 def _closure(roots: Iterable[str], dists: Mapping[str, metadata.Distribution]) -> set[str]:
@@ -208,7 +210,9 @@ def make_lock(require: Iterable[str] = (), closure: bool = False) -> Lock:
     for name in names:
         if name == "hpckit":
             pins[name] = _hpckit_version()
-            local[name] = _local_source(dists.get(name)) or str(Path(__file__).resolve().parents[2])
+            local[name] = _hpckit_source() or _local_source(dists.get(name)) or ""
+            if not local[name]:
+                del local[name]
             continue
         dist = dists.get(name)
         if dist is None:
@@ -310,8 +314,7 @@ def differences(fp: Fingerprint, dists: Mapping[str, str] | None = None) -> list
     """(name, client version, worker version) for every pinned package that differs here."""
     if dists is None:
         dists = {n: d.version for n, d in installed().items()}
-        if "hpckit" not in dists:
-            dists["hpckit"] = _hpckit_version()
+        dists["hpckit"] = _hpckit_version()  # the hpckit being imported is the one that runs
     out: list[tuple[str, str, str]] = []
     here = python_minor()
     if python_minor(fp.python) != here:
@@ -438,8 +441,8 @@ def wheelhouse(lock: Lock, dest: str | Path) -> list[Path]:
                         "the lock names package(s) that no index has: " + ", ".join(missing) + f"\n{err}"
                     )
                 raise LockError(f"fetching the lock's wheels failed:\n{err}")
-            for whl in dest.glob("*.whl"):
-                if not (cache / whl.name).exists():
+            for whl in dest.glob("*.whl"):  # cache what came from the index, never local builds
+                if normalize(whl.name.split("-")[0]) in index_pins and not (cache / whl.name).exists():
                     shutil.copy2(whl, cache / whl.name)
     finally:
         Path(req.name).unlink(missing_ok=True)
