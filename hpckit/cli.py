@@ -6,6 +6,13 @@ import typer
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, help="hpckit: one processor, any executor, any site.")
 
+
+
+@app.callback()
+def _main() -> None:
+    """hpckit: one processor, any executor, any site."""
+
+
 # Sub-command modules register themselves on `app` when imported.
 from hpckit import cli_run  # noqa: E402,F401
 from hpckit import cli_env  # noqa

@@ -1,0 +1,57 @@
+"""Load a user's analysis file and find the processor in it."""
+
+from __future__ import annotations
+
+import importlib.util
+import inspect
+import sys
+from pathlib import Path
+from typing import Any
+
+import cloudpickle
+
+from hpckit.processor.abc import ProcessorABC
+
+
+class AnalysisError(ValueError):
+    """The analysis file cannot be loaded or holds no usable processor."""
+
+
+def load_processor(path: str | Path, class_name: str | None = None) -> Any:
+    """Import ``path`` as a module and return an instance of its processor class.
+
+    The module is registered to pickle by value, so a processor defined in a script that workers cannot
+    import still reaches them.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise AnalysisError(f"analysis file not found: {path}")
+    name = f"hpckit_analysis_{path.stem}"
+    spec = importlib.util.spec_from_file_location(name, path)
+    if spec is None or spec.loader is None:
+        raise AnalysisError(f"cannot import {path} as Python")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    try:
+        spec.loader.exec_module(module)
+    except Exception as err:
+        del sys.modules[name]
+        raise AnalysisError(f"importing {path} failed: {type(err).__name__}: {err}") from err
+    cloudpickle.register_pickle_by_value(module)
+
+    candidates = {
+        n: obj
+        for n, obj in vars(module).items()
+        if inspect.isclass(obj) and issubclass(obj, ProcessorABC) and obj is not ProcessorABC
+        and obj.__module__ == name and not inspect.isabstract(obj)
+    }
+    if class_name is not None:
+        obj = getattr(module, class_name, None)
+        if obj is None:
+            raise AnalysisError(f"{path} has no {class_name!r}; processors found: {sorted(candidates) or 'none'}")
+        return obj() if inspect.isclass(obj) else obj
+    if len(candidates) == 1:
+        return next(iter(candidates.values()))()
+    if not candidates:
+        raise AnalysisError(f"{path} defines no ProcessorABC subclass; name one with --processor")
+    raise AnalysisError(f"{path} defines several processors {sorted(candidates)}; choose one with --processor")

@@ -1,0 +1,151 @@
+"""Open ROOT trees once per worker thread and read single branches over entry ranges.
+
+Opening a TTree with thousands of branches costs about a second (uproot parses every branch's
+metadata), so the open tree is cached per thread and reused by every chunk of that file; a chunk then
+costs only the baskets it touches. Handles are per thread so the bytes-read counter of a handle
+belongs to one chunk at a time.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import uproot
+
+from hpckit.errors import FileAccessError
+
+_MAX_OPEN = int(os.environ.get("HPCKIT_MAX_OPEN_FILES", "8"))
+_local = threading.local()
+
+
+@dataclass
+class BranchInfo:
+    name: str
+    kind: str  # "flat" or "jagged"
+    dtype: np.dtype
+
+
+@dataclass
+class OpenTree:
+    """An open file + tree and what we learned about it once."""
+
+    filename: str
+    treename: str
+    file: Any
+    tree: Any
+    uuid: str
+    num_entries: int
+    _branches: dict[str, BranchInfo] | None = None
+    forms: dict[Any, Any] = field(default_factory=dict)  # schema -> (form, buffer plan), built once
+
+    @property
+    def branches(self) -> dict[str, BranchInfo]:
+        if self._branches is None:
+            self._branches = _describe_branches(self.tree)
+        return self._branches
+
+    @property
+    def bytes_requested(self) -> int:
+        return int(getattr(self.file.file.source, "num_requested_bytes", 0))
+
+    def read(self, branch: str, start: int, stop: int) -> Any:
+        """Read one branch over [start, stop): a numpy array (flat) or an awkward array (jagged)."""
+        try:
+            info = self.branches[branch]
+            lib = "np" if info.kind == "flat" else "ak"
+            return self.tree[branch].array(entry_start=start, entry_stop=stop, library=lib, array_cache=None)
+        except Exception as err:  # noqa: BLE001 - any failure here is a problem with the file
+            raise FileAccessError(
+                f"cannot read branch {branch!r} entries {start}-{stop} of {self.filename} "
+                f"(tree {self.treename!r}): {type(err).__name__}: {err}",
+                self.filename,
+                err,
+            ) from err
+
+
+def _describe_branches(tree: Any) -> dict[str, BranchInfo]:
+    out: dict[str, BranchInfo] = {}
+    for name, branch in tree.iteritems(recursive=False):
+        interp = branch.interpretation
+        if isinstance(interp, uproot.interpretation.numerical.AsDtype):
+            if interp.to_dtype.shape != ():  # fixed-size arrays per entry: not NanoAOD, skip
+                continue
+            out[name] = BranchInfo(name, "flat", np.dtype(interp.to_dtype))
+        elif isinstance(interp, uproot.interpretation.jagged.AsJagged) and isinstance(
+            interp.content, uproot.interpretation.numerical.AsDtype
+        ):
+            if interp.content.to_dtype.shape != ():
+                continue
+            out[name] = BranchInfo(name, "jagged", np.dtype(interp.content.to_dtype))
+    return out
+
+
+def _cache() -> "OrderedDict[tuple, OpenTree]":
+    cache = getattr(_local, "trees", None)
+    if cache is None or getattr(_local, "pid", None) != os.getpid():  # a forked child starts afresh
+        cache = _local.trees = OrderedDict()
+        _local.pid = os.getpid()
+    return cache
+
+
+def open_tree(filename: str, treename: str, uproot_options: dict | None = None) -> OpenTree:
+    """Open (or reuse) ``filename``'s ``treename``; every failure is a FileAccessError naming the file."""
+    cache = _cache()
+    key = (filename, treename)
+    hit = cache.get(key)
+    if hit is not None:
+        cache.move_to_end(key)
+        return hit
+    try:
+        f = uproot.open(filename, **(uproot_options or {}))
+    except FileNotFoundError as err:
+        raise FileAccessError(f"file not found: {filename}", filename, err) from err
+    except Exception as err:  # noqa: BLE001
+        raise FileAccessError(
+            f"cannot open {filename} as a ROOT file: {type(err).__name__}: {err}", filename, err
+        ) from err
+    try:
+        tree = f[treename]
+        num_entries = int(tree.num_entries)
+    except Exception as err:  # noqa: BLE001
+        f.close()
+        if isinstance(err, KeyError):
+            try:
+                have = ", ".join(sorted({k.split(";")[0] for k in f.keys(recursive=False)})) or "nothing"
+            except Exception:  # noqa: BLE001
+                have = "unreadable keys"
+            msg = f"tree {treename!r} not found in {filename} (it holds: {have})"
+        else:
+            msg = f"cannot read tree {treename!r} of {filename}: {type(err).__name__}: {err}"
+        raise FileAccessError(msg, filename, err) from err
+    opened = OpenTree(filename, treename, f, tree, str(f.file.uuid), num_entries)
+    cache[key] = opened
+    while len(cache) > _MAX_OPEN:
+        _, old = cache.popitem(last=False)
+        _close(old)
+    return opened
+
+
+def forget(filename: str) -> None:
+    """Drop a file's cached handles in this thread (after an error, so a retry re-opens it)."""
+    cache = _cache()
+    for key in [k for k in cache if k[0] == filename]:
+        _close(cache.pop(key))
+
+
+def close_all() -> None:
+    cache = _cache()
+    while cache:
+        _close(cache.popitem()[1])
+
+
+def _close(t: OpenTree) -> None:
+    try:
+        t.file.close()
+    except Exception:  # noqa: BLE001
+        pass

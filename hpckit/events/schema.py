@@ -1,0 +1,130 @@
+"""Schemas turn a tree's flat branches into an awkward form whose buffers are read on first touch.
+
+A schema's ``plan(branches)`` returns the form and, for every buffer key of that form, which branch
+feeds it and how (``data``: the values; ``offsets``: the offsets of a jagged branch;
+``counts``: offsets built from an ``nX`` counter branch). Nothing is read while planning.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import ClassVar
+
+import awkward as ak
+
+from hpckit.events.reader import BranchInfo
+
+_VECTOR_FIELDS = ("pt", "eta", "phi", "mass")
+
+
+@dataclass(frozen=True)
+class BufferSource:
+    branch: str
+    part: str  # "data" | "offsets" | "counts"
+
+
+Plan = tuple[ak.forms.Form, dict[str, BufferSource]]
+
+
+def _primitive(info: BranchInfo) -> str:
+    return ak.types.numpytype.dtype_to_primitive(info.dtype)
+
+
+class BaseSchema:
+    """The raw branches as top-level fields (jagged branches keep their own offsets)."""
+
+    name: ClassVar[str] = "BaseSchema"
+
+    @classmethod
+    def plan(cls, branches: dict[str, BranchInfo]) -> Plan:
+        fields, contents, sources = [], [], {}
+        for name, info in branches.items():
+            fields.append(name)
+            contents.append(_branch_form(info, sources))
+        return ak.forms.RecordForm(contents, fields, parameters={"__record__": "NanoEvents"}), sources
+
+
+def _branch_form(info: BranchInfo, sources: dict[str, BufferSource]) -> ak.forms.Form:
+    data = ak.forms.NumpyForm(_primitive(info), form_key=info.name)
+    sources[f"{info.name}-data"] = BufferSource(info.name, "data")
+    if info.kind == "flat":
+        return data
+    sources[f"{info.name}-offsets"] = BufferSource(info.name, "offsets")
+    return ak.forms.ListOffsetForm("i64", data, form_key=info.name)
+
+
+class NanoAODSchema(BaseSchema):
+    """CMS NanoAOD: ``X_field`` branches counted by ``nX`` become the collection ``events.X``;
+    other ``X_field`` branches become the record ``events.X`` (``events.MET.pt``, ``events.HLT.IsoMu24``).
+
+    Collections and records with pt, eta, phi and mass carry the Lorentz-vector behaviour of the
+    ``vector`` library under their own name (``events.Muon`` records are ``Muon``), so
+    ``(mu1 + mu2).mass`` works.
+    """
+
+    name: ClassVar[str] = "NanoAODSchema"
+
+    @classmethod
+    def plan(cls, branches: dict[str, BranchInfo]) -> Plan:
+        sources: dict[str, BufferSource] = {}
+        groups: dict[str, list[BranchInfo]] = {}
+        top: list[BranchInfo] = []
+        for name, info in branches.items():
+            prefix, sep, _ = name.partition("_")
+            if sep and prefix and prefix not in branches:
+                groups.setdefault(prefix, []).append(info)
+            else:
+                top.append(info)
+
+        fields, contents = [], []
+        for info in top:
+            fields.append(info.name)
+            contents.append(_branch_form(info, sources))
+        for prefix, members in groups.items():
+            counter = branches.get(f"n{prefix}")
+            jagged = [m for m in members if m.kind == "jagged"]
+            flat = [m for m in members if m.kind == "flat"]
+            if counter is not None and counter.kind == "flat" and jagged:
+                fields.append(prefix)
+                contents.append(_collection_form(prefix, counter, jagged, sources))
+                leftovers = flat
+            elif flat and not jagged:
+                fields.append(prefix)
+                contents.append(_record_form(prefix, flat, sources))
+                leftovers = []
+            else:
+                leftovers = members
+            for info in leftovers:  # mixed groups: keep the branch under its full name
+                fields.append(info.name)
+                contents.append(_branch_form(info, sources))
+        return ak.forms.RecordForm(contents, fields, parameters={"__record__": "NanoEvents"}), sources
+
+
+def _member_fields(prefix: str, members: list[BranchInfo], sources: dict[str, BufferSource]):
+    names, forms = [], []
+    for info in members:
+        names.append(info.name[len(prefix) + 1 :])
+        forms.append(ak.forms.NumpyForm(_primitive(info), form_key=info.name))
+        sources[f"{info.name}-data"] = BufferSource(info.name, "data")
+    return names, forms
+
+
+def _record_parameters(prefix: str, names: list[str]) -> dict:
+    return {"__record__": prefix, "collection_name": prefix}
+
+
+def _collection_form(prefix, counter, members, sources) -> ak.forms.Form:
+    names, forms = _member_fields(prefix, members, sources)
+    record = ak.forms.RecordForm(forms, names, parameters=_record_parameters(prefix, names))
+    key = f"n{prefix}:counts"
+    sources[f"{key}-offsets"] = BufferSource(counter.name, "counts")
+    return ak.forms.ListOffsetForm("i64", record, form_key=key)
+
+
+def _record_form(prefix, members, sources) -> ak.forms.Form:
+    names, forms = _member_fields(prefix, members, sources)
+    return ak.forms.RecordForm(forms, names, parameters=_record_parameters(prefix, names))
+
+
+def has_vector_fields(form: ak.forms.RecordForm) -> bool:
+    return all(f in form.fields for f in _VECTOR_FIELDS)

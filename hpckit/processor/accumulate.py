@@ -1,0 +1,235 @@
+"""How chunk outputs merge: numbers add, mappings merge per key, sets union, lists concatenate,
+`hist.Hist` adds bin-wise, and the legacy coffea accumulator classes add.
+
+The rules are checked in a fixed order so that the result does not depend on which executor merged
+what: anything with ``__add__`` adds, then sets, then mappings. Anything else is a ``ValueError`` that
+names both types.
+"""
+
+from __future__ import annotations
+
+import copy
+from abc import ABC, abstractmethod
+from collections import defaultdict
+from collections.abc import Iterable, MutableMapping, MutableSet
+from typing import Any, Callable
+
+import numpy as np
+
+
+class AccumulatorABC(ABC):
+    """Legacy coffea accumulator: ``identity()`` and in-place ``add()``; ``+`` and ``+=`` follow."""
+
+    @abstractmethod
+    def identity(self) -> "AccumulatorABC": ...
+
+    @abstractmethod
+    def add(self, other: Any) -> None: ...
+
+    def __add__(self, other: Any) -> "AccumulatorABC":
+        out = copy.deepcopy(self)
+        out.add(other)
+        return out
+
+    def __radd__(self, other: Any) -> "AccumulatorABC":
+        out = copy.deepcopy(other)
+        out.add(self)
+        return out
+
+    def __iadd__(self, other: Any) -> "AccumulatorABC":
+        self.add(other)
+        return self
+
+
+class value_accumulator(AccumulatorABC):
+    """A single value built by ``default_factory`` that adds."""
+
+    def __init__(self, default_factory: Callable[[], Any], initial: Any = None):
+        self.value = default_factory() if initial is None else initial
+        self.default_factory = default_factory
+
+    def __repr__(self) -> str:
+        return f"value_accumulator({self.default_factory!r}, {self.value!r})"
+
+    def identity(self) -> "value_accumulator":
+        return value_accumulator(self.default_factory)
+
+    def add(self, other: Any) -> None:
+        self.value = self.value + (other.value if isinstance(other, value_accumulator) else other)
+
+
+class list_accumulator(list, AccumulatorABC):
+    def identity(self) -> "list_accumulator":
+        return list_accumulator()
+
+    def add(self, other: Iterable) -> None:
+        self.extend(other)
+
+
+class set_accumulator(set, AccumulatorABC):
+    def identity(self) -> "set_accumulator":
+        return set_accumulator()
+
+    def add(self, other: Any) -> None:  # a non-set is inserted as an element, as coffea does
+        if isinstance(other, MutableSet):
+            self.update(other)
+        else:
+            set.add(self, other)
+
+
+class dict_accumulator(dict, AccumulatorABC):
+    def identity(self) -> "dict_accumulator":
+        return dict_accumulator({k: _identity_of(v) for k, v in self.items()})
+
+    def add(self, other: MutableMapping) -> None:
+        _merge_mapping_into(self, other)
+
+
+class defaultdict_accumulator(defaultdict, AccumulatorABC):
+    def identity(self) -> "defaultdict_accumulator":
+        return defaultdict_accumulator(self.default_factory)
+
+    def add(self, other: MutableMapping) -> None:
+        for key, value in other.items():
+            self[key] = _add(self[key], value) if key in self else copy.deepcopy(value)
+
+
+class column_accumulator(AccumulatorABC):
+    """Concatenates numpy (or awkward) arrays along the first axis."""
+
+    def __init__(self, value: Any):
+        self._empty = value[:0] if hasattr(value, "__getitem__") else np.zeros(0)
+        self._value = value
+
+    @property
+    def value(self) -> Any:
+        return self._value
+
+    def __repr__(self) -> str:
+        return f"column_accumulator({self._value!r})"
+
+    def identity(self) -> "column_accumulator":
+        return column_accumulator(self._empty)
+
+    def add(self, other: "column_accumulator") -> None:
+        if not isinstance(other, column_accumulator):
+            raise ValueError(f"column_accumulator cannot add {type(other).__name__}")
+        if isinstance(self._value, np.ndarray):
+            if other._value.shape[1:] != self._value.shape[1:]:
+                raise ValueError(f"column_accumulator shapes differ: {self._value.shape} vs {other._value.shape}")
+            self._value = np.concatenate([self._value, other._value])
+        else:
+            import awkward as ak
+
+            self._value = ak.concatenate([self._value, other._value])
+
+
+def _identity_of(value: Any) -> Any:
+    if isinstance(value, AccumulatorABC):
+        return value.identity()
+    return type(value)()
+
+
+def _is_addable(value: Any) -> bool:
+    return hasattr(value, "__add__") and not isinstance(value, (MutableSet, MutableMapping)) or isinstance(
+        value, AccumulatorABC
+    )
+
+
+def _merge_mapping_into(target: MutableMapping, other: MutableMapping) -> None:
+    for key, value in other.items():
+        if key in target:
+            target[key] = _add(target[key], value, inplace=True)
+        else:
+            target[key] = copy.deepcopy(value)
+
+
+def _mapping_result_type(a: MutableMapping, b: MutableMapping) -> type:
+    ta, tb = type(a), type(b)
+    if issubclass(ta, tb):
+        return tb
+    if issubclass(tb, ta):
+        return ta
+    raise ValueError(f"Cannot add accumulators of incompatible type ({ta.__name__}, {tb.__name__})")
+
+
+def _add(a: Any, b: Any, inplace: bool = False) -> Any:
+    if _is_addable(a) and _is_addable(b):
+        try:
+            if inplace:
+                a += b
+                return a
+            return a + b
+        except (TypeError, ValueError) as err:
+            raise ValueError(
+                f"Cannot add accumulators of incompatible type ({type(a).__name__}, {type(b).__name__}): {err}"
+            ) from err
+    if isinstance(a, MutableSet) and isinstance(b, MutableSet):
+        if inplace:
+            a |= b
+            return a
+        return a | b
+    if isinstance(a, MutableMapping) and isinstance(b, MutableMapping):
+        rtype = _mapping_result_type(a, b)
+        if inplace and type(a) is rtype:
+            out = a
+        else:
+            out = _new_mapping_like(a, rtype)
+            _merge_mapping_into(out, a)
+        _merge_mapping_into(out, b)
+        return out
+    raise ValueError(f"Cannot add accumulators of incompatible type ({type(a).__name__}, {type(b).__name__})")
+
+
+def _new_mapping_like(a: MutableMapping, rtype: type) -> MutableMapping:
+    if issubclass(rtype, defaultdict):
+        return rtype(getattr(a, "default_factory", None))
+    return rtype()
+
+
+def add(a: Any, b: Any) -> Any:
+    """Merge two outputs into a new object (neither input is changed)."""
+    return _add(a, b, inplace=False)
+
+
+def iadd(a: Any, b: Any) -> Any:
+    """Merge ``b`` into ``a`` where possible and return the result (use the return value)."""
+    return _add(a, b, inplace=True)
+
+
+def accumulate(items: Iterable[Any], accum: Any = None) -> Any:
+    """Merge ``items`` (skipping ``None``) into ``accum``; with ``accum=None`` the first item is copied first."""
+    it = (x for x in items if x is not None)
+    if accum is None:
+        try:
+            first = next(it)
+        except StopIteration:
+            return None
+        try:
+            second = next(it)
+        except StopIteration:
+            return first
+        accum = add(first, second)
+    for item in it:
+        accum = iadd(accum, item)
+    return accum
+
+
+class Merger:
+    """Fold results one at a time; the first result is copied before anything is merged into it, so
+    objects a processor returned (or keeps) are never changed behind its back."""
+
+    def __init__(self) -> None:
+        self.result: Any = None
+        self._owned = False
+
+    def add(self, item: Any) -> None:
+        if item is None:
+            return
+        if self.result is None:
+            self.result = item
+        elif self._owned:
+            self.result = iadd(self.result, item)
+        else:
+            self.result = add(self.result, item)
+            self._owned = True

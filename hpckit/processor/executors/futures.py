@@ -1,0 +1,116 @@
+"""Fan chunks out over a local ``concurrent.futures`` pool (processes by default, threads allowed)."""
+
+from __future__ import annotations
+
+import concurrent.futures as cf
+import multiprocessing
+import sys
+from dataclasses import dataclass
+from typing import Any
+
+from hpckit.errors import EngineError
+from hpckit.processor.accumulate import Merger
+from hpckit.processor.executors.base import ExecutorBase
+from hpckit.processor.serialize import decompress
+from hpckit.processor.work import merge_payloads, worker_id
+
+
+def _default_pool(workers: int) -> cf.Executor:
+    # fork starts a worker in milliseconds and inherits the open files from preprocessing; the
+    # driver has no threads running yet when the pool is made (the progress bar starts after).
+    method = "fork" if sys.platform.startswith("linux") else None
+    ctx = multiprocessing.get_context(method)
+    return cf.ProcessPoolExecutor(max_workers=workers, mp_context=ctx)
+
+
+def _merging_plan(merging: Any) -> tuple[int, int, int] | None:
+    if merging is False or merging is None:
+        return None
+    if merging is True:
+        return (5, 4, 100)
+    n_batches, min_size, max_size = merging
+    return (int(n_batches), int(min_size), int(max_size))
+
+
+@dataclass
+class FuturesExecutor(ExecutorBase):
+    """``pool``: a ``concurrent.futures.Executor`` class (built with ``workers``) or an instance (used as
+    is, not shut down). ``merging``: False (merge in the driver), True or ``(n_batches, min, max)``
+    (merge batches of finished results in the pool, so the driver never holds them all)."""
+
+    workers: int = 1
+    pool: Any = None
+    merging: Any = False
+
+    @property
+    def _threads(self) -> bool:
+        pool = self.pool
+        cls = pool if isinstance(pool, type) else type(pool)
+        return pool is not None and issubclass(cls, cf.ThreadPoolExecutor)
+
+    @property
+    def result_compression(self) -> int | None:
+        return None if self._threads else self.compression
+
+    def _make_pool(self) -> tuple[cf.Executor, bool]:
+        if self.pool is None:
+            return _default_pool(self.workers), True
+        if isinstance(self.pool, type):
+            return self.pool(max_workers=self.workers), True
+        return self.pool, False
+
+    def run(self, items, job, progress) -> Any:
+        plan = _merging_plan(self.merging)
+        pool, owned = self._make_pool()
+        merged = Merger()
+        ready: list[Any] = []
+        workers: set[str] = set()
+        try:
+            todo = {pool.submit(job, item): item for item in items}
+            merges: set[cf.Future] = set()
+            progress.set_workers(self.workers)
+            while todo or merges:
+                done, _ = cf.wait(set(todo) | merges, return_when=cf.FIRST_COMPLETED)
+                for fut in done:
+                    if fut in merges:
+                        merges.discard(fut)
+                        ready.append(_result(fut, "merging results"))
+                        continue
+                    item = todo.pop(fut)
+                    payload = _result(fut, item.describe())
+                    progress.advance(1, len(item))
+                    if plan is None:
+                        merged.add(decompress(payload))
+                    else:
+                        ready.append(payload)
+                if plan is not None:
+                    n_batches, min_size, max_size = plan
+                    size = max(min_size, min(max_size, len(todo) // max(n_batches, 1) or min_size))
+                    while len(ready) >= size or (not todo and len(ready) > 1 and not merges):
+                        batch, ready = ready[:max_size], ready[max_size:]
+                        merges.add(pool.submit(merge_payloads, batch, self.result_compression))
+            for payload in ready:
+                merged.add(decompress(payload))
+        except BaseException:
+            if owned:
+                pool.shutdown(wait=False, cancel_futures=True)
+                owned = False
+            raise
+        finally:
+            if owned:
+                pool.shutdown(wait=True)
+        result = merged.result
+        if result is not None:
+            workers = set(result.get("metrics", {}).get("workers", ())) or {worker_id()}
+        self.stats = {"retried": 0, "workers": sorted(workers)}
+        return result
+
+
+def _result(fut: cf.Future, what: str) -> Any:
+    try:
+        return fut.result()
+    except cf.process.BrokenProcessPool as err:
+        raise EngineError(
+            f"a worker process of the pool died while running {what} (killed, or out of memory); "
+            "finished chunks are kept if a checkpointer is set"
+        ) from err

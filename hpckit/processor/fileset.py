@@ -1,0 +1,184 @@
+"""Filesets in the forms coffea users write, normalised to files; files split into chunks (WorkItems)."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from hpckit.errors import FilesetError
+
+RESERVED_METADATA = frozenset(
+    "dataset filename treename metadata entrystart entrystop fileuuid numentries uuid clusters preload".split()
+)
+
+
+@dataclass(frozen=True)
+class WorkItem:
+    """One chunk: the unit of work, retry and checkpoint."""
+
+    dataset: str
+    filename: str
+    treename: str
+    entrystart: int
+    entrystop: int
+    fileuuid: str
+    usermeta: dict = field(default_factory=dict, compare=False, hash=False, repr=False)
+
+    def __len__(self) -> int:
+        return self.entrystop - self.entrystart
+
+    @property
+    def key(self) -> tuple:
+        return (self.dataset, self.filename, self.treename, self.entrystart, self.entrystop, self.fileuuid)
+
+    def describe(self) -> str:
+        return (
+            f"chunk {self.entrystart}-{self.entrystop} of {self.filename} "
+            f"(dataset {self.dataset!r}, tree {self.treename!r})"
+        )
+
+    def metadata(self) -> dict:
+        meta = dict(self.usermeta)
+        meta.update(
+            dataset=self.dataset,
+            filename=self.filename,
+            treename=self.treename,
+            entrystart=self.entrystart,
+            entrystop=self.entrystop,
+            fileuuid=self.fileuuid,
+        )
+        return meta
+
+
+@dataclass(frozen=True)
+class FileSpec:
+    dataset: str
+    filename: str
+    treename: str
+    metadata: dict = field(default_factory=dict, compare=False, hash=False)
+
+
+def load_fileset(fileset: Any) -> Mapping:
+    """Accept a mapping or the path of a JSON file holding one; errors name the file and position."""
+    if isinstance(fileset, (str, os.PathLike)):
+        path = os.fspath(fileset)
+        try:
+            with open(path) as fh:
+                loaded = json.load(fh)
+        except FileNotFoundError as err:
+            raise FilesetError(f"fileset file not found: {path}") from err
+        except json.JSONDecodeError as err:
+            raise FilesetError(
+                f"fileset file {path} is not valid JSON: {err.msg} at line {err.lineno} column {err.colno}"
+            ) from err
+        if not isinstance(loaded, Mapping):
+            raise FilesetError(f"fileset file {path} must hold a JSON object of datasets, got {type(loaded).__name__}")
+        return _resolve_relative(loaded, os.path.dirname(os.path.abspath(path)))
+    if not isinstance(fileset, Mapping):
+        raise FilesetError(f"a fileset is a mapping of dataset -> files (or a JSON file path), got {type(fileset).__name__}")
+    return fileset
+
+
+def _resolve_relative(fileset: Mapping, base: str) -> dict:
+    """Relative file paths in a JSON fileset are relative to the JSON file, not to the working dir."""
+
+    def fix(name: Any) -> Any:
+        if isinstance(name, str) and "://" not in name and not os.path.isabs(name):
+            return os.path.join(base, name)
+        return name
+
+    out: dict = {}
+    for ds, spec in fileset.items():
+        if isinstance(spec, list):
+            out[ds] = [fix(f) for f in spec]
+        elif isinstance(spec, Mapping) and "files" in spec:
+            files = spec["files"]
+            spec = dict(spec)
+            if isinstance(files, Mapping):
+                spec["files"] = {fix(k): v for k, v in files.items()}
+            elif isinstance(files, list):
+                spec["files"] = [fix(f) for f in files]
+            out[ds] = spec
+        else:
+            out[ds] = spec
+    return out
+
+
+def normalize_fileset(fileset: Any, treename: str | None = None) -> list[FileSpec]:
+    """Every (dataset, file, tree) of a fileset, in fileset order."""
+    fileset = load_fileset(fileset)
+    specs: list[FileSpec] = []
+    for dataset, entry in fileset.items():
+        where = f"dataset {dataset!r}"
+        metadata: dict = {}
+        ds_tree = treename
+        if isinstance(entry, (list, tuple)):
+            files: Any = list(entry)
+        elif isinstance(entry, Mapping):
+            if "files" not in entry:
+                raise FilesetError(f"{where}: expected a list of files or a mapping with a 'files' key")
+            files = entry["files"]
+            metadata = dict(entry.get("metadata") or {})
+            bad = RESERVED_METADATA & set(metadata)
+            if bad:
+                raise FilesetError(f"{where}: metadata uses reserved key(s) {sorted(bad)}")
+            if "treename" in entry:
+                if treename is not None and entry["treename"] != treename:
+                    raise FilesetError(
+                        f"{where}: fileset says treename {entry['treename']!r} but treename={treename!r} was passed"
+                    )
+                ds_tree = entry["treename"]
+        else:
+            raise FilesetError(f"{where}: expected a list of files or a mapping, got {type(entry).__name__}")
+
+        if isinstance(files, Mapping):
+            items = list(files.items())
+        elif isinstance(files, (list, tuple)):
+            items = [(f, None) for f in files]
+        else:
+            raise FilesetError(f"{where}: 'files' must be a list or a mapping of file -> tree name")
+        if not items:
+            raise FilesetError(f"{where}: no files")
+        for filename, file_tree in items:
+            if not isinstance(filename, str) or not filename:
+                raise FilesetError(f"{where}: file names must be non-empty strings, got {filename!r}")
+            if file_tree is not None and ds_tree is not None and file_tree != ds_tree:
+                raise FilesetError(
+                    f"{where}: file {filename} names tree {file_tree!r} but treename {ds_tree!r} was given"
+                )
+            tree = file_tree or ds_tree
+            if not tree:
+                raise FilesetError(f"{where}: no tree name for {filename}; pass treename= or use {{file: tree}}")
+            specs.append(FileSpec(dataset, filename, tree, metadata))
+    return specs
+
+
+def chunk_ranges(
+    num_entries: int, chunksize: int, clusters: list[int] | None = None
+) -> list[tuple[int, int]]:
+    """Entry ranges of one file.
+
+    Default: the file is cut into ``max(round(n / chunksize), 1)`` chunks of equal size (so a chunk can
+    be up to 1.5x ``chunksize``), as coffea does, so chunk counts match what users know. With cluster
+    boundaries, a chunk ends at the first cluster boundary at least ``chunksize`` entries after its start.
+    An empty file gives one empty chunk, so its dataset still appears in the output.
+    """
+    if chunksize < 1:
+        raise ValueError(f"chunksize must be >= 1, got {chunksize}")
+    if num_entries == 0:
+        return [(0, 0)]
+    if clusters:
+        bounds = [0]
+        for b in clusters[1:]:
+            if b - bounds[-1] >= chunksize or b == num_entries:
+                bounds.append(b)
+        if bounds[-1] != num_entries:
+            bounds.append(num_entries)
+        return list(zip(bounds[:-1], bounds[1:]))
+    n = max(round(num_entries / chunksize), 1)
+    size = math.ceil(num_entries / n)
+    return [(s, min(s + size, num_entries)) for s in range(0, num_entries, size)]

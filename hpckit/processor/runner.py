@@ -1,0 +1,224 @@
+"""The Runner: preprocess a fileset into chunks, dispatch them to an executor, merge, postprocess."""
+
+from __future__ import annotations
+
+import time
+import warnings
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from hpckit.errors import ChunkError, FileAccessError, FilesetError
+from hpckit.events import NanoAODSchema
+from hpckit.events.reader import open_tree
+from hpckit.processor.accumulate import Merger
+from hpckit.processor.checkpoint import CheckpointerABC, processor_fingerprint
+from hpckit.processor.executors.base import ExecutorBase
+from hpckit.processor.fileset import WorkItem, chunk_ranges, normalize_fileset
+from hpckit.processor.progress import ChunkProgress
+from hpckit.processor.serialize import dump_processor
+from hpckit.processor.work import ChunkJob, skip_matches
+
+
+@dataclass
+class Runner:
+    """``runner(fileset, processor_instance=...)`` -> output, or ``(output, metrics)`` with ``savemetrics``.
+
+    ``skipbadfiles``: True skips every file that cannot be opened or read (missing, corrupt, truncated,
+    no such tree); a tuple of exception types skips only those (matched along the cause chain).
+    Skipped files are warned about and listed in ``metrics["skipped"]``. A processor that raises is
+    never retried or skipped: its traceback reaches the caller.
+    """
+
+    executor: ExecutorBase
+    pre_executor: Any = None  # accepted for coffea compatibility; preprocessing runs in the driver
+    chunksize: int = 100_000
+    maxchunks: int | None = None
+    metadata_cache: dict | None = None
+    skipbadfiles: Any = False
+    xrootdtimeout: int | None = 60
+    align_clusters: bool = False
+    savemetrics: bool = False
+    schema: type | None = NanoAODSchema
+    processor_compression: int | None = 1
+    checkpointer: CheckpointerABC | None = None
+    uproot_options: dict = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.executor, ExecutorBase):
+            raise TypeError(f"executor must be an hpckit executor, got {type(self.executor).__name__}")
+        if self.schema is None:
+            raise ValueError("Schema must be set (NanoAODSchema or BaseSchema)")
+        if self.chunksize is None or int(self.chunksize) < 1:
+            raise ValueError(f"chunksize must be a positive integer, got {self.chunksize!r}")
+        if self.metadata_cache is None:
+            self.metadata_cache = {}
+        self._skipped: list[dict] = []
+
+    @property
+    def retries(self) -> int:
+        return getattr(self.executor, "retries", 0)
+
+    # -- preprocessing -----------------------------------------------------------------------------
+    def _file_metadata(self, spec, uproot_options: dict) -> dict:
+        key = (spec.dataset, spec.filename, spec.treename, self.align_clusters)
+        meta = self.metadata_cache.get(key)
+        if meta is None:
+            last: FileAccessError | None = None
+            for attempt in range(self.retries + 1):
+                try:
+                    tree = open_tree(spec.filename, spec.treename, uproot_options)
+                    meta = {"numentries": tree.num_entries, "uuid": tree.uuid}
+                    if self.align_clusters:
+                        meta["clusters"] = [int(c) for c in tree.tree.common_entry_offsets()]
+                    break
+                except FileAccessError as err:
+                    last = err
+                    if isinstance(err.__cause__, (FileNotFoundError, KeyError)) or "not found" in str(err):
+                        break  # no point retrying a file or tree that is not there
+                    time.sleep(min(0.1 * 2**attempt, 2.0))
+            if meta is None:
+                assert last is not None
+                raise last
+            self.metadata_cache[key] = meta
+        return meta
+
+    def preprocess(
+        self, fileset: Any, treename: str | None = None, uproot_options: dict | None = None
+    ) -> Iterator[WorkItem]:
+        """Yield the chunks of ``fileset`` in fileset order (``maxchunks`` applies per dataset)."""
+        options = self._uproot_options(uproot_options)
+        per_dataset: dict[str, int] = {}
+        for spec in normalize_fileset(fileset, treename):
+            if self.maxchunks is not None and per_dataset.get(spec.dataset, 0) >= self.maxchunks:
+                continue
+            try:
+                meta = self._file_metadata(spec, options)
+            except FileAccessError as err:
+                if skip_matches(self.skipbadfiles, err):
+                    warnings.warn(f"hpckit: skipping {spec.filename} (dataset {spec.dataset!r}): {err}")
+                    self._skipped.append({"chunk": None, "file": spec.filename, "error": str(err)})
+                    continue
+                raise
+            for start, stop in chunk_ranges(meta["numentries"], int(self.chunksize), meta.get("clusters")):
+                if self.maxchunks is not None and per_dataset.get(spec.dataset, 0) >= self.maxchunks:
+                    break
+                per_dataset[spec.dataset] = per_dataset.get(spec.dataset, 0) + 1
+                yield WorkItem(spec.dataset, spec.filename, spec.treename, start, stop, meta["uuid"], spec.metadata)
+
+    def _uproot_options(self, extra: dict | None) -> dict:
+        options = dict(self.uproot_options)
+        if self.xrootdtimeout is not None:
+            options.setdefault("timeout", self.xrootdtimeout)
+        options.update(extra or {})
+        return options
+
+    # -- running -----------------------------------------------------------------------------------
+    def __call__(
+        self,
+        fileset: Any,
+        processor_instance: Any = None,
+        treename: str | None = None,
+        uproot_options: dict | None = None,
+        iteritems_options: dict | None = None,
+    ) -> Any:
+        wrapped = self.run(fileset, processor_instance, treename=treename, uproot_options=uproot_options)
+        if self.savemetrics:
+            return wrapped["out"], wrapped["metrics"]
+        return wrapped["out"]
+
+    def run(
+        self,
+        fileset: Any,
+        processor_instance: Any = None,
+        treename: str | None = None,
+        uproot_options: dict | None = None,
+    ) -> dict:
+        """Like ``__call__`` but returns ``{"out", "metrics", "processed"}`` whatever ``savemetrics`` is."""
+        if processor_instance is None:
+            raise ValueError("processor_instance is required")
+        t_start = time.perf_counter()
+        self._skipped = []
+        options = self._uproot_options(uproot_options)
+        if isinstance(fileset, (list, tuple)) and all(isinstance(x, WorkItem) for x in fileset):
+            items = list(fileset)
+        else:
+            items = list(self.preprocess(fileset, treename=treename, uproot_options=options))
+        if not items:
+            raise FilesetError("No chunks survived preprocessing: every file was skipped or the fileset is empty")
+        t_pre = time.perf_counter()
+
+        fingerprint = processor_fingerprint(processor_instance, self.schema)
+        executor = self.executor
+        job = ChunkJob(
+            processor_blob=dump_processor(processor_instance, self.processor_compression),
+            schema=self.schema,
+            fingerprint=fingerprint,
+            retries=self.retries,
+            skipbadfiles=self.skipbadfiles,
+            compression=executor.result_compression,
+            checkpointer=self.checkpointer,
+            uproot_options=options,
+        )
+
+        merged = Merger()
+        todo = items
+        from_checkpoint = 0
+        if self.checkpointer is not None:
+            todo = []
+            for item in items:
+                saved = self.checkpointer.load(item, fingerprint)
+                if saved is None:
+                    todo.append(item)
+                else:
+                    merged.add(saved)
+                    from_checkpoint += 1
+
+        with ChunkProgress(executor.status, len(items)) as progress:
+            progress.advance(from_checkpoint, sum(len(i) for i in items if i not in set(todo))) if from_checkpoint else None
+            if todo:
+                merged.add(executor.run(todo, job, progress))
+        result = merged.result or {}
+        t_end = time.perf_counter()
+
+        processed = result.get("processed", set())
+        missing = [i for i in items if i.key not in processed]
+        if missing:
+            raise ChunkError(
+                f"{len(missing)} chunk(s) never returned a result, first: {missing[0].describe()}; "
+                "the executor lost them"
+            )
+        if "out" not in result:
+            raise FilesetError("No chunks returned results: every file was skipped")
+        out = result["out"]
+        post = getattr(processor_instance, "postprocess", None)
+        if callable(post):
+            final = post(out)
+            if final is not None:
+                out = final
+
+        metrics = self._metrics(result, items, from_checkpoint, t_start, t_pre, t_end, progress)
+        return {"out": out, "metrics": metrics, "processed": processed}
+
+    def _metrics(self, result, items, from_checkpoint, t_start, t_pre, t_end, progress) -> dict:
+        m = dict(result.get("metrics", {}))
+        entries = sum(len(i) for i in items)
+        walltime = t_end - t_start
+        skipped = list(m.get("skipped", [])) + self._skipped
+        stats = getattr(self.executor, "stats", {}) or {}
+        return {
+            "bytesread": int(m.get("bytesread", 0)),
+            "columns": sorted(m.get("columns", ())),
+            "entries": int(m.get("entries", 0)),
+            "chunks": len(items),
+            "chunks_from_checkpoint": from_checkpoint,
+            "chunks_processed": len(items) - from_checkpoint,
+            "processtime": float(m.get("processtime", 0.0)),
+            "walltime": walltime,
+            "preprocesstime": t_pre - t_start,
+            "events_per_second": entries / walltime if walltime > 0 else 0.0,
+            "time_to_first_result": (progress.first_result_at - t_start) if progress.first_result_at else None,
+            "retries": int(m.get("retries", 0)) + int(stats.get("retried", 0)),
+            "workers": sorted(set(m.get("workers", ())) | set(stats.get("workers", ()))),
+            "skipped": skipped,
+        }

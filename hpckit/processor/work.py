@@ -1,0 +1,144 @@
+"""What runs on a worker for one chunk: open (cached), build lazy events, call process, measure.
+
+``ChunkJob`` is a small picklable callable, the same for every executor: executors only move work
+items and results around. A chunk's result is a plain mapping that merges with ``accumulate``::
+
+    {"out": <processor output>, "metrics": {...}, "processed": {item.key}}   # or, skipped:
+    {"metrics": {"skipped": [...]}, "processed": {item.key}}
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import time
+import traceback
+import warnings
+from dataclasses import dataclass, field
+from typing import Any
+
+from hpckit.errors import ChunkError, FileAccessError, ProcessorError
+from hpckit.events import make_events
+from hpckit.events.reader import forget, open_tree
+from hpckit.processor.abc import call_process
+from hpckit.processor.accumulate import accumulate
+from hpckit.processor.fileset import WorkItem
+from hpckit.processor.serialize import compress, decompress, load_processor
+
+_PROCESSORS: dict[int, Any] = {}  # per worker process: processor bytes -> loaded processor
+
+
+def _processor(blob: bytes) -> Any:
+    key = hash(blob)
+    proc = _PROCESSORS.get(key)
+    if proc is None:
+        if len(_PROCESSORS) > 8:
+            _PROCESSORS.clear()
+        proc = _PROCESSORS[key] = load_processor(blob)
+    return proc
+
+
+def worker_id() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def skip_matches(skipbadfiles: Any, err: FileAccessError) -> bool:
+    """True: every file error is skipped; a tuple: only if a type on the error's cause chain matches."""
+    if skipbadfiles is True:
+        return True
+    if not skipbadfiles:
+        return False
+    wanted = skipbadfiles if isinstance(skipbadfiles, tuple) else (skipbadfiles,)
+    names = {f"{t.__module__}.{t.__qualname__}" for t in wanted}
+    return isinstance(err, wanted) or bool(names & set(err.cause_types))
+
+
+@dataclass
+class ChunkJob:
+    processor_blob: bytes
+    schema: type
+    fingerprint: str
+    retries: int = 3
+    skipbadfiles: Any = False
+    compression: int | None = 1
+    checkpointer: Any = None
+    uproot_options: dict = field(default_factory=dict)
+
+    def __call__(self, item: WorkItem) -> Any:
+        return compress(self.run(item), self.compression)
+
+    def run(self, item: WorkItem) -> dict:
+        last: FileAccessError | None = None
+        for attempt in range(self.retries + 1):
+            try:
+                result = self._once(item)
+                result["metrics"]["retries"] = attempt
+                break
+            except FileAccessError as err:
+                last = err
+                forget(item.filename)
+                if attempt < self.retries:
+                    time.sleep(min(0.1 * 2**attempt, 2.0))
+        else:
+            assert last is not None
+            if skip_matches(self.skipbadfiles, last):
+                warnings.warn(f"hpckit: skipping {item.describe()} after {self.retries + 1} attempts: {last}")
+                return {
+                    "metrics": {"skipped": [{"chunk": item.describe(), "file": item.filename, "error": str(last)}]},
+                    "processed": {item.key},
+                }
+            raise ChunkError(
+                f"{item.describe()} failed after {self.retries + 1} attempts: {last}", item.describe()
+            ) from last
+        if self.checkpointer is not None:
+            self.checkpointer.save(result, item, self.fingerprint)
+        return result
+
+    def _once(self, item: WorkItem) -> dict:
+        tree = open_tree(item.filename, item.treename, self.uproot_options)
+        if tree.uuid != item.fileuuid:
+            raise FileAccessError(
+                f"{item.filename} changed since it was chunked (uuid {tree.uuid}, expected {item.fileuuid})",
+                item.filename,
+            )
+        if item.entrystop > tree.num_entries:
+            raise FileAccessError(
+                f"{item.describe()} is past the end of the tree ({tree.num_entries} entries)", item.filename
+            )
+        bytes_before = tree.bytes_requested
+        processor = _processor(self.processor_blob)
+        events, reader = make_events(tree, item.entrystart, item.entrystop, self.schema, item.metadata())
+        t0 = time.perf_counter()
+        try:
+            out = call_process(processor, events)
+        except FileAccessError:
+            raise  # a column could not be read: a file problem, retried/skipped as such
+        except Exception as err:  # noqa: BLE001 - the user's code raised: report it, never retry
+            raise ProcessorError(
+                f"process() raised {type(err).__name__}: {err} on {item.describe()}",
+                item.describe(),
+                traceback.format_exc(),
+            ) from err
+        processtime = time.perf_counter() - t0
+        if out is None:
+            raise ProcessorError(
+                f"process() returned None on {item.describe()}; it must return an accumulatable "
+                "(dict, number, set, list, hist.Hist, ...)",
+                item.describe(),
+            )
+        return {
+            "out": out,
+            "metrics": {
+                "bytesread": tree.bytes_requested - bytes_before,
+                "columns": set(reader.columns),
+                "entries": len(item),
+                "processtime": processtime,
+                "workers": {worker_id()},
+            },
+            "processed": {item.key},
+        }
+
+
+def merge_payloads(payloads: list[Any], compression: int | None = 1) -> Any:
+    """Merge chunk results (compressed or not) into one compressed result; runs where the engine puts it."""
+    return compress(accumulate(decompress(p) for p in payloads), compression)
