@@ -76,7 +76,7 @@ def build_cmd(
     if not result.built:
         err.print(f"[yellow]{result.missing} is not installed here[/]; the build context is in {result.context}. "
                   "Copy it to the site and run there:", highlight=False)
-        console.print(f"cd {result.context.name}\n{plan.shell()}", markup=False, highlight=False)
+        console.print(f"cd {result.context}\n{plan.shell()}", markup=False, highlight=False)
         raise typer.Exit(2)
     console.print(f"built {plan.tag} ({plan.runtime}) in {result.seconds:.1f} s from {lock_file} ({lock.hash})",
                   highlight=False)
