@@ -32,10 +32,20 @@ class FileAccessError(HpckitError, OSError):
     names along the ``__cause__`` chain so ``skipbadfiles`` tuples can match even after pickling.
     """
 
+    def __new__(cls, message: str = "", *args, **kwargs):
+        return super().__new__(cls, message)  # OSError would read (errno, strerror) from extra args
+
     def __init__(self, message: str, filename: str, original: BaseException | None = None):
         super().__init__(message)
-        self.filename = filename
+        self.path = filename
         self.cause_types = _type_chain(original)
+
+    def __str__(self) -> str:  # OSError's own format would show errno/strerror
+        return str(self.args[0]) if self.args else ""
+
+    @property
+    def filename(self) -> str:  # type: ignore[override]
+        return self.path
 
 
 class ChunkError(HpckitError):

@@ -10,7 +10,6 @@ from __future__ import annotations
 import shlex
 
 import pytest
-import yaml
 from spython.main.parse.parsers import SingularityParser
 from typer.testing import CliRunner
 
@@ -118,48 +117,33 @@ def test_runtime_none_and_unknown(lock):
         ContainerSpec(runtime="docker")
 
 
-@pytest.fixture
-def sites(tmp_path, monkeypatch):
-    d = tmp_path / "sites"
-    d.mkdir()
-    (d / "nocontainer.yaml").write_text(yaml.safe_dump({"name": "nocontainer", "scheduler": "slurm"}))
-    (d / "withcontainer.yaml").write_text(yaml.safe_dump({
-        "name": "withcontainer",
-        "container": {"runtime": "apptainer", "image": "ana.sif", "binds": ["/cvmfs", "/scratch"]},
-    }))
-    real = container.data_dir
-    monkeypatch.setattr(container, "data_dir", lambda kind: d if kind == "sites" else real(kind))
-    return d
-
-
-def test_site_container_section(sites):
-    spec = container.site_container("withcontainer")
-    assert spec == ContainerSpec(runtime="apptainer", image="ana.sif", binds=("/cvmfs", "/scratch"))
-    with pytest.raises(ContainerError, match="site nocontainer has no container section"):
-        container.site_container("nocontainer")
-    with pytest.raises(ContainerError, match="site nosuch not found"):
+def test_site_container_section():
+    """Built-in sites through the Site model: frontier has Apptainer and binds; local has no container."""
+    spec = container.site_container("frontier")
+    assert spec.runtime == "apptainer" and "/lustre/orion" in spec.binds
+    with pytest.raises(ContainerError, match="site local has no container section"):
+        container.site_container("local")
+    with pytest.raises(ContainerError, match="unknown site 'nosuch'"):
         container.site_container("nosuch")
 
 
-def test_cli_build_site_without_container_section(sites, tmp_path, monkeypatch, lock):
-    work = tmp_path / "work"
-    work.mkdir()
-    lock.write(work / "hpckit.lock")
-    monkeypatch.chdir(work)
-    res = CliRunner().invoke(app, ["build", "--site", "nocontainer", "--output-dir", "out"])
-    assert res.exit_code == 1
-    assert "site nocontainer has no container section" in res.output
-    assert sorted(p.name for p in work.iterdir()) == ["hpckit.lock"]  # nothing half-written
-
-
-def test_cli_build_dry_run_site(sites, tmp_path, monkeypatch, lock):
+def test_cli_build_site_without_container_section(tmp_path, monkeypatch, lock):
     lock.write(tmp_path / "hpckit.lock")
     monkeypatch.chdir(tmp_path)
-    res = CliRunner().invoke(app, ["build", "--site", "withcontainer", "--dry-run", "--base", "docker.io/library/python:3.11-slim"])
+    res = CliRunner().invoke(app, ["build", "--site", "local", "--output-dir", "out"])
+    assert res.exit_code == 1
+    assert "site local has no container section" in res.output
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["hpckit.lock"]  # nothing half-written
+
+
+def test_cli_build_dry_run_site(tmp_path, monkeypatch, lock):
+    lock.write(tmp_path / "hpckit.lock")
+    monkeypatch.chdir(tmp_path)
+    res = CliRunner().invoke(app, ["build", "--site", "frontier", "--dry-run", "--base", "docker.io/library/python:3.11-slim"])
     assert res.exit_code == 0, res.output
     assert "From: docker.io/library/python:3.11-slim" in res.output
-    assert "mkdir -p /cvmfs /scratch" in res.output
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["hpckit.lock", "sites"]
+    assert "mkdir -p /lustre/orion" in res.output
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["hpckit.lock"]
 
 
 def test_cli_build_missing_lock(tmp_path, monkeypatch):

@@ -63,25 +63,22 @@ class ContainerSpec:
 
 
 def site_container(name: str) -> ContainerSpec:
-    """Read the ``container:`` section of ``sites/NAME.yaml``.
+    """The container facts of site ``name`` (built-in or user site, validated by the Site model).
 
-    Kept as the one place that knows the site file, so the lead can swap in the Site model.
+    The one place that knows the site model, so builds stay independent of the rest of it.
     """
-    import yaml
+    from hpckit.deploy.site import SiteError, load_site
 
     try:
-        sites = data_dir("sites")
-    except FileNotFoundError:
-        raise ContainerError(f"site {name} not found (no sites directory)") from None
-    path = sites / f"{name}.yaml"
-    if not path.is_file():
-        known = sorted(p.stem for p in sites.glob("*.yaml"))
-        raise ContainerError(f"site {name} not found in {sites} (known: {', '.join(known) or 'none'})")
-    data = yaml.safe_load(path.read_text()) or {}
-    section = data.get("container")
-    if not section:
-        raise ContainerError(f"site {name} has no container section ({path})")
-    return ContainerSpec.from_mapping(section, where=f"{path}: container")
+        loaded = load_site(name)
+    except SiteError as exc:
+        raise ContainerError(str(exc)) from None
+    c = loaded.site.container
+    if c.runtime == "none":
+        where = ", ".join(str(f) for f in loaded.files) or name
+        raise ContainerError(f"site {name} has no container section ({where}); "
+                             f"give --runtime instead of --site, or add a container: section to the site")
+    return ContainerSpec(runtime=c.runtime, image=c.image, binds=tuple(c.binds))
 
 
 # -- rendering (pure) -----------------------------------------------------------------------------
@@ -187,7 +184,8 @@ def plan_build(
         raise ContainerError("this site runs without containers; ship the environment with `hpckit pack` instead")
     if have is None:
         have = frozenset(r for r in ("apptainer", "podman", "podman-hpc") if shutil.which(r))
-    tag = tag or spec.image or default_tag(lock)
+    # The site's `image` names what its workers run today; the built image is named by --tag or the lock.
+    tag = tag or default_tag(lock)
     oci_build = ["podman", "build", "--pull=never", "--network=none", "-f", "Containerfile", "-t", tag, "."]
     if runtime == "apptainer":
         sif = tag if tag.endswith(".sif") else tag.rsplit("/", 1)[-1].replace(":", "_") + ".sif"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+from collections.abc import Mapping
 from typing import Any
 
 import awkward as ak
@@ -12,12 +13,148 @@ from hpckit.events.reader import OpenTree
 from hpckit.events.schema import BaseSchema, BufferSource, has_vector_fields
 
 
+class _LazySource:
+    """Form + buffer loaders of one chunk; builds one top-level field at a time."""
+
+    def __init__(self, form, length, container, behavior, attrs):
+        self.form, self.length, self.container = form, length, container
+        self.behavior, self.attrs = behavior, attrs
+        self.fields = form.fields
+
+    def field(self, name: str) -> ak.Array:
+        return ak.from_buffers(
+            self.form.content(name), self.length, self.container, behavior=self.behavior, attrs=self.attrs
+        )
+
+    def full(self) -> ak.contents.Content:
+        return ak.from_buffers(
+            self.form, self.length, self.container, behavior=self.behavior, attrs=self.attrs, highlevel=False
+        )
+
+
+def _row_selection(where: Any, length: int) -> Any:
+    """A selection of whole events (slice, 1-D bool mask, 1-D indices) as numpy, or None if not one."""
+    if isinstance(where, slice):
+        return where
+    if isinstance(where, ak.Array):
+        if where.ndim != 1 or "?" in str(where.type.content):
+            return None
+        try:
+            where = ak.to_numpy(where)
+        except Exception:  # noqa: BLE001
+            return None
+    if isinstance(where, np.ndarray) and where.ndim == 1:
+        if where.dtype == np.bool_ and len(where) == length:
+            return where
+        if np.issubdtype(where.dtype, np.integer):
+            return where
+    return None
+
+
+def _selected_length(sel: Any, length: int) -> int:
+    if isinstance(sel, slice):
+        return len(range(*sel.indices(length)))
+    if sel.dtype == np.bool_:
+        return int(np.count_nonzero(sel))
+    return len(sel)
+
+
 class NanoEventsArray(ak.Array):
-    """The events of one chunk; ``events.metadata`` holds dataset, file, entry range and user metadata."""
+    """The events of one chunk; ``events.metadata`` holds dataset, file, entry range and user metadata.
+
+    Made by :func:`make_events` it is lazy at the top level too: ``events.Muon`` builds only the Muon
+    collection, and ``events[mask]`` keeps that laziness, so the cost of a chunk does not grow with the
+    thousands of branches of real NanoAOD. Anything else (``ak.zip(events...)``, ``events["x"] = ...``,
+    printing) builds the whole array once, lazily in its columns, and behaves as a plain ``ak.Array``.
+    """
 
     @property
     def metadata(self) -> dict:
         return self.attrs.get("metadata", {})
+
+    # -- laziness at the top level ------------------------------------------------------------------
+    @classmethod
+    def _lazy(cls, source: _LazySource, parent: "NanoEventsArray | None" = None, sel: Any = None):
+        self = object.__new__(cls)
+        d = self.__dict__
+        d.update(_source=source, _parent=parent, _sel=sel, _fields_cache={}, _numbaview=None)
+        d["_behavior"] = source.behavior
+        d["_attrs"] = ak._attrs.Attrs(source.attrs) if hasattr(ak, "_attrs") else source.attrs
+        d["_length"] = source.length if parent is None else _selected_length(sel, len(parent))
+        return self
+
+    def _is_lazy(self) -> bool:
+        d = self.__dict__
+        return "_source" in d and "_concrete" not in d
+
+    @property
+    def _layout(self):
+        d = self.__dict__
+        layout = d.get("_concrete")
+        if layout is None and "_source" not in d:  # made by ak.Array(): class switched after __init__
+            return d["_layout"]
+        if layout is None:
+            parent = d["_parent"]
+            if parent is None:
+                layout = d["_source"].full()
+            else:
+                whole = ak.Array(parent._layout, behavior=d["_behavior"], attrs=d["_source"].attrs)
+                layout = whole[d["_sel"]].layout
+            d["_concrete"] = layout
+        return layout
+
+    @_layout.setter
+    def _layout(self, layout) -> None:
+        self.__dict__["_concrete"] = layout
+
+    def _field(self, name: str) -> ak.Array:
+        d = self.__dict__
+        cache = d["_fields_cache"]
+        arr = cache.get(name)
+        if arr is None:
+            parent = d["_parent"]
+            arr = d["_source"].field(name) if parent is None else parent._field(name)[d["_sel"]]
+            cache[name] = arr
+        return arr
+
+    def __len__(self) -> int:
+        return self.__dict__["_length"] if self._is_lazy() else super().__len__()
+
+    @property
+    def fields(self) -> list[str]:
+        return list(self.__dict__["_source"].fields) if self._is_lazy() else super().fields
+
+    def __getattr__(self, where: str):
+        if where.startswith("_"):
+            raise AttributeError(where)
+        if self._is_lazy() and where in self.__dict__["_source"].fields:
+            return self._field(where)
+        return super().__getattr__(where)
+
+    def __getitem__(self, where):
+        if self._is_lazy():
+            if isinstance(where, str) and where in self.__dict__["_source"].fields:
+                return self._field(where)
+            sel = _row_selection(where, len(self))
+            if sel is not None:
+                return NanoEventsArray._lazy(self.__dict__["_source"], self, sel)
+        return super().__getitem__(where)
+
+
+class _Buffers(Mapping):
+    """Buffer loaders made on demand: a chunk of a 2,600-branch file touches only a few."""
+
+    def __init__(self, reader: "ChunkReader", sources: dict[str, BufferSource]):
+        self.reader, self.sources = reader, sources
+
+    def __getitem__(self, key: str):
+        return functools.partial(self.reader.buffer, self.sources[key])
+
+    def __iter__(self):
+        return iter(self.sources)
+
+    def __len__(self) -> int:
+        return len(self.sources)
 
 
 class ChunkReader:
@@ -92,12 +229,5 @@ def make_events(
     """Events for entries [start, stop) of ``tree``; the reader records the branches actually read."""
     form, sources, vector_names = _plan(tree, schema)
     reader = ChunkReader(tree, start, stop)
-    container = {key: functools.partial(reader.buffer, src) for key, src in sources.items()}
-    events = ak.from_buffers(
-        form,
-        stop - start,
-        container,
-        behavior=_behavior(vector_names),
-        attrs={"metadata": metadata},
-    )
-    return events, reader
+    source = _LazySource(form, stop - start, _Buffers(reader, sources), _behavior(vector_names), {"metadata": metadata})
+    return NanoEventsArray._lazy(source), reader

@@ -175,7 +175,8 @@ class Runner:
                     from_checkpoint += 1
 
         with ChunkProgress(executor.status, len(items)) as progress:
-            progress.advance(from_checkpoint, sum(len(i) for i in items if i not in set(todo))) if from_checkpoint else None
+            if from_checkpoint:
+                progress.advance(from_checkpoint, sum(len(i) for i in items) - sum(len(i) for i in todo))
             if todo:
                 merged.add(executor.run(todo, job, progress))
         result = merged.result or {}
@@ -188,6 +189,8 @@ class Runner:
                 f"{len(missing)} chunk(s) never returned a result, first: {missing[0].describe()}; "
                 "the executor lost them"
             )
+        for skipped in result.get("metrics", {}).get("skipped", ()):  # skipped on a worker: say so here too
+            warnings.warn(f"hpckit: skipped {skipped['chunk']}: {skipped['error']}")
         if "out" not in result:
             raise FilesetError("No chunks returned results: every file was skipped")
         out = result["out"]

@@ -1,0 +1,78 @@
+"""Per-backend rendering of a site (pure: text and dicts, no submission).
+
+Call :func:`render_all` for every artifact on disk, or the per-backend functions:
+
+* :func:`hpckit.deploy.backends.dask.render_dask` (site) -> DaskRendering(cluster_class, kwargs, job_script)
+* :func:`hpckit.deploy.backends.parsl.render_parsl` (site) -> str (parsl_config.py)
+* :func:`hpckit.deploy.backends.taskvine.render_taskvine` (site, manager_host, port) -> TaskVineRendering
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from hpckit.deploy.site import Site
+
+BACKENDS = ("dask", "parsl", "taskvine")
+
+
+def render_files(site: Site, backend: str, manager_host: str = "127.0.0.1", port: int = 9123,
+                 out_dir: Path | None = None) -> dict[str, str]:
+    """Every artifact for ``backend`` as ``{file name: text}`` (what :func:`render_all` writes).
+
+    * dask: ``dask_cluster.json`` (cluster_class + kwargs), ``job_script.sh`` (``job_script.sub`` for
+      HTCondor; none for local): the script dask-jobqueue submits;
+    * parsl: ``parsl_config.py``;
+    * taskvine: ``vine_factory.json``, ``vine_factory.sh`` (the exact command), ``vine_worker_wrapper.sh``
+      when needed;
+    * every backend: ``worker_job.sh`` (+ ``worker_job.sub`` for HTCondor), a worker job to submit by hand.
+    """
+    from hpckit.deploy.backends.common import worker_job
+
+    if backend not in BACKENDS:
+        raise ValueError(f"unknown backend {backend!r}; expected one of {', '.join(BACKENDS)}")
+    files: dict[str, str] = {}
+    if backend == "dask":
+        from hpckit.deploy.backends.dask import render_dask
+
+        r = render_dask(site)
+        files["dask_cluster.json"] = json.dumps({"cluster_class": r.cluster_class, "kwargs": r.kwargs}, indent=2) + "\n"
+        if r.job_script is not None:
+            files["job_script.sub" if site.scheduler == "htcondor" else "job_script.sh"] = r.job_script
+    elif backend == "parsl":
+        from hpckit.deploy.backends.parsl import render_parsl
+
+        files["parsl_config.py"] = render_parsl(site)
+    else:
+        from hpckit.deploy.backends.taskvine import WRAPPER_NAME, render_taskvine
+
+        base = Path(out_dir) if out_dir is not None else None
+        cfg = str(base / "vine_factory.json") if base else "vine_factory.json"
+        wrp = str(base / WRAPPER_NAME) if base else WRAPPER_NAME
+        r = render_taskvine(site, manager_host, port, config_path=cfg, wrapper_path=wrp)
+        files["vine_factory.json"] = json.dumps(r.config, indent=2) + "\n"
+        files["vine_factory.sh"] = (
+            "#!/bin/bash\n"
+            f"# hpckit: TaskVine factory for site {site.name}; workers dial {manager_host}:{port}\n"
+            f"exec {r.command_line}\n"
+        )
+        if r.wrapper is not None:
+            files[WRAPPER_NAME] = r.wrapper
+    files.update(worker_job(site, backend))
+    return files
+
+
+def render_all(site: Site, backend: str, out_dir: str | Path, manager_host: str = "127.0.0.1",
+               port: int = 9123) -> list[Path]:
+    """Write every artifact of ``backend`` for ``site`` into ``out_dir`` (created); return their paths."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for name, text in render_files(site, backend, manager_host, port, out_dir=out.resolve()).items():
+        p = out / name
+        p.write_text(text)
+        if name.endswith(".sh"):
+            p.chmod(0o755)
+        paths.append(p)
+    return paths

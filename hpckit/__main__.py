@@ -1,0 +1,3 @@
+from hpckit.cli import app
+
+app(prog_name="hpckit")

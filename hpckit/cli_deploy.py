@@ -1,0 +1,84 @@
+"""`hpckit sites`, `hpckit sites show NAME`, `hpckit render`: thin commands over hpckit.deploy."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from hpckit.cli import app
+from hpckit.deploy import BACKENDS, SiteError, list_sites, load_site, render_all
+from hpckit.deploy.render import RenderError
+from hpckit.resources import data_dir
+
+console = Console()
+err = Console(stderr=True)
+
+sites_app = typer.Typer(help="List the known sites, or show one (merged, with where each value came from).")
+app.add_typer(sites_app, name="sites")
+
+
+def _fail(exc: Exception) -> None:
+    err.print(f"[red]error:[/red] {exc}", markup=True, highlight=False, soft_wrap=True)
+    raise typer.Exit(1)
+
+
+@sites_app.callback(invoke_without_command=True)
+def sites(ctx: typer.Context) -> None:
+    """Table of sites: scheduler, default backend, verified date."""
+    if ctx.invoked_subcommand is not None:
+        return
+    table = Table("site", "scheduler", "default backend", "verified on", "description")
+    for name in list_sites():
+        try:
+            s = load_site(name).site
+        except SiteError as exc:
+            table.add_row(name, "[red]invalid[/red]", "", "", str(exc).splitlines()[-1].strip())
+            continue
+        table.add_row(name, s.scheduler, s.default_backend, str(s.verified_on), s.description)
+    console.print(table)
+
+
+@sites_app.command("show")
+def show(
+    name: str = typer.Argument(..., help="site name or path to a site YAML file"),
+    set_: Optional[List[str]] = typer.Option(None, "--set", help="override key.path=value (repeatable)"),
+) -> None:
+    """The merged site and, for each value, the layer it came from."""
+    try:
+        loaded = load_site(name, set_ or [])
+    except SiteError as exc:
+        _fail(exc)
+    s = loaded.site
+    table = Table("key", "value", "from", title=f"site {s.name} ({s.scheduler})")
+    unverified = set(s.unverified)
+    builtin = str(data_dir("sites"))
+    for key, value, origin in loaded.flat():
+        mark = " [yellow](unverified)[/yellow]" if key in unverified and origin != "--set" else ""
+        if origin.startswith(builtin):
+            origin = "built-in " + origin[len(builtin) + 1 :]
+        table.add_row(key, repr(value) if not isinstance(value, str) else value, origin + mark)
+    console.print(table)
+
+
+@app.command("render")
+def render(
+    site: str = typer.Option(..., "--site", help="site name or path to a site YAML file"),
+    backend: str = typer.Option(..., "--backend", help="dask, parsl or taskvine"),
+    out: Path = typer.Option(..., "--out", help="directory to write the artifacts into"),
+    set_: Optional[List[str]] = typer.Option(None, "--set", help="override key.path=value (repeatable)"),
+    manager_host: str = typer.Option("127.0.0.1", help="TaskVine manager host the workers dial"),
+    port: int = typer.Option(9123, help="TaskVine manager port"),
+) -> None:
+    """Render a site for a backend and write every artifact into --out."""
+    if backend not in BACKENDS:
+        _fail(ValueError(f"unknown backend {backend!r}; expected one of {', '.join(BACKENDS)}"))
+    try:
+        paths = render_all(load_site(site, set_ or []).site, backend, out, manager_host=manager_host, port=port)
+    except (SiteError, RenderError) as exc:
+        _fail(exc)
+    for p in paths:
+        console.print(str(p), highlight=False, soft_wrap=True)

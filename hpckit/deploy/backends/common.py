@@ -1,0 +1,82 @@
+"""Pieces every backend renders from the same templates: directives, prologue, the hand-submittable job."""
+
+from __future__ import annotations
+
+from hpckit.deploy.render import job_context, render_template
+from hpckit.deploy.site import Site
+
+_PREFIX = {"slurm": "#SBATCH ", "pbs": "#PBS "}
+
+
+def directive_lines(site: Site, backend: str, mode: str) -> list[str]:
+    """The scheduler header for ``mode`` (see :func:`job_context`) as lines.
+
+    Slurm/PBS lines keep their ``#SBATCH``/``#PBS`` prefix; HTCondor lines are ``key = value``;
+    a local site has none.
+    """
+    if site.scheduler == "local":
+        return []
+    text = render_template(f"{site.scheduler}/header.j2", site=site, job=job_context(site, backend, mode))
+    return [line for line in text.splitlines() if line.strip()]
+
+
+def directive_args(site: Site, backend: str, mode: str) -> list[str]:
+    """Slurm/PBS directives without the prefix (``--account='m1234; x'``), already shell-quoted."""
+    prefix = _PREFIX[site.scheduler]
+    return [line[len(prefix):] for line in directive_lines(site, backend, mode)]
+
+
+def htcondor_commands(site: Site, backend: str, mode: str) -> dict[str, str]:
+    """HTCondor header as ``{command: value}``."""
+    out: dict[str, str] = {}
+    for line in directive_lines(site, backend, mode):
+        key, sep, value = line.partition(" = ")
+        if not sep:
+            raise ValueError(f"htcondor/header.j2 produced a line that is not 'key = value': {line!r}")
+        out[key] = value
+    return out
+
+
+def prologue_lines(site: Site, backend: str) -> list[str]:
+    """Shell lines run before the worker (modules, scratch, worker_init, environment)."""
+    text = render_template("common/prologue.sh.j2", site=site, job=job_context(site, backend))
+    return [line for line in text.splitlines() if line.strip()]
+
+
+def container_prefix(site: Site) -> str:
+    """``apptainer exec ... IMAGE `` (trailing space) or ``""``."""
+    return render_template_macro("container_prefix", site)
+
+
+def wrapped_python(site: Site) -> str:
+    """The worker's python command, inside the container when the site wraps workers in one."""
+    return render_template_macro("python", site)
+
+
+def render_template_macro(name: str, site: Site) -> str:
+    from hpckit.deploy.render import RenderError, environment
+
+    import jinja2
+
+    try:
+        module = environment().get_template("common/macros.j2").module
+        return str(getattr(module, name)(site))
+    except jinja2.UndefinedError as exc:
+        raise RenderError(f"template common/macros.j2 ({name}): undefined variable: {exc.message}") from None
+
+
+SUBMIT = {"slurm": "sbatch", "pbs": "qsub", "htcondor": "condor_submit", "local": "bash"}
+
+
+def worker_job(site: Site, backend: str) -> dict[str, str]:
+    """Our own hand-submittable worker job: ``{"worker_job.sh": text}`` plus ``worker_job.sub`` for HTCondor.
+
+    The job reads the scheduler/manager address from ``HPCKIT_DASK_SCHEDULER``, ``HPCKIT_PARSL_ADDRESSES``
+    + ``HPCKIT_PARSL_PORT`` or ``HPCKIT_VINE_MANAGER`` + ``HPCKIT_VINE_PORT`` in its environment.
+    """
+    job = job_context(site, backend, "script")
+    submit = "condor_submit worker_job.sub" if site.scheduler == "htcondor" else f"{SUBMIT[site.scheduler]} worker_job.sh"
+    files = {"worker_job.sh": render_template("worker_job.sh.j2", site=site, job=job, submit_hint=submit)}
+    if site.scheduler == "htcondor":
+        files["worker_job.sub"] = render_template("htcondor/submit.sub.j2", site=site, job=job, script_name="worker_job.sh")
+    return files

@@ -1,0 +1,117 @@
+"""Render a site for dask-jobqueue (or a LocalCluster for the ``local`` site). Pure: nothing starts."""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass
+from typing import Any
+
+from hpckit.deploy.backends.common import (
+    directive_args,
+    htcondor_commands,
+    prologue_lines,
+    wrapped_python,
+)
+from hpckit.deploy.site import Site, format_memory
+
+CLUSTER_CLASS = {
+    "slurm": "dask_jobqueue.SLURMCluster",
+    "pbs": "dask_jobqueue.PBSCluster",
+    "htcondor": "dask_jobqueue.HTCondorCluster",
+    "local": "distributed.LocalCluster",
+}
+# dask-jobqueue's own header lines all start with this; we skip them and give it ours (quoted, complete)
+_SKIP = {"slurm": ["#SBATCH"], "pbs": ["#PBS"]}
+# keyword arguments that belong to the cluster, not to the Job that writes the script
+_CLUSTER_ONLY = ("scheduler_options", "n_workers")
+PLACEHOLDER_SCHEDULER = "tcp://<insert-scheduler-address-here>:8786"
+
+
+@dataclass
+class DaskRendering:
+    """``cluster_class`` (dotted path), its ``kwargs``, and the ``job_script`` it submits (None for local)."""
+
+    cluster_class: str
+    kwargs: dict[str, Any]
+    job_script: str | None
+
+    def cluster_type(self) -> type:
+        """Import and return the cluster class."""
+        module, _, name = self.cluster_class.rpartition(".")
+        return getattr(importlib.import_module(module), name)
+
+    def make_cluster(self, **overrides: Any):
+        """Build the real cluster object (starts a scheduler in this process; submits nothing until scaled)."""
+        return self.cluster_type()(**{**self.kwargs, **overrides})
+
+
+def _local(site: Site) -> DaskRendering:
+    kwargs: dict[str, Any] = {
+        "processes": True,
+        "threads_per_worker": site.worker.cores,
+        "host": "127.0.0.1",
+        "dashboard_address": "127.0.0.1:0",
+        "memory_limit": format_memory(site.worker.memory) if site.worker.memory else "auto",
+    }
+    if site.max_workers is not None:
+        kwargs["n_workers"] = site.max_workers
+    return DaskRendering(CLUSTER_CLASS["local"], kwargs, None)
+
+
+def render_dask(site: Site) -> DaskRendering:
+    """Keyword arguments for the dask-jobqueue cluster class of ``site.scheduler``, and its job script.
+
+    * job directives: from ``templates/<scheduler>/header.j2`` (values shell-quoted); dask-jobqueue's own
+      ``#SBATCH``/``#PBS`` lines are skipped (``job_directives_skip``) so ours are the only ones;
+      for HTCondor they are merged into its submit description (``job_extra_directives`` dict);
+    * ``job_script_prologue``: ``templates/common/prologue.sh.j2``;
+    * ``python``: the site's python inside its container runtime;
+    * ``interface``; for a loopback site ``scheduler_options={"host": "127.0.0.1"}``;
+    * ``worker_extra_args``: ``--lifetime``/``--lifetime-stagger`` from the walltime (workers retire
+      before the batch system kills them), the worker port range.
+
+    ``job_script`` is what the cluster would submit, built by dask-jobqueue's own Job class with a
+    placeholder scheduler address, so no scheduler is started.
+    """
+    if site.scheduler == "local":
+        return _local(site)
+    kwargs: dict[str, Any] = {
+        "cores": site.job_cores,
+        "memory": format_memory(site.job_memory),
+        "processes": site.worker.per_job,
+        "python": wrapped_python(site),
+        "job_name": "dask-worker",
+        "shebang": "#!/usr/bin/env bash",
+        "job_script_prologue": prologue_lines(site, "dask"),
+    }
+    if site.network.interface:
+        kwargs["interface"] = site.network.interface
+    if site.loopback:
+        kwargs["scheduler_options"] = {"host": "127.0.0.1"}
+    extra: list[str] = []
+    lifetime = site.lifetime()
+    if lifetime:
+        extra += ["--lifetime", f"{lifetime[0]}s", "--lifetime-stagger", f"{lifetime[1]}s"]
+    if site.network.port_range:
+        lo, hi = site.network.port_range
+        extra += ["--worker-port", f"{lo}:{hi}"]
+    kwargs["worker_extra_args"] = extra
+    if site.scratch:
+        kwargs["local_directory"] = "$HPCKIT_SCRATCH"
+    if site.scheduler == "htcondor":
+        kwargs["disk"] = format_memory(site.worker.disk * site.worker.per_job)
+        kwargs["job_extra_directives"] = htcondor_commands(site, "dask", "dask")
+    else:
+        kwargs["job_directives_skip"] = list(_SKIP[site.scheduler])
+        kwargs["job_extra_directives"] = directive_args(site, "dask", "dask")
+    rendering = DaskRendering(CLUSTER_CLASS[site.scheduler], kwargs, None)
+    rendering.job_script = job_script(rendering)
+    return rendering
+
+
+def job_script(rendering: DaskRendering, scheduler_address: str = PLACEHOLDER_SCHEDULER) -> str:
+    """The script the cluster submits, from dask-jobqueue's Job class (no scheduler, no submission)."""
+    cluster_cls = rendering.cluster_type()
+    job_cls = cluster_cls.job_cls
+    job_kwargs = {k: v for k, v in rendering.kwargs.items() if k not in _CLUSTER_ONLY}
+    return job_cls(scheduler_address, name="dummy-name", **job_kwargs).job_script()

@@ -1,0 +1,78 @@
+"""Render a site as a readable ``parsl_config.py``. Pure: the text is returned, nothing is loaded."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from hpckit.deploy.backends.common import container_prefix, directive_lines, prologue_lines
+from hpckit.deploy.render import job_context, render_template
+from hpckit.deploy.site import Site, format_walltime
+
+PROVIDER = {
+    "slurm": "SlurmProvider",
+    "pbs": "PBSProProvider",  # torque flavor: TorqueProvider
+    "htcondor": "CondorProvider",
+    "local": "LocalProvider",
+}
+
+
+def provider_name(site: Site) -> str:
+    """The Parsl provider class for the site."""
+    if site.scheduler == "pbs" and site.pbs.flavor == "torque":
+        return "TorqueProvider"
+    return PROVIDER[site.scheduler]
+
+
+def _provider_args(site: Site) -> dict[str, Any]:
+    if site.scheduler == "local":
+        return {"init_blocks": 1, "min_blocks": 0, "max_blocks": 1}
+    args: dict[str, Any] = {
+        "nodes_per_block": 1,
+        "init_blocks": 0,
+        "min_blocks": 0,
+        "max_blocks": site.max_jobs,
+        "walltime": format_walltime(site.walltime),
+    }
+    job = job_context(site, "parsl", "parsl")
+    if site.scheduler == "slurm":
+        args["exclusive"] = False  # cores and memory are requested explicitly in SCHEDULER_OPTIONS
+    elif site.scheduler == "pbs" and site.pbs.flavor == "pro":
+        from hpckit.deploy.render import environment
+
+        args["cpus_per_node"] = site.job_cores
+        module = environment().get_template("pbs/header.j2").make_module({"site": site, "job": job})
+        args["select_options"] = str(module.select_options(site, job))
+    elif site.scheduler == "htcondor":
+        args["cores_per_slot"] = site.job_cores
+        args["mem_per_slot"] = round(site.job_memory / 1e9, 3)
+        if site.htcondor.requirements:
+            args["requirements"] = site.htcondor.requirements
+    return args
+
+
+def render_parsl(site: Site) -> str:
+    """``parsl_config.py`` text for ``site``: a module with ``get_config(run_dir="runinfo")`` and ``config``.
+
+    Provider: SlurmProvider / PBSProProvider (TorqueProvider for ``pbs.flavor: torque``) / CondorProvider /
+    LocalProvider, with SingleNodeLauncher (one node per block); HighThroughputExecutor with
+    ``address_by_interface(<interface>)`` (``"127.0.0.1"`` for loopback sites); ``worker_init`` from the
+    shared prologue; ``scheduler_options`` from the shared scheduler header (Parsl writes job name, nodes,
+    walltime and log paths itself); workers inside the site's container via ``launch_cmd``.
+    """
+    job = job_context(site, "parsl", "parsl")
+    sched_opts = directive_lines(site, "parsl", "parsl")
+    prefix = container_prefix(site)
+    ctx = {
+        "site": site,
+        "job": job,
+        "provider": provider_name(site),
+        "provider_args": _provider_args(site),
+        "scheduler_options": sched_opts,
+        "has_scheduler_options": site.scheduler != "local",
+        "worker_init": prologue_lines(site, "parsl"),
+        "container_prefix": prefix,
+        "interface": site.network.interface,
+        "loopback": site.loopback,
+        "max_workers_per_node": site.worker.per_job if site.scheduler != "local" else site.max_workers,
+    }
+    return render_template("parsl/config.py.j2", **ctx)

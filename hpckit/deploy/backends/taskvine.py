@@ -1,0 +1,99 @@
+"""Render a site for a TaskVine ``vine_factory``: its JSON config, command line and batch options. Pure."""
+
+from __future__ import annotations
+
+import shlex
+from dataclasses import dataclass
+from typing import Any
+
+from hpckit.deploy.backends.common import container_prefix, directive_args, directive_lines, prologue_lines
+from hpckit.deploy.render import job_context
+from hpckit.deploy.site import Site
+
+BATCH_TYPE = {"slurm": "slurm", "pbs": "pbs", "htcondor": "condor", "local": "local"}
+WRAPPER_NAME = "vine_worker_wrapper.sh"
+
+
+@dataclass
+class TaskVineRendering:
+    """``config`` (vine_factory ``-C`` JSON), ``command`` (argv), ``batch_options`` (``-B``), ``wrapper``.
+
+    ``wrapper`` is the text of a script the factory runs each worker through (prologue and container),
+    or None when the site needs neither.
+    """
+
+    config: dict[str, Any]
+    command: list[str]
+    batch_options: str
+    wrapper: str | None
+
+    @property
+    def command_line(self) -> str:
+        """``command`` as one shell-quoted line."""
+        return shlex.join(self.command)
+
+
+def batch_type(site: Site) -> str:
+    """vine_factory ``-T`` for the site."""
+    if site.scheduler == "pbs" and site.pbs.flavor == "torque":
+        return "torque"
+    return BATCH_TYPE[site.scheduler]
+
+
+def render_taskvine(
+    site: Site,
+    manager_host: str = "127.0.0.1",
+    port: int = 9123,
+    config_path: str = "vine_factory.json",
+    wrapper_path: str = WRAPPER_NAME,
+) -> TaskVineRendering:
+    """vine_factory config, command line and batch options for workers that dial ``manager_host:port``.
+
+    * config keys (vine_factory.c read_config_file): ``min-workers``, ``max-workers`` (= batch jobs),
+      ``workers-per-cycle``, ``timeout``, ``cores``, ``memory``/``disk`` (MB, per job), ``transfer-port``,
+      ``worker-extra-options`` (``--wall-time`` from the walltime so workers leave before being killed);
+    * batch options: Slurm/PBS: the shared header's directives, shell-quoted, joined by spaces (given to
+      sbatch/qsub on its command line); HTCondor: the header's submit commands, joined by newlines
+      (how vine_factory inserts them into its submit file is not verified here);
+    * the worker runs through ``wrapper_path`` (prologue + container) when the site needs one.
+    """
+    job = job_context(site, "taskvine", "taskvine")
+    config: dict[str, Any] = {
+        "min-workers": 0,
+        "max-workers": site.max_jobs if site.max_jobs is not None else 1,
+        "workers-per-cycle": 5,
+        "timeout": 300,
+        "cores": site.job_cores,
+    }
+    if job["mem_mib"]:
+        config["memory"] = job["mem_mib"]
+    if job["disk_mib"]:
+        config["disk"] = job["disk_mib"]
+    if site.network.port_range:
+        config["transfer-port"] = f"{site.network.port_range[0]}:{site.network.port_range[1]}"
+    if job["lifetime"]:
+        config["worker-extra-options"] = f"--wall-time={job['lifetime']}"
+    if site.scheduler in ("slurm", "pbs"):
+        batch_options = " ".join(directive_args(site, "taskvine", "taskvine"))
+    elif site.scheduler == "htcondor":
+        batch_options = "\n".join(directive_lines(site, "taskvine", "taskvine"))
+    else:
+        batch_options = ""
+    prologue = prologue_lines(site, "taskvine")
+    prefix = container_prefix(site)
+    wrapper = None
+    if prologue or prefix:
+        wrapper = "\n".join(
+            ["#!/bin/bash", f"# hpckit: runs each vine_worker for site {site.name} (prologue, container)", "set -e"]
+            + prologue
+            + [f'exec {prefix}"$@"', ""]
+        )
+    command = ["vine_factory", "-T", batch_type(site), "-C", config_path]
+    if batch_options:
+        command += ["--batch-options", batch_options]
+    if wrapper is not None:
+        command += ["--wrapper", f"bash {wrapper_path.rsplit('/', 1)[-1]}", "--wrapper-input", wrapper_path]
+    if site.env_delivery.mode == "tarball":
+        command += ["--python-env", site.env_delivery.path]
+    command += [manager_host, str(port)]
+    return TaskVineRendering(config=config, command=command, batch_options=batch_options, wrapper=wrapper)

@@ -1,0 +1,157 @@
+"""The one Jinja environment that renders every hpckit template.
+
+* ``StrictUndefined``: a template that uses an undefined variable fails when it is rendered, with a
+  :class:`RenderError` naming the template and the variable.
+* Filters for landing values safely:
+
+  - ``sh``: :func:`shlex.quote` (every site or ``--set`` value that lands in shell or in a directive);
+  - ``shpath``: like ``sh`` but keeps ``$NAME``, ``${NAME}`` and ``${NAME:-default}`` expansions live
+    (for paths such as ``$SCRATCH``); everything else, ``$(...)`` and backticks included, is quoted;
+  - ``classad``: a ClassAd/submit-description string literal ``"..."``;
+  - ``py``: a Python literal (:func:`repr`), for the generated ``parsl_config.py``.
+
+Templates live in ``data_dir("templates")``; the per-backend modules in :mod:`hpckit.deploy.backends`
+call :func:`render_template` with a context from :func:`job_context`.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import shlex
+from functools import lru_cache
+from typing import Any
+
+import jinja2
+
+from hpckit.deploy.site import Site, format_walltime
+from hpckit.resources import data_dir
+
+__all__ = ["RenderError", "environment", "job_context", "render_template", "shquote", "shpath", "classad_string"]
+
+
+class RenderError(RuntimeError):
+    """A template failed to render; the message names the template and the problem."""
+
+
+def shquote(value: Any) -> str:
+    """Quote ``value`` for a POSIX shell (or a Slurm/PBS directive line): :func:`shlex.quote`."""
+    if isinstance(value, bool):
+        value = "true" if value else "false"
+    return shlex.quote(str(value))
+
+
+_VAR = re.compile(r"\$(?:\{[A-Za-z_][A-Za-z0-9_]*(?::-[A-Za-z0-9_./@%+=,-]*)?\}|[A-Za-z_][A-Za-z0-9_]*)")
+
+
+def shpath(value: Any) -> str:
+    """Quote a path for the shell but keep ``$VAR``/``${VAR}``/``${VAR:-default}`` expansions.
+
+    ``$SCRATCH/x y`` -> ``"$SCRATCH"'/x y'``; ``$(reboot)`` -> ``'$(reboot)'``.
+    """
+    s = str(value)
+    out, pos = [], 0
+    for m in _VAR.finditer(s):
+        if m.start() > pos:
+            out.append(shlex.quote(s[pos : m.start()]))
+        name = m.group(0)
+        out.append('"' + (name if name.startswith("${") else "${" + name[1:] + "}") + '"')
+        pos = m.end()
+    if pos < len(s) or not out:
+        out.append(shlex.quote(s[pos:]))
+    return "".join(out)
+
+
+def classad_string(value: Any) -> str:
+    """A ClassAd string literal: ``"..."`` with backslashes and double quotes escaped."""
+    s = str(value).replace("\\", "\\\\").replace('"', '\\"')
+    return f'"{s}"'
+
+
+def _py(value: Any) -> str:
+    return repr(value)
+
+
+@lru_cache(maxsize=1)
+def environment() -> jinja2.Environment:
+    """The shared environment: loader on ``data_dir("templates")``, StrictUndefined, quoting filters."""
+    env = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(str(data_dir("templates"))),
+        undefined=jinja2.StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        keep_trailing_newline=True,
+        autoescape=False,
+    )
+    env.filters.update(sh=shquote, shpath=shpath, classad=classad_string, py=_py)
+    return env
+
+
+def _failing_template(exc: BaseException, default: str) -> str:
+    """The innermost template in the traceback (Jinja rewrites frames to template file names)."""
+    name = default
+    tb = exc.__traceback__
+    root = str(data_dir("templates"))
+    while tb is not None:
+        fn = tb.tb_frame.f_code.co_filename
+        if fn.endswith(".j2"):
+            name = fn[len(root) + 1 :] if fn.startswith(root) else fn
+        tb = tb.tb_next
+    return name
+
+
+def render_template(name: str, **context: Any) -> str:
+    """Render template ``name`` (relative to the templates directory) with ``context``."""
+    env = environment()
+    try:
+        return env.get_template(name).render(**context)
+    except jinja2.UndefinedError as exc:
+        where = _failing_template(exc, name)
+        raise RenderError(f"template {where}: undefined variable: {exc.message}") from None
+    except jinja2.TemplateNotFound as exc:
+        raise RenderError(f"template {name}: template not found: {exc.name}") from None
+    except jinja2.TemplateSyntaxError as exc:
+        raise RenderError(f"template {exc.filename or exc.name}:{exc.lineno}: {exc.message}") from None
+
+
+def _mib(nbytes: int) -> int:
+    return math.ceil(nbytes / 2**20)
+
+
+def job_context(site: Site, backend: str, mode: str = "script") -> dict[str, Any]:
+    """The derived values templates use, as ``job``.
+
+    ``mode`` says who writes the rest of the job script:
+
+    * ``"script"``: our own worker_job.sh: every directive (name, walltime, nodes, cores, memory);
+    * ``"dask"``: dask-jobqueue writes the script; for Slurm/PBS we give it every directive (its own are
+      skipped), for HTCondor it keeps its request_* lines, so ``job.resources`` is False;
+    * ``"parsl"``: Parsl's provider writes job name, nodes/select, walltime and output paths;
+    * ``"taskvine"``: vine_factory's batch options: no job name, no log paths.
+    """
+    lifetime = site.lifetime()
+    mem = site.job_memory
+    disk = None if site.worker.disk is None else site.worker.disk * site.worker.per_job
+    return {
+        "backend": backend,
+        "mode": mode,
+        "name": {"dask": "dask-worker", "parsl": None, "taskvine": None}.get(mode, f"hpckit-{backend}"),
+        "walltime": None if (site.walltime is None or mode == "parsl") else format_walltime(site.walltime),
+        "walltime_s": site.walltime,
+        "nodes": mode != "parsl",
+        # HTCondor: dask-jobqueue, Parsl's CondorProvider and vine_factory write request_* themselves
+        "resources": not (mode != "script" and site.scheduler == "htcondor"),
+        "select": not (mode == "parsl" and site.scheduler == "pbs" and site.pbs.flavor == "pro"),
+        "cores": site.job_cores,
+        "per_job": site.worker.per_job,
+        "worker_cores": site.worker.cores,
+        "mem_mib": None if mem is None else _mib(mem),
+        "mem_bytes": mem,
+        "worker_mem_bytes": site.worker.memory,
+        "worker_mem_gb": None if site.worker.memory is None else round(site.worker.memory / 1e9, 3),
+        "disk_mib": None if disk is None else _mib(disk),
+        "disk_kib": None if disk is None else math.ceil(disk / 1024),
+        "lifetime": None if lifetime is None else lifetime[0],
+        "lifetime_stagger": None if lifetime is None else lifetime[1],
+        "loopback": site.loopback,
+    }

@@ -1,0 +1,68 @@
+"""Shared fixtures: the bundled sample files and an independent uproot + awkward computation of the
+dimuon example, to check every executor against."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import awkward as ak
+import numpy as np
+import pytest
+import uproot
+
+REPO = Path(__file__).resolve().parent.parent
+DATA = REPO / "data"
+EXAMPLES = REPO / "examples"
+sys.path.insert(0, str(EXAMPLES))
+
+MASS_EDGES = np.linspace(0, 120, 61)
+DATASETS = {"DYJetsToLL": DATA / "nano_dy.root", "DoubleMuon": DATA / "nano_dimuon.root"}
+
+
+def reference_dimuon(files: dict[str, Path] = DATASETS) -> dict:
+    """The dimuon example computed with plain uproot + awkward + numpy, no hpckit."""
+    cutflow, masses = {}, {}
+    for dataset, path in files.items():
+        with uproot.open(path) as f:
+            mu = f["Events"].arrays(["Muon_pt", "Muon_eta", "Muon_phi", "Muon_mass", "Muon_charge"])
+        n = ak.num(mu.Muon_pt)
+        two = mu[n >= 2]
+        os_ = two.Muon_charge[:, 0] != two.Muon_charge[:, 1]
+        sel = two[os_]
+        pt, eta, phi, m = (ak.to_numpy(sel[f"Muon_{x}"][:, :2]).astype(np.float64) for x in ("pt", "eta", "phi", "mass"))
+        px, py, pz = pt * np.cos(phi), pt * np.sin(phi), pt * np.sinh(eta)
+        e = np.sqrt(px**2 + py**2 + pz**2 + m**2)
+        msq = e.sum(1) ** 2 - px.sum(1) ** 2 - py.sum(1) ** 2 - pz.sum(1) ** 2
+        masses[dataset] = np.histogram(np.sqrt(np.maximum(msq, 0)), bins=MASS_EDGES)[0]
+        cutflow[dataset] = {
+            "all events": len(mu),
+            "muons": int(ak.sum(n)),
+            ">=2 muons": len(two),
+            "opposite-sign leading pair": int(ak.sum(os_)),
+        }
+    return {"cutflow": cutflow, "mass": masses}
+
+
+@pytest.fixture(scope="session")
+def reference() -> dict:
+    return reference_dimuon()
+
+
+def assert_matches_reference(out: dict, ref: dict) -> None:
+    assert out["cutflow"] == ref["cutflow"]
+    h = out["mass"]
+    for dataset, counts in ref["mass"].items():
+        np.testing.assert_array_equal(h[{"dataset": dataset}].values(), counts, err_msg=dataset)
+
+
+@pytest.fixture
+def fileset_path(tmp_path: Path) -> Path:
+    """The example fileset with absolute paths."""
+    fs = {
+        ds: {"files": {str(path): "Events"}, "metadata": {"year": 2018}} for ds, path in DATASETS.items()
+    }
+    p = tmp_path / "fileset.json"
+    p.write_text(json.dumps(fs))
+    return p

@@ -1,0 +1,12 @@
+#!/bin/bash
+# hpckit dask worker job for site chtc, rendered from templates/worker_job.sh.j2.
+# Submit by hand: condor_submit worker_job.sub
+set -e
+export HPCKIT_SCRATCH="${_CONDOR_SCRATCH_DIR}"
+mkdir -p "$HPCKIT_SCRATCH"
+exec python3 -m distributed.cli.dask_worker "${HPCKIT_DASK_SCHEDULER:?export HPCKIT_DASK_SCHEDULER=tcp://host:port}" \
+    --nthreads 1 \
+    --memory-limit 4000000000 \
+    --lifetime 71400s --lifetime-stagger 150s \
+    --local-directory "$HPCKIT_SCRATCH" \
+    --nanny

@@ -1,0 +1,63 @@
+"""Parsl configuration for site chtc (htcondor), rendered by hpckit.
+
+    import parsl
+    from parsl_config import get_config   # or: from parsl_config import config
+    parsl.load(get_config())
+
+Facts from: https://chtc.cs.wisc.edu/uw-research-computing/docker-jobs, https://chtc.cs.wisc.edu/uw-research-computing/file-avail-largedata (verified 2025-06-01).
+"""
+
+from parsl.config import Config
+from parsl.executors import HighThroughputExecutor
+from parsl.launchers import SingleNodeLauncher
+from parsl.providers import CondorProvider
+
+# Directives added to every block's job script (site values are shell-quoted).
+SCHEDULER_OPTIONS = "\n".join([
+    'universe = container',
+    'container_image = docker://coffeateam/coffea-dask-almalinux9:latest',
+    'should_transfer_files = YES',
+    'when_to_transfer_output = ON_EXIT_OR_EVICT',
+    'periodic_remove = (JobStatus == 2) && ((time() - EnteredCurrentStatus) > 72000)',
+])
+
+# Shell run before the worker pool starts.
+WORKER_INIT = "\n".join([
+    'export HPCKIT_SCRATCH="${_CONDOR_SCRATCH_DIR}"',
+    'mkdir -p "$HPCKIT_SCRATCH"',
+])
+
+
+def _address():
+    return None  # workers probe every address of the submitting host
+
+
+def get_config(run_dir: str = "runinfo") -> Config:
+    """A fresh parsl.Config for chtc."""
+    return Config(
+        executors=[
+            HighThroughputExecutor(
+                label='hpckit-chtc',
+                address=_address(),
+                cores_per_worker=1,
+                mem_per_worker=4.0,
+                max_workers_per_node=1,
+                provider=CondorProvider(
+                    nodes_per_block=1,
+                    init_blocks=0,
+                    min_blocks=0,
+                    max_blocks=100,
+                    walltime='20:00:00',
+                    cores_per_slot=1,
+                    mem_per_slot=4.0,
+                    worker_init=WORKER_INIT,
+                    scheduler_options=SCHEDULER_OPTIONS,
+                    launcher=SingleNodeLauncher(),
+                ),
+            )
+        ],
+        run_dir=run_dir,
+    )
+
+
+config = get_config()

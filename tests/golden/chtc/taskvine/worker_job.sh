@@ -1,0 +1,12 @@
+#!/bin/bash
+# hpckit taskvine worker job for site chtc, rendered from templates/worker_job.sh.j2.
+# Submit by hand: condor_submit worker_job.sub
+set -e
+export HPCKIT_SCRATCH="${_CONDOR_SCRATCH_DIR}"
+mkdir -p "$HPCKIT_SCRATCH"
+exec vine_worker \
+    --cores 1 --memory 3815 --disk 9537 \
+    --wall-time 71400 \
+    --workdir "$HPCKIT_SCRATCH" \
+    --timeout 300 \
+    "${HPCKIT_VINE_MANAGER:?export HPCKIT_VINE_MANAGER=manager-host}" "${HPCKIT_VINE_PORT:?export HPCKIT_VINE_PORT=9123}"

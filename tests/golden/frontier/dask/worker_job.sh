@@ -1,0 +1,20 @@
+#!/bin/bash
+#SBATCH --job-name=hpckit-dask
+#SBATCH --partition=batch
+#SBATCH --nodes=1
+#SBATCH --ntasks=1
+#SBATCH --cpus-per-task=56
+#SBATCH --mem=427247M
+#SBATCH --time=02:00:00
+# hpckit dask worker job for site frontier, rendered from templates/worker_job.sh.j2.
+# Submit by hand: sbatch worker_job.sh
+set -e
+export HPCKIT_SCRATCH=/lustre/orion/"${HPCKIT_PROJECT}"/scratch/"${USER}"
+mkdir -p "$HPCKIT_SCRATCH"
+exec apptainer exec --bind /lustre/orion /lustre/orion/"${HPCKIT_PROJECT}"/world-shared/coffea.sif python3 -m distributed.cli.dask_worker "${HPCKIT_DASK_SCHEDULER:?export HPCKIT_DASK_SCHEDULER=tcp://host:port}" \
+    --nthreads 2 --nworkers 28 \
+    --memory-limit 16000000000 \
+    --lifetime 6600s --lifetime-stagger 150s \
+    --interface hsn0 \
+    --local-directory "$HPCKIT_SCRATCH" \
+    --nanny

@@ -1,0 +1,69 @@
+"""Parsl configuration for site frontier (slurm), rendered by hpckit.
+
+    import parsl
+    from parsl_config import get_config   # or: from parsl_config import config
+    parsl.load(get_config())
+
+Facts from: https://docs.olcf.ornl.gov/systems/frontier_user_guide.html, https://docs.olcf.ornl.gov/software/workflows/parsl.html, https://docs.olcf.ornl.gov/software/containers_on_frontier.html (verified 2025-06-01).
+"""
+
+from parsl.config import Config
+from parsl.executors import HighThroughputExecutor
+from parsl.executors.high_throughput.executor import DEFAULT_LAUNCH_CMD
+from parsl.launchers import SingleNodeLauncher
+from parsl.providers import SlurmProvider
+from parsl.addresses import address_by_interface
+
+# Directives added to every block's job script (site values are shell-quoted).
+SCHEDULER_OPTIONS = "\n".join([
+    '#SBATCH --partition=batch',
+    '#SBATCH --cpus-per-task=56',
+    '#SBATCH --mem=427247M',
+])
+
+# Shell run before the worker pool starts.
+WORKER_INIT = "\n".join([
+    'export HPCKIT_SCRATCH=/lustre/orion/"${HPCKIT_PROJECT}"/scratch/"${USER}"',
+    'mkdir -p "$HPCKIT_SCRATCH"',
+])
+
+# Workers run inside the site's container.
+LAUNCH_CMD = 'apptainer exec --bind /lustre/orion /lustre/orion/"${HPCKIT_PROJECT}"/world-shared/coffea.sif ' + DEFAULT_LAUNCH_CMD
+
+
+def _address():
+    try:
+        return address_by_interface('hsn0')
+    except OSError:  # not on a node with that interface: let workers probe every address
+        return None
+
+
+def get_config(run_dir: str = "runinfo") -> Config:
+    """A fresh parsl.Config for frontier."""
+    return Config(
+        executors=[
+            HighThroughputExecutor(
+                label='hpckit-frontier',
+                address=_address(),
+                cores_per_worker=2,
+                mem_per_worker=16.0,
+                max_workers_per_node=28,
+                launch_cmd=LAUNCH_CMD,
+                provider=SlurmProvider(
+                    nodes_per_block=1,
+                    init_blocks=0,
+                    min_blocks=0,
+                    max_blocks=10,
+                    walltime='02:00:00',
+                    exclusive=False,
+                    worker_init=WORKER_INIT,
+                    scheduler_options=SCHEDULER_OPTIONS,
+                    launcher=SingleNodeLauncher(),
+                ),
+            )
+        ],
+        run_dir=run_dir,
+    )
+
+
+config = get_config()

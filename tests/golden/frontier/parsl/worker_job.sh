@@ -1,0 +1,21 @@
+#!/bin/bash
+#SBATCH --job-name=hpckit-parsl
+#SBATCH --partition=batch
+#SBATCH --nodes=1
+#SBATCH --ntasks=1
+#SBATCH --cpus-per-task=56
+#SBATCH --mem=427247M
+#SBATCH --time=02:00:00
+# hpckit parsl worker job for site frontier, rendered from templates/worker_job.sh.j2.
+# Submit by hand: sbatch worker_job.sh
+set -e
+export HPCKIT_SCRATCH=/lustre/orion/"${HPCKIT_PROJECT}"/scratch/"${USER}"
+mkdir -p "$HPCKIT_SCRATCH"
+exec apptainer exec --bind /lustre/orion /lustre/orion/"${HPCKIT_PROJECT}"/world-shared/coffea.sif process_worker_pool.py \
+    -a "${HPCKIT_PARSL_ADDRESSES:?export HPCKIT_PARSL_ADDRESSES=interchange-host}" \
+    --port "${HPCKIT_PARSL_PORT:?export HPCKIT_PARSL_PORT=interchange-worker-port}" \
+    --cert_dir None \
+    -c 2 --max_workers_per_node 28 -m 16.0 \
+    --drain_period 6600 \
+    --cpu-affinity none \
+    --logdir "${HPCKIT_SCRATCH:-$PWD}/parsl-worker-logs"

@@ -1,0 +1,19 @@
+#!/bin/bash
+#SBATCH --job-name=hpckit-taskvine
+#SBATCH --partition=batch
+#SBATCH --nodes=1
+#SBATCH --ntasks=1
+#SBATCH --cpus-per-task=56
+#SBATCH --mem=427247M
+#SBATCH --time=02:00:00
+# hpckit taskvine worker job for site frontier, rendered from templates/worker_job.sh.j2.
+# Submit by hand: sbatch worker_job.sh
+set -e
+export HPCKIT_SCRATCH=/lustre/orion/"${HPCKIT_PROJECT}"/scratch/"${USER}"
+mkdir -p "$HPCKIT_SCRATCH"
+exec apptainer exec --bind /lustre/orion /lustre/orion/"${HPCKIT_PROJECT}"/world-shared/coffea.sif vine_worker \
+    --cores 56 --memory 427247 --disk 534058 \
+    --wall-time 6600 \
+    --workdir "$HPCKIT_SCRATCH" \
+    --timeout 300 \
+    "${HPCKIT_VINE_MANAGER:?export HPCKIT_VINE_MANAGER=manager-host}" "${HPCKIT_VINE_PORT:?export HPCKIT_VINE_PORT=9123}"

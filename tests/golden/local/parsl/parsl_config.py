@@ -1,0 +1,51 @@
+"""Parsl configuration for site local (local), rendered by hpckit.
+
+    import parsl
+    from parsl_config import get_config   # or: from parsl_config import config
+    parsl.load(get_config())
+
+Facts from: hpckit default (no facility) (verified 2026-11-26).
+"""
+
+from parsl.config import Config
+from parsl.executors import HighThroughputExecutor
+from parsl.launchers import SingleNodeLauncher
+from parsl.providers import LocalProvider
+
+# Directives added to every block's job script (site values are shell-quoted).
+SCHEDULER_OPTIONS = "\n".join([
+])
+
+# Shell run before the worker pool starts.
+WORKER_INIT = "\n".join([
+    'export HPCKIT_SCRATCH="${TMPDIR:-/tmp}"',
+    'mkdir -p "$HPCKIT_SCRATCH"',
+])
+
+
+def _address():
+    return "127.0.0.1"
+
+
+def get_config(run_dir: str = "runinfo") -> Config:
+    """A fresh parsl.Config for local."""
+    return Config(
+        executors=[
+            HighThroughputExecutor(
+                label='hpckit-local',
+                address=_address(),
+                cores_per_worker=1,
+                provider=LocalProvider(
+                    init_blocks=1,
+                    min_blocks=0,
+                    max_blocks=1,
+                    worker_init=WORKER_INIT,
+                    launcher=SingleNodeLauncher(),
+                ),
+            )
+        ],
+        run_dir=run_dir,
+    )
+
+
+config = get_config()

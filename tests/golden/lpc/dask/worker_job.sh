@@ -1,0 +1,13 @@
+#!/bin/bash
+# hpckit dask worker job for site lpc, rendered from templates/worker_job.sh.j2.
+# Submit by hand: condor_submit worker_job.sub
+set -e
+export HPCKIT_SCRATCH=/srv
+mkdir -p "$HPCKIT_SCRATCH"
+exec python3 -m distributed.cli.dask_worker "${HPCKIT_DASK_SCHEDULER:?export HPCKIT_DASK_SCHEDULER=tcp://host:port}" \
+    --nthreads 1 \
+    --memory-limit 2000000000 \
+    --lifetime 28200s --lifetime-stagger 150s \
+    --worker-port 10000:10070 \
+    --local-directory "$HPCKIT_SCRATCH" \
+    --nanny

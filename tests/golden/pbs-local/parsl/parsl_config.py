@@ -1,0 +1,58 @@
+"""Parsl configuration for site pbs-local (pbs), rendered by hpckit.
+
+    import parsl
+    from parsl_config import get_config   # or: from parsl_config import config
+    parsl.load(get_config())
+
+Facts from: scripts/slurm-local.sh + Debian 12 slurm-wlm-torque 22.05 (qsub wrapper), checked on this machine (verified 2026-11-26).
+"""
+
+from parsl.config import Config
+from parsl.executors import HighThroughputExecutor
+from parsl.launchers import SingleNodeLauncher
+from parsl.providers import TorqueProvider
+
+# Directives added to every block's job script (site values are shell-quoted).
+SCHEDULER_OPTIONS = "\n".join([
+    '#PBS -q debug',
+    '#PBS -l mem=1024mb',
+])
+
+# Shell run before the worker pool starts.
+WORKER_INIT = "\n".join([
+    'export HPCKIT_SCRATCH=/tmp',
+    'mkdir -p "$HPCKIT_SCRATCH"',
+])
+
+
+def _address():
+    return "127.0.0.1"
+
+
+def get_config(run_dir: str = "runinfo") -> Config:
+    """A fresh parsl.Config for pbs-local."""
+    return Config(
+        executors=[
+            HighThroughputExecutor(
+                label='hpckit-pbs-local',
+                address=_address(),
+                cores_per_worker=1,
+                mem_per_worker=1.074,
+                max_workers_per_node=1,
+                provider=TorqueProvider(
+                    nodes_per_block=1,
+                    init_blocks=0,
+                    min_blocks=0,
+                    max_blocks=4,
+                    walltime='00:30:00',
+                    worker_init=WORKER_INIT,
+                    scheduler_options=SCHEDULER_OPTIONS,
+                    launcher=SingleNodeLauncher(),
+                ),
+            )
+        ],
+        run_dir=run_dir,
+    )
+
+
+config = get_config()

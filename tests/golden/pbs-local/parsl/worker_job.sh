@@ -1,0 +1,19 @@
+#!/bin/bash
+#PBS -N hpckit-parsl
+#PBS -q debug
+#PBS -l nodes=1:ppn=1
+#PBS -l mem=1024mb
+#PBS -l walltime=00:30:00
+# hpckit parsl worker job for site pbs-local, rendered from templates/worker_job.sh.j2.
+# Submit by hand: qsub worker_job.sh
+set -e
+export HPCKIT_SCRATCH=/tmp
+mkdir -p "$HPCKIT_SCRATCH"
+exec process_worker_pool.py \
+    -a "${HPCKIT_PARSL_ADDRESSES:?export HPCKIT_PARSL_ADDRESSES=interchange-host}" \
+    --port "${HPCKIT_PARSL_PORT:?export HPCKIT_PARSL_PORT=interchange-worker-port}" \
+    --cert_dir None \
+    -c 1 --max_workers_per_node 1 -m 1.074 \
+    --drain_period 1620 \
+    --cpu-affinity none \
+    --logdir "${HPCKIT_SCRATCH:-$PWD}/parsl-worker-logs"

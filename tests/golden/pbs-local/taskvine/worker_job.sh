@@ -1,0 +1,17 @@
+#!/bin/bash
+#PBS -N hpckit-taskvine
+#PBS -q debug
+#PBS -l nodes=1:ppn=1
+#PBS -l mem=1024mb
+#PBS -l walltime=00:30:00
+# hpckit taskvine worker job for site pbs-local, rendered from templates/worker_job.sh.j2.
+# Submit by hand: qsub worker_job.sh
+set -e
+export HPCKIT_SCRATCH=/tmp
+mkdir -p "$HPCKIT_SCRATCH"
+exec vine_worker \
+    --cores 1 --memory 1024 --disk 1024 \
+    --wall-time 1620 \
+    --workdir "$HPCKIT_SCRATCH" \
+    --timeout 300 \
+    "${HPCKIT_VINE_MANAGER:?export HPCKIT_VINE_MANAGER=manager-host}" "${HPCKIT_VINE_PORT:?export HPCKIT_VINE_PORT=9123}"

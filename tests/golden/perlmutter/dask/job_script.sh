@@ -1,0 +1,14 @@
+#!/usr/bin/env bash
+
+#SBATCH --job-name=dask-worker
+#SBATCH --qos=regular
+#SBATCH --constraint=cpu
+#SBATCH --nodes=1
+#SBATCH --ntasks=1
+#SBATCH --cpus-per-task=128
+#SBATCH --mem=457764M
+#SBATCH --time=02:00:00
+#SBATCH --module=cvmfs
+export HPCKIT_SCRATCH="${SCRATCH}"
+mkdir -p "$HPCKIT_SCRATCH"
+shifter --image=docker:coffeateam/coffea-dask-almalinux9:latest python3 -m distributed.cli.dask_worker tcp://<insert-scheduler-address-here>:8786 --name dummy-name --nthreads 4 --memory-limit 13.97GiB --nworkers 32 --nanny --death-timeout 60 --local-directory $HPCKIT_SCRATCH --lifetime 6600s --lifetime-stagger 150s --interface hsn0

@@ -1,0 +1,71 @@
+"""Parsl configuration for site perlmutter (slurm), rendered by hpckit.
+
+    import parsl
+    from parsl_config import get_config   # or: from parsl_config import config
+    parsl.load(get_config())
+
+Facts from: https://docs.nersc.gov/systems/perlmutter/architecture/, https://docs.nersc.gov/filesystems/perlmutter-scratch/, https://docs.nersc.gov/services/cvmfs/, https://docs.nersc.gov/jobs/policy/, https://docs.nersc.gov/jobs/workflow/, https://docs.nersc.gov/development/containers/ (verified 2025-06-01).
+"""
+
+from parsl.config import Config
+from parsl.executors import HighThroughputExecutor
+from parsl.executors.high_throughput.executor import DEFAULT_LAUNCH_CMD
+from parsl.launchers import SingleNodeLauncher
+from parsl.providers import SlurmProvider
+from parsl.addresses import address_by_interface
+
+# Directives added to every block's job script (site values are shell-quoted).
+SCHEDULER_OPTIONS = "\n".join([
+    '#SBATCH --qos=regular',
+    '#SBATCH --constraint=cpu',
+    '#SBATCH --cpus-per-task=128',
+    '#SBATCH --mem=457764M',
+    '#SBATCH --module=cvmfs',
+])
+
+# Shell run before the worker pool starts.
+WORKER_INIT = "\n".join([
+    'export HPCKIT_SCRATCH="${SCRATCH}"',
+    'mkdir -p "$HPCKIT_SCRATCH"',
+])
+
+# Workers run inside the site's container.
+LAUNCH_CMD = 'shifter --image=docker:coffeateam/coffea-dask-almalinux9:latest ' + DEFAULT_LAUNCH_CMD
+
+
+def _address():
+    try:
+        return address_by_interface('hsn0')
+    except OSError:  # not on a node with that interface: let workers probe every address
+        return None
+
+
+def get_config(run_dir: str = "runinfo") -> Config:
+    """A fresh parsl.Config for perlmutter."""
+    return Config(
+        executors=[
+            HighThroughputExecutor(
+                label='hpckit-perlmutter',
+                address=_address(),
+                cores_per_worker=4,
+                mem_per_worker=15.0,
+                max_workers_per_node=32,
+                launch_cmd=LAUNCH_CMD,
+                provider=SlurmProvider(
+                    nodes_per_block=1,
+                    init_blocks=0,
+                    min_blocks=0,
+                    max_blocks=8,
+                    walltime='02:00:00',
+                    exclusive=False,
+                    worker_init=WORKER_INIT,
+                    scheduler_options=SCHEDULER_OPTIONS,
+                    launcher=SingleNodeLauncher(),
+                ),
+            )
+        ],
+        run_dir=run_dir,
+    )
+
+
+config = get_config()

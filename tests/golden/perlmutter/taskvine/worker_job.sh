@@ -1,0 +1,21 @@
+#!/bin/bash
+#SBATCH --job-name=hpckit-taskvine
+#SBATCH --qos=regular
+#SBATCH --constraint=cpu
+#SBATCH --nodes=1
+#SBATCH --ntasks=1
+#SBATCH --cpus-per-task=128
+#SBATCH --mem=457764M
+#SBATCH --time=02:00:00
+#SBATCH --module=cvmfs
+# hpckit taskvine worker job for site perlmutter, rendered from templates/worker_job.sh.j2.
+# Submit by hand: sbatch worker_job.sh
+set -e
+export HPCKIT_SCRATCH="${SCRATCH}"
+mkdir -p "$HPCKIT_SCRATCH"
+exec shifter --image=docker:coffeateam/coffea-dask-almalinux9:latest vine_worker \
+    --cores 128 --memory 457764 --disk 610352 \
+    --wall-time 6600 \
+    --workdir "$HPCKIT_SCRATCH" \
+    --timeout 300 \
+    "${HPCKIT_VINE_MANAGER:?export HPCKIT_VINE_MANAGER=manager-host}" "${HPCKIT_VINE_PORT:?export HPCKIT_VINE_PORT=9123}"

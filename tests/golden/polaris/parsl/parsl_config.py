@@ -1,0 +1,72 @@
+"""Parsl configuration for site polaris (pbs), rendered by hpckit.
+
+    import parsl
+    from parsl_config import get_config   # or: from parsl_config import config
+    parsl.load(get_config())
+
+Facts from: https://docs.alcf.anl.gov/polaris/, https://docs.alcf.anl.gov/polaris/running-jobs/, https://docs.alcf.anl.gov/polaris/workflows/parsl/, https://docs.alcf.anl.gov/polaris/data-science/containers/containers/ (verified 2025-06-01).
+"""
+
+from parsl.config import Config
+from parsl.executors import HighThroughputExecutor
+from parsl.executors.high_throughput.executor import DEFAULT_LAUNCH_CMD
+from parsl.launchers import SingleNodeLauncher
+from parsl.providers import PBSProProvider
+from parsl.addresses import address_by_interface
+
+# Directives added to every block's job script (site values are shell-quoted).
+SCHEDULER_OPTIONS = "\n".join([
+    '#PBS -q debug',
+    '#PBS -l place=scatter',
+    '#PBS -l filesystems=home:eagle',
+])
+
+# Shell run before the worker pool starts.
+WORKER_INIT = "\n".join([
+    'module load apptainer',
+    'export HPCKIT_SCRATCH=/local/scratch',
+    'mkdir -p "$HPCKIT_SCRATCH"',
+    'export APPTAINER_TMPDIR=/local/scratch/apptainer-tmp APPTAINER_CACHEDIR=/local/scratch/apptainer-cache',
+])
+
+# Workers run inside the site's container.
+LAUNCH_CMD = 'apptainer exec --bind /lus/eagle /lus/eagle/projects/"${HPCKIT_PROJECT}"/coffea.sif ' + DEFAULT_LAUNCH_CMD
+
+
+def _address():
+    try:
+        return address_by_interface('bond0')
+    except OSError:  # not on a node with that interface: let workers probe every address
+        return None
+
+
+def get_config(run_dir: str = "runinfo") -> Config:
+    """A fresh parsl.Config for polaris."""
+    return Config(
+        executors=[
+            HighThroughputExecutor(
+                label='hpckit-polaris',
+                address=_address(),
+                cores_per_worker=1,
+                mem_per_worker=15.0,
+                max_workers_per_node=32,
+                launch_cmd=LAUNCH_CMD,
+                provider=PBSProProvider(
+                    nodes_per_block=1,
+                    init_blocks=0,
+                    min_blocks=0,
+                    max_blocks=2,
+                    walltime='01:00:00',
+                    cpus_per_node=32,
+                    select_options=':mem=457764mb',
+                    worker_init=WORKER_INIT,
+                    scheduler_options=SCHEDULER_OPTIONS,
+                    launcher=SingleNodeLauncher(),
+                ),
+            )
+        ],
+        run_dir=run_dir,
+    )
+
+
+config = get_config()

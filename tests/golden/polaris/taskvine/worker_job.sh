@@ -1,0 +1,20 @@
+#!/bin/bash
+#PBS -N hpckit-taskvine
+#PBS -q debug
+#PBS -l select=1:ncpus=32:mem=457764mb
+#PBS -l place=scatter
+#PBS -l walltime=01:00:00
+#PBS -l filesystems=home:eagle
+# hpckit taskvine worker job for site polaris, rendered from templates/worker_job.sh.j2.
+# Submit by hand: qsub worker_job.sh
+set -e
+module load apptainer
+export HPCKIT_SCRATCH=/local/scratch
+mkdir -p "$HPCKIT_SCRATCH"
+export APPTAINER_TMPDIR=/local/scratch/apptainer-tmp APPTAINER_CACHEDIR=/local/scratch/apptainer-cache
+exec apptainer exec --bind /lus/eagle /lus/eagle/projects/"${HPCKIT_PROJECT}"/coffea.sif vine_worker \
+    --cores 32 --memory 457764 --disk 610352 \
+    --wall-time 3240 \
+    --workdir "$HPCKIT_SCRATCH" \
+    --timeout 300 \
+    "${HPCKIT_VINE_MANAGER:?export HPCKIT_VINE_MANAGER=manager-host}" "${HPCKIT_VINE_PORT:?export HPCKIT_VINE_PORT=9123}"

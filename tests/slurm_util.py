@@ -1,0 +1,68 @@
+"""Helpers for tests that need the local single-node Slurm (scripts/slurm-local.sh start).
+
+Tests call :func:`require_slurm` / :func:`require_qsub`; they skip with the reason when it is not up.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+import time
+from functools import lru_cache
+
+import pytest
+
+START_HINT = "start it with: bash scripts/slurm-local.sh start"
+
+
+@lru_cache(maxsize=1)
+def slurm_status() -> tuple[bool, str]:
+    """(up, reason): up when sinfo shows this host's node idle/mixed/allocated."""
+    if shutil.which("sbatch") is None or shutil.which("sinfo") is None:
+        return False, f"Slurm is not installed; {START_HINT}"
+    try:
+        out = subprocess.run(["sinfo", "-h", "-N", "-o", "%T"], capture_output=True, text=True, timeout=10)
+    except subprocess.TimeoutExpired:
+        return False, f"sinfo timed out; {START_HINT}"
+    states = out.stdout.split()
+    if out.returncode != 0 or not any(s.startswith(("idle", "mixed", "allocated", "completing")) for s in states):
+        return False, f"local Slurm is not up (sinfo: {out.stdout.strip() or out.stderr.strip()}); {START_HINT}"
+    return True, ""
+
+
+def require_slurm() -> None:
+    up, reason = slurm_status()
+    if not up:
+        pytest.skip(reason)
+
+
+def require_qsub() -> None:
+    require_slurm()
+    if shutil.which("qsub") is None:
+        pytest.skip(f"qsub (slurm-wlm-torque) is not installed; {START_HINT}")
+
+
+def job_state(job_id: str) -> str:
+    out = subprocess.run(["scontrol", "show", "job", job_id], capture_output=True, text=True)
+    m = re.search(r"JobState=(\S+)", out.stdout)
+    return m.group(1) if m else "UNKNOWN"
+
+
+def wait_for_job(job_id: str, timeout: float = 60.0) -> str:
+    """Wait until the job leaves PENDING/RUNNING; return its final state. Cancels it on timeout."""
+    deadline = time.monotonic() + timeout
+    state = job_state(job_id)
+    while state in ("PENDING", "RUNNING", "CONFIGURING", "COMPLETING") and time.monotonic() < deadline:
+        time.sleep(0.3)
+        state = job_state(job_id)
+    if state in ("PENDING", "RUNNING", "CONFIGURING"):
+        subprocess.run(["scancel", job_id])
+        raise AssertionError(f"job {job_id} still {state} after {timeout}s (cancelled)")
+    return state
+
+
+def job_field(job_id: str, name: str) -> str | None:
+    out = subprocess.run(["scontrol", "show", "job", job_id], capture_output=True, text=True)
+    m = re.search(rf"\b{name}=(\S+)", out.stdout)
+    return m.group(1) if m else None
