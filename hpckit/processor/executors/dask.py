@@ -90,7 +90,7 @@ class DaskExecutor(ExecutorBase):
             threads_per_worker=1,
             processes=True,
             host="127.0.0.1",
-            dashboard_address=None,
+            dashboard_address=":0",
         )
         try:
             return Client(cluster), cluster
