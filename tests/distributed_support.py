@@ -34,11 +34,9 @@ def reference(chunksize):
 
 def assert_same_output(out, ref):
     assert out["cutflow"] == ref["cutflow"]
-    assert (out["mass"].values() == ref["mass"].values()).all()
-    assert list(out["mass"].axes[0]) == list(ref["mass"].axes[0]) or sorted(out["mass"].axes[0]) == sorted(
-        ref["mass"].axes[0]
-    )
-    for ds in ref["cutflow"]:
+    # a growing category axis lists datasets in the order their first chunk was merged: compare by name
+    assert sorted(out["mass"].axes[0]) == sorted(ref["mass"].axes[0])
+    for ds in ref["mass"].axes[0]:
         assert (out["mass"][ds, :].values() == ref["mass"][ds, :].values()).all()
 
 
