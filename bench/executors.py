@@ -6,7 +6,7 @@
 The input replicates data/nano_dimuon.root + data/nano_dy.root (muon branches and event ids only) with
 uproot into ``--files`` files of ``--events-per-file`` events (cached under ``--workdir``). Each executor
 runs examples/dimuon.py end to end through the Runner (worker start-up included, as a user sees it);
-Dask is also timed on an already running cluster (the processing phase alone). Printed: events/s, the
+Dask and Parsl are also timed on already running workers (the processing phase alone). Printed: events/s, the
 ratio to FuturesExecutor(2) measured in the same run, and the time from the call to the first finished
 chunk. coffea's executors are added where coffea is importable (optional, never a dependency).
 """
@@ -65,6 +65,14 @@ def build_input(workdir: Path, files: int, per_file: int) -> list[str]:
     return [str(p) for p in paths]
 
 
+def _import_hpckit():
+    import time
+
+    import hpckit.events  # noqa: F401
+
+    time.sleep(0.2)
+
+
 def timed_run(executor, fileset, chunksize):
     from dimuon import DimuonProcessor
 
@@ -102,7 +110,8 @@ def main() -> None:
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--repeat", type=int, default=1, help="runs per executor; the median is printed")
     ap.add_argument("--workdir", default="/tmp/hpckit-bench-executors")
-    ap.add_argument("--only", nargs="*", default=None, help="futures dask dask-warm parsl coffea-futures coffea-dask")
+    ap.add_argument("--only", nargs="*", default=None,
+                    help="futures dask dask-warm parsl parsl-warm coffea-futures coffea-dask")
     args = ap.parse_args()
 
     from hpckit import processor
@@ -124,8 +133,10 @@ def main() -> None:
             client.run(lambda: __import__("hpckit.events"))  # imports done, as on a long-lived cluster
             return timed_run(processor.DaskExecutor(client=client, status=False), fileset, args.chunksize)
 
-    def parsl_run():
+    def parsl_run(warm=False):
         import tempfile
+
+        import parsl
 
         from parsl.config import Config
         from parsl.executors import HighThroughputExecutor
@@ -136,7 +147,17 @@ def main() -> None:
                                               provider=LocalProvider(init_blocks=1, max_blocks=1))],
             run_dir=tempfile.mkdtemp(prefix="hpckit-bench-parsl-"), strategy="none",
         )
-        return timed_run(processor.ParslExecutor(config=config, status=False), fileset, args.chunksize)
+        if not warm:
+            return timed_run(processor.ParslExecutor(config=config, status=False), fileset, args.chunksize)
+        dfk = parsl.load(config)
+        try:
+            from parsl.app.app import python_app
+
+            warmup = python_app(_import_hpckit, data_flow_kernel=dfk)
+            [f.result() for f in [warmup() for _ in range(4 * n)]]  # workers started, imports done
+            return timed_run(processor.ParslExecutor(config=config, status=False), fileset, args.chunksize)
+        finally:
+            dfk.cleanup()
 
     def coffea_dask():
         from distributed import Client, LocalCluster
@@ -149,6 +170,7 @@ def main() -> None:
         "dask": dask_cold,
         "dask-warm": dask_warm,
         "parsl": parsl_run,
+        "parsl-warm": lambda: parsl_run(warm=True),
     }
     try:
         import coffea  # noqa: F401
@@ -171,7 +193,7 @@ def main() -> None:
         ratio = f"{base / wall:.2f}x" if base else "-"
         first = f"{ttfr:.2f}" if ttfr is not None else "-"
         print(f"{name:15s} {wall:8.2f} {total / wall / 1e6:11.3f} {ratio:>15s} {first:>15s}  {hsum:.0f}")
-    print("(ratio > 1: faster than FuturesExecutor; 'dask' and 'parsl' include starting their workers)")
+    print("(ratio > 1: faster than FuturesExecutor; 'dask' and 'parsl' include starting their workers, '-warm' do not)")
 
 
 if __name__ == "__main__":
