@@ -16,4 +16,5 @@ def _main() -> None:
 # Sub-command modules register themselves on `app` when imported.
 from hpckit import cli_run  # noqa: E402,F401
 from hpckit import cli_deploy  # noqa
+from hpckit import cli_env  # noqa
 from hpckit import cli_launch  # noqa

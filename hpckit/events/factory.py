@@ -8,6 +8,8 @@ from typing import Any
 
 import awkward as ak
 import numpy as np
+import vector
+import vector.backends.awkward as vba
 
 from hpckit.events.reader import OpenTree
 from hpckit.events.schema import BaseSchema, BufferSource, has_vector_fields
@@ -190,15 +192,26 @@ class ChunkReader:
         return np.asarray(layout.content.data)[offsets[0] : offsets[-1]]
 
 
+class _CoffeaNames:
+    """coffea's spellings of what ``vector`` already computes."""
+
+    def delta_r(self, other):
+        return self.deltaR(other)
+
+    def delta_phi(self, other):
+        return self.deltaphi(other)
+
+    def delta_eta(self, other):
+        return self.deltaeta(other)
+
+
 @functools.lru_cache(maxsize=64)
 def _behavior(vector_names: frozenset[str]) -> dict:
-    import vector
-    import vector.backends.awkward as vba
-
-    vector.register_awkward()
     behavior: dict = dict(vba.behavior)
     for name in vector_names:
         behavior.update(ak._util.copy_behaviors("Momentum4D", name, vba.behavior))
+        behavior[name] = type(name, (_CoffeaNames, vba.MomentumRecord4D), {})
+        behavior["*", name] = type(f"{name}Array", (_CoffeaNames, vba.MomentumArray4D), {})
     behavior["*", "NanoEvents"] = NanoEventsArray
     return behavior
 

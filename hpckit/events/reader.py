@@ -42,6 +42,10 @@ class OpenTree:
     num_entries: int
     _branches: dict[str, BranchInfo] | None = None
     forms: dict[Any, Any] = field(default_factory=dict)  # schema -> (form, buffer plan), built once
+    # branch -> (first entry, last entry, array) of whole baskets last read: the next chunk of the file
+    # usually starts inside the last basket of this one, which is then not read and unzipped again
+    windows: dict[str, tuple[int, int, Any]] = field(default_factory=dict)
+    _basket_offsets: dict[str, np.ndarray] = field(default_factory=dict)
 
     @property
     def branches(self) -> dict[str, BranchInfo]:
@@ -54,7 +58,27 @@ class OpenTree:
         return int(getattr(self.file.file.source, "num_requested_bytes", 0))
 
     def read(self, branch: str, start: int, stop: int) -> Any:
-        """Read one branch over [start, stop): a numpy array (flat) or an awkward array (jagged)."""
+        """Read one branch over [start, stop): a numpy array (flat) or an awkward array (jagged).
+
+        Whole baskets are read and the last ones kept, so consecutive chunks never read a basket twice.
+        """
+        win = self.windows.get(branch)
+        if win is not None and win[0] <= start and stop <= win[1]:
+            return win[2][start - win[0] : stop - win[0]]
+        offsets = self._basket_offsets.get(branch)
+        if offsets is None:
+            offsets = self._basket_offsets[branch] = np.asarray(self.tree[branch].entry_offsets, dtype=np.int64)
+        end = int(offsets[min(np.searchsorted(offsets, stop, side="left"), len(offsets) - 1)])
+        if win is not None and win[0] <= start < win[1] and end > win[1]:
+            fresh = self._read_range(branch, win[1], end)
+            self.windows[branch] = (win[1], end, fresh)
+            return _concatenate(win[2][start - win[0] :], fresh[: stop - win[1]])
+        begin = int(offsets[max(np.searchsorted(offsets, start, side="right") - 1, 0)])
+        arr = self._read_range(branch, begin, end)
+        self.windows[branch] = (begin, end, arr)
+        return arr[start - begin : stop - begin]
+
+    def _read_range(self, branch: str, start: int, stop: int) -> Any:
         try:
             info = self.branches[branch]
             lib = "np" if info.kind == "flat" else "ak"
@@ -66,6 +90,14 @@ class OpenTree:
                 self.filename,
                 err,
             ) from err
+
+
+def _concatenate(a: Any, b: Any) -> Any:
+    if isinstance(a, np.ndarray):
+        return np.concatenate([a, b])
+    import awkward as ak
+
+    return ak.concatenate([a, b])
 
 
 def _describe_branches(tree: Any) -> dict[str, BranchInfo]:
@@ -99,7 +131,10 @@ def open_tree(filename: str, treename: str, uproot_options: dict | None = None) 
     key = (filename, treename)
     hit = cache.get(key)
     if hit is not None:
-        cache.move_to_end(key)
+        if next(reversed(cache)) != key:  # moved on to another file: drop the others' basket windows
+            for other in cache.values():
+                other.windows.clear()
+            cache.move_to_end(key)
         return hit
     try:
         f = uproot.open(filename, **(uproot_options or {}))
@@ -124,6 +159,8 @@ def open_tree(filename: str, treename: str, uproot_options: dict | None = None) 
             msg = f"cannot read tree {treename!r} of {filename}: {type(err).__name__}: {err}"
         raise FileAccessError(msg, filename, err) from err
     opened = OpenTree(filename, treename, f, tree, str(f.file.uuid), num_entries)
+    for other in cache.values():
+        other.windows.clear()
     cache[key] = opened
     while len(cache) > _MAX_OPEN:
         _, old = cache.popitem(last=False)

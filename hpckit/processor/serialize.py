@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import functools
+import importlib.metadata
 import pickle
+import sys
 from typing import Any
 
 import cloudpickle
@@ -25,9 +28,41 @@ def decompress(payload: Any) -> Any:
     return payload
 
 
+@functools.lru_cache(maxsize=1)
+def _installed_top_levels() -> frozenset[str]:
+    return frozenset(importlib.metadata.packages_distributions())
+
+
+def user_modules(obj: Any) -> list[Any]:
+    """Modules defining ``obj``'s class hierarchy (or ``obj`` itself, for a function) that belong to no
+    installed distribution: the user's own analysis files. Remote workers cannot import those."""
+    found = []
+    owners = type(obj).__mro__ if not callable(obj) or not hasattr(obj, "__code__") else (obj,)
+    for owner in owners:
+        name = getattr(owner, "__module__", None) or ""
+        top = name.partition(".")[0]
+        if not name or name == "__main__" or top in sys.stdlib_module_names or top in ("builtins", "hpckit"):
+            continue
+        if top in _installed_top_levels():
+            continue
+        module = sys.modules.get(name)
+        if module is not None and getattr(module, "__file__", None) and module not in found:
+            found.append(module)
+    return found
+
+
 def dump_processor(processor: Any, level: int | None = 1) -> bytes:
-    """cloudpickle the processor so classes defined in the user's own script travel by value."""
-    raw = cloudpickle.dumps(processor, protocol=pickle.HIGHEST_PROTOCOL)
+    """cloudpickle the processor. Classes defined in the user's own script or in a module of theirs that
+    no installed distribution provides (``sys.path`` tricks, ``importlib`` from a path) travel by value,
+    so remote workers need neither the file nor ``client.upload_file``."""
+    modules = [m for m in user_modules(processor) if m.__name__ not in cloudpickle.list_registry_pickle_by_value()]
+    for module in modules:
+        cloudpickle.register_pickle_by_value(module)
+    try:
+        raw = cloudpickle.dumps(processor, protocol=pickle.HIGHEST_PROTOCOL)
+    finally:
+        for module in modules:
+            cloudpickle.unregister_pickle_by_value(module)
     return raw if level is None else lz4.frame.compress(raw, compression_level=level)
 
 

@@ -4,7 +4,7 @@
     from parsl_config import get_config   # or: from parsl_config import config
     parsl.load(get_config())
 
-Facts from: https://chtc.cs.wisc.edu/uw-research-computing/docker-jobs, https://chtc.cs.wisc.edu/uw-research-computing/file-avail-largedata (verified 2025-06-01).
+Facts from: https://chtc.cs.wisc.edu/uw-research-computing/docker-jobs, https://chtc.cs.wisc.edu/uw-research-computing/file-avail-largedata (verified 2026-11-26).
 """
 
 from parsl.config import Config

@@ -4,7 +4,7 @@
     from parsl_config import get_config   # or: from parsl_config import config
     parsl.load(get_config())
 
-Facts from: https://docs.olcf.ornl.gov/systems/frontier_user_guide.html, https://docs.olcf.ornl.gov/software/workflows/parsl.html, https://docs.olcf.ornl.gov/software/containers_on_frontier.html (verified 2025-06-01).
+Facts from: https://docs.olcf.ornl.gov/systems/frontier_user_guide.html, https://docs.olcf.ornl.gov/software/workflows/parsl.html, https://docs.olcf.ornl.gov/software/containers_on_frontier.html (verified 2026-11-26).
 """
 
 from parsl.config import Config

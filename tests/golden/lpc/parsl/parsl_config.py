@@ -4,7 +4,7 @@
     from parsl_config import get_config   # or: from parsl_config import config
     parsl.load(get_config())
 
-Facts from: https://github.com/CoffeaTeam/lpcjobqueue (cluster.py, schedd.py, bootstrap.sh) (verified 2025-06-01).
+Facts from: https://github.com/CoffeaTeam/lpcjobqueue (cluster.py, schedd.py, bootstrap.sh) (verified 2026-11-26).
 """
 
 from parsl.config import Config

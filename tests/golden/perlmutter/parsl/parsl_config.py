@@ -4,7 +4,7 @@
     from parsl_config import get_config   # or: from parsl_config import config
     parsl.load(get_config())
 
-Facts from: https://docs.nersc.gov/systems/perlmutter/architecture/, https://docs.nersc.gov/filesystems/perlmutter-scratch/, https://docs.nersc.gov/services/cvmfs/, https://docs.nersc.gov/jobs/policy/, https://docs.nersc.gov/jobs/workflow/, https://docs.nersc.gov/development/containers/ (verified 2025-06-01).
+Facts from: https://docs.nersc.gov/systems/perlmutter/architecture/, https://docs.nersc.gov/filesystems/perlmutter-scratch/, https://docs.nersc.gov/services/cvmfs/, https://docs.nersc.gov/jobs/policy/, https://docs.nersc.gov/jobs/workflow/, https://docs.nersc.gov/development/containers/ (verified 2026-11-26).
 """
 
 from parsl.config import Config

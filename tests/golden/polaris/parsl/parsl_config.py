@@ -4,7 +4,7 @@
     from parsl_config import get_config   # or: from parsl_config import config
     parsl.load(get_config())
 
-Facts from: https://docs.alcf.anl.gov/polaris/, https://docs.alcf.anl.gov/polaris/running-jobs/, https://docs.alcf.anl.gov/polaris/workflows/parsl/, https://docs.alcf.anl.gov/polaris/data-science/containers/containers/ (verified 2025-06-01).
+Facts from: https://docs.alcf.anl.gov/polaris/, https://docs.alcf.anl.gov/polaris/running-jobs/, https://docs.alcf.anl.gov/polaris/workflows/parsl/, https://docs.alcf.anl.gov/polaris/data-science/containers/containers/ (verified 2026-11-26).
 """
 
 from parsl.config import Config

@@ -1,0 +1,91 @@
+"""TaskVineExecutor with a real manager and ``vine_worker`` processes on loopback, where ndcctools imports.
+
+ndcctools is not on PyPI (conda install -c conda-forge ndcctools): without it these tests skip, except
+the one checking the error a user gets. CATALOG_HOST is forced to 127.0.0.1 so no cctools process here
+ever talks to the public catalog server.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+
+import pytest
+
+from distributed_support import Exploding, assert_same_output, children, reference, run, wait_no_new_children
+from hpckit import processor
+from hpckit.errors import ProcessorError
+
+pytestmark = pytest.mark.timeout(180)
+
+try:
+    import ndcctools.taskvine  # noqa: F401
+
+    HAVE_VINE = shutil.which("vine_worker") is not None
+    WHY = "vine_worker not on PATH"
+except ImportError:
+    HAVE_VINE = False
+    WHY = "ndcctools (TaskVine) is not importable: conda install -c conda-forge ndcctools"
+
+needs_vine = pytest.mark.skipif(not HAVE_VINE, reason=WHY)
+
+
+def test_missing_ndcctools(monkeypatch):
+    monkeypatch.setitem(sys.modules, "ndcctools", None)
+    monkeypatch.setitem(sys.modules, "ndcctools.taskvine", None)
+    with pytest.raises(ImportError, match=r"hpckit\[taskvine\].*ndcctools|ndcctools.*hpckit\[taskvine\]"):
+        processor.TaskVineExecutor()
+
+
+@pytest.fixture
+def workers(monkeypatch, tmp_path):
+    """Two one-core workers that connect to 127.0.0.1:<free port> and leave 30 s after going idle."""
+    monkeypatch.setenv("CATALOG_HOST", "127.0.0.1")
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in sys.path if p))
+    procs = [
+        subprocess.Popen(
+            ["vine_worker", "-t", "30", "--cores", "1", "--workdir", str(tmp_path / f"w{i}"), "127.0.0.1", str(port)],
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        for i in range(2)
+    ]
+    yield port
+    for p in procs:
+        p.terminate()
+    for p in procs:
+        try:
+            p.wait(10)
+        except subprocess.TimeoutExpired:
+            p.kill()
+
+
+@needs_vine
+def test_same_output_as_iterative(workers, tmp_path):
+    for chunksize in (7, 100_000):
+        executor = processor.TaskVineExecutor(port=workers, status=False, filepath=str(tmp_path))
+        out, metrics = run(executor, chunksize)
+        assert_same_output(out, reference(chunksize))
+        assert metrics["entries"] == 80 and metrics["retries"] == 0
+        assert executor.stats["engine_workers"]
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith("hpckit-vine-")]  # staging removed
+
+
+@needs_vine
+def test_processor_error_after_retries(workers, tmp_path):
+    markers = tmp_path / "markers"
+    markers.mkdir()
+    before = children()
+    executor = processor.TaskVineExecutor(port=workers, status=False, retries=1, filepath=str(tmp_path))
+    with pytest.raises(ProcessorError) as info:
+        run(executor, 40, proc=Exploding(markers))
+    assert "divided by zero on purpose" in str(info.value) and "chunk 0-40" in str(info.value)
+    assert len(list(markers.iterdir())) >= 2
+    assert wait_no_new_children(before, timeout=5) == set()  # the manager lives in this process: nothing left
