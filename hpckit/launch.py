@@ -490,8 +490,9 @@ class ParslBackend(Backend):
 class TaskVineBackend(Backend):
     """A ``vine_factory`` subprocess (rendered command) that keeps worker jobs for the executor's manager.
 
-    The factory submits and, on SIGTERM, removes its own jobs; its job ids are not visible to hpckit, so
-    launch cannot show their stderr. ``CATALOG_HOST`` defaults to 127.0.0.1 (cctools' compiled-in catalog
+    The factory submits and, on SIGTERM, removes its own jobs. On Slurm its jobs get a job name of this run
+    (``--job-name`` appended to its batch options) so launch lists them with ``squeue -n`` and cancels any the
+    factory left. ``CATALOG_HOST`` defaults to 127.0.0.1 (cctools' compiled-in catalog
     is a public host)."""
 
     name = "taskvine"
@@ -514,12 +515,28 @@ class TaskVineBackend(Backend):
         scratch = self.run_dir / "vine-factory"
         scratch.mkdir(exist_ok=True)
         cmd = [r.command[0], "--scratch-dir", str(scratch), *r.command[1:]]
+        if self.site.scheduler == "slurm":
+            # a job name of this run, so its jobs can be listed (and cancelled) by name
+            self.job_name = f"hpckit-vine-{self.run_dir.name}"[:60]
+            if "--batch-options" in cmd:
+                i = cmd.index("--batch-options") + 1
+                cmd[i] = f"{cmd[i]} --job-name={shlex.quote(self.job_name)}"
+            else:
+                cmd[1:1] = ["--batch-options", f"--job-name={shlex.quote(self.job_name)}"]
         env = dict(os.environ)
         env.setdefault("CATALOG_HOST", "127.0.0.1")
         log = open(self.run_dir / "logs" / "vine_factory.log", "ab")
         self.proc = subprocess.Popen(cmd, cwd=self.run_dir / "logs", env=env, stdout=log, stderr=subprocess.STDOUT,
                                      start_new_session=True)
         log.close()
+
+    job_name: str | None = None
+
+    def _job_ids(self) -> list[str]:
+        if not self.job_name or shutil.which("squeue") is None:
+            return []
+        r = _run(["squeue", "-h", "-n", self.job_name, "-o", "%i"], timeout=15)
+        return r.stdout.split() if r.returncode == 0 else []
 
     def executor(self, status: bool) -> Any:
         from hpckit.processor import TaskVineExecutor
