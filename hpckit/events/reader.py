@@ -119,10 +119,20 @@ def _describe_branches(tree: Any) -> dict[str, BranchInfo]:
 
 def _cache() -> "OrderedDict[tuple, OpenTree]":
     cache = getattr(_local, "trees", None)
-    if cache is None or getattr(_local, "pid", None) != os.getpid():  # a forked child starts afresh
+    if cache is None:
         cache = _local.trees = OrderedDict()
         _local.pid = os.getpid()
+    elif _local.pid != os.getpid():
+        # A forked child: memory-mapped local files are safe to share (read-only mappings) and save
+        # re-reading the tree metadata; handles with sockets or threads (remote files) are not.
+        for key in [k for k, t in cache.items() if not _fork_safe(t)]:
+            del cache[key]
+        _local.pid = os.getpid()
     return cache
+
+
+def _fork_safe(t: OpenTree) -> bool:
+    return isinstance(getattr(t.file.file, "source", None), uproot.source.file.MemmapSource)
 
 
 def open_tree(filename: str, treename: str, uproot_options: dict | None = None) -> OpenTree:
@@ -136,8 +146,12 @@ def open_tree(filename: str, treename: str, uproot_options: dict | None = None) 
                 other.windows.clear()
             cache.move_to_end(key)
         return hit
+    options = dict(uproot_options or {})
+    if "://" not in filename and "handler" not in options:
+        # local files: memory-mapped, which is fast and can be shared with forked workers
+        options["handler"] = uproot.source.file.MemmapSource
     try:
-        f = uproot.open(filename, **(uproot_options or {}))
+        f = uproot.open(filename, **options)
     except FileNotFoundError as err:
         raise FileAccessError(f"file not found: {filename}", filename, err) from err
     except Exception as err:  # noqa: BLE001

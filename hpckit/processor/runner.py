@@ -159,6 +159,7 @@ class Runner:
             compression=executor.result_compression,
             checkpointer=self.checkpointer,
             uproot_options=options,
+            processor_object=processor_instance,
         )
 
         merged = Merger()

@@ -63,6 +63,19 @@ class ChunkJob:
     compression: int | None = 1
     checkpointer: Any = None
     uproot_options: dict = field(default_factory=dict)
+    # the live processor, used where the job is not pickled (Iterative, thread pools): tracebacks then
+    # keep the user's file and source lines, which by-value pickled code loses
+    processor_object: Any = field(default=None, repr=False, compare=False)
+
+    def __getstate__(self) -> dict:
+        state = self.__dict__.copy()
+        state["processor_object"] = None
+        return state
+
+    def _processor(self) -> Any:
+        if self.processor_object is not None:
+            return self.processor_object
+        return _processor(self.processor_blob)
 
     def __call__(self, item: WorkItem) -> Any:
         return compress(self.run(item), self.compression)
@@ -94,6 +107,22 @@ class ChunkJob:
             self.checkpointer.save(result, item, self.fingerprint)
         return result
 
+    def warm_up(self, item: WorkItem) -> None:
+        """Pay once, here, the first-call costs of the event machinery (vector dispatch, awkward
+        kernels) on an empty slice of ``item``'s file, so that processes forked afterwards start warm.
+        Best effort: any problem is left for the real chunk to report."""
+        try:
+            self._processor()
+            tree = open_tree(item.filename, item.treename, self.uproot_options)
+            events, _ = make_events(tree, item.entrystart, item.entrystart, self.schema, item.metadata())
+            for name in events.fields:
+                column = events[name]
+                if getattr(column, "ndim", 0) == 2 and "mass" in getattr(column, "fields", ()):
+                    first = column[:, :1]
+                    (first + first).mass
+        except Exception:  # noqa: BLE001
+            pass
+
     def _once(self, item: WorkItem) -> dict:
         tree = open_tree(item.filename, item.treename, self.uproot_options)
         if tree.uuid != item.fileuuid:
@@ -106,7 +135,7 @@ class ChunkJob:
                 f"{item.describe()} is past the end of the tree ({tree.num_entries} entries)", item.filename
             )
         bytes_before = tree.bytes_requested
-        processor = _processor(self.processor_blob)
+        processor = self._processor()
         events, reader = make_events(tree, item.entrystart, item.entrystop, self.schema, item.metadata())
         t0 = time.perf_counter()
         try:

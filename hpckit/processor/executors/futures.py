@@ -15,6 +15,13 @@ from hpckit.processor.serialize import decompress
 from hpckit.processor.work import merge_payloads, worker_id
 
 
+_INHERITED: dict[int, Any] = {}  # jobs handed to forked workers through fork itself, not pickling
+
+
+def _run_inherited(key: int, item: Any) -> Any:
+    return _INHERITED[key](item)
+
+
 def _default_pool(workers: int) -> cf.Executor:
     # fork starts a worker in milliseconds and inherits the open files from preprocessing; the
     # driver has no threads running yet when the pool is made (the progress bar starts after).
@@ -61,12 +68,20 @@ class FuturesExecutor(ExecutorBase):
 
     def run(self, items, job, progress) -> Any:
         plan = _merging_plan(self.merging)
+        inherit = self.pool is None and sys.platform.startswith("linux")
+        if inherit and items:
+            job.warm_up(items[0])  # forked workers inherit a warm event machinery
         pool, owned = self._make_pool()
         merged = Merger()
         ready: list[Any] = []
         workers: set[str] = set()
+        key = id(job)
         try:
-            todo = {pool.submit(job, item): item for item in items}
+            if inherit:  # workers fork at the first submit and find the live job (and processor) here
+                _INHERITED[key] = job
+                todo = {pool.submit(_run_inherited, key, item): item for item in items}
+            else:
+                todo = {pool.submit(job, item): item for item in items}
             merges: set[cf.Future] = set()
             progress.set_workers(self.workers)
             while todo or merges:
@@ -97,6 +112,7 @@ class FuturesExecutor(ExecutorBase):
                 owned = False
             raise
         finally:
+            _INHERITED.pop(key, None)
             if owned:
                 pool.shutdown(wait=True)
         result = merged.result
