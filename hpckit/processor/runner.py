@@ -10,14 +10,13 @@ from typing import Any
 
 from hpckit.errors import ChunkError, FileAccessError, FilesetError
 from hpckit.events import NanoAODSchema
-from hpckit.events.reader import open_tree
 from hpckit.processor.accumulate import Merger
 from hpckit.processor.checkpoint import CheckpointerABC, processor_fingerprint
 from hpckit.processor.executors.base import ExecutorBase
 from hpckit.processor.fileset import WorkItem, chunk_ranges, normalize_fileset
 from hpckit.processor.progress import ChunkProgress
 from hpckit.processor.serialize import dump_processor
-from hpckit.processor.work import ChunkJob, skip_matches
+from hpckit.processor.work import ChunkJob, FileMetaTask, skip_matches
 
 
 @dataclass
@@ -60,46 +59,39 @@ class Runner:
         return getattr(self.executor, "retries", 0)
 
     # -- preprocessing -----------------------------------------------------------------------------
-    def _file_metadata(self, spec, uproot_options: dict) -> dict:
-        key = (spec.dataset, spec.filename, spec.treename, self.align_clusters)
-        meta = self.metadata_cache.get(key)
-        if meta is None:
-            last: FileAccessError | None = None
-            for attempt in range(self.retries + 1):
-                try:
-                    tree = open_tree(spec.filename, spec.treename, uproot_options)
-                    meta = {"numentries": tree.num_entries, "uuid": tree.uuid}
-                    if self.align_clusters:
-                        meta["clusters"] = [int(c) for c in tree.tree.common_entry_offsets()]
-                    break
-                except FileAccessError as err:
-                    last = err
-                    if isinstance(err.__cause__, (FileNotFoundError, KeyError)) or "not found" in str(err):
-                        break  # no point retrying a file or tree that is not there
-                    time.sleep(min(0.1 * 2**attempt, 2.0))
-            if meta is None:
-                assert last is not None
-                raise last
-            self.metadata_cache[key] = meta
-        return meta
-
     def preprocess(
         self, fileset: Any, treename: str | None = None, uproot_options: dict | None = None
     ) -> Iterator[WorkItem]:
         """Yield the chunks of ``fileset`` in fileset order (``maxchunks`` applies per dataset)."""
-        options = self._uproot_options(uproot_options)
+        try:
+            yield from self._chunks(fileset, treename, self._uproot_options(uproot_options), None)
+        finally:
+            self.executor.close()
+
+    def _chunks(self, fileset: Any, treename: str | None, options: dict, job: ChunkJob | None) -> Iterator[WorkItem]:
+        specs = normalize_fileset(fileset, treename)
+        task = FileMetaTask(options, self.retries, self.align_clusters)
+        key = lambda spec: (spec.dataset, spec.filename, spec.treename, self.align_clusters)  # noqa: E731
+        if self.maxchunks is None:  # every file is needed: let the executor open them in parallel
+            todo = list({key(s): s for s in specs if key(s) not in self.metadata_cache}.values())
+            if todo:
+                for spec, meta in zip(todo, self.executor.map_files(task, todo, job)):
+                    self.metadata_cache[key(spec)] = meta
         per_dataset: dict[str, int] = {}
-        for spec in normalize_fileset(fileset, treename):
+        for spec in specs:
             if self.maxchunks is not None and per_dataset.get(spec.dataset, 0) >= self.maxchunks:
                 continue
-            try:
-                meta = self._file_metadata(spec, options)
-            except FileAccessError as err:
+            meta = self.metadata_cache.get(key(spec))
+            if meta is None:
+                meta = self.metadata_cache[key(spec)] = task(spec)
+            err = meta.get("error")
+            if err is not None:
+                del self.metadata_cache[key(spec)]  # failures are not cached
                 if skip_matches(self.skipbadfiles, err):
                     warnings.warn(f"hpckit: skipping {spec.filename} (dataset {spec.dataset!r}): {err}")
                     self._skipped.append({"chunk": None, "file": spec.filename, "error": str(err)})
                     continue
-                raise
+                raise err
             for start, stop in chunk_ranges(meta["numentries"], int(self.chunksize), meta.get("clusters")):
                 if self.maxchunks is not None and per_dataset.get(spec.dataset, 0) >= self.maxchunks:
                     break
@@ -140,14 +132,6 @@ class Runner:
         t_start = time.perf_counter()
         self._skipped = []
         options = self._uproot_options(uproot_options)
-        if isinstance(fileset, (list, tuple)) and all(isinstance(x, WorkItem) for x in fileset):
-            items = list(fileset)
-        else:
-            items = list(self.preprocess(fileset, treename=treename, uproot_options=options))
-        if not items:
-            raise FilesetError("No chunks survived preprocessing: every file was skipped or the fileset is empty")
-        t_pre = time.perf_counter()
-
         fingerprint = processor_fingerprint(processor_instance, self.schema)
         executor = self.executor
         job = ChunkJob(
@@ -161,25 +145,35 @@ class Runner:
             uproot_options=options,
             processor_object=processor_instance,
         )
+        try:  # the executor may keep workers from preprocessing to processing: close() ends them
+            if isinstance(fileset, (list, tuple)) and all(isinstance(x, WorkItem) for x in fileset):
+                items = list(fileset)
+            else:
+                items = list(self._chunks(fileset, treename, options, job))
+            if not items:
+                raise FilesetError("No chunks survived preprocessing: every file was skipped or the fileset is empty")
+            t_pre = time.perf_counter()
 
-        merged = Merger()
-        todo = items
-        from_checkpoint = 0
-        if self.checkpointer is not None:
-            todo = []
-            for item in items:
-                saved = self.checkpointer.load(item, fingerprint)
-                if saved is None:
-                    todo.append(item)
-                else:
-                    merged.add(saved)
-                    from_checkpoint += 1
+            merged = Merger()
+            todo = items
+            from_checkpoint = 0
+            if self.checkpointer is not None:
+                todo = []
+                for item in items:
+                    saved = self.checkpointer.load(item, fingerprint)
+                    if saved is None:
+                        todo.append(item)
+                    else:
+                        merged.add(saved)
+                        from_checkpoint += 1
 
-        with ChunkProgress(executor.status, len(items)) as progress:
-            if from_checkpoint:
-                progress.advance(from_checkpoint, sum(len(i) for i in items) - sum(len(i) for i in todo))
-            if todo:
-                merged.add(executor.run(todo, job, progress))
+            with ChunkProgress(executor.status, len(items)) as progress:
+                if from_checkpoint:
+                    progress.advance(from_checkpoint, sum(len(i) for i in items) - sum(len(i) for i in todo))
+                if todo:
+                    merged.add(executor.run(todo, job, progress))
+        finally:
+            executor.close()
         result = merged.result or {}
         t_end = time.perf_counter()
 

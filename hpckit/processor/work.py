@@ -168,6 +168,32 @@ class ChunkJob:
         }
 
 
+@dataclass
+class FileMetaTask:
+    """Preprocessing of one file (entries, uuid, clusters), run wherever the executor puts it.
+    Returns the metadata, or the FileAccessError as a value so the driver decides about skipping."""
+
+    uproot_options: dict = field(default_factory=dict)
+    retries: int = 3
+    align_clusters: bool = False
+
+    def __call__(self, spec: Any) -> dict:
+        last: FileAccessError | None = None
+        for attempt in range(self.retries + 1):
+            try:
+                tree = open_tree(spec.filename, spec.treename, self.uproot_options)
+                meta = {"numentries": tree.num_entries, "uuid": tree.uuid}
+                if self.align_clusters:
+                    meta["clusters"] = [int(c) for c in tree.tree.common_entry_offsets()]
+                return meta
+            except FileAccessError as err:
+                last = err
+                if "not found" in str(err):
+                    break  # no point retrying a file or tree that is not there
+                time.sleep(min(0.1 * 2**attempt, 2.0))
+        return {"error": last}
+
+
 def merge_payloads(payloads: list[Any], compression: int | None = 1) -> Any:
     """Merge chunk results (compressed or not) into one compressed result; runs where the engine puts it."""
     return compress(accumulate(decompress(p) for p in payloads), compression)

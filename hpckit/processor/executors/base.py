@@ -33,6 +33,14 @@ class ExecutorBase(ABC):
         """Compression for chunk results: executors that never cross a process boundary use None."""
         return self.compression
 
+    def map_files(self, task: Any, specs: list, job: ChunkJob | None = None) -> list:
+        """Preprocessing: ``task(spec)`` for every file, in order. Executors with workers may fan this
+        out and keep those workers (with the files open) for ``run``; ``close`` ends them."""
+        return [task(spec) for spec in specs]
+
+    def close(self) -> None:
+        """Release whatever ``map_files`` kept for ``run`` (called by the Runner at the end)."""
+
     @abstractmethod
     def run(self, items: list[WorkItem], job: ChunkJob, progress: ChunkProgress) -> Any:
         """Run ``job`` on every item and return the merged (decompressed) chunk result."""

@@ -5,12 +5,13 @@ from __future__ import annotations
 import concurrent.futures as cf
 import multiprocessing
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from hpckit.errors import EngineError
 from hpckit.processor.accumulate import Merger
 from hpckit.processor.executors.base import ExecutorBase
+from hpckit.processor.fileset import WorkItem
 from hpckit.processor.serialize import decompress
 from hpckit.processor.work import merge_payloads, worker_id
 
@@ -48,6 +49,7 @@ class FuturesExecutor(ExecutorBase):
     workers: int = 1
     pool: Any = None
     merging: Any = False
+    _session: Any = field(default=None, init=False, repr=False, compare=False)
 
     @property
     def _threads(self) -> bool:
@@ -66,19 +68,51 @@ class FuturesExecutor(ExecutorBase):
             return self.pool(max_workers=self.workers), True
         return self.pool, False
 
+    def _open_pool(self, job: Any, warm_item: Any) -> tuple[cf.Executor, int | None]:
+        """The pool of this run, kept from preprocessing to processing. The default pool forks its
+        workers after the driver has warmed the event machinery and registered the live job, so
+        workers start warm and need nothing pickled but the work item."""
+        if self._session is None:
+            inherit = self.pool is None and sys.platform.startswith("linux") and job is not None
+            key = None
+            if inherit:
+                if warm_item is not None:
+                    job.warm_up(warm_item)
+                key = id(job)
+                _INHERITED[key] = job
+            pool, owned = self._make_pool()
+            self._session = (pool, owned, key)
+        pool, _, key = self._session
+        return pool, key
+
+    def map_files(self, task, specs, job=None) -> list:
+        if len(specs) < 2 or job is None or self._threads:
+            return super().map_files(task, specs, job)
+        first = task(specs[0])  # in the driver: its open file and a warm-up are inherited by the workers
+        warm = None
+        if "error" not in first:
+            s0 = specs[0]
+            warm = WorkItem(s0.dataset, s0.filename, s0.treename, 0, 0, first["uuid"], s0.metadata)
+        pool, _ = self._open_pool(job, warm)
+        return [first, *pool.map(task, specs[1:])]
+
+    def close(self, cancel: bool = False) -> None:
+        if self._session is not None:
+            pool, owned, key = self._session
+            self._session = None
+            _INHERITED.pop(key, None)
+            if owned:
+                pool.shutdown(wait=not cancel, cancel_futures=cancel)
+
     def run(self, items, job, progress) -> Any:
         plan = _merging_plan(self.merging)
-        inherit = self.pool is None and sys.platform.startswith("linux")
-        if inherit and items:
-            job.warm_up(items[0])  # forked workers inherit a warm event machinery
-        pool, owned = self._make_pool()
+        opened_here = self._session is None
+        pool, key = self._open_pool(job, items[0] if items else None)
         merged = Merger()
         ready: list[Any] = []
         workers: set[str] = set()
-        key = id(job)
         try:
-            if inherit:  # workers fork at the first submit and find the live job (and processor) here
-                _INHERITED[key] = job
+            if key is not None:
                 todo = {pool.submit(_run_inherited, key, item): item for item in items}
             else:
                 todo = {pool.submit(job, item): item for item in items}
@@ -107,14 +141,10 @@ class FuturesExecutor(ExecutorBase):
             for payload in ready:
                 merged.add(decompress(payload))
         except BaseException:
-            if owned:
-                pool.shutdown(wait=False, cancel_futures=True)
-                owned = False
+            self.close(cancel=True)
             raise
-        finally:
-            _INHERITED.pop(key, None)
-            if owned:
-                pool.shutdown(wait=True)
+        if opened_here:
+            self.close()
         result = merged.result
         if result is not None:
             workers = set(result.get("metrics", {}).get("workers", ())) or {worker_id()}
