@@ -147,7 +147,7 @@ def main() -> None:
         run(f"coffea Dask({top}) processing", "coffea-daskwarm", top)
 
     floor = results.get("floor (1 process)")
-    print(f"\n| configuration | s | M events/s | x floor |\n|---|---|---|---|")
+    print("\n| configuration | s | M events/s | x floor |\n|---|---|---|---|")
     for name, s in results.items():
         print(f"| {name} | {s:.2f} | {total / s / 1e6:.2f} | {floor / s:.2f} |" if floor else f"| {name} | {s:.2f} |")
     if args.json:

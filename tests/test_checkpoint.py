@@ -12,7 +12,6 @@ import time
 from pathlib import Path
 
 from conftest import EXAMPLES, REPO, assert_matches_reference
-from dimuon import DimuonProcessor
 
 from hpckit import processor
 

@@ -10,7 +10,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from launch_util import ANALYSIS, assert_same_output, hpckit, load
+from launch_util import ANALYSIS, hpckit, load
 
 from hpckit.deploy import list_sites, load_site
 from hpckit.launch import BATCH_BACKENDS, JobStatus, LaunchError, LaunchOptions, launch

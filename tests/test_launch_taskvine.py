@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-from pathlib import Path
 
 import pytest
 from launch_util import ANALYSIS, hpckit, load, squeue_ids

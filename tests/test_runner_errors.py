@@ -5,7 +5,7 @@ from __future__ import annotations
 import shutil
 
 import pytest
-from conftest import DATASETS, reference_dimuon, assert_matches_reference
+from conftest import DATASETS, reference_dimuon
 from dimuon import DimuonProcessor
 
 from hpckit import processor

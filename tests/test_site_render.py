@@ -115,7 +115,7 @@ def test_dask_builds_real_cluster(name):
     assert f"--lifetime {life}s --lifetime-stagger {stagger}s" in script
     if s.scheduler == "slurm":
         assert f"#SBATCH --cpus-per-task={s.job_cores}" in script
-        assert f"#SBATCH --time=" in script and "#SBATCH -J" not in script  # dask's own lines skipped
+        assert "#SBATCH --time=" in script and "#SBATCH -J" not in script  # dask's own lines skipped
         for d in s.extra_directives + ([f"--constraint={s.constraint}"] if s.constraint else []) + (
                 [f"--partition={s.partition}"] if s.partition else []):
             assert f"#SBATCH {d}" in script

@@ -21,7 +21,6 @@ from typing import Literal
 import jinja2
 
 from hpckit.deploy.envlock import Lock, python_minor, read_lock, wheelhouse
-from hpckit.resources import data_dir
 
 Runtime = Literal["apptainer", "shifter", "podman-hpc", "podman", "none"]
 RUNTIMES: tuple[str, ...] = ("apptainer", "shifter", "podman-hpc", "podman", "none")
@@ -84,14 +83,10 @@ def site_container(name: str) -> ContainerSpec:
 # -- rendering (pure) -----------------------------------------------------------------------------
 
 def _env() -> jinja2.Environment:
-    env = jinja2.Environment(
-        loader=jinja2.FileSystemLoader(str(data_dir("containers"))),
-        undefined=jinja2.StrictUndefined,
-        keep_trailing_newline=True,
-        autoescape=False,
-    )
-    env.filters["shquote"] = lambda s: shlex.quote(str(s))
-    return env
+    # container definitions keep their own line layout (no block trimming): %sections are line-based
+    from hpckit.deploy.render import make_environment
+
+    return make_environment("containers", trim=False)
 
 
 def default_base(lock: Lock) -> str:

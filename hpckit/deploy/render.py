@@ -72,19 +72,25 @@ def _py(value: Any) -> str:
     return repr(value)
 
 
-@lru_cache(maxsize=1)
-def environment() -> jinja2.Environment:
-    """The shared environment: loader on ``data_dir("templates")``, StrictUndefined, quoting filters."""
+def make_environment(kind: str, trim: bool = True) -> jinja2.Environment:
+    """A Jinja environment on ``data_dir(kind)`` with StrictUndefined and the quoting filters; every
+    template of hpckit (jobs, configs, container definitions) is rendered by one of these."""
     env = jinja2.Environment(
-        loader=jinja2.FileSystemLoader(str(data_dir("templates"))),
+        loader=jinja2.FileSystemLoader(str(data_dir(kind))),
         undefined=jinja2.StrictUndefined,
-        trim_blocks=True,
-        lstrip_blocks=True,
+        trim_blocks=trim,
+        lstrip_blocks=trim,
         keep_trailing_newline=True,
         autoescape=False,
     )
-    env.filters.update(sh=shquote, shpath=shpath, classad=classad_string, py=_py)
+    env.filters.update(sh=shquote, shquote=shquote, shpath=shpath, classad=classad_string, py=_py)
     return env
+
+
+@lru_cache(maxsize=1)
+def environment() -> jinja2.Environment:
+    """The job and config templates (``templates/``)."""
+    return make_environment("templates")
 
 
 def _failing_template(exc: BaseException, default: str) -> str:

@@ -8,7 +8,6 @@ from typing import Any
 
 import awkward as ak
 import numpy as np
-import vector
 import vector.backends.awkward as vba
 
 from hpckit.events.reader import OpenTree

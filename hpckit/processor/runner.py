@@ -8,7 +8,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from hpckit.errors import ChunkError, FileAccessError, FilesetError
+from hpckit.errors import ChunkError, FilesetError
 from hpckit.events import NanoAODSchema
 from hpckit.processor.accumulate import Merger
 from hpckit.processor.checkpoint import CheckpointerABC, processor_fingerprint
