@@ -27,6 +27,7 @@ import datetime as _dt
 import importlib.util
 import json
 import math
+import functools
 import os
 import re
 import shlex
@@ -814,6 +815,19 @@ def _run_opts(opts: LaunchOptions, output: Path, executor_name: str, workers: in
     )
 
 
+def environment_check(say: Callable[[str], None] = print) -> Any:
+    """The client's environment fingerprint, checked by every worker before it takes work: a worker
+    whose installed versions differ refuses with the list of differing packages instead of failing
+    later while unpickling. ``HPCKIT_NO_ENV_CHECK=1`` turns it off."""
+    if os.environ.get("HPCKIT_NO_ENV_CHECK") == "1":
+        return None
+    from hpckit.deploy.envlock import check_environment, current_fingerprint
+
+    fp = current_fingerprint()
+    say(f"hpckit: environment fingerprint {fp.hash} (hpckit and its dependencies) checked on every worker")
+    return functools.partial(check_environment, fp.to_json())
+
+
 def launch(opts: LaunchOptions) -> LaunchResult:
     """Render ``opts.site`` into a run directory, start workers, run the processor, write the results,
     tear everything down. See the module docstring."""
@@ -904,7 +918,7 @@ def launch(opts: LaunchOptions) -> LaunchResult:
 
             executor = backend.executor(opts.status)
             _feed_workers(executor, backend)
-            _, metrics, written = run_with_executor(run_opts, executor)
+            _, metrics, written = run_with_executor(run_opts, executor, environment_check(say))
             result.metrics, result.written = metrics, written
             result.seconds_to_result = time.perf_counter() - t0
     except BaseException as exc:

@@ -40,7 +40,9 @@ def make_executor(name: str, workers: int, status: bool) -> Any:
     raise ValueError(f"unknown local executor {name!r}; expected iterative or futures")
 
 
-def run_with_executor(opts: LocalRunOptions, executor: Any) -> tuple[Any, dict, list[Path]]:
+def run_with_executor(
+    opts: LocalRunOptions, executor: Any, worker_check: Any = None
+) -> tuple[Any, dict, list[Path]]:
     """Load the processor, run it with ``executor`` and write the results."""
     if opts.schema not in SCHEMAS:
         raise ValueError(f"unknown schema {opts.schema!r}; expected one of {sorted(SCHEMAS)}")
@@ -53,6 +55,7 @@ def run_with_executor(opts: LocalRunOptions, executor: Any) -> tuple[Any, dict, 
         skipbadfiles=opts.skipbadfiles,
         savemetrics=True,
         checkpointer=SimpleCheckpointer(opts.checkpoint) if opts.checkpoint else None,
+        worker_check=worker_check,
     )
     out, metrics = runner(str(opts.fileset), processor_instance=processor, treename=opts.treename)
     written = write_results(opts.output, out, metrics, plots=opts.plots)

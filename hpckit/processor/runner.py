@@ -42,6 +42,7 @@ class Runner:
     processor_compression: int | None = 1
     checkpointer: CheckpointerABC | None = None
     uproot_options: dict = field(default_factory=dict)
+    worker_check: Any = None  # picklable callable run on each worker before its first chunk; raises to refuse
 
     def __post_init__(self) -> None:
         if not isinstance(self.executor, ExecutorBase):
@@ -144,6 +145,7 @@ class Runner:
             checkpointer=self.checkpointer,
             uproot_options=options,
             processor_object=processor_instance,
+            worker_check=self.worker_check,
         )
         try:  # the executor may keep workers from preprocessing to processing: close() ends them
             if isinstance(fileset, (list, tuple)) and all(isinstance(x, WorkItem) for x in fileset):
@@ -218,5 +220,6 @@ class Runner:
             "time_to_first_result": (progress.first_result_at - t_start) if progress.first_result_at else None,
             "retries": int(m.get("retries", 0)) + int(stats.get("retried", 0)),
             "workers": sorted(set(m.get("workers", ())) | set(stats.get("workers", ()))),
+            "engine_workers": sorted(str(w) for w in stats.get("engine_workers", ())),
             "skipped": skipped,
         }

@@ -66,6 +66,9 @@ class ChunkJob:
     # the live processor, used where the job is not pickled (Iterative, thread pools): tracebacks then
     # keep the user's file and source lines, which by-value pickled code loses
     processor_object: Any = field(default=None, repr=False, compare=False)
+    # run on the worker before the processor is unpickled (e.g. the environment fingerprint check of
+    # `hpckit launch`); it raises to refuse work. Must be picklable and cheap after its first call.
+    worker_check: Any = None
 
     def __getstate__(self) -> dict:
         state = self.__dict__.copy()
@@ -81,6 +84,8 @@ class ChunkJob:
         return compress(self.run(item), self.compression)
 
     def run(self, item: WorkItem) -> dict:
+        if self.worker_check is not None:
+            self.worker_check()
         last: FileAccessError | None = None
         for attempt in range(self.retries + 1):
             try:
