@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import concurrent.futures as cf
 import multiprocessing
-import os
 import sys
 from dataclasses import dataclass, field
 from typing import Any
