@@ -26,11 +26,13 @@ class Runner:
     ``skipbadfiles``: True skips every file that cannot be opened or read (missing, corrupt, truncated,
     no such tree); a tuple of exception types skips only those (matched along the cause chain).
     Skipped files are warned about and listed in ``metrics["skipped"]``. A processor that raises is
-    never retried or skipped: its traceback reaches the caller.
+    never skipped: the local executors report it at once; the distributed ones re-run a failed task up to
+    ``retries`` times (to them a lost worker and a raising task look alike), then its traceback reaches
+    the caller.
     """
 
     executor: ExecutorBase
-    pre_executor: Any = None  # accepted for coffea compatibility; preprocessing runs in the driver
+    pre_executor: Any = None  # accepted for coffea compatibility; files are opened by executor.map_files
     chunksize: int = 100_000
     maxchunks: int | None = None
     metadata_cache: dict | None = None
