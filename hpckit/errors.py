@@ -62,6 +62,10 @@ class ProcessorError(ChunkError):
     """The user's ``process()`` raised or returned something unusable. Never retried, never skipped."""
 
 
+class LaunchError(HpckitError, RuntimeError):
+    """`hpckit launch` could not get workers or run (submission refused, workers never came, ...)."""
+
+
 class EngineError(HpckitError):
     """An execution engine (process pool, Dask, Parsl, TaskVine) failed outside the processor."""
 
