@@ -151,3 +151,19 @@ def test_status_flag_really_turns_off_progress(status, fileset_path, capfd):
     captured = capfd.readouterr()
     text = captured.out + captured.err
     assert ("Processing" in text) is status
+
+
+def test_branch_description_shared_by_files_of_one_layout(tmp_path):
+    """Two copies of one file share the (costly) branch description; a file of another layout does not."""
+    import shutil
+
+    from hpckit.events.reader import open_tree
+
+    a, b = tmp_path / "a.root", tmp_path / "b.root"
+    shutil.copy(DATASETS["DYJetsToLL"], a)
+    shutil.copy(DATASETS["DYJetsToLL"], b)
+    ta, tb = open_tree(str(a), "Events"), open_tree(str(b), "Events")
+    tc = open_tree(str(DATASETS["DoubleMuon"]), "Events")  # 1601 branches, not 1499
+    assert ta.branches is tb.branches
+    assert tc.branches is not ta.branches and len(tc.branches) != len(ta.branches)
+    assert ta.branches["Muon_pt"].kind == "jagged" and ta.branches["nMuon"].kind == "flat"
