@@ -53,6 +53,20 @@ def skip_matches(skipbadfiles: Any, err: FileAccessError) -> bool:
     return isinstance(err, wanted) or bool(names & set(err.cause_types))
 
 
+def retry_file_errors(fn: Any, filename: str, retries: int) -> tuple[Any, int]:
+    """``fn()`` and the number of failed attempts before it worked; file errors are retried with backoff
+    on a freshly opened file, except a file or tree that is not there. The last error is raised."""
+    for attempt in range(retries + 1):
+        try:
+            return fn(), attempt
+        except FileAccessError as err:
+            forget(filename)
+            if attempt == retries or "not found" in str(err):
+                raise
+            time.sleep(min(0.1 * 2**attempt, 2.0))
+    raise AssertionError("unreachable")
+
+
 @dataclass
 class ChunkJob:
     processor_blob: bytes
@@ -86,27 +100,18 @@ class ChunkJob:
     def run(self, item: WorkItem) -> dict:
         if self.worker_check is not None:
             self.worker_check()
-        last: FileAccessError | None = None
-        for attempt in range(self.retries + 1):
-            try:
-                result = self._once(item)
-                result["metrics"]["retries"] = attempt
-                break
-            except FileAccessError as err:
-                last = err
-                forget(item.filename)
-                if attempt < self.retries:
-                    time.sleep(min(0.1 * 2**attempt, 2.0))
-        else:
-            assert last is not None
+        try:
+            result, attempt = retry_file_errors(lambda: self._once(item), item.filename, self.retries)
+            result["metrics"]["retries"] = attempt
+        except FileAccessError as last:
             if skip_matches(self.skipbadfiles, last):
-                warnings.warn(f"hpckit: skipping {item.describe()} after {self.retries + 1} attempts: {last}")
+                warnings.warn(f"hpckit: skipping {item.describe()}: {last}")
                 return {
                     "metrics": {"skipped": [{"chunk": item.describe(), "file": item.filename, "error": str(last)}]},
                     "processed": {item.key},
                 }
             raise ChunkError(
-                f"{item.describe()} failed after {self.retries + 1} attempts: {last}", item.describe()
+                f"{item.describe()} failed (file errors are tried up to {self.retries + 1} times): {last}", item.describe()
             ) from last
         if self.checkpointer is not None:
             self.checkpointer.save(result, item, self.fingerprint)
@@ -183,20 +188,17 @@ class FileMetaTask:
     align_clusters: bool = False
 
     def __call__(self, spec: Any) -> dict:
-        last: FileAccessError | None = None
-        for attempt in range(self.retries + 1):
-            try:
-                tree = open_tree(spec.filename, spec.treename, self.uproot_options)
-                meta = {"numentries": tree.num_entries, "uuid": tree.uuid}
-                if self.align_clusters:
-                    meta["clusters"] = [int(c) for c in tree.tree.common_entry_offsets()]
-                return meta
-            except FileAccessError as err:
-                last = err
-                if "not found" in str(err):
-                    break  # no point retrying a file or tree that is not there
-                time.sleep(min(0.1 * 2**attempt, 2.0))
-        return {"error": last}
+        def read() -> dict:
+            tree = open_tree(spec.filename, spec.treename, self.uproot_options)
+            meta = {"numentries": tree.num_entries, "uuid": tree.uuid}
+            if self.align_clusters:
+                meta["clusters"] = [int(c) for c in tree.tree.common_entry_offsets()]
+            return meta
+
+        try:
+            return retry_file_errors(read, spec.filename, self.retries)[0]
+        except FileAccessError as err:
+            return {"error": err}
 
 
 def merge_payloads(payloads: list[Any], compression: int | None = 1) -> Any:
