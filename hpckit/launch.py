@@ -42,12 +42,11 @@ from hpckit.deploy import load_site, render_all
 from hpckit.deploy.site import Site
 from hpckit.errors import LaunchError
 from hpckit.deploy.schedulers import (  # noqa: F401 - re-exported
-    BatchScheduler,
     HTCondorScheduler,
     JobStatus,
     PBSScheduler,
+    Scheduler as BatchScheduler,
     SlurmScheduler,
-    _run,
     scheduler_for,
 )
 from hpckit.launch_backends import Backend, DaskBackend, ParslBackend, TaskVineBackend, _host_address  # noqa: F401
@@ -366,6 +365,8 @@ def launch(opts: LaunchOptions) -> LaunchResult:
     elif site.scheduler == "local" and opts.backend is None:
         local_reason = "site local"
     sched = scheduler_for(site, run_dir / "logs")
+    if not sched.batch:
+        sched = None
     if local_reason is None and sched is not None and sched.missing() and not opts.dry_run:
         msg = (f"site {site.name} uses {site.scheduler}, but {', '.join(sched.missing())} "
                f"{'is' if len(sched.missing()) == 1 else 'are'} not on this machine's PATH")
@@ -454,14 +455,12 @@ def launch(opts: LaunchOptions) -> LaunchResult:
 
 
 def _plan(site: Site, backend: str, jobs: int, run_dir: Path, paths: list[Path], port: int) -> list[str]:
-    from hpckit.deploy.backends.common import SUBMIT
-
-    submit = SUBMIT.get(site.scheduler, "")
+    submit = scheduler_for(site).submit_command
     lines = [f"rendered into {run_dir}: " + ", ".join(p.name for p in paths)]
     if site.scheduler == "local":
         lines.append(f"would start {backend} with {jobs} local worker process(es); nothing is submitted")
     elif backend == "dask":
-        script = "job_script.sub" if site.scheduler == "htcondor" else "job_script.sh"
+        script = scheduler_for(site).job_script_name()
         lines.append(f"would submit {jobs} job(s) of {run_dir / script} with {submit} "
                      f"(dask-jobqueue {site.scheduler}), {site.worker.per_job} worker(s) each")
     elif backend == "parsl":

@@ -14,7 +14,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from hpckit.deploy.schedulers import _run
+from hpckit.deploy.schedulers import scheduler_for
 from hpckit.deploy.site import Site
 
 # ------------------------------------------------------------------------------------------------
@@ -237,8 +237,7 @@ class TaskVineBackend(Backend):
     def _job_ids(self) -> list[str]:
         if not self.job_name or shutil.which("squeue") is None:
             return []
-        r = _run(["squeue", "-h", "-n", self.job_name, "-o", "%i"], timeout=15)
-        return r.stdout.split() if r.returncode == 0 else []
+        return scheduler_for(self.site).ids_named(self.job_name)
 
     def executor(self, status: bool) -> Any:
         from hpckit.processor import TaskVineExecutor

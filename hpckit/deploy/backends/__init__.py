@@ -39,7 +39,9 @@ def render_files(site: Site, backend: str, manager_host: str = "127.0.0.1", port
         r = render_dask(site)
         files["dask_cluster.json"] = json.dumps({"cluster_class": r.cluster_class, "kwargs": r.kwargs}, indent=2) + "\n"
         if r.job_script is not None:
-            files["job_script.sub" if site.scheduler == "htcondor" else "job_script.sh"] = r.job_script
+            from hpckit.deploy.schedulers import scheduler_class
+
+            files[scheduler_class(site.scheduler).job_script_name()] = r.job_script
     elif backend == "parsl":
         from hpckit.deploy.backends.parsl import render_parsl
 

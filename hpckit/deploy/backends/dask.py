@@ -12,16 +12,9 @@ from hpckit.deploy.backends.common import (
     prologue_lines,
     wrapped_python,
 )
+from hpckit.deploy.schedulers import scheduler_class
 from hpckit.deploy.site import Site, format_memory
 
-CLUSTER_CLASS = {
-    "slurm": "dask_jobqueue.SLURMCluster",
-    "pbs": "dask_jobqueue.PBSCluster",
-    "htcondor": "dask_jobqueue.HTCondorCluster",
-    "local": "distributed.LocalCluster",
-}
-# dask-jobqueue's own header lines all start with this; we skip them and give it ours (quoted, complete)
-_SKIP = {"slurm": ["#SBATCH"], "pbs": ["#PBS"]}
 # keyword arguments that belong to the cluster, not to the Job that writes the script
 _CLUSTER_ONLY = ("scheduler_options", "n_workers")
 PLACEHOLDER_SCHEDULER = "tcp://<insert-scheduler-address-here>:8786"
@@ -55,7 +48,7 @@ def _local(site: Site) -> DaskRendering:
     }
     if site.max_workers is not None:
         kwargs["n_workers"] = site.max_workers
-    return DaskRendering(CLUSTER_CLASS["local"], kwargs, None)
+    return DaskRendering(scheduler_class("local").dask_cluster_class, kwargs, None)
 
 
 def render_dask(site: Site) -> DaskRendering:
@@ -73,7 +66,8 @@ def render_dask(site: Site) -> DaskRendering:
     ``job_script`` is what the cluster would submit, built by dask-jobqueue's own Job class with a
     placeholder scheduler address, so no scheduler is started.
     """
-    if site.scheduler == "local":
+    sched = scheduler_class(site.scheduler)
+    if not sched.batch:
         return _local(site)
     kwargs: dict[str, Any] = {
         "cores": site.job_cores,
@@ -98,13 +92,14 @@ def render_dask(site: Site) -> DaskRendering:
     kwargs["worker_extra_args"] = extra
     if site.scratch:
         kwargs["local_directory"] = "$HPCKIT_SCRATCH"
-    if site.scheduler == "htcondor":
+    if sched.directive_prefix is None:  # HTCondor: submit commands, merged into its description
         kwargs["disk"] = format_memory(site.worker.disk * site.worker.per_job)
         kwargs["job_extra_directives"] = htcondor_commands(site, "dask", "dask")
     else:
-        kwargs["job_directives_skip"] = list(_SKIP[site.scheduler])
+        # dask-jobqueue's own header lines all start with the prefix; skip them and give it ours (quoted, complete)
+        kwargs["job_directives_skip"] = [sched.directive_prefix.strip()]
         kwargs["job_extra_directives"] = directive_args(site, "dask", "dask")
-    rendering = DaskRendering(CLUSTER_CLASS[site.scheduler], kwargs, None)
+    rendering = DaskRendering(sched.dask_cluster_class, kwargs, None)
     rendering.job_script = job_script(rendering)
     return rendering
 

@@ -6,21 +6,12 @@ from typing import Any
 
 from hpckit.deploy.backends.common import container_prefix, directive_lines, prologue_lines
 from hpckit.deploy.render import job_context, render_template
+from hpckit.deploy.schedulers import scheduler_class
 from hpckit.deploy.site import Site, format_walltime
-
-PROVIDER = {
-    "slurm": "SlurmProvider",
-    "pbs": "PBSProProvider",  # torque flavor: TorqueProvider
-    "htcondor": "CondorProvider",
-    "local": "LocalProvider",
-}
-
 
 def provider_name(site: Site) -> str:
     """The Parsl provider class for the site."""
-    if site.scheduler == "pbs" and site.pbs.flavor == "torque":
-        return "TorqueProvider"
-    return PROVIDER[site.scheduler]
+    return scheduler_class(site.scheduler).parsl_provider(site)
 
 
 def _provider_args(site: Site) -> dict[str, Any]:

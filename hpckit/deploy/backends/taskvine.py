@@ -8,9 +8,9 @@ from typing import Any
 
 from hpckit.deploy.backends.common import container_prefix, directive_args, directive_lines, prologue_lines
 from hpckit.deploy.render import job_context
+from hpckit.deploy.schedulers import scheduler_class
 from hpckit.deploy.site import Site
 
-BATCH_TYPE = {"slurm": "slurm", "pbs": "pbs", "htcondor": "condor", "local": "local"}
 WRAPPER_NAME = "vine_worker_wrapper.sh"
 
 
@@ -35,9 +35,7 @@ class TaskVineRendering:
 
 def batch_type(site: Site) -> str:
     """vine_factory ``-T`` for the site."""
-    if site.scheduler == "pbs" and site.pbs.flavor == "torque":
-        return "torque"
-    return BATCH_TYPE[site.scheduler]
+    return scheduler_class(site.scheduler).taskvine_batch_type(site)
 
 
 def render_taskvine(
@@ -73,9 +71,10 @@ def render_taskvine(
         config["transfer-port"] = f"{site.network.port_range[0]}:{site.network.port_range[1]}"
     if job["lifetime"]:
         config["worker-extra-options"] = f"--wall-time={job['lifetime']}"
-    if site.scheduler in ("slurm", "pbs"):
+    sched = scheduler_class(site.scheduler)
+    if sched.batch and sched.directive_prefix is not None:
         batch_options = " ".join(directive_args(site, "taskvine", "taskvine"))
-    elif site.scheduler == "htcondor":
+    elif sched.batch:
         batch_options = "\n".join(directive_lines(site, "taskvine", "taskvine"))
     else:
         batch_options = ""
