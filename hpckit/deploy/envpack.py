@@ -25,6 +25,8 @@ a command ``./env/run_in_env hpckit ...``; the untarred environment is cached on
 
 from __future__ import annotations
 
+from hpckit.errors import HpckitError
+
 import json
 import os
 import shutil
@@ -58,7 +60,7 @@ exec "$@"
 """
 
 
-class PackError(RuntimeError):
+class PackError(HpckitError, RuntimeError):
     """The environment could not be packed or does not pass its check."""
 
 

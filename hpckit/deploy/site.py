@@ -28,6 +28,8 @@ Public API: :func:`load_site`, :func:`list_sites`, :func:`site_paths`, :class:`S
 
 from __future__ import annotations
 
+from hpckit.errors import HpckitError
+
 import datetime as _dt
 import math
 import os
@@ -67,7 +69,7 @@ __all__ = [
 ]
 
 
-class SiteError(ValueError):
+class SiteError(HpckitError, ValueError):
     """A site could not be found, parsed or validated. The message says where and what was expected."""
 
 

@@ -38,7 +38,7 @@ class DaskRendering:
         return self.cluster_type()(**{**self.kwargs, **overrides})
 
 
-def _local(site: Site) -> DaskRendering:
+def _local(site: Site, sizing: Any = None) -> DaskRendering:
     kwargs: dict[str, Any] = {
         "processes": True,
         "threads_per_worker": site.worker.cores,
@@ -46,12 +46,14 @@ def _local(site: Site) -> DaskRendering:
         "dashboard_address": "127.0.0.1:0",
         "memory_limit": format_memory(site.worker.memory) if site.worker.memory else "auto",
     }
-    if site.max_workers is not None:
+    if sizing is not None:
+        kwargs["n_workers"] = sizing.workers
+    elif site.max_workers is not None:
         kwargs["n_workers"] = site.max_workers
     return DaskRendering(scheduler_class("local").dask_cluster_class, kwargs, None)
 
 
-def render_dask(site: Site) -> DaskRendering:
+def render_dask(site: Site, sizing: Any = None) -> DaskRendering:
     """Keyword arguments for the dask-jobqueue cluster class of ``site.scheduler``, and its job script.
 
     * job directives: from ``templates/<scheduler>/header.j2`` (values shell-quoted); dask-jobqueue's own
@@ -65,16 +67,19 @@ def render_dask(site: Site) -> DaskRendering:
 
     ``job_script`` is what the cluster would submit, built by dask-jobqueue's own Job class with a
     placeholder scheduler address, so no scheduler is started.
+
+    With ``sizing`` (a launch): the jobs carry ``sizing.job_name``, write their logs into ``sizing.log_dir``
+    and the scheduler's dashboard binds like the site (loopback for a loopback site).
     """
     sched = scheduler_class(site.scheduler)
     if not sched.batch:
-        return _local(site)
+        return _local(site, sizing)
     kwargs: dict[str, Any] = {
         "cores": site.job_cores,
         "memory": format_memory(site.job_memory),
         "processes": site.worker.per_job,
         "python": wrapped_python(site),
-        "job_name": "dask-worker",
+        "job_name": sizing.job_name if sizing is not None and sizing.job_name else "dask-worker",
         "shebang": "#!/usr/bin/env bash",
         "job_script_prologue": prologue_lines(site, "dask"),
     }
@@ -82,6 +87,9 @@ def render_dask(site: Site) -> DaskRendering:
         kwargs["interface"] = site.network.interface
     if site.loopback:
         kwargs["scheduler_options"] = {"host": "127.0.0.1"}
+    if sizing is not None:
+        kwargs["scheduler_options"] = {**kwargs.get("scheduler_options", {}),
+                                       "dashboard_address": ("127.0.0.1" if site.loopback else "") + ":0"}
     extra: list[str] = []
     lifetime = site.lifetime()
     if lifetime:
@@ -99,6 +107,8 @@ def render_dask(site: Site) -> DaskRendering:
         # dask-jobqueue's own header lines all start with the prefix; skip them and give it ours (quoted, complete)
         kwargs["job_directives_skip"] = [sched.directive_prefix.strip()]
         kwargs["job_extra_directives"] = directive_args(site, "dask", "dask")
+        if sizing is not None and sizing.log_dir:
+            kwargs["job_extra_directives"] += sched.log_directives(sizing.log_dir, "dask-worker")
     rendering = DaskRendering(sched.dask_cluster_class, kwargs, None)
     rendering.job_script = job_script(rendering)
     return rendering

@@ -44,6 +44,7 @@ def render_taskvine(
     port: int = 9123,
     config_path: str = "vine_factory.json",
     wrapper_path: str = WRAPPER_NAME,
+    sizing: Any = None,
 ) -> TaskVineRendering:
     """vine_factory config, command line and batch options for workers that dial ``manager_host:port``.
 
@@ -54,6 +55,9 @@ def render_taskvine(
       sbatch/qsub on its command line); HTCondor: the header's submit commands, joined by newlines
       (how vine_factory inserts them into its submit file is not verified here);
     * the worker runs through ``wrapper_path`` (prologue + container) when the site needs one.
+
+    With ``sizing`` (a launch): ``min-workers = max-workers = sizing.jobs``, the jobs carry
+    ``sizing.job_name`` where the scheduler names jobs, the factory's scratch is ``<run dir>/vine-factory``.
     """
     job = job_context(site, "taskvine", "taskvine")
     config: dict[str, Any] = {
@@ -63,6 +67,8 @@ def render_taskvine(
         "timeout": 300,
         "cores": site.job_cores,
     }
+    if sizing is not None:
+        config["min-workers"] = config["max-workers"] = sizing.jobs
     if job["mem_mib"]:
         config["memory"] = job["mem_mib"]
     if job["disk_mib"]:
@@ -73,7 +79,10 @@ def render_taskvine(
         config["worker-extra-options"] = f"--wall-time={job['lifetime']}"
     sched = scheduler_class(site.scheduler)
     if sched.batch and sched.directive_prefix is not None:
-        batch_options = " ".join(directive_args(site, "taskvine", "taskvine"))
+        args = directive_args(site, "taskvine", "taskvine")
+        if sizing is not None and sizing.job_name and sched.job_name_directive(sizing.job_name):
+            args.append(sched.job_name_directive(sizing.job_name))
+        batch_options = " ".join(args)
     elif sched.batch:
         batch_options = "\n".join(directive_lines(site, "taskvine", "taskvine"))
     else:
@@ -88,6 +97,8 @@ def render_taskvine(
             + [f'exec {prefix}"$@"', ""]
         )
     command = ["vine_factory", "-T", batch_type(site), "-C", config_path]
+    if sizing is not None and sizing.run_dir:
+        command += ["--scratch-dir", f"{sizing.run_dir}/vine-factory"]
     if batch_options:
         command += ["--batch-options", batch_options]
     if wrapper is not None:

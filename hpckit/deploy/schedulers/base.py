@@ -194,6 +194,16 @@ class Scheduler:
         """The file name of the job script dask-jobqueue submits, as rendered."""
         return "job_script" + cls.script_suffix
 
+    @classmethod
+    def log_directives(cls, log_dir: str, stem: str) -> list[str]:
+        """Directive arguments that put a job's stdout/stderr in ``log_dir`` ([] when the scheduler cannot)."""
+        return []
+
+    @classmethod
+    def job_name_directive(cls, name: str) -> str | None:
+        """The directive argument naming a job (None when the scheduler has none)."""
+        return None
+
     # ---- verbs --------------------------------------------------------------------------------
     def submit(self, script: str | Path, cwd: str | Path | None = None) -> str:
         raise NotImplementedError

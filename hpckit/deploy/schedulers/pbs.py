@@ -36,6 +36,10 @@ class PBSScheduler(Scheduler):
     def taskvine_batch_type(cls, site) -> str:
         return "torque" if site.pbs.flavor == "torque" else cls.taskvine_batch_type_name
 
+    @classmethod
+    def job_name_directive(cls, name: str) -> str:
+        return f"-N {name}"
+
     def submit(self, script, cwd=None) -> str:
         return self._submit(["qsub", str(script)], cwd)
 

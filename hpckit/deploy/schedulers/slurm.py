@@ -21,6 +21,16 @@ class SlurmScheduler(Scheduler):
     parsl_provider_name = "SlurmProvider"
     taskvine_batch_type_name = "slurm"
 
+    @classmethod
+    def log_directives(cls, log_dir: str, stem: str) -> list[str]:
+        if any(ch.isspace() or ch in "'\"" for ch in log_dir):
+            raise ValueError(f"log directory {log_dir!r}: sbatch directives cannot hold whitespace or quotes")
+        return [f"--output={log_dir}/{stem}-%j.out", f"--error={log_dir}/{stem}-%j.err"]
+
+    @classmethod
+    def job_name_directive(cls, name: str) -> str:
+        return f"--job-name={name}"
+
     def submit(self, script, cwd=None) -> str:
         return self._submit(["sbatch", "--parsable", str(script)], cwd)
 

@@ -8,12 +8,9 @@ from typing import List, Optional
 import typer
 from rich.console import Console
 
-from hpckit.cli import app
-
 console = Console(soft_wrap=True)
 err = Console(stderr=True, soft_wrap=True)
 env_app = typer.Typer(no_args_is_help=True, help="The locked analysis environment.")
-app.add_typer(env_app, name="env")
 
 
 def _fail(msg: str, code: int = 1) -> None:
@@ -38,7 +35,6 @@ def env_lock(
     console.print(f"wrote {output}: {len(lock.pins)} packages, Python {lock.python}, {lock.hash}", highlight=False)
 
 
-@app.command("build")
 def build_cmd(
     site: Optional[str] = typer.Option(None, "--site", help="Site whose container section to use."),
     runtime: Optional[str] = typer.Option(None, "--runtime", help="apptainer | podman | podman-hpc | shifter"),
@@ -86,7 +82,6 @@ def build_cmd(
         console.print(note, markup=False, highlight=False)
 
 
-@app.command("pack")
 def pack_cmd(
     lock_file: Optional[Path] = typer.Option(None, "--lock", help="Lock file; default: hpckit's closure here."),
     output: Path = typer.Option(Path("env.tar.gz"), "--output", "-o", help="The tarball to write."),
