@@ -49,7 +49,11 @@ def check_interface(site: Site) -> list[Check]:
     iface = site.network.interface
     if not iface:
         return [Check("network interface", "skip", "the site names no interface (workers use any address)")]
-    import psutil
+    try:
+        import psutil
+    except ImportError:
+        return [Check("network interface", "skip", f"cannot list this host's interfaces: psutil is not installed",
+                      "pip install psutil")]
 
     addrs = psutil.net_if_addrs()
     have = {n: [a.address for a in al if a.family in (socket.AF_INET, socket.AF_INET6)] for n, al in addrs.items()}

@@ -9,7 +9,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from hpckit.cli.common import fail as _fail
+from hpckit.cli.common import fail as _fail, say
 from hpckit.deploy import BACKENDS, SiteError, list_sites, load_site, render_all
 from hpckit.deploy.render import RenderError
 from hpckit.resources import data_dir
@@ -74,3 +74,8 @@ def render_command(
         _fail(exc)
     for p in paths:
         console.print(str(p), highlight=False, soft_wrap=True)
+    if backend == "dask" and not any(p.name.startswith("job_script") for p in paths) and \
+            load_site(site, set_ or []).site.scheduler != "local":
+        from hpckit.extras import INSTALL
+
+        say(f"note: no job_script rendered: dask-jobqueue is not installed ({INSTALL['dask_jobqueue']})")

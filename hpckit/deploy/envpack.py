@@ -180,7 +180,9 @@ def pack(
 ) -> PackResult:
     """Pack the environment pinned by ``lock`` (default: hpckit's closure in the running environment,
     plus ``require``) into a relocatable ``output`` tarball. Nothing is left at ``output`` on failure."""
-    import venv_pack
+    from hpckit.extras import require_module
+
+    venv_pack = require_module("venv_pack", "hpckit pack")
 
     t0 = time.perf_counter()
     if lock is None:

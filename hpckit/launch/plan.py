@@ -126,6 +126,8 @@ class Plan:
             lines.append(f"would start {self.backend} with {plural(s.workers, 'local worker process', 'local worker processes')}; "
                          "nothing is submitted")
         elif self.backend == "dask":
+            if not (run_dir / sched.job_script_name()).exists():
+                lines.append("(no job script rendered: dask-jobqueue is not installed; pip install 'hpckit[dask]')")
             lines.append(f"would submit {plural(s.jobs, 'job')} of {run_dir / sched.job_script_name()} with "
                          f"{sched.submit_command} (dask-jobqueue {site.scheduler}), "
                          f"{plural(site.worker.per_job, 'worker')} each")

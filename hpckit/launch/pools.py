@@ -8,6 +8,7 @@ import contextlib
 import importlib
 import importlib.util
 import json
+import logging
 import os
 import shlex
 import subprocess
@@ -16,6 +17,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+from hpckit.deploy.schedulers import SubmitError
 from hpckit.extras import require_command, require_module
 from hpckit.launch.plan import Plan
 
@@ -28,6 +30,7 @@ class JobRecord:
         self.path = Path(run_dir) / "jobs.txt"
         self.ids: list[str] = []
         self.refusals: list[str] = []
+        self.refused_count = 0
         self._lock = threading.Lock()
 
     def add(self, job_id: Any) -> None:
@@ -43,7 +46,26 @@ class JobRecord:
 
     def refused(self, message: str) -> None:
         with self._lock:
-            self.refusals.append(message.strip())
+            if message.strip() not in self.refusals:
+                self.refusals.append(message.strip())
+            self.refused_count += 1
+
+
+class _QuietRefusals(logging.Filter):
+    """Drops the tracebacks tornado and asyncio log for a refused submission: launch reports it once, with
+    the scheduler's words first."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        exc = record.exc_info[1] if record.exc_info else None
+        return not isinstance(exc, SubmitError)
+
+
+_QUIET = _QuietRefusals()
+
+
+def quiet_refusal_tracebacks() -> None:
+    for name in ("tornado.application", "asyncio", "distributed.deploy.spec"):
+        logging.getLogger(name).addFilter(_QUIET)  # idempotent: a filter is added once
 
 
 def _stderr_of(exc: BaseException) -> str:
@@ -63,8 +85,9 @@ def recording_job_class(base: type, record: JobRecord, cwd: str) -> type:
             try:
                 return await self._call(shlex.split(self.submit_command) + [script_filename], cwd=cwd)
             except Exception as exc:
-                record.refused(f"{_stderr_of(exc)} ({self.submit_command} refused the job)")
-                raise
+                message = f"{_stderr_of(exc)} ({self.submit_command} refused the job)"
+                record.refused(message)
+                raise SubmitError(message) from None
 
         def _job_id_from_submit_output(self, out):
             job_id = super()._job_id_from_submit_output(out)
@@ -128,6 +151,7 @@ class DaskPool(Pool):
         kwargs = dict(doc["kwargs"])
         batch = "scale_jobs" in doc and self.plan.scheduler.batch
         if batch:
+            quiet_refusal_tracebacks()
             kwargs["job_cls"] = recording_job_class(cluster_cls.job_cls, self.record, str(self.run_dir / "logs"))
         from distributed import Client
 

@@ -118,8 +118,9 @@ def wait_for_first_worker(pool, sched: Scheduler | None, timeout: float, expecte
             return
         refused = pool.refusals()
         if refused:
-            first = refused[0]
-            more = f"\n({len(refused) - 1} more submission(s) refused the same way)" if len(refused) > 1 else ""
+            first = "\n".join(refused)
+            n = pool.record.refused_count
+            more = f"\n({plural(n, 'submission')} refused)" if n > 1 else ""
             raise SubmitError(f"{first}{more}\nsite {pool.site.name}, backend {pool.name}; nothing ran. "
                               f"Check the site with: hpckit doctor --site {pool.site.name}")
         now = time.monotonic()

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib
 from dataclasses import dataclass
 from typing import Any
 
@@ -13,6 +12,7 @@ from hpckit.deploy.backends.common import (
     wrapped_python,
 )
 from hpckit.deploy.schedulers import scheduler_class
+from hpckit.errors import MissingExtra
 from hpckit.deploy.site import Site, format_memory
 
 # keyword arguments that belong to the cluster, not to the Job that writes the script
@@ -29,9 +29,11 @@ class DaskRendering:
     job_script: str | None
 
     def cluster_type(self) -> type:
-        """Import and return the cluster class."""
+        """Import and return the cluster class (:class:`MissingExtra` naming the extra when absent)."""
+        from hpckit.extras import require_module
+
         module, _, name = self.cluster_class.rpartition(".")
-        return getattr(importlib.import_module(module), name)
+        return getattr(require_module(module, f"the dask cluster {self.cluster_class}"), name)
 
     def make_cluster(self, **overrides: Any):
         """Build the real cluster object (starts a scheduler in this process; submits nothing until scaled)."""
@@ -110,7 +112,10 @@ def render_dask(site: Site, sizing: Any = None) -> DaskRendering:
         if sizing is not None and sizing.log_dir:
             kwargs["job_extra_directives"] += sched.log_directives(sizing.log_dir, "dask-worker")
     rendering = DaskRendering(sched.dask_cluster_class, kwargs, None)
-    rendering.job_script = job_script(rendering)
+    try:
+        rendering.job_script = job_script(rendering)
+    except MissingExtra:  # a core install renders the kwargs; the script needs dask-jobqueue's Job class
+        rendering.job_script = None
     return rendering
 
 
