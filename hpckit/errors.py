@@ -66,6 +66,14 @@ class LaunchError(HpckitError, RuntimeError):
     """`hpckit launch` could not get workers or run (submission refused, workers never came, ...)."""
 
 
+class MissingExtra(HpckitError, ImportError):
+    """An optional extra or external command is not installed; the message names the install command."""
+
+
+class UsageError(HpckitError, ValueError):
+    """A bad option value (unknown schema, executor, backend, ...)."""
+
+
 class EngineError(HpckitError):
     """An execution engine (process pool, Dask, Parsl, TaskVine) failed outside the processor."""
 

@@ -14,6 +14,7 @@ from launch_util import ANALYSIS, hpckit, load
 
 from hpckit.deploy import list_sites, load_site
 from hpckit.launch import BATCH_BACKENDS, JobStatus, LaunchError, LaunchOptions, launch
+from hpckit.run import RunSpec
 
 SHIPPED = ["chtc", "frontier", "local", "lpc", "pbs-local", "perlmutter", "polaris", "slurm-local"]
 
@@ -43,7 +44,7 @@ def test_dry_run_every_shipped_site_renders_without_scheduler(tmp_path, monkeypa
     for site in SHIPPED:
         for backend in BATCH_BACKENDS:
             run_dir = tmp_path / f"{site}-{backend}"
-            r = launch(LaunchOptions(site=site, analysis=ANALYSIS, fileset=fileset, backend=backend, dry_run=True,
+            r = launch(LaunchOptions(site=site, spec=RunSpec(ANALYSIS, fileset), backend=backend, dry_run=True,
                                      run_dir=run_dir, say=lambda m: None))
             assert r.mode == "dry-run" and not r.job_ids
             assert not (run_dir / "jobs.txt").exists()
@@ -66,15 +67,19 @@ def test_dry_run_cli_prints_plan(tmp_path):
 
 
 @pytest.mark.timeout(120)
-def test_local_site_runs_futures_on_all_cores(tmp_path, reference):
+def test_local_site_runs_futures_with_min_cores_chunks(tmp_path, reference):
     from conftest import assert_matches_reference
 
-    r = launch(LaunchOptions(site="local", analysis=ANALYSIS, fileset=_fileset(tmp_path), run_dir=tmp_path / "run",
-                             chunksize=10, status=False, plots=False, say=lambda m: None))
+    said = []
+    r = launch(LaunchOptions(site="local", spec=RunSpec(ANALYSIS, _fileset(tmp_path), chunksize=10, status=False,
+                                                        plots=False), backend="futures", run_dir=tmp_path / "run",
+                             say=said.append))
     assert r.mode == "local" and r.backend == "futures"
     assert_matches_reference(load(tmp_path / "run" / "out.pkl"), reference)
     assert json.loads((tmp_path / "run" / "launch.json").read_text())["mode"] == "local"
     assert r.metrics["chunks"] == 8
+    workers = min(os.cpu_count(), 8)
+    assert any(f"8 chunks -> futures executor with {workers} worker" in m for m in said), said
 
 
 @pytest.mark.timeout(120)
@@ -99,7 +104,7 @@ def test_batch_site_without_scheduler_falls_back_or_errors(tmp_path, reference):
 
 def test_unknown_backend_is_an_error(tmp_path):
     with pytest.raises(LaunchError, match="unknown backend 'spark'"):
-        launch(LaunchOptions(site="local", analysis=ANALYSIS, fileset=_fileset(tmp_path), backend="spark",
+        launch(LaunchOptions(site="local", spec=RunSpec(ANALYSIS, _fileset(tmp_path)), backend="spark",
                              run_dir=tmp_path / "r", say=lambda m: None))
 
 

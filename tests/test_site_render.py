@@ -216,7 +216,7 @@ def test_no_credentials_in_renderings(rendered):
 
 def test_deploy_never_imports_processor_or_events():
     code = (
-        "import sys, hpckit.deploy, hpckit.cli_deploy\n"
+        "import sys, hpckit.deploy, hpckit.cli.deploy\n"
         "from hpckit.deploy import render_files, load_site\n"
         "for b in ('dask', 'parsl', 'taskvine'): render_files(load_site('slurm-local').site, b)\n"
         "bad = [m for m in sys.modules if m.startswith(('hpckit.processor', 'hpckit.events'))]\n"

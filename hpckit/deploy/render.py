@@ -16,6 +16,8 @@ call :func:`render_template` with a context from :func:`job_context`.
 
 from __future__ import annotations
 
+from hpckit.errors import HpckitError
+
 import math
 import re
 import shlex
@@ -30,7 +32,7 @@ from hpckit.resources import data_dir
 __all__ = ["RenderError", "environment", "job_context", "render_template", "shquote", "shpath", "classad_string"]
 
 
-class RenderError(RuntimeError):
+class RenderError(HpckitError, RuntimeError):
     """A template failed to render; the message names the template and the problem."""
 
 

@@ -28,6 +28,8 @@ Public API: :func:`load_site`, :func:`list_sites`, :func:`site_paths`, :class:`S
 
 from __future__ import annotations
 
+from hpckit.errors import HpckitError
+
 import datetime as _dt
 import math
 import os
@@ -67,7 +69,7 @@ __all__ = [
 ]
 
 
-class SiteError(ValueError):
+class SiteError(HpckitError, ValueError):
     """A site could not be found, parsed or validated. The message says where and what was expected."""
 
 
@@ -252,13 +254,14 @@ class Site(_Strict):
 
     name: Str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
     description: Str = ""
-    scheduler: Literal["slurm", "pbs", "htcondor", "local"]
+    scheduler: Str = Field(description="a key of hpckit.deploy.schedulers.SCHEDULERS")
     source: list[Str] = Field(min_length=1, description="where the facts come from")
     verified_on: _dt.date
     unverified: list[Str] = Field(default_factory=list, description="key paths whose values are not verified")
     default_backend: Literal["dask", "parsl", "taskvine"] = "dask"
 
     account: Str | None = None
+    account_required: bool = Field(False, description="jobs are refused without an account (-A)")
     partition: Str | None = Field(None, description="Slurm -p")
     qos: Str | None = Field(None, description="Slurm -q")
     queue: Str | None = Field(None, description="PBS -q")
@@ -277,6 +280,15 @@ class Site(_Strict):
     extra_directives: list[Str] = Field(default_factory=list, description="extra scheduler directives, verbatim")
     pbs: PBSOptions = Field(default_factory=PBSOptions)
     htcondor: HTCondorOptions = Field(default_factory=HTCondorOptions)
+
+    @field_validator("scheduler")
+    @classmethod
+    def _known_scheduler(cls, v: str) -> str:
+        from hpckit.deploy.schedulers import SCHEDULERS
+
+        if v not in SCHEDULERS:
+            raise ValueError(f"unknown scheduler {v!r}; expected one of " + ", ".join(repr(k) for k in SCHEDULERS))
+        return v
 
     @model_validator(mode="after")
     def _consistent(self) -> Site:

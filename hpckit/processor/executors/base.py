@@ -47,4 +47,6 @@ class ExecutorBase(ABC):
 
 
 def missing_extra(package: str, extra: str) -> ImportError:
-    return ImportError(f"{package} is not installed; install it with: pip install 'hpckit[{extra}]'")
+    from hpckit.errors import MissingExtra
+
+    return MissingExtra(f"{package} is not installed; install it with: pip install 'hpckit[{extra}]'")
