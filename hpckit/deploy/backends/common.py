@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import shlex
+
 from hpckit.deploy.render import job_context, render_template
 from hpckit.deploy.site import Site
 
@@ -21,9 +23,16 @@ def directive_lines(site: Site, backend: str, mode: str) -> list[str]:
 
 
 def directive_args(site: Site, backend: str, mode: str) -> list[str]:
-    """Slurm/PBS directives without the prefix (``--account='m1234; x'``), already shell-quoted."""
+    """Slurm/PBS directives without the prefix (``--account=m1234``), as sbatch/qsub read them: the
+    values were validated (:data:`hpckit.deploy.site.Directive`), not quoted. :func:`directive_argv`
+    gives them shell-quoted for a command line."""
     prefix = _PREFIX[site.scheduler]
     return [line[len(prefix):] for line in directive_lines(site, backend, mode)]
+
+
+def directive_argv(site: Site, backend: str, mode: str) -> str:
+    """:func:`directive_args` as one shell-quoted command-line fragment (``--constraint='gpu&hbm80g'``)."""
+    return " ".join(shlex.join(arg.split(" ")) for arg in directive_args(site, backend, mode))
 
 
 def htcondor_commands(site: Site, backend: str, mode: str) -> dict[str, str]:

@@ -20,7 +20,7 @@ CLUSTER_CLASS = {
     "htcondor": "dask_jobqueue.HTCondorCluster",
     "local": "distributed.LocalCluster",
 }
-# dask-jobqueue's own header lines all start with this; we skip them and give it ours (quoted, complete)
+# dask-jobqueue's own header lines all start with this; we skip them and give it ours (validated, complete)
 _SKIP = {"slurm": ["#SBATCH"], "pbs": ["#PBS"]}
 # keyword arguments that belong to the cluster, not to the Job that writes the script
 _CLUSTER_ONLY = ("scheduler_options", "n_workers")
@@ -61,7 +61,7 @@ def _local(site: Site) -> DaskRendering:
 def render_dask(site: Site) -> DaskRendering:
     """Keyword arguments for the dask-jobqueue cluster class of ``site.scheduler``, and its job script.
 
-    * job directives: from ``templates/<scheduler>/header.j2`` (values shell-quoted); dask-jobqueue's own
+    * job directives: from ``templates/<scheduler>/header.j2`` (values validated); dask-jobqueue's own
       ``#SBATCH``/``#PBS`` lines are skipped (``job_directives_skip``) so ours are the only ones;
       for HTCondor they are merged into its submit description (``job_extra_directives`` dict);
     * ``job_script_prologue``: ``templates/common/prologue.sh.j2``;

@@ -6,7 +6,7 @@ import shlex
 from dataclasses import dataclass
 from typing import Any
 
-from hpckit.deploy.backends.common import container_prefix, directive_args, directive_lines, prologue_lines
+from hpckit.deploy.backends.common import container_prefix, directive_argv, directive_lines, prologue_lines
 from hpckit.deploy.render import job_context
 from hpckit.deploy.site import Site
 
@@ -74,7 +74,7 @@ def render_taskvine(
     if job["lifetime"]:
         config["worker-extra-options"] = f"--wall-time={job['lifetime']}"
     if site.scheduler in ("slurm", "pbs"):
-        batch_options = " ".join(directive_args(site, "taskvine", "taskvine"))
+        batch_options = directive_argv(site, "taskvine", "taskvine")
     elif site.scheduler == "htcondor":
         batch_options = "\n".join(directive_lines(site, "taskvine", "taskvine"))
     else:
