@@ -602,8 +602,8 @@ def load_site(name_or_path: str | os.PathLike, overrides: list[str] | dict[str, 
     origins: dict[str, str] = {}
     data: dict = {}
     p = Path(name_or_path)
-    if str(name_or_path).endswith((".yaml", ".yml")) or p.is_file():
-        if not p.is_file():
+    if str(name_or_path).endswith((".yaml", ".yml")) or p.is_file() or (os.sep in str(name_or_path) and p.exists()):
+        if not p.exists():
             raise SiteError(f"site file {p} does not exist")
         files = [("file", p)]
     else:
