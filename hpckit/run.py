@@ -58,8 +58,10 @@ class RunSpec:
 
     def check_inputs(self) -> None:
         for p, what in ((self.analysis, "analysis file"), (self.fileset, "fileset")):
-            if not Path(p).is_file():
+            if not Path(p).exists():
                 raise UsageError(f"{what} not found: {p}")
+            if not Path(p).is_file():
+                raise UsageError(f"{what} {p} is not a regular file (a device, pipe or directory cannot be read as one)")
 
     def count_chunks(self) -> int:
         """How many chunks the fileset makes at this chunksize (opens each file's tree; no processing)."""

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from hpckit.errors import FilesetError
+from hpckit.paths import read_limited
 
 RESERVED_METADATA = frozenset(
     "dataset filename treename metadata entrystart entrystop fileuuid numentries uuid clusters preload".split()
@@ -67,10 +68,10 @@ def load_fileset(fileset: Any) -> Mapping:
     if isinstance(fileset, (str, os.PathLike)):
         path = os.fspath(fileset)
         try:
-            with open(path) as fh:
-                loaded = json.load(fh)
-        except FileNotFoundError as err:
-            raise FilesetError(f"fileset file not found: {path}") from err
+            text = read_limited(path, MAX_FILESET_BYTES, FilesetError, "fileset file")
+            loaded = json.loads(text, object_pairs_hook=_no_duplicate_keys(path))
+        except UnicodeDecodeError as err:
+            raise FilesetError(f"fileset file {path} is not UTF-8 text: {err.reason} at byte {err.start}") from None
         except json.JSONDecodeError as err:
             raise FilesetError(
                 f"fileset file {path} is not valid JSON: {err.msg} at line {err.lineno} column {err.colno}"
@@ -81,6 +82,24 @@ def load_fileset(fileset: Any) -> Mapping:
     if not isinstance(fileset, Mapping):
         raise FilesetError(f"a fileset is a mapping of dataset -> files (or a JSON file path), got {type(fileset).__name__}")
     return fileset
+
+
+MAX_FILESET_BYTES = 256 << 20  # ~1M file URLs; a larger file is a mistake (or /dev/zero)
+
+
+def _no_duplicate_keys(path: str):
+    """json object hook: a key given twice (a dataset, or a file of a dataset) is an error, not a
+    silent overwrite."""
+
+    def hook(pairs: list) -> dict:
+        out: dict = {}
+        for k, v in pairs:
+            if k in out:
+                raise FilesetError(f"fileset file {path}: {str(k)[:200]!r} appears twice in the same object")
+            out[k] = v
+        return out
+
+    return hook
 
 
 def _resolve_relative(fileset: Mapping, base: str) -> dict:
@@ -143,6 +162,7 @@ def normalize_fileset(fileset: Any, treename: str | None = None) -> list[FileSpe
             raise FilesetError(f"{where}: 'files' must be a list or a mapping of file -> tree name")
         if not items:
             raise FilesetError(f"{where}: no files")
+        seen: dict[str, str] = {}
         for filename, file_tree in items:
             if not isinstance(filename, str) or not filename:
                 raise FilesetError(f"{where}: file names must be non-empty strings, got {filename!r}")
@@ -150,11 +170,20 @@ def normalize_fileset(fileset: Any, treename: str | None = None) -> list[FileSpe
                 raise FilesetError(
                     f"{where}: file {filename} names tree {file_tree!r} but treename {ds_tree!r} was given"
                 )
+            first = seen.get(_same_file_key(filename))
+            if first is not None:
+                also = "" if first == filename else f" (also as {filename})"
+                raise FilesetError(f"{where}: file {first} is listed twice{also}; it would be processed twice")
+            seen[_same_file_key(filename)] = filename
             tree = file_tree or ds_tree
             if not tree:
                 raise FilesetError(f"{where}: no tree name for {filename}; pass treename= or use {{file: tree}}")
             specs.append(FileSpec(dataset, filename, tree, metadata))
     return specs
+
+
+def _same_file_key(name: str) -> str:
+    return name if "://" in name else os.path.normpath(name)
 
 
 def chunk_ranges(

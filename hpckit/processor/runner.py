@@ -45,6 +45,9 @@ class Runner:
     checkpointer: CheckpointerABC | None = None
     uproot_options: dict = field(default_factory=dict)
     worker_check: Any = None  # picklable callable run on each worker before its first chunk; raises to refuse
+    # seconds one chunk may run before it is ended as a failure naming it (see hpckit.processor.timeout:
+    # enforced by Iterative, Futures' process pool, Parsl and TaskVine workers; not in Dask's worker threads)
+    chunk_timeout: float | None = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.executor, ExecutorBase):
@@ -53,6 +56,8 @@ class Runner:
             raise ValueError("Schema must be set (NanoAODSchema or BaseSchema)")
         if self.chunksize is None or int(self.chunksize) < 1:
             raise ValueError(f"chunksize must be a positive integer, got {self.chunksize!r}")
+        if self.chunk_timeout is not None and not self.chunk_timeout > 0:
+            raise ValueError(f"chunk_timeout must be a positive number of seconds, got {self.chunk_timeout!r}")
         if self.metadata_cache is None:
             self.metadata_cache = {}
         self._skipped: list[dict] = []
@@ -148,6 +153,7 @@ class Runner:
             uproot_options=options,
             processor_object=processor_instance,
             worker_check=self.worker_check,
+            timeout=self.chunk_timeout,
         )
         try:  # the executor may keep workers from preprocessing to processing: close() ends them
             if isinstance(fileset, (list, tuple)) and all(isinstance(x, WorkItem) for x in fileset):

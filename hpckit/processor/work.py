@@ -10,6 +10,7 @@ items and results around. A chunk's result is a plain mapping that merges with `
 from __future__ import annotations
 
 import os
+import re
 import socket
 import time
 import traceback
@@ -24,6 +25,7 @@ from hpckit.processor.abc import call_process
 from hpckit.processor.accumulate import accumulate
 from hpckit.processor.fileset import WorkItem
 from hpckit.processor.serialize import compress, decompress, load_processor
+from hpckit.processor.timeout import chunk_deadline
 
 _PROCESSORS: dict[int, Any] = {}  # per worker process: processor bytes -> loaded processor
 
@@ -53,15 +55,29 @@ def skip_matches(skipbadfiles: Any, err: FileAccessError) -> bool:
     return isinstance(err, wanted) or bool(names & set(err.cause_types))
 
 
+_NEVER_HEALS = re.compile(r"not found|not a ROOT file|expected Chunk of length|received \d+ bytes")
+
+
+def never_heals(err: FileAccessError, filename: str) -> bool:
+    """A missing file or tree anywhere, or a local file that is empty, truncated or not ROOT: retrying
+    reads the same bytes again. Remote files (``scheme://``) are retried: a short read there may be
+    the network."""
+    text = str(err)
+    if "not found" in text:
+        return True
+    local = "://" not in filename or filename.startswith("file://")
+    return local and (bool(_NEVER_HEALS.search(text)) or "builtins.OSError" not in err.cause_types)
+
+
 def retry_file_errors(fn: Any, filename: str, retries: int) -> tuple[Any, int]:
     """``fn()`` and the number of failed attempts before it worked; file errors are retried with backoff
-    on a freshly opened file, except a file or tree that is not there. The last error is raised."""
+    on a freshly opened file, except those that never heal (:func:`never_heals`). The last error is raised."""
     for attempt in range(retries + 1):
         try:
             return fn(), attempt
         except FileAccessError as err:
             forget(filename)
-            if attempt == retries or "not found" in str(err):
+            if attempt == retries or never_heals(err, filename):
                 raise
             time.sleep(min(0.1 * 2**attempt, 2.0))
     raise AssertionError("unreachable")
@@ -83,6 +99,7 @@ class ChunkJob:
     # run on the worker before the processor is unpickled (e.g. the environment fingerprint check of
     # `hpckit launch`); it raises to refuse work. Must be picklable and cheap after its first call.
     worker_check: Any = None
+    timeout: float | None = None  # chunk_timeout of the Runner (hpckit.processor.timeout)
 
     def __getstate__(self) -> dict:
         state = self.__dict__.copy()
@@ -101,7 +118,8 @@ class ChunkJob:
         if self.worker_check is not None:
             self.worker_check()
         try:
-            result, attempt = retry_file_errors(lambda: self._once(item), item.filename, self.retries)
+            with chunk_deadline(self.timeout, item.describe()):
+                result, attempt = retry_file_errors(lambda: self._once(item), item.filename, self.retries)
             result["metrics"]["retries"] = attempt
         except FileAccessError as last:
             if skip_matches(self.skipbadfiles, last):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import shlex
+
 from hpckit.deploy.render import job_context, render_template
 from hpckit.deploy.schedulers import scheduler_class
 from hpckit.deploy.site import Site
@@ -20,11 +22,20 @@ def directive_lines(site: Site, backend: str, mode: str) -> list[str]:
 
 
 def directive_args(site: Site, backend: str, mode: str) -> list[str]:
-    """Slurm/PBS directives without the prefix (``--account='m1234; x'``), already shell-quoted."""
+    """Slurm/PBS directives without the prefix (``--account=m1234``), as sbatch/qsub read them: the
+    values were validated (:data:`hpckit.deploy.site.Directive`), not quoted. :func:`directive_argv`
+    gives them shell-quoted for a command line."""
     prefix = scheduler_class(site.scheduler).directive_prefix
     if prefix is None:
         raise ValueError(f"{site.scheduler} directives are not prefixed lines; use its header lines")
     return [line[len(prefix):] for line in directive_lines(site, backend, mode)]
+
+
+def directive_argv(site: Site, backend: str, mode: str, extra: list[str] = ()) -> str:
+    """:func:`directive_args` (plus ``extra`` arguments) as one shell-quoted command-line fragment
+    (``--constraint='gpu&hbm80g'``)."""
+    args = [*directive_args(site, backend, mode), *extra]
+    return " ".join(shlex.join(arg.split(" ")) for arg in args)
 
 
 def htcondor_commands(site: Site, backend: str, mode: str) -> dict[str, str]:

@@ -58,7 +58,7 @@ def _local(site: Site, sizing: Any = None) -> DaskRendering:
 def render_dask(site: Site, sizing: Any = None) -> DaskRendering:
     """Keyword arguments for the dask-jobqueue cluster class of ``site.scheduler``, and its job script.
 
-    * job directives: from ``templates/<scheduler>/header.j2`` (values shell-quoted); dask-jobqueue's own
+    * job directives: from ``templates/<scheduler>/header.j2`` (values validated); dask-jobqueue's own
       ``#SBATCH``/``#PBS`` lines are skipped (``job_directives_skip``) so ours are the only ones;
       for HTCondor they are merged into its submit description (``job_extra_directives`` dict);
     * ``job_script_prologue``: ``templates/common/prologue.sh.j2``;

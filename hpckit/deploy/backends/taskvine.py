@@ -6,7 +6,7 @@ import shlex
 from dataclasses import dataclass
 from typing import Any
 
-from hpckit.deploy.backends.common import container_prefix, directive_args, directive_lines, prologue_lines
+from hpckit.deploy.backends.common import container_prefix, directive_argv, directive_lines, prologue_lines
 from hpckit.deploy.render import job_context
 from hpckit.deploy.schedulers import scheduler_class
 from hpckit.deploy.site import Site
@@ -79,10 +79,10 @@ def render_taskvine(
         config["worker-extra-options"] = f"--wall-time={job['lifetime']}"
     sched = scheduler_class(site.scheduler)
     if sched.batch and sched.directive_prefix is not None:
-        args = directive_args(site, "taskvine", "taskvine")
+        extra = []
         if sizing is not None and sizing.job_name and sched.job_name_directive(sizing.job_name):
-            args.append(sched.job_name_directive(sizing.job_name))
-        batch_options = " ".join(args)
+            extra.append(sched.job_name_directive(sizing.job_name))
+        batch_options = directive_argv(site, "taskvine", "taskvine", extra)
     elif sched.batch:
         batch_options = "\n".join(directive_lines(site, "taskvine", "taskvine"))
     else:

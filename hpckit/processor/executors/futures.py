@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import concurrent.futures as cf
 import multiprocessing
+import os
 import sys
 from dataclasses import dataclass, field
 from typing import Any
@@ -12,6 +13,7 @@ from hpckit.errors import EngineError
 from hpckit.processor.accumulate import Merger
 from hpckit.processor.executors.base import ExecutorBase
 from hpckit.processor.fileset import WorkItem
+from hpckit.processor.lifeline import die_with_parent
 from hpckit.processor.serialize import decompress
 from hpckit.processor.work import merge_payloads, worker_id
 
@@ -29,7 +31,9 @@ def _default_pool(workers: int) -> cf.Executor:
     # driver has no threads running yet when the pool is made (the progress bar starts after).
     method = "fork" if sys.platform.startswith("linux") else None
     ctx = multiprocessing.get_context(method)
-    return cf.ProcessPoolExecutor(max_workers=workers, mp_context=ctx)
+    # workers die with the driver (SIGKILL, OOM), not linger under PID 1
+    return cf.ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=die_with_parent,
+                                  initargs=(os.getpid(),))
 
 
 def _merging_plan(merging: Any) -> tuple[int, int, int] | None:
