@@ -91,9 +91,8 @@ def extra_fields(prefix: str, branches: dict, sources: dict[str, BufferSource]) 
         info, tcount = branches.get(idx_branch), branches.get(f"n{target}")
         return info is not None and info.kind == "jagged" and tcount is not None and tcount.kind == "flat"
 
-    for field in ZERO_FILLED.get(prefix, ()):
-        if f"{prefix}_{field}" not in branches:
-            numpy_field(field, f"{prefix}_{field}:zeros", BufferSource(counter, "zeros"), "float32")
+    for field in ZERO_FILLED.get(prefix, ()):  # replaces a branch of that name, as coffea does
+        numpy_field(field, f"{prefix}_{field}:zeros", BufferSource(counter, "zeros"), "float32")
     for idx_branch, target in CROSS_REFERENCES.items():
         if idx_branch.startswith(prefix + "_") and usable(idx_branch):
             numpy_field(idx_branch[len(prefix) + 1 :] + "G", f"{idx_branch}G", BufferSource(idx_branch, "global", (target,)))

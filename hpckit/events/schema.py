@@ -112,7 +112,9 @@ def _record_parameters(prefix: str, names: list[str]) -> dict:
 def _collection_form(prefix, counter, members, sources, branches) -> ak.forms.Form:
     names, forms = _member_fields(prefix, members, sources)
     more_names, more_forms = extra_fields(prefix, branches, sources)
-    names, forms = names + more_names, forms + more_forms
+    kept = [i for i, n in enumerate(names) if n not in more_names]  # coffea replaces e.g. Photon_mass by zeros
+    names = [names[i] for i in kept] + more_names
+    forms = [forms[i] for i in kept] + more_forms
     record = ak.forms.RecordForm(forms, names, parameters=_record_parameters(prefix, names))
     key = f"n{prefix}:counts"
     sources[f"{key}-offsets"] = BufferSource(counter.name, "counts")
