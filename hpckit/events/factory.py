@@ -10,7 +10,7 @@ import awkward as ak
 import numpy as np
 
 from hpckit.events import crossref
-from hpckit.events.behavior import build_behavior
+from hpckit.events.behavior import CoffeaMethodMissing, build_behavior
 from hpckit.events.plan import BufferSource
 from hpckit.events.reader import OpenTree
 from hpckit.events.schema import BaseSchema, record_kind
@@ -23,22 +23,25 @@ class _LazySource:
         self.form, self.length, self.container = form, length, container
         self.behavior, self.attrs = behavior, attrs
         self.fields = form.fields
+        self._layouts: dict[str, ak.contents.Content] = {}  # built once: events.Jet and matched_jet share it
         self._contents: dict[str, ak.contents.Content] = {}
 
     def field(self, name: str) -> ak.Array:
-        return ak.from_buffers(
-            self.form.content(name), self.length, self.container, behavior=self.behavior, attrs=self.attrs
-        )
+        layout = self._layouts.get(name)
+        if layout is None:
+            layout = self._layouts[name] = ak.from_buffers(
+                self.form.content(name), self.length, self.container, highlevel=False
+            )
+        return ak.Array(layout, behavior=self.behavior, attrs=self.attrs)
 
     def collection_content(self, name: str) -> ak.contents.Content:
         """The records of collection ``name`` of the whole chunk, flat: what global indices point into."""
         content = self._contents.get(name)
         if content is None:
             if name not in self.fields:
-                from hpckit.events.behavior import CoffeaMethodMissing
-
                 raise CoffeaMethodMissing(f"this file has no collection {name!r} (no n{name} / {name}_* branches)")
-            layout = self.field(name).layout
+            self.field(name)
+            layout = self._layouts[name]
             while isinstance(layout, (ak.contents.IndexedOptionArray, ak.contents.IndexedArray)):
                 layout = layout.content
             if not isinstance(layout, ak.contents.ListOffsetArray):
