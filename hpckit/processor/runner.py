@@ -10,10 +10,10 @@ from typing import Any
 
 from hpckit.errors import ChunkError, FilesetError
 from hpckit.events import NanoAODSchema
-from hpckit.processor.accumulate import Merger
+from hpckit.processor.accumulate import Merger, set_accumulator
 from hpckit.processor.checkpoint import CheckpointerABC, processor_fingerprint
 from hpckit.processor.executors.base import ExecutorBase
-from hpckit.processor.fileset import WorkItem, as_work_items, chunk_ranges, normalize_fileset
+from hpckit.processor.fileset import FileMeta, WorkItem, as_work_items, chunk_ranges, normalize_fileset
 from hpckit.processor.progress import ChunkProgress
 from hpckit.processor.result import Err, Ok
 from hpckit.processor.serialize import dump_processor
@@ -102,6 +102,26 @@ class Runner:
                     return None
                 raise
         return None
+
+    @staticmethod
+    def metadata_fetcher_root(xrootdtimeout: int | None, align_clusters: bool, uproot_options: dict, item: Any) -> Any:
+        """coffea's per-file preprocessing step: ``{FileMeta}`` with numentries, uuid (and clusters)."""
+        options = dict(uproot_options or {})
+        if xrootdtimeout is not None:
+            options.setdefault("timeout", xrootdtimeout)
+        return Runner._fetch_metadata(FileMetaTask(options, 0, align_clusters, "root"), item)
+
+    @staticmethod
+    def metadata_fetcher_parquet(item: Any) -> Any:
+        return Runner._fetch_metadata(FileMetaTask({}, 0, False, "parquet"), item)
+
+    @staticmethod
+    def _fetch_metadata(task: FileMetaTask, item: Any) -> Any:
+        meta = task(item)
+        if "error" in meta:
+            raise meta["error"]
+        found = FileMeta(item.dataset, item.filename, item.treename, {**(item.metadata or {}), **meta}, item.preload)
+        return set_accumulator({found})
 
     # -- preprocessing -----------------------------------------------------------------------------
     def preprocess(
