@@ -48,6 +48,14 @@ class FileAccessError(HpckitError, OSError):
         return self.path
 
 
+class FileNotFound(FileAccessError, FileNotFoundError):
+    """The file does not exist (a ``FileNotFoundError``, as coffea raises)."""
+
+
+class NotATreeError(FileAccessError):
+    """The object named in the fileset exists but is neither a TTree nor an RNTuple."""
+
+
 class ChunkError(HpckitError):
     """Processing one chunk failed; the message names the chunk and carries the worker's traceback."""
 

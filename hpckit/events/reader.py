@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 import uproot
 
-from hpckit.errors import FileAccessError
+from hpckit.errors import FileAccessError, FileNotFound
 
 _MAX_OPEN = int(os.environ.get("HPCKIT_MAX_OPEN_FILES", "8"))
 _local = threading.local()
@@ -67,7 +67,7 @@ class OpenTree:
             return win[2][start - win[0] : stop - win[0]]
         offsets = self._basket_offsets.get(branch)
         if offsets is None:
-            offsets = self._basket_offsets[branch] = np.asarray(self.tree[branch].entry_offsets, dtype=np.int64)
+            offsets = self._basket_offsets[branch] = self._entry_offsets(branch)
         end = int(offsets[min(np.searchsorted(offsets, stop, side="left"), len(offsets) - 1)])
         if win is not None and win[0] <= start < win[1] and end > win[1]:
             fresh = self._read_range(branch, win[1], end)
@@ -78,11 +78,24 @@ class OpenTree:
         self.windows[branch] = (begin, end, arr)
         return arr[start - begin : stop - begin]
 
+    # -- what differs per format (TTree here; RNTuple and Parquet in hpckit.events.formats) -------------
+    format_name = "TTree"
+
+    def _entry_offsets(self, branch: str) -> np.ndarray:
+        """Entry boundaries of the storage units (baskets, clusters, row groups) of ``branch``."""
+        return np.asarray(self.tree[branch].entry_offsets, dtype=np.int64)
+
+    def cluster_starts(self) -> list[int]:
+        """Entry boundaries shared by all columns (for ``align_clusters``)."""
+        return [int(c) for c in self.tree.common_entry_offsets()]
+
+    def _read_column(self, branch: str, info: BranchInfo, start: int, stop: int) -> Any:
+        lib = "np" if info.kind == "flat" else "ak"
+        return self.tree[branch].array(entry_start=start, entry_stop=stop, library=lib, array_cache=None)
+
     def _read_range(self, branch: str, start: int, stop: int) -> Any:
         try:
-            info = self.branches[branch]
-            lib = "np" if info.kind == "flat" else "ak"
-            return self.tree[branch].array(entry_start=start, entry_stop=stop, library=lib, array_cache=None)
+            return self._read_column(branch, self.branches[branch], start, stop)
         except Exception as err:  # noqa: BLE001 - any failure here is a problem with the file
             raise FileAccessError(
                 f"cannot read branch {branch!r} entries {start}-{stop} of {self.filename} "
@@ -165,11 +178,16 @@ def _cache() -> "OrderedDict[tuple, OpenTree]":
 
 
 def _fork_safe(t: OpenTree) -> bool:
-    return isinstance(getattr(t.file.file, "source", None), uproot.source.file.MemmapSource)
+    source = getattr(getattr(t.file, "file", None), "source", None)
+    return isinstance(source, uproot.source.file.MemmapSource)
 
 
-def open_tree(filename: str, treename: str, uproot_options: dict | None = None) -> OpenTree:
-    """Open (or reuse) ``filename``'s ``treename``; every failure is a FileAccessError naming the file."""
+def open_tree(
+    filename: str, treename: str, uproot_options: dict | None = None, format: str = "root"
+) -> OpenTree:
+    """Open (or reuse) ``filename``'s ``treename`` (a TTree or an RNTuple; with ``format="parquet"`` or a
+    ``.parquet`` name, a Parquet file whose columns play the branches); every failure is a FileAccessError
+    naming the file."""
     cache = _cache()
     key = (filename, treename)
     hit = cache.get(key)
@@ -179,6 +197,12 @@ def open_tree(filename: str, treename: str, uproot_options: dict | None = None) 
                 other.windows.clear()
             cache.move_to_end(key)
         return hit
+    from hpckit.events import formats  # the non-TTree formats build on OpenTree
+
+    if formats.is_parquet(filename, format):
+        opened = formats.open_parquet(filename, treename)
+        _remember(cache, key, opened)
+        return opened
     options = dict(uproot_options or {})
     if "://" not in filename and "handler" not in options:
         # local files: memory-mapped, which is fast and can be shared with forked workers
@@ -186,14 +210,17 @@ def open_tree(filename: str, treename: str, uproot_options: dict | None = None) 
     try:
         f = uproot.open(filename, **options)
     except FileNotFoundError as err:
-        raise FileAccessError(f"file not found: {filename}", filename, err) from err
+        raise FileNotFound(f"file not found: {filename}", filename, err) from err
     except Exception as err:  # noqa: BLE001
         raise FileAccessError(
             f"cannot open {filename} as a ROOT file: {type(err).__name__}: {err}", filename, err
         ) from err
     try:
         tree = f[treename]
-        num_entries = int(tree.num_entries)
+        opened = formats.wrap_object(filename, treename, f, tree)
+    except FileAccessError:
+        f.close()
+        raise
     except Exception as err:  # noqa: BLE001
         f.close()
         if isinstance(err, KeyError):
@@ -201,18 +228,24 @@ def open_tree(filename: str, treename: str, uproot_options: dict | None = None) 
                 have = ", ".join(sorted({k.split(";")[0] for k in f.keys(recursive=False)})) or "nothing"
             except Exception:  # noqa: BLE001
                 have = "unreadable keys"
+            from hpckit.events.format_errors import UprootMissTreeError
+
             msg = f"tree {treename!r} not found in {filename} (it holds: {have})"
+            raise UprootMissTreeError(msg, filename, err) from err
         else:
             msg = f"cannot read tree {treename!r} of {filename}: {type(err).__name__}: {err}"
         raise FileAccessError(msg, filename, err) from err
-    opened = OpenTree(filename, treename, f, tree, str(f.file.uuid), num_entries)
+    _remember(cache, key, opened)
+    return opened
+
+
+def _remember(cache: "OrderedDict[tuple, OpenTree]", key: tuple, opened: OpenTree) -> None:
     for other in cache.values():
         other.windows.clear()
     cache[key] = opened
     while len(cache) > _MAX_OPEN:
         _, old = cache.popitem(last=False)
         _close(old)
-    return opened
 
 
 def forget(filename: str) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import uuid as _uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -27,7 +28,8 @@ class WorkItem:
     entrystart: int
     entrystop: int
     fileuuid: str
-    usermeta: dict = field(default_factory=dict, compare=False, hash=False, repr=False)
+    usermeta: dict | None = field(default_factory=dict, compare=False, hash=False, repr=False)
+    preload: frozenset | None = field(default=None, compare=False, hash=False, repr=False)  # coffea's; unused
 
     def __len__(self) -> int:
         return self.entrystop - self.entrystart
@@ -43,7 +45,7 @@ class WorkItem:
         )
 
     def metadata(self) -> dict:
-        meta = dict(self.usermeta)
+        meta = dict(self.usermeta or {})
         meta.update(
             dataset=self.dataset,
             filename=self.filename,
@@ -127,8 +129,12 @@ def _resolve_relative(fileset: Mapping, base: str) -> dict:
     return out
 
 
-def normalize_fileset(fileset: Any, treename: str | None = None) -> list[FileSpec]:
-    """Every (dataset, file, tree) of a fileset, in fileset order."""
+def normalize_fileset(fileset: Any, treename: str | None = None, require_tree: bool = True) -> list[FileSpec]:
+    """Every (dataset, file, tree) of a fileset, in fileset order.
+
+    Tree names: a file's own (``{"files": {file: tree}}``) over the dataset's ``"treename"`` over the
+    ``treename`` argument (coffea: "treename can also be defined in fileset, which will override the
+    passed treename"). Parquet files need none (``require_tree=False``)."""
     fileset = load_fileset(fileset)
     specs: list[FileSpec] = []
     for dataset, entry in fileset.items():
@@ -145,11 +151,7 @@ def normalize_fileset(fileset: Any, treename: str | None = None) -> list[FileSpe
             bad = RESERVED_METADATA & set(metadata)
             if bad:
                 raise FilesetError(f"{where}: metadata uses reserved key(s) {sorted(bad)}")
-            if "treename" in entry:
-                if treename is not None and entry["treename"] != treename:
-                    raise FilesetError(
-                        f"{where}: fileset says treename {entry['treename']!r} but treename={treename!r} was passed"
-                    )
+            if entry.get("treename"):
                 ds_tree = entry["treename"]
         else:
             raise FilesetError(f"{where}: expected a list of files or a mapping, got {type(entry).__name__}")
@@ -166,17 +168,21 @@ def normalize_fileset(fileset: Any, treename: str | None = None) -> list[FileSpe
         for filename, file_tree in items:
             if not isinstance(filename, str) or not filename:
                 raise FilesetError(f"{where}: file names must be non-empty strings, got {filename!r}")
-            if file_tree is not None and ds_tree is not None and file_tree != ds_tree:
-                raise FilesetError(
-                    f"{where}: file {filename} names tree {file_tree!r} but treename {ds_tree!r} was given"
-                )
+            if file_tree is not None and isinstance(entry, Mapping) and entry.get("treename"):
+                if file_tree != entry["treename"]:
+                    raise FilesetError(
+                        f"{where}: file {filename} names tree {file_tree!r} but the dataset's treename is "
+                        f"{entry['treename']!r}"
+                    )
             first = seen.get(_same_file_key(filename))
             if first is not None:
                 also = "" if first == filename else f" (also as {filename})"
                 raise FilesetError(f"{where}: file {first} is listed twice{also}; it would be processed twice")
             seen[_same_file_key(filename)] = filename
             tree = file_tree or ds_tree
-            if not tree:
+            if not tree and not require_tree:
+                tree = ""
+            if not tree and require_tree:
                 raise FilesetError(f"{where}: no tree name for {filename}; pass treename= or use {{file: tree}}")
             specs.append(FileSpec(dataset, filename, tree, metadata))
     return specs
@@ -211,3 +217,76 @@ def chunk_ranges(
     n = max(round(num_entries / chunksize), 1)
     size = math.ceil(num_entries / n)
     return [(s, min(s + size, num_entries)) for s in range(0, num_entries, size)]
+
+
+class FileMeta:
+    """coffea's (dataset, file, tree) key of the metadata cache, with the file's metadata once known."""
+
+    __slots__ = ("dataset", "filename", "treename", "metadata", "preload")
+
+    def __init__(self, dataset: str, filename: str, treename: str, metadata: dict | None = None, preload: Any = None):
+        self.dataset, self.filename, self.treename = dataset, filename, treename
+        self.metadata, self.preload = metadata, preload
+
+    def __repr__(self) -> str:
+        return f"FileMeta({self.dataset}:{self.filename}:{self.treename})"
+
+    __str__ = __repr__
+
+    def __hash__(self) -> int:
+        return hash((self.dataset, self.filename, self.treename))
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, FileMeta) and (self.dataset, self.filename, self.treename) == (
+            other.dataset,
+            other.filename,
+            other.treename,
+        )
+
+    def maybe_populate(self, cache: Any) -> None:
+        if cache and self in cache:
+            self.metadata = cache[self]
+
+    def populated(self, clusters: bool = False) -> bool:
+        meta = self.metadata
+        if not meta or "numentries" not in meta or "uuid" not in meta:
+            return False
+        return not clusters or "clusters" in meta
+
+    def chunks(self, target_chunksize: int, align_clusters: bool = False):
+        """The WorkItems of this file (its metadata must be populated)."""
+        if not self.populated(clusters=align_clusters):
+            raise RuntimeError(f"metadata of {self} is not populated")
+        clusters = self.metadata.get("clusters") if align_clusters else None
+        user = {k: v for k, v in self.metadata.items() if k not in RESERVED_METADATA}
+        for start, stop in chunk_ranges(self.metadata["numentries"], target_chunksize, clusters):
+            yield WorkItem(self.dataset, self.filename, self.treename, start, stop, self.metadata["uuid"], user)
+
+
+_WORKITEM_FIELDS = ("dataset", "filename", "treename", "entrystart", "entrystop", "fileuuid")
+
+
+def as_work_items(chunks: Any) -> list[WorkItem] | None:
+    """Pre-made chunks (a list, tuple or generator of WorkItems, also coffea's) as hpckit WorkItems, or
+    None when ``chunks`` is a fileset."""
+    if isinstance(chunks, (str, os.PathLike, Mapping)):
+        return None
+    if isinstance(chunks, (list, tuple)):
+        if not chunks or not all(hasattr(c, "entrystop") for c in chunks):
+            return None
+    elif not hasattr(chunks, "__next__"):
+        return None
+    out = []
+    for c in chunks:
+        if isinstance(c, WorkItem):
+            out.append(c)
+            continue
+        if not all(hasattr(c, f) for f in _WORKITEM_FIELDS):
+            raise FilesetError(f"expected WorkItems from preprocess(), got {type(c).__name__}")
+        uuid = c.fileuuid
+        if isinstance(uuid, bytes):  # coffea keeps the 16 raw bytes; hpckit the text form uproot prints
+            uuid = str(_uuid.UUID(bytes=uuid)) if len(uuid) == 16 else uuid.hex()
+        out.append(
+            WorkItem(c.dataset, c.filename, c.treename, c.entrystart, c.entrystop, str(uuid), dict(c.usermeta or {}))
+        )
+    return out

@@ -44,15 +44,35 @@ def worker_id() -> str:
     return f"{socket.gethostname()}:{os.getpid()}"
 
 
-def skip_matches(skipbadfiles: Any, err: FileAccessError) -> bool:
-    """True: every file error is skipped; a tuple: only if a type on the error's cause chain matches."""
-    if skipbadfiles is True:
-        return True
+# Missing trees and invalid Parquet files are file errors here, but not OSErrors in coffea, whose
+# ``skipbadfiles=True`` means ``(OSError,)``: they are skipped only when named in a tuple, as there.
+_NOT_SKIPPED_BY_TRUE = frozenset({"UprootMissTreeError", "InvalidParquetError"})
+
+
+def error_chain(exc: BaseException | None) -> list[BaseException]:
+    out: list[BaseException] = []
+    while exc is not None and all(exc is not seen for seen in out):
+        out.append(exc)
+        exc = exc.__cause__ or exc.__context__
+    return out
+
+
+def skip_matches(skipbadfiles: Any, err: BaseException) -> bool:
+    """Does ``skipbadfiles`` cover ``err``? ``True``: any OSError on its cause chain (missing or unreadable
+    files, but not a missing tree); a tuple of types: any instance on the chain (for errors that crossed
+    a process boundary, also the type names the error recorded)."""
     if not skipbadfiles:
         return False
+    chain = error_chain(err)
+    if skipbadfiles is True:
+        return any(
+            isinstance(e, OSError) and not _NOT_SKIPPED_BY_TRUE & {c.__name__ for c in type(e).__mro__}
+            for e in chain
+        )
     wanted = skipbadfiles if isinstance(skipbadfiles, tuple) else (skipbadfiles,)
     names = {f"{t.__module__}.{t.__qualname__}" for t in wanted}
-    return isinstance(err, wanted) or bool(names & set(err.cause_types))
+    recorded = {n for e in chain for n in getattr(e, "cause_types", ())}
+    return any(isinstance(e, wanted) for e in chain) or bool(names & recorded)
 
 
 _NEVER_HEALS = re.compile(r"not found|not a ROOT file|expected Chunk of length|received \d+ bytes")
@@ -100,6 +120,9 @@ class ChunkJob:
     # `hpckit launch`); it raises to refuse work. Must be picklable and cheap after its first call.
     worker_check: Any = None
     timeout: float | None = None  # chunk_timeout of the Runner (hpckit.processor.timeout)
+    format: str = "root"  # "root" (TTree or RNTuple) or "parquet"
+    # with use_result_type a file error that skipbadfiles covers is raised (the Runner returns it as Err)
+    raise_skippable: bool = False
 
     def __getstate__(self) -> dict:
         state = self.__dict__.copy()
@@ -123,6 +146,8 @@ class ChunkJob:
             result["metrics"]["retries"] = attempt
         except FileAccessError as last:
             if skip_matches(self.skipbadfiles, last):
+                if self.raise_skippable:
+                    raise
                 warnings.warn(f"hpckit: skipping {item.describe()}: {last}")
                 return {
                     "metrics": {"skipped": [{"chunk": item.describe(), "file": item.filename, "error": str(last)}]},
@@ -141,7 +166,7 @@ class ChunkJob:
         Best effort: any problem is left for the real chunk to report."""
         try:
             self._processor()
-            tree = open_tree(item.filename, item.treename, self.uproot_options)
+            tree = open_tree(item.filename, item.treename, self.uproot_options, self.format)
             events, _ = make_events(tree, item.entrystart, item.entrystart, self.schema, item.metadata())
             for name in events.fields:
                 column = events[name]
@@ -152,7 +177,7 @@ class ChunkJob:
             pass
 
     def _once(self, item: WorkItem) -> dict:
-        tree = open_tree(item.filename, item.treename, self.uproot_options)
+        tree = open_tree(item.filename, item.treename, self.uproot_options, self.format)
         if tree.uuid != item.fileuuid:
             raise FileAccessError(
                 f"{item.filename} changed since it was chunked (uuid {tree.uuid}, expected {item.fileuuid})",
@@ -164,7 +189,7 @@ class ChunkJob:
             )
         bytes_before = tree.bytes_requested
         processor = self._processor()
-        events, reader = make_events(tree, item.entrystart, item.entrystop, self.schema, item.metadata())
+        events, reader = build_events(tree, item, self.schema)
         t0 = time.perf_counter()
         try:
             out = call_process(processor, events)
@@ -196,6 +221,38 @@ class ChunkJob:
         }
 
 
+class EventsFactoryInfo:
+    """``events.attrs["@events_factory"]`` as coffea's processors read it: the open file and the columns
+    read so far (``access_log``)."""
+
+    def __init__(self, tree: Any, reader: Any):
+        self._tree, self._reader = tree, reader
+
+    @property
+    def file_handle(self) -> Any:
+        return self._tree.file
+
+    @property
+    def access_log(self) -> list[str]:
+        return sorted(self._reader.columns)
+
+
+def build_events(tree: Any, item: WorkItem, schema: Any) -> tuple[Any, Any]:
+    """The chunk's events: hpckit's lazy events, or coffea's when ``schema`` is one of coffea's schema
+    classes (coffea then builds them from the file hpckit has open; see ``coffea_events``)."""
+    if _is_coffea_schema(schema):
+        from hpckit.processor.coffea_bridge import coffea_events
+
+        return coffea_events(tree, item, schema)
+    events, reader = make_events(tree, item.entrystart, item.entrystop, schema, item.metadata())
+    events.attrs["@events_factory"] = EventsFactoryInfo(tree, reader)
+    return events, reader
+
+
+def _is_coffea_schema(schema: Any) -> bool:
+    return isinstance(schema, type) and any(c.__module__.startswith("coffea.") for c in schema.__mro__)
+
+
 @dataclass
 class FileMetaTask:
     """Preprocessing of one file (entries, uuid, clusters), run wherever the executor puts it.
@@ -204,13 +261,14 @@ class FileMetaTask:
     uproot_options: dict = field(default_factory=dict)
     retries: int = 3
     align_clusters: bool = False
+    format: str = "root"
 
     def __call__(self, spec: Any) -> dict:
         def read() -> dict:
-            tree = open_tree(spec.filename, spec.treename, self.uproot_options)
+            tree = open_tree(spec.filename, spec.treename, self.uproot_options, self.format)
             meta = {"numentries": tree.num_entries, "uuid": tree.uuid}
             if self.align_clusters:
-                meta["clusters"] = [int(c) for c in tree.tree.common_entry_offsets()]
+                meta["clusters"] = tree.cluster_starts()
             return meta
 
         try:

@@ -57,6 +57,8 @@ class DaskExecutor(ExecutorBase):
     priority: int = 0
     use_dataframes: bool = False
     workers: int | None = None  # only for client=None: size of the LocalCluster started for the run
+    heavy_input: Any = None  # coffea's; hpckit sends the processor once per worker whatever this says
+    worker_affinity: bool = False  # coffea's; hpckit always prefers the worker that has the chunk's file open
     _session: Any = field(default=None, init=False, repr=False, compare=False)  # (client, cluster) we started
     _file_workers: dict = field(default_factory=dict, init=False, repr=False, compare=False)
 

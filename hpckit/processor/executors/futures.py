@@ -11,7 +11,7 @@ from typing import Any
 
 from hpckit.errors import EngineError
 from hpckit.processor.accumulate import Merger
-from hpckit.processor.executors.base import ExecutorBase
+from hpckit.processor.executors.base import ExecutorBase, warn_tailtimeout
 from hpckit.processor.fileset import WorkItem
 from hpckit.processor.lifeline import die_with_parent
 from hpckit.processor.serialize import decompress
@@ -54,7 +54,16 @@ class FuturesExecutor(ExecutorBase):
     workers: int = 1
     pool: Any = None
     merging: Any = False
+    # coffea's arguments, accepted with their meaning where hpckit has one: merges run in ``pool`` whatever
+    # ``mergepool`` says (it is never shut down or changed); ``recoverable`` is honoured by the Runner only
+    # for executors written coffea's way; ``tailtimeout`` is deprecated in coffea and ignored
+    mergepool: Any = None
+    recoverable: bool = False
+    tailtimeout: Any = None
     _session: Any = field(default=None, init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        warn_tailtimeout(self.tailtimeout)
 
     @property
     def _threads(self) -> bool:
