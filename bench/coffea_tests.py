@@ -31,6 +31,7 @@ DEFAULT_FILES = [
     "test_processor.py",
     "test_workitem.py",
     "test_checkpointing.py",
+    "test_analysis_tools.py",
 ]
 
 # (pattern, replacement), applied in order to every copied test file

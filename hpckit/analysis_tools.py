@@ -47,14 +47,94 @@ def _scale_check(scale: Any) -> None:
         raise ValueError(f"The scale must be an integer or a float, {scale} (type {type(scale)}) was provided.")
 
 
-def _yield_hist(name: str, label: str, values: list, weighted: bool, scale: Any):
+def _yield_hist(name: str, label: str | None, values: list, weighted: bool, scale: Any):
     import hist
 
-    axes = [hist.axis.Integer(0, len(values), name=name, label=label)]
+    axes = [hist.axis.Integer(0, len(values), name=name, label=label or name)]
     h = hist.Hist(*axes, storage=hist.storage.Weight()) if weighted else hist.Hist(*axes)
     w = [v * scale for v in values] if scale is not None else values
     h.fill(np.arange(len(values), dtype=int), weight=w)
     return h
+
+
+def _step_hist(leading: list, step: str, steps: list, fill: dict, weighted: bool, categorical: dict | None):
+    """A histogram over ``leading`` axes + a step axis (+ categorical axis), filled once per step with the
+    arrays of ``fill`` (event-wise, possibly jagged) under that step's mask (None: all events)."""
+    import hist
+
+    axes = [*leading, hist.axis.Integer(0, len(steps), name=step)]
+    fill = dict(fill)
+    if categorical is not None:
+        axes.append(categorical["axis"])
+        fill[categorical["axis"].name] = categorical["values"]
+    h = hist.Hist(*axes, storage=hist.storage.Weight()) if weighted else hist.Hist(*axes)
+    for i, mask in enumerate(steps):
+        picked = {k: (v if mask is None else v[mask]) for k, v in fill.items()}
+        arrays = ak.broadcast_arrays(*[ak.Array(v) if isinstance(v, np.ndarray) else v for v in picked.values()])
+        flat = {k: ak.to_numpy(ak.flatten(a, axis=None)) for k, a in zip(picked, arrays)}
+        h.fill(**{step: np.full(len(flat["weight"]), i, dtype=int)}, **flat)
+    return h
+
+
+def _event_weights(owner, weighted: bool, scale: Any, n: int) -> np.ndarray:
+    w = owner._weights.weight(owner._weightsmodifier) if weighted else np.ones(n, dtype=np.float32)
+    return w * scale if scale is not None else w
+
+
+def _var_axes(vars: dict, axes, bins, start, stop, edges, transform) -> list:
+    """coffea's plot_vars axes: given ones, or Regular(bins or 20) over the variable's range, or Variable(edges)."""
+    import hist
+
+    if axes is not None:
+        if len(axes) != len(vars):
+            raise ValueError("vars, axes, bins, start, stop, edges, and transform must be the same length")
+        return list(axes)
+    n = len(vars)
+    opts = [[None] * n if x is None else list(x) for x in (bins, start, stop, edges, transform)]
+    if any(len(o) != n for o in opts):
+        raise ValueError("vars, axes, bins, start, stop, edges, and transform must be the same length")
+    out = []
+    for (name, var), b, lo, hi, e, t in zip(vars.items(), *opts):
+        if e is not None:
+            out.append(hist.axis.Variable(edges=e, name=name))
+            continue
+        lo = ak.min(var) - 1e-6 if lo is None else lo
+        hi = ak.max(var) + 1e-6 if hi is None else hi
+        out.append(hist.axis.Regular(bins=20 if b is None else b, start=lo, stop=hi, name=name, transform=t))
+    return out
+
+
+def _check_lengths(vars: dict, n: int) -> None:
+    for name, var in vars.items():
+        if len(var) != n:
+            raise ValueError(f"The variable '{name}' has length '{len(var)}', but the masks have length '{n}'")
+
+
+class _NpzWriter:
+    """Writes a result to ``.npz`` when ``compute()`` is called (coffea's NminusOneToNpz / CutflowToNpz)."""
+
+    def __init__(self, file, data: dict, compressed: bool):
+        self.file, self.data, self.compressed = file, data, compressed
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(file={self.file}, fields={list(self.data)})"
+
+    def compute(self) -> None:
+        (np.savez_compressed if self.compressed else np.savez)(self.file, **self.data)
+
+
+def _to_npz(result, weighted: bool, file, compressed: bool, compute: bool, include: bool):
+    data = {k: v for k, v in result._asdict().items() if k not in ("weights", "weightsmodifier", "commonmask")
+            and not (k.startswith("wgtev") and not weighted)}
+    if getattr(result, "commonmask", None) is not None:
+        data["commonmask"] = result.commonmask
+    if include and getattr(result, "weights", None) is not None:
+        data["weights"] = result.weights.weight(result.weightsmodifier)
+    out = _NpzWriter(file, data, compressed)
+    if compute:
+        out.compute()
+        return None
+    return out
 
 
 class NminusOne:
@@ -81,6 +161,11 @@ class NminusOne:
                                            self._weightsmodifier if include else None)
         return NminusOneResult(self.labels, self._nev, self._masks)
 
+    def to_npz(self, file, compressed=False, compute=False, includeweights=None):
+        """Save labels, counts and masks (and weights) to ``file``; returns a writer unless ``compute``."""
+        include = (self._weights is not None) if includeweights is None else includeweights
+        return _to_npz(self.result(includeweights), self._weights is not None, file, compressed, compute, include)
+
     def print(self, weighted=None, scale=None) -> None:
         _scale_check(scale)
         weighted = (self._weights is not None) if weighted is None else weighted
@@ -94,11 +179,27 @@ class NminusOne:
 
     def yieldhist(self, weighted=None, scale=None, categorical=None):
         """(histogram of the N-1 yields, bin labels), as coffea's (``categorical`` is not supported)."""
-        if categorical is not None:
-            raise NotImplementedError("hpckit's NminusOne.yieldhist has no categorical= (a coffea-only option)")
         _scale_check(scale)
         weighted = (self._weights is not None) if weighted is None else weighted
-        return _yield_hist("nminusone", "N-1", self._wgtev if weighted else self._nev, weighted, scale), self.labels
+        if categorical is None:
+            return _yield_hist("nminusone", "N-1", self._wgtev if weighted else self._nev, weighted, scale), self.labels
+        n = len(self._masks[0])
+        h = _step_hist([], "nminusone", [self._commonmask, *self._masks],
+                       {"weight": _event_weights(self, weighted, scale, n)}, weighted, categorical)
+        return h, self.labels, categorical.get("labels")
+
+    def plot_vars(self, vars, axes=None, bins=None, start=None, stop=None, edges=None, transform=None,
+                  weighted=None, scale=None, categorical=None):
+        """Histograms of ``vars`` ({name: event-wise array}) at each N-1 step: (hists, labels[, catlabels])."""
+        _scale_check(scale)
+        weighted = (self._weights is not None) if weighted is None else weighted
+        n = len(self._masks[0])
+        _check_lengths(vars, n)
+        w = _event_weights(self, weighted, scale, n)
+        hists = [_step_hist([axis], "nminusone", [self._commonmask, *self._masks], {name: var, "weight": w},
+                            weighted, categorical)
+                 for (name, var), axis in zip(vars.items(), _var_axes(vars, axes, bins, start, stop, edges, transform))]
+        return (hists, self.labels) if categorical is None else (hists, self.labels, categorical.get("labels"))
 
 
 class Cutflow:
@@ -129,6 +230,11 @@ class Cutflow:
                                          self._weightsmodifier if include else None)
         return CutflowResult(*base)
 
+    def to_npz(self, file, compressed=False, compute=False, includeweights=None):
+        """Save labels, counts and masks (and weights) to ``file``; returns a writer unless ``compute``."""
+        include = (self._weights is not None) if includeweights is None else includeweights
+        return _to_npz(self.result(includeweights), self._weights is not None, file, compressed, compute, include)
+
     def print(self, weighted=None, scale=None) -> None:
         _scale_check(scale)
         weighted = (self._weights is not None) if weighted is None else weighted
@@ -143,14 +249,34 @@ class Cutflow:
 
     def yieldhist(self, weighted=None, scale=None, categorical=None):
         """(one-cut histogram, cutflow histogram, bin labels), as coffea's."""
-        if categorical is not None:
-            raise NotImplementedError("hpckit's Cutflow.yieldhist has no categorical= (a coffea-only option)")
         _scale_check(scale)
         weighted = (self._weights is not None) if weighted is None else weighted
-        one = self._wgtevonecut if weighted else self._nevonecut
-        flow = self._wgtevcutflow if weighted else self._nevcutflow
-        return (_yield_hist("onecut", "Individual Cuts", one, weighted, scale),
-                _yield_hist("cutflow", "Cutflow", flow, weighted, scale), self.labels)
+        if categorical is None:
+            one = self._wgtevonecut if weighted else self._nevonecut
+            flow = self._wgtevcutflow if weighted else self._nevcutflow
+            return (_yield_hist("onecut", None, one, weighted, scale),
+                    _yield_hist("cutflow", None, flow, weighted, scale), self.labels)
+        w = {"weight": _event_weights(self, weighted, scale, len(self._masksonecut[0]))}
+        honecut = _step_hist([], "onecut", [self._commonmask, *self._masksonecut], w, weighted, categorical)
+        hcutflow = _step_hist([], "cutflow", [self._commonmask, *self._maskscutflow], w, weighted, categorical)
+        return honecut, hcutflow, self.labels, categorical.get("labels")
+
+    def plot_vars(self, vars, axes=None, bins=None, start=None, stop=None, edges=None, transform=None,
+                  weighted=None, scale=None, categorical=None):
+        """Histograms of ``vars`` after each cut alone and cumulatively: (onecut hists, cutflow hists, labels[, catlabels])."""
+        _scale_check(scale)
+        weighted = (self._weights is not None) if weighted is None else weighted
+        n = len(self._masksonecut[0])
+        _check_lengths(vars, n)
+        w = _event_weights(self, weighted, scale, n)
+        onecut, flow = [], []
+        for (name, var), axis in zip(vars.items(), _var_axes(vars, axes, bins, start, stop, edges, transform)):
+            fill = {name: var, "weight": w}
+            onecut.append(_step_hist([axis], "onecut", [self._commonmask, *self._masksonecut], fill, weighted, categorical))
+            flow.append(_step_hist([axis], "cutflow", [self._commonmask, *self._maskscutflow], fill, weighted, categorical))
+        if categorical is None:
+            return onecut, flow, self.labels
+        return onecut, flow, self.labels, categorical.get("labels")
 
 
 class PackedSelection:
