@@ -13,11 +13,22 @@ from typing import Any, Iterator
 
 
 def _atomic_write(path: Path, data: bytes) -> None:
+    """Write to a private (0600) temporary file next to ``path``, then rename: a reader sees the old
+    file or the whole new one; on any error (a full disk, a signal) the temporary file is removed."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part")
-    with os.fdopen(fd, "wb") as fh:
-        fh.write(data)
-    os.replace(tmp, path)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        raise
 
 
 def metrics_path(output: Path) -> Path:
