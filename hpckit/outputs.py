@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import pickle
@@ -20,18 +19,23 @@ def _umask() -> int:
 
 
 def _atomic_write(path: Path, data: bytes) -> None:
-    """Write via a temporary file and rename; the file gets the user's normal permissions (mkstemp's are
-    0600), and no ``.part`` file is left on error."""
+    """Write to a private temporary file next to ``path``, then rename: a reader sees the old file or the
+    whole new one; on any error (a full disk, a signal) the temporary file is removed. The file ends with
+    the user's normal permissions (umask); privacy comes from the 0700 run directory."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part")
     try:
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
         os.chmod(tmp, 0o666 & ~_umask())
         os.replace(tmp, path)
     except BaseException:
-        with contextlib.suppress(OSError):
+        try:
             os.unlink(tmp)
+        except FileNotFoundError:
+            pass
         raise
 
 
