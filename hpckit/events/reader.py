@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 import uproot
 
+from hpckit import storage
 from hpckit.errors import FileAccessError
 
 _MAX_OPEN = int(os.environ.get("HPCKIT_MAX_OPEN_FILES", "8"))
@@ -56,6 +57,10 @@ class OpenTree:
     @property
     def bytes_requested(self) -> int:
         return int(getattr(self.file.file.source, "num_requested_bytes", 0))
+
+    @property
+    def requests(self) -> int:
+        return int(getattr(self.file.file.source, "num_requests", 0))
 
     def read(self, branch: str, start: int, stop: int) -> Any:
         """Read one branch over [start, stop): a numpy array (flat) or an awkward array (jagged).
@@ -179,22 +184,13 @@ def open_tree(filename: str, treename: str, uproot_options: dict | None = None) 
                 other.windows.clear()
             cache.move_to_end(key)
         return hit
-    options = dict(uproot_options or {})
-    if "://" not in filename and "handler" not in options:
-        # local files: memory-mapped, which is fast and can be shared with forked workers
-        options["handler"] = uproot.source.file.MemmapSource
-    try:
-        f = uproot.open(filename, **options)
-    except FileNotFoundError as err:
-        raise FileAccessError(f"file not found: {filename}", filename, err) from err
-    except Exception as err:  # noqa: BLE001
-        raise FileAccessError(
-            f"cannot open {filename} as a ROOT file: {type(err).__name__}: {err}", filename, err
-        ) from err
+    f = _open_file(filename, uproot_options)
     try:
         tree = f[treename]
         num_entries = int(tree.num_entries)
     except Exception as err:  # noqa: BLE001
+        if storage.is_remote(filename):
+            storage.drop_remote_handle(f.file)
         f.close()
         if isinstance(err, KeyError):
             try:
@@ -215,11 +211,36 @@ def open_tree(filename: str, treename: str, uproot_options: dict | None = None) 
     return opened
 
 
+def _open_file(filename: str, uproot_options: dict | None) -> Any:
+    """``uproot.open`` of a local path, file:// or root:// URL; failures are FileAccessErrors naming it
+    (``permanent`` when retrying cannot help: not found, a directory, refused)."""
+    options = dict(uproot_options or {})
+    path = storage.local_path(filename)
+    if path is not None:
+        options.pop("timeout", None)
+        if "handler" not in options:
+            # local files: memory-mapped, which is fast and can be shared with forked workers
+            options["handler"] = uproot.source.file.MemmapSource
+    else:
+        path = filename
+        storage.configure_xrootd_client()
+    try:
+        return uproot.open(path, **options)
+    except Exception as err:  # noqa: BLE001
+        message, permanent = storage.describe_error(filename, err)
+        failure = FileAccessError(message, filename, err)
+        failure.permanent = permanent
+        raise failure from err
+
+
 def forget(filename: str) -> None:
     """Drop a file's cached handles in this thread (after an error, so a retry re-opens it)."""
     cache = _cache()
     for key in [k for k in cache if k[0] == filename]:
-        _close(cache.pop(key))
+        t = cache.pop(key)
+        if storage.is_remote(filename):
+            storage.drop_remote_handle(t.file.file)
+        _close(t)
 
 
 def close_all() -> None:
@@ -233,3 +254,12 @@ def _close(t: OpenTree) -> None:
         t.file.close()
     except Exception:  # noqa: BLE001
         pass
+
+
+def file_uuid(filename: str, uproot_options: dict | None = None) -> str:
+    """The uuid of ``filename`` (its header only: no tree is read); a FileAccessError if it cannot open."""
+    f = _open_file(filename, uproot_options)
+    try:
+        return str(f.file.uuid)
+    finally:
+        f.close()

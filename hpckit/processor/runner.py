@@ -99,7 +99,9 @@ class Runner:
                 if self.maxchunks is not None and per_dataset.get(spec.dataset, 0) >= self.maxchunks:
                     break
                 per_dataset[spec.dataset] = per_dataset.get(spec.dataset, 0) + 1
-                yield WorkItem(spec.dataset, spec.filename, spec.treename, start, stop, meta["uuid"], spec.metadata)
+                yield WorkItem(
+                    spec.dataset, spec.filename, spec.treename, start, stop, meta["uuid"], spec.metadata, spec.replicas
+                )
 
     def _uproot_options(self, extra: dict | None) -> dict:
         options = dict(self.uproot_options)
@@ -224,4 +226,8 @@ class Runner:
             "workers": sorted(set(m.get("workers", ())) | set(stats.get("workers", ()))),
             "engine_workers": sorted(str(w) for w in stats.get("engine_workers", ())),
             "skipped": skipped,
+            # remote data: requests made, which copy served how many chunks, switches to another copy
+            "requests": int(m.get("requests", 0)),
+            "served_by": dict(sorted(m.get("served_by", {}).items())),
+            "failovers": int(m.get("failovers", 0)),
         }

@@ -17,12 +17,13 @@ import warnings
 from dataclasses import dataclass, field
 from typing import Any
 
-from hpckit.errors import ChunkError, FileAccessError, ProcessorError
+from hpckit.errors import ChunkError, FileAccessError, FilesetError, ProcessorError
 from hpckit.events import make_events
-from hpckit.events.reader import forget, open_tree
+from hpckit.events.reader import file_uuid, forget, open_tree
 from hpckit.processor.abc import call_process
 from hpckit.processor.accumulate import accumulate
 from hpckit.processor.fileset import WorkItem
+from hpckit.processor.replicas import candidates, is_permanent, mismatch, with_replicas
 from hpckit.processor.serialize import compress, decompress, load_processor
 
 _PROCESSORS: dict[int, Any] = {}  # per worker process: processor bytes -> loaded processor
@@ -44,6 +45,8 @@ def worker_id() -> str:
 
 def skip_matches(skipbadfiles: Any, err: FileAccessError) -> bool:
     """True: every file error is skipped; a tuple: only if a type on the error's cause chain matches."""
+    if not isinstance(err, FileAccessError):
+        return False  # e.g. replicas holding different files: a fileset mistake, never skipped
     if skipbadfiles is True:
         return True
     if not skipbadfiles:
@@ -55,13 +58,14 @@ def skip_matches(skipbadfiles: Any, err: FileAccessError) -> bool:
 
 def retry_file_errors(fn: Any, filename: str, retries: int) -> tuple[Any, int]:
     """``fn()`` and the number of failed attempts before it worked; file errors are retried with backoff
-    on a freshly opened file, except a file or tree that is not there. The last error is raised."""
+    on a freshly opened file, except a file or tree that is not there (or a directory, or refused).
+    The last error is raised."""
     for attempt in range(retries + 1):
         try:
             return fn(), attempt
         except FileAccessError as err:
             forget(filename)
-            if attempt == retries or "not found" in str(err):
+            if attempt == retries or is_permanent(err):
                 raise
             time.sleep(min(0.1 * 2**attempt, 2.0))
     raise AssertionError("unreachable")
@@ -100,9 +104,23 @@ class ChunkJob:
     def run(self, item: WorkItem) -> dict:
         if self.worker_check is not None:
             self.worker_check()
+        failovers = 0
+
+        def served() -> dict:  # one attempt: every replica in turn
+            nonlocal failovers
+            try:
+                result, name, failed = with_replicas(item.filename, item.replicas, lambda n: self._once(item, n))
+            except FileAccessError as err:
+                failovers += getattr(err, "failovers", 0)
+                raise
+            failovers += failed
+            result["metrics"]["served_by"] = {name: 1}
+            return result
+
         try:
-            result, attempt = retry_file_errors(lambda: self._once(item), item.filename, self.retries)
+            result, attempt = retry_file_errors(served, item.filename, self.retries)
             result["metrics"]["retries"] = attempt
+            result["metrics"]["failovers"] = failovers
         except FileAccessError as last:
             if skip_matches(self.skipbadfiles, last):
                 warnings.warn(f"hpckit: skipping {item.describe()}: {last}")
@@ -123,7 +141,7 @@ class ChunkJob:
         Best effort: any problem is left for the real chunk to report."""
         try:
             self._processor()
-            tree = open_tree(item.filename, item.treename, self.uproot_options)
+            tree = open_tree(candidates(item.filename, item.replicas)[0], item.treename, self.uproot_options)
             events, _ = make_events(tree, item.entrystart, item.entrystart, self.schema, item.metadata())
             for name in events.fields:
                 column = events[name]
@@ -133,8 +151,11 @@ class ChunkJob:
         except Exception:  # noqa: BLE001
             pass
 
-    def _once(self, item: WorkItem) -> dict:
-        tree = open_tree(item.filename, item.treename, self.uproot_options)
+    def _once(self, item: WorkItem, name: str) -> dict:
+        tree = open_tree(name, item.treename, self.uproot_options)
+        if tree.uuid != item.fileuuid and item.replicas:
+            forget(name)
+            raise mismatch(item.filename, name, tree.uuid, item.fileuuid)
         if tree.uuid != item.fileuuid:
             raise FileAccessError(
                 f"{item.filename} changed since it was chunked (uuid {tree.uuid}, expected {item.fileuuid})",
@@ -144,7 +165,7 @@ class ChunkJob:
             raise FileAccessError(
                 f"{item.describe()} is past the end of the tree ({tree.num_entries} entries)", item.filename
             )
-        bytes_before = tree.bytes_requested
+        bytes_before, requests_before = tree.bytes_requested, tree.requests
         processor = self._processor()
         events, reader = make_events(tree, item.entrystart, item.entrystop, self.schema, item.metadata())
         t0 = time.perf_counter()
@@ -169,6 +190,7 @@ class ChunkJob:
             "out": out,
             "metrics": {
                 "bytesread": tree.bytes_requested - bytes_before,
+                "requests": tree.requests - requests_before,
                 "columns": set(reader.columns),
                 "entries": len(item),
                 "processtime": processtime,
@@ -188,17 +210,40 @@ class FileMetaTask:
     align_clusters: bool = False
 
     def __call__(self, spec: Any) -> dict:
-        def read() -> dict:
-            tree = open_tree(spec.filename, spec.treename, self.uproot_options)
+        replicas = tuple(getattr(spec, "replicas", ()))
+
+        def read(name: str) -> dict:
+            tree = open_tree(name, spec.treename, self.uproot_options)
             meta = {"numentries": tree.num_entries, "uuid": tree.uuid}
             if self.align_clusters:
                 meta["clusters"] = [int(c) for c in tree.tree.common_entry_offsets()]
             return meta
 
         try:
-            return retry_file_errors(read, spec.filename, self.retries)[0]
+            meta, served, _ = retry_file_errors(
+                lambda: with_replicas(spec.filename, replicas, read), spec.filename, self.retries
+            )[0]
         except FileAccessError as err:
             return {"error": err}
+        try:
+            self._same_file(spec.filename, replicas, served, meta["uuid"])
+        except FilesetError as err:
+            return {"error": err}
+        return meta
+
+    def _same_file(self, primary: str, replicas: tuple, served: str, uuid: str) -> None:
+        """Every other copy that answers must hold the same file; one that does not answer is left for
+        failover to find out (it may be down only now)."""
+        for name in (primary, *replicas):
+            if name == served:
+                continue
+            try:
+                other = file_uuid(name, self.uproot_options)
+            except FileAccessError:
+                forget(name)
+                continue
+            if other != uuid:
+                raise mismatch(served, name, other, uuid)
 
 
 def merge_payloads(payloads: list[Any], compression: int | None = 1) -> Any:
