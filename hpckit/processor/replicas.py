@@ -25,6 +25,11 @@ def mismatch(primary: str, replica: str, got: str, expected: str) -> ReplicaMism
     )
 
 
+def reset_preferences() -> None:
+    """Forget which copies worked (a new run starts from the fileset's order again)."""
+    _LAST_GOOD.clear()
+
+
 def candidates(primary: str, replicas: Sequence[str]) -> list[str]:
     """Every copy, the one that last worked first, then the fileset's order."""
     names = [primary, *replicas]

@@ -15,6 +15,7 @@ from hpckit.processor.checkpoint import CheckpointerABC, processor_fingerprint
 from hpckit.processor.executors.base import ExecutorBase
 from hpckit.processor.fileset import WorkItem, chunk_ranges, normalize_fileset
 from hpckit.processor.progress import ChunkProgress
+from hpckit.processor.replicas import reset_preferences
 from hpckit.processor.serialize import dump_processor
 from hpckit.processor.work import ChunkJob, FileMetaTask, skip_matches
 
@@ -136,6 +137,7 @@ class Runner:
             raise ValueError("processor_instance is required")
         t_start = time.perf_counter()
         self._skipped = []
+        reset_preferences()
         options = self._uproot_options(uproot_options)
         fingerprint = processor_fingerprint(processor_instance, self.schema)
         executor = self.executor
