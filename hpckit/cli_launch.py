@@ -85,13 +85,14 @@ def doctor_command(
     site: str = typer.Option(..., "--site", help="site name or path to a site YAML file"),
     set_: Optional[List[str]] = typer.Option(None, "--set", help="override a site key: key.path=value (repeatable)"),
     backend: Optional[str] = typer.Option(None, "--backend", help="backend to check for (default: the site's)"),
+    fileset: Optional[Path] = typer.Option(None, "--fileset", "-f", help="also check its storage endpoints"),
 ) -> None:
     """Check this machine against SITE before burning queue time: one pass/fail line per check, with the fix."""
     from hpckit.deploy import SiteError
     from hpckit.doctor import run_checks
 
     try:
-        checks = run_checks(site, list(set_ or []), backend)
+        checks = run_checks(site, list(set_ or []), backend, fileset=str(fileset) if fileset else None)
     except SiteError as exc:
         _fail(exc)
     marks = {"pass": "[green]PASS[/green]", "fail": "[red]FAIL[/red]", "skip": "[yellow]SKIP[/yellow]"}

@@ -123,7 +123,9 @@ def test_remote_equals_local(name, sites, tmp_path):
     assert_matches_reference(out, reference_dimuon())
     assert metrics["entries"] == ref_metrics["entries"] == 80
     assert metrics["chunks"] == ref_metrics["chunks"] == 8
-    assert metrics["bytesread"] == ref_metrics["bytesread"] > 0
+    if name == "iterative":  # one process: every basket read once, as from the local file
+        assert metrics["bytesread"] == ref_metrics["bytesread"] > 0
+    assert metrics["bytesread"] > 0
     assert metrics["served_by"] == {f"{sites['site1']}/nano_dy.root": 4, f"{sites['site2']}/nano_dimuon.root": 4}
     assert metrics["failovers"] == 0 and metrics["requests"] > 0
 
