@@ -47,6 +47,10 @@ class OpenTree:
     # usually starts inside the last basket of this one, which is then not read and unzipped again
     windows: dict[str, tuple[int, int, Any]] = field(default_factory=dict)
     _basket_offsets: dict[str, np.ndarray] = field(default_factory=dict)
+    # branches chunks of this tree (or earlier trees of that name) read: fetched together when they need
+    # the same entries (remote files only, where each request is a round trip)
+    hot: set[str] = field(default_factory=set)
+    coalesce: bool = False
 
     @property
     def branches(self) -> dict[str, BranchInfo]:
@@ -70,18 +74,66 @@ class OpenTree:
         win = self.windows.get(branch)
         if win is not None and win[0] <= start and stop <= win[1]:
             return win[2][start - win[0] : stop - win[0]]
+        lo, hi = self._plan(branch, start, stop)
+        fresh = self._fetch(branch, lo, hi, start, stop)
+        if win is not None and win[0] <= start < win[1] and lo == win[1]:
+            self.windows[branch] = (win[1], hi, fresh)
+            return _concatenate(win[2][start - win[0] :], fresh[: stop - win[1]])
+        self.windows[branch] = (lo, hi, fresh)
+        return fresh[start - lo : stop - lo]
+
+    def _plan(self, branch: str, start: int, stop: int) -> tuple[int, int]:
+        """The entries to read for [start, stop): whole baskets, minus what the last window still holds."""
         offsets = self._basket_offsets.get(branch)
         if offsets is None:
             offsets = self._basket_offsets[branch] = np.asarray(self.tree[branch].entry_offsets, dtype=np.int64)
         end = int(offsets[min(np.searchsorted(offsets, stop, side="left"), len(offsets) - 1)])
+        win = self.windows.get(branch)
         if win is not None and win[0] <= start < win[1] and end > win[1]:
-            fresh = self._read_range(branch, win[1], end)
-            self.windows[branch] = (win[1], end, fresh)
-            return _concatenate(win[2][start - win[0] :], fresh[: stop - win[1]])
-        begin = int(offsets[max(np.searchsorted(offsets, start, side="right") - 1, 0)])
-        arr = self._read_range(branch, begin, end)
-        self.windows[branch] = (begin, end, arr)
-        return arr[start - begin : stop - begin]
+            return win[1], end
+        return int(offsets[max(np.searchsorted(offsets, start, side="right") - 1, 0)]), end
+
+    def _fetch(self, branch: str, lo: int, hi: int, start: int, stop: int) -> Any:
+        """``branch`` over [lo, hi). Remote files: the branches earlier chunks used that need the same
+        entries now are read with it in one request (one per basket window, not one per branch), and
+        their windows set as their own reads would have (trimmed to this chunk's start)."""
+        if not self.coalesce:
+            return self._read_range(branch, lo, hi)
+        seen = _HOT.setdefault(self.treename, set())
+        hot = self.hot or seen  # a file's first chunk: what chunks of earlier files used
+        self.hot.add(branch)
+        seen.add(branch)
+        group = [branch]
+        for other in sorted(hot - {branch}):
+            win = self.windows.get(other)
+            if other in self.branches and not (win is not None and win[0] <= start and stop <= win[1]):
+                if self._plan(other, start, stop) == (lo, hi):
+                    group.append(other)
+        self.hot.update(group)
+        if len(group) == 1:
+            return self._read_range(branch, lo, hi)
+        arrays = self._read_many(group, lo, hi)
+        for other in group[1:]:
+            win = self.windows.get(other)
+            if win is not None and win[0] <= start < win[1] and lo == win[1]:
+                self.windows[other] = (start, hi, _concatenate(win[2][start - win[0] :], arrays[other]))
+            else:
+                self.windows[other] = (lo, hi, arrays[other])
+        return arrays[branch]
+
+    def _read_many(self, names: list[str], start: int, stop: int) -> dict[str, Any]:
+        try:
+            got = self.tree.arrays(names, entry_start=start, entry_stop=stop, library="ak", how=dict, array_cache=None)
+            import awkward as ak
+
+            return {n: ak.to_numpy(got[n]) if self.branches[n].kind == "flat" else got[n] for n in names}
+        except Exception as err:  # noqa: BLE001 - any failure here is a problem with the file
+            raise FileAccessError(
+                f"cannot read branches {names} entries {start}-{stop} of {self.filename} "
+                f"(tree {self.treename!r}): {type(err).__name__}: {err}",
+                self.filename,
+                err,
+            ) from err
 
     def _read_range(self, branch: str, start: int, stop: int) -> Any:
         try:
@@ -106,6 +158,7 @@ def _concatenate(a: Any, b: Any) -> Any:
 
 
 _DESCRIBED: "OrderedDict[tuple, dict[str, BranchInfo]]" = OrderedDict()
+_HOT: dict[str, set[str]] = {}  # tree name -> branches chunks read (seeds the next file's coalesced reads)
 
 
 def _layout_signature(tree: Any) -> tuple | None:
@@ -202,6 +255,8 @@ def open_tree(filename: str, treename: str, uproot_options: dict | None = None) 
             msg = f"cannot read tree {treename!r} of {filename}: {type(err).__name__}: {err}"
         raise FileAccessError(msg, filename, err) from err
     opened = OpenTree(filename, treename, f, tree, str(f.file.uuid), num_entries)
+    if not _fork_safe(opened):  # remote: a request is a round trip, so reads are coalesced
+        opened.coalesce = True
     for other in cache.values():
         other.windows.clear()
     cache[key] = opened
