@@ -182,8 +182,10 @@ def check_backend(backend: str) -> list[Check]:
     return [Check(f"{backend} backend", "fail", f"cannot import {', '.join(missing)}", fix)]
 
 
-def run_checks(site_name: str, overrides: list[str] | None = None, backend: str | None = None) -> list[Check]:
-    """Every check for ``site_name`` (with ``--set`` overrides) on this machine, in order."""
+def run_checks(site_name: str, overrides: list[str] | None = None, backend: str | None = None,
+               fileset: str | None = None) -> list[Check]:
+    """Every check for ``site_name`` (with ``--set`` overrides) on this machine, in order; with
+    ``fileset``, also its storage endpoints and grid credential (hpckit.storage_check)."""
     site = load_site(site_name, overrides or []).site
     backend = backend or site.default_backend
     checks: list[Check] = []
@@ -194,6 +196,11 @@ def run_checks(site_name: str, overrides: list[str] | None = None, backend: str 
         steps.append(lambda: sched.doctor_checks(site))
     steps += [lambda: check_interface(site), lambda: check_ports(site, backend), lambda: check_container(site),
               lambda: check_x509(site)]
+    if fileset is not None:
+        from hpckit.storage_check import check_fileset_storage
+
+        steps.append(lambda: [Check(c.name, c.result, c.detail, c.fix) for c in
+                              check_fileset_storage(fileset, credential_required=site.htcondor.x509_proxy)])
     for step in steps:
         checks += step()
     return checks

@@ -70,13 +70,14 @@ def doctor_command(
     site: str = c.SITE,
     set_: Optional[List[str]] = c.SET,
     backend: Optional[str] = typer.Option(None, "--backend", help="backend to check for (default: the site's)"),
+    fileset: Optional[Path] = typer.Option(None, "--fileset", "-f", help="also check its storage endpoints"),
 ) -> None:
     """Check this machine against SITE before burning queue time: one pass/fail line per check, with the fix."""
     from hpckit.deploy import SiteError
     from hpckit.doctor import run_checks
 
     try:
-        checks = run_checks(site, c.overrides(set_), backend)
+        checks = run_checks(site, c.overrides(set_), backend, fileset=str(fileset) if fileset else None)
     except SiteError as exc:
         c.fail(exc)
     marks = {"pass": "[green]PASS[/green]", "fail": "[red]FAIL[/red]", "skip": "[yellow]SKIP[/yellow]"}

@@ -168,6 +168,10 @@ class ParquetTree(OpenTree):
         return int(self.file.num_requested_bytes)
 
     @property
+    def requests(self) -> int:
+        return 0  # pyarrow reads through the counting file; requests are not counted for Parquet
+
+    @property
     def branches(self) -> dict[str, BranchInfo]:
         if self._branches is None:
             out = {}

@@ -10,6 +10,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from hpckit import storage
 from hpckit.errors import FilesetError
 from hpckit.paths import read_limited
 
@@ -30,6 +31,8 @@ class WorkItem:
     fileuuid: str
     usermeta: dict | None = field(default_factory=dict, compare=False, hash=False, repr=False)
     preload: frozenset | None = field(default=None, compare=False, hash=False, repr=False)  # coffea's; unused
+    # other copies of ``filename`` (same uuid), tried in order when it cannot be opened or read
+    replicas: tuple[str, ...] = field(default=(), compare=False, hash=False, repr=False)
 
     def __len__(self) -> int:
         return self.entrystop - self.entrystart
@@ -63,6 +66,7 @@ class FileSpec:
     filename: str
     treename: str
     metadata: dict = field(default_factory=dict, compare=False, hash=False)
+    replicas: tuple[str, ...] = field(default=(), compare=False, hash=False)
 
 
 def load_fileset(fileset: Any) -> Mapping:
@@ -120,13 +124,59 @@ def _resolve_relative(fileset: Mapping, base: str) -> dict:
             files = spec["files"]
             spec = dict(spec)
             if isinstance(files, Mapping):
-                spec["files"] = {fix(k): v for k, v in files.items()}
+                spec["files"] = {fix(k): _fix_replicas(v, fix) for k, v in files.items()}
             elif isinstance(files, list):
                 spec["files"] = [fix(f) for f in files]
             out[ds] = spec
         else:
             out[ds] = spec
     return out
+
+
+def _fix_replicas(value: Any, fix: Any) -> Any:
+    if isinstance(value, Mapping) and isinstance(value.get("replicas"), list):
+        return {**value, "replicas": [fix(r) for r in value["replicas"]]}
+    return value
+
+
+# keys of a file entry {"object_path": ..., "replicas": [...]}; the others are coffea's preprocessed
+# fields, accepted and not needed here
+FILE_ENTRY_KEYS = frozenset({"object_path", "treename", "replicas", "steps", "num_entries", "uuid"})
+
+
+def _file_entry(where: str, filename: str, value: Any) -> tuple[str | None, tuple[str, ...]]:
+    """(tree name or None, replicas) of one ``files`` value: a tree name, None, or a mapping."""
+    if value is None or isinstance(value, str):
+        return value, ()
+    if not isinstance(value, Mapping):
+        raise FilesetError(f"{where}: file {filename}: expected a tree name or a mapping, got {type(value).__name__}")
+    unknown = set(value) - FILE_ENTRY_KEYS
+    if unknown:
+        raise FilesetError(f"{where}: file {filename}: unknown key(s) {sorted(unknown)} (known: {sorted(FILE_ENTRY_KEYS)})")
+    tree = value.get("object_path", value.get("treename"))
+    if tree is not None and not isinstance(tree, str):
+        raise FilesetError(f"{where}: file {filename}: object_path must be a tree name, got {tree!r}")
+    replicas = value.get("replicas", [])
+    if not isinstance(replicas, (list, tuple)):
+        raise FilesetError(
+            f"{where}: file {filename}: 'replicas' must be a list of file names or URLs, got {type(replicas).__name__}"
+        )
+    seen = {filename}
+    for r in replicas:
+        if not isinstance(r, str) or not r:
+            raise FilesetError(f"{where}: file {filename}: replicas must be non-empty strings, got {r!r}")
+        if r in seen:
+            raise FilesetError(f"{where}: file {filename}: replica {r} is listed twice (or is the file itself)")
+        seen.add(r)
+    return tree, tuple(replicas)
+
+
+def _check_location(where: str, filename: str, name: str) -> None:
+    try:
+        storage.parse(name)
+    except storage.BadURL as err:
+        what = "" if name == filename else f"replica of {filename}: "
+        raise FilesetError(f"{where}: file {filename}: {what}{err}") from None
 
 
 def normalize_fileset(fileset: Any, treename: str | None = None, require_tree: bool = True) -> list[FileSpec]:
@@ -165,9 +215,12 @@ def normalize_fileset(fileset: Any, treename: str | None = None, require_tree: b
         if not items:
             raise FilesetError(f"{where}: no files")
         seen: dict[str, str] = {}
-        for filename, file_tree in items:
+        for filename, value in items:
             if not isinstance(filename, str) or not filename:
                 raise FilesetError(f"{where}: file names must be non-empty strings, got {filename!r}")
+            file_tree, replicas = _file_entry(where, filename, value)
+            for name in (filename, *replicas):
+                _check_location(where, filename, name)
             if file_tree is not None and isinstance(entry, Mapping) and entry.get("treename"):
                 if file_tree != entry["treename"]:
                     raise FilesetError(
@@ -184,7 +237,8 @@ def normalize_fileset(fileset: Any, treename: str | None = None, require_tree: b
                 tree = ""
             if not tree and require_tree:
                 raise FilesetError(f"{where}: no tree name for {filename}; pass treename= or use {{file: tree}}")
-            specs.append(FileSpec(dataset, filename, tree, metadata))
+            specs.append(FileSpec(dataset, filename, tree, metadata, replicas))
+    storage.require_remote_support(n for s in specs for n in (s.filename, *s.replicas))
     return specs
 
 

@@ -15,6 +15,7 @@ from hpckit.processor.checkpoint import CheckpointerABC, processor_fingerprint
 from hpckit.processor.executors.base import ExecutorBase
 from hpckit.processor.fileset import FileMeta, WorkItem, as_work_items, chunk_ranges, normalize_fileset
 from hpckit.processor.progress import ChunkProgress
+from hpckit.processor.replicas import reset_preferences
 from hpckit.processor.result import Err, Ok
 from hpckit.processor.serialize import dump_processor
 from hpckit.processor.work import ChunkJob, FileMetaTask, skip_matches
@@ -186,7 +187,8 @@ class Runner:
                     break
                 per_dataset[spec.dataset] = per_dataset.get(spec.dataset, 0) + 1
                 sent = yield WorkItem(
-                    spec.dataset, spec.filename, spec.treename, start, stop, meta["uuid"], spec.metadata
+                    spec.dataset, spec.filename, spec.treename, start, stop, meta["uuid"], spec.metadata,
+                    replicas=spec.replicas,
                 )
                 if sent is not None:  # coffea's preprocess(...).send(new_chunksize): from the next file on
                     chunksize = int(sent)
@@ -257,6 +259,7 @@ class Runner:
             raise ValueError("processor_instance is required")
         t_start = time.perf_counter()
         self._skipped = []
+        reset_preferences()
         options = self._uproot_options(uproot_options)
         fingerprint = processor_fingerprint(processor_instance, self.schema)
         executor = self.executor
@@ -355,4 +358,8 @@ class Runner:
             "workers": sorted(set(m.get("workers", ())) | set(stats.get("workers", ()))),
             "engine_workers": sorted(str(w) for w in stats.get("engine_workers", ())),
             "skipped": skipped,
+            # remote data: requests made, which copy served how many chunks, switches to another copy
+            "requests": int(m.get("requests", 0)),
+            "served_by": dict(sorted(m.get("served_by", {}).items())),
+            "failovers": int(m.get("failovers", 0)),
         }

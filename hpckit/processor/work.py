@@ -18,12 +18,13 @@ import warnings
 from dataclasses import dataclass, field
 from typing import Any
 
-from hpckit.errors import ChunkError, FileAccessError, ProcessorError
+from hpckit.errors import ChunkError, FileAccessError, FilesetError, ProcessorError
 from hpckit.events import make_events
-from hpckit.events.reader import forget, open_tree
+from hpckit.events.reader import file_uuid, forget, open_tree
 from hpckit.processor.abc import call_process
 from hpckit.processor.accumulate import accumulate
 from hpckit.processor.fileset import WorkItem
+from hpckit.processor.replicas import candidates, is_permanent, mismatch, with_replicas
 from hpckit.processor.serialize import compress, decompress, load_processor
 from hpckit.processor.timeout import chunk_deadline
 
@@ -91,13 +92,14 @@ def never_heals(err: FileAccessError, filename: str) -> bool:
 
 def retry_file_errors(fn: Any, filename: str, retries: int) -> tuple[Any, int]:
     """``fn()`` and the number of failed attempts before it worked; file errors are retried with backoff
-    on a freshly opened file, except those that never heal (:func:`never_heals`). The last error is raised."""
+    on a freshly opened file, except those that never heal (:func:`never_heals`: not there, a directory,
+    refused, or a local file that is empty, truncated or not ROOT). The last error is raised."""
     for attempt in range(retries + 1):
         try:
             return fn(), attempt
         except FileAccessError as err:
             forget(filename)
-            if attempt == retries or never_heals(err, filename):
+            if attempt == retries or is_permanent(err) or never_heals(err, filename):
                 raise
             time.sleep(min(0.1 * 2**attempt, 2.0))
     raise AssertionError("unreachable")
@@ -140,10 +142,24 @@ class ChunkJob:
     def run(self, item: WorkItem) -> dict:
         if self.worker_check is not None:
             self.worker_check()
+        failovers = 0
+
+        def served() -> dict:  # one attempt: every replica in turn
+            nonlocal failovers
+            try:
+                result, name, failed = with_replicas(item.filename, item.replicas, lambda n: self._once(item, n))
+            except FileAccessError as err:
+                failovers += getattr(err, "failovers", 0)
+                raise
+            failovers += failed
+            result["metrics"]["served_by"] = {name: 1}
+            return result
+
         try:
             with chunk_deadline(self.timeout, item.describe()):
-                result, attempt = retry_file_errors(lambda: self._once(item), item.filename, self.retries)
+                result, attempt = retry_file_errors(served, item.filename, self.retries)
             result["metrics"]["retries"] = attempt
+            result["metrics"]["failovers"] = failovers
         except FileAccessError as last:
             if skip_matches(self.skipbadfiles, last):
                 if self.raise_skippable:
@@ -166,7 +182,7 @@ class ChunkJob:
         Best effort: any problem is left for the real chunk to report."""
         try:
             self._processor()
-            tree = open_tree(item.filename, item.treename, self.uproot_options, self.format)
+            tree = open_tree(candidates(item.filename, item.replicas)[0], item.treename, self.uproot_options, self.format)
             events, _ = make_events(tree, item.entrystart, item.entrystart, self.schema, item.metadata())
             for name in events.fields:
                 column = events[name]
@@ -176,8 +192,11 @@ class ChunkJob:
         except Exception:  # noqa: BLE001
             pass
 
-    def _once(self, item: WorkItem) -> dict:
-        tree = open_tree(item.filename, item.treename, self.uproot_options, self.format)
+    def _once(self, item: WorkItem, name: str) -> dict:
+        tree = open_tree(name, item.treename, self.uproot_options, self.format)
+        if tree.uuid != item.fileuuid and item.replicas:
+            forget(name)
+            raise mismatch(item.filename, name, tree.uuid, item.fileuuid)
         if tree.uuid != item.fileuuid:
             raise FileAccessError(
                 f"{item.filename} changed since it was chunked (uuid {tree.uuid}, expected {item.fileuuid})",
@@ -187,7 +206,7 @@ class ChunkJob:
             raise FileAccessError(
                 f"{item.describe()} is past the end of the tree ({tree.num_entries} entries)", item.filename
             )
-        bytes_before = tree.bytes_requested
+        bytes_before, requests_before = tree.bytes_requested, tree.requests
         processor = self._processor()
         events, reader = build_events(tree, item, self.schema)
         t0 = time.perf_counter()
@@ -212,6 +231,7 @@ class ChunkJob:
             "out": out,
             "metrics": {
                 "bytesread": tree.bytes_requested - bytes_before,
+                "requests": tree.requests - requests_before,
                 "columns": set(reader.columns),
                 "entries": len(item),
                 "processtime": processtime,
@@ -264,17 +284,40 @@ class FileMetaTask:
     format: str = "root"
 
     def __call__(self, spec: Any) -> dict:
-        def read() -> dict:
-            tree = open_tree(spec.filename, spec.treename, self.uproot_options, self.format)
+        replicas = tuple(getattr(spec, "replicas", ()))
+
+        def read(name: str) -> dict:
+            tree = open_tree(name, spec.treename, self.uproot_options, self.format)
             meta = {"numentries": tree.num_entries, "uuid": tree.uuid}
             if self.align_clusters:
                 meta["clusters"] = tree.cluster_starts()
             return meta
 
         try:
-            return retry_file_errors(read, spec.filename, self.retries)[0]
+            meta, served, _ = retry_file_errors(
+                lambda: with_replicas(spec.filename, replicas, read), spec.filename, self.retries
+            )[0]
         except FileAccessError as err:
             return {"error": err}
+        try:
+            self._same_file(spec.filename, replicas, served, meta["uuid"])
+        except FilesetError as err:
+            return {"error": err}
+        return meta
+
+    def _same_file(self, primary: str, replicas: tuple, served: str, uuid: str) -> None:
+        """Every other copy that answers must hold the same file; one that does not answer is left for
+        failover to find out (it may be down only now)."""
+        for name in (primary, *replicas):
+            if name == served:
+                continue
+            try:
+                other = file_uuid(name, self.uproot_options)
+            except FileAccessError:
+                forget(name)
+                continue
+            if other != uuid:
+                raise mismatch(served, name, other, uuid)
 
 
 def merge_payloads(payloads: list[Any], compression: int | None = 1) -> Any:
