@@ -64,7 +64,7 @@ def render_dask(site: Site, sizing: Any = None) -> DaskRendering:
     * ``job_script_prologue``: ``templates/common/prologue.sh.j2``;
     * ``python``: the site's python inside its container runtime;
     * ``interface``; for a loopback site ``scheduler_options={"host": "127.0.0.1"}``;
-    * ``worker_extra_args``: ``--lifetime``/``--lifetime-stagger`` from the walltime (workers retire
+    * ``worker_extra_args``: ``--no-dashboard``, ``--lifetime``/``--lifetime-stagger`` from the walltime (workers retire
       before the batch system kills them), the worker port range.
 
     ``job_script`` is what the cluster would submit, built by dask-jobqueue's own Job class with a
@@ -89,10 +89,9 @@ def render_dask(site: Site, sizing: Any = None) -> DaskRendering:
         kwargs["interface"] = site.network.interface
     if site.loopback:
         kwargs["scheduler_options"] = {"host": "127.0.0.1"}
-    if sizing is not None:
-        kwargs["scheduler_options"] = {**kwargs.get("scheduler_options", {}),
-                                       "dashboard_address": ("127.0.0.1" if site.loopback else "") + ":0"}
-    extra: list[str] = []
+    if sizing is not None:  # the scheduler's dashboard stays on loopback (reach it through an ssh tunnel)
+        kwargs["scheduler_options"] = {**kwargs.get("scheduler_options", {}), "dashboard_address": "127.0.0.1:0"}
+    extra: list[str] = ["--no-dashboard"]  # a worker dashboard would listen on every interface
     lifetime = site.lifetime()
     if lifetime:
         extra += ["--lifetime", f"{lifetime[0]}s", "--lifetime-stagger", f"{lifetime[1]}s"]
