@@ -142,3 +142,13 @@ def test_coffea_only_method_names_itself(events):
     assert isinstance(err.value, AttributeError)
     with pytest.raises(AttributeError, match="no field named 'not_a_thing'"):
         events.Jet.not_a_thing
+
+
+def test_collections_pickle_with_their_behaviour(events):
+    """Arrays of events cross process boundaries (executors): the behaviour pickles as its recipe."""
+    import pickle
+
+    muons = pickle.loads(pickle.dumps(events.Muon[ak.num(events.Muon) >= 2]))
+    assert "@events" not in muons.attrs
+    close((muons[:, 0] + muons[:, 1]).mass,
+          (events.Muon[ak.num(events.Muon) >= 2][:, 0] + events.Muon[ak.num(events.Muon) >= 2][:, 1]).mass)

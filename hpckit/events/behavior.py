@@ -177,11 +177,26 @@ def _single_behaviors(kind: str, name: str) -> dict:
     return out
 
 
-ExtraMembers = dict[str, dict[str, Any]]  # record name -> attributes added to its array and record classes
+class Behavior(dict):
+    """A behaviour dict that pickles as the recipe that built it (its values hold vector's lambdas, which
+    do not pickle), so arrays of events can cross process boundaries."""
+
+    def __init__(self, items: dict, recipe: tuple):
+        super().__init__(items)
+        self.recipe = recipe
+
+    def __reduce__(self):
+        return (_rebuild, self.recipe)
+
+
+def _rebuild(module: str, name: str, *args: Any) -> dict:
+    import importlib
+
+    return getattr(importlib.import_module(module), name)(*args)
 
 
 @functools.lru_cache(maxsize=64)
-def build_behavior(named: frozenset[tuple[str, str]], extras_key: Any = None) -> dict:
+def build_behavior(named: frozenset[tuple[str, str]]) -> Behavior:
     """Behaviour for the record names ``named`` ({(name, kind)}, kind Momentum4D/3D/2D) plus coffea's names."""
     from hpckit.events.crossref import class_members  # noqa: PLC0415 - crossref imports this module
 
@@ -202,7 +217,7 @@ def build_behavior(named: frozenset[tuple[str, str]], extras_key: Any = None) ->
         behavior[name] = type(name, (CoffeaMethods, record_base), dict(members))
         behavior["*", name] = type(f"{name}Array", (CoffeaMethods, array_base), dict(members))
     behavior.update(_pair_behaviors(groups))
-    return behavior
+    return Behavior(behavior, (__name__, "build_behavior", named))
 
 
 def vector_kind(fields: list[str] | tuple[str, ...]) -> str | None:
