@@ -241,7 +241,7 @@ def _plan(tree: OpenTree, schema: type[BaseSchema]):
         vector_names = frozenset(
             (f.parameters["__record__"], record_kind(f))
             for f in _record_forms(form)
-            if f.parameters.get("collection_name") and record_kind(f)
+            if f.parameters.get("collection_name")
         )
         cached = tree.forms[schema] = (form, sources, vector_names)
     return cached
