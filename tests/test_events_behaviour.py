@@ -142,3 +142,25 @@ def test_coffea_only_method_names_itself(events):
     assert isinstance(err.value, AttributeError)
     with pytest.raises(AttributeError, match="no field named 'not_a_thing'"):
         events.Jet.not_a_thing
+
+
+def test_collections_pickle_with_their_behaviour(events):
+    """Arrays of events cross process boundaries (executors): the behaviour pickles as its recipe."""
+    import pickle
+
+    muons = pickle.loads(pickle.dumps(events.Muon[ak.num(events.Muon) >= 2]))
+    assert "@events" not in muons.attrs
+    close((muons[:, 0] + muons[:, 1]).mass,
+          (events.Muon[ak.num(events.Muon) >= 2][:, 0] + events.Muon[ak.num(events.Muon) >= 2][:, 1]).mass)
+
+
+@pytest.mark.parametrize("name", ["nano_tt_v15.root", "nano_tt_v12.root", "nano_dy.root", "nano_dimuon.root"])
+def test_every_field_builds(name):
+    """SV has x, y, z and pt, eta, phi: vector refuses both spellings, so it is no Lorentz vector (as in coffea),
+    and no field of the bundled files fails to build."""
+    events = NanoEventsFactory.from_root(DATA / name).events()
+    for field in events.fields:
+        events[field]
+    if "SV" in events.fields:
+        with pytest.raises(CoffeaMethodMissing, match=r"SV\.p4"):
+            events.SV.p4

@@ -69,7 +69,20 @@ def _name_of(self) -> str:
         return type(self).__name__
 
 
-class CoffeaMethods:
+class NamesMissing:
+    """Touching a coffea-only method raises an error that names it, not awkward's "no field named"."""
+
+    def __getattr__(self, where):
+        try:
+            return super().__getattr__(where)
+        except AttributeError:
+            why = COFFEA_ONLY.get(where)
+            if why is not None:
+                raise missing_method(_name_of(self), where, why) from None
+            raise
+
+
+class CoffeaMethods(NamesMissing):
     """coffea's spellings on top of vector's: delta_r, delta_phi, nearest, metric_table, sum, ..."""
 
     def delta_r(self, other):
@@ -118,15 +131,6 @@ class CoffeaMethods:
             fields["charge"] = ak.sum(self.charge, axis=axis)
             name = "Candidate"
         return ak.zip(fields, with_name=name, behavior=self.behavior, attrs=self.attrs)
-
-    def __getattr__(self, where):
-        try:
-            return super().__getattr__(where)
-        except AttributeError:
-            why = COFFEA_ONLY.get(where)
-            if why is not None:
-                raise missing_method(_name_of(self), where, why) from None
-            raise
 
 
 def _add_with_charge(vector_add: Callable) -> Callable:
@@ -177,15 +181,36 @@ def _single_behaviors(kind: str, name: str) -> dict:
     return out
 
 
-ExtraMembers = dict[str, dict[str, Any]]  # record name -> attributes added to its array and record classes
+class Behavior(dict):
+    """A behaviour dict that pickles as the recipe that built it (its values hold vector's lambdas, which
+    do not pickle), so arrays of events can cross process boundaries."""
+
+    def __init__(self, items: dict, recipe: tuple):
+        super().__init__(items)
+        self.recipe = recipe
+
+    def __reduce__(self):
+        return (_rebuild, self.recipe)
+
+
+def _rebuild(module: str, name: str, *args: Any) -> dict:
+    import importlib
+
+    return getattr(importlib.import_module(module), name)(*args)
 
 
 @functools.lru_cache(maxsize=64)
-def build_behavior(named: frozenset[tuple[str, str]], extras_key: Any = None) -> dict:
-    """Behaviour for the record names ``named`` ({(name, kind)}, kind Momentum4D/3D/2D) plus coffea's names."""
+def build_behavior(named: frozenset[tuple[str, str]]) -> Behavior:
+    """Behaviour for the record names ``named`` ({(name, kind)}, kind Momentum4D/3D/2D, or None: not a
+    vector) plus coffea's names."""
     from hpckit.events.crossref import class_members  # noqa: PLC0415 - crossref imports this module
 
-    kinds = {n: k for n, k in named}
+    behavior_plain: dict = {}
+    kinds = {n: k for n, k in named if k is not None}
+    for name in sorted(n for n, k in named if k is None):  # PV, HLT, ...: only the named-missing errors
+        members = class_members(name)
+        behavior_plain[name] = type(name, (NamesMissing, ak.Record), dict(members))
+        behavior_plain["*", name] = type(f"{name}Array", (NamesMissing, ak.Array), dict(members))
     for n in COFFEA_NAMES_4D:
         kinds.setdefault(n, "Momentum4D")
     for n in COFFEA_NAMES_3D:
@@ -193,6 +218,7 @@ def build_behavior(named: frozenset[tuple[str, str]], extras_key: Any = None) ->
     for n in COFFEA_NAMES_2D:
         kinds.setdefault(n, "Momentum2D")
     behavior: dict = dict(vba.behavior)
+    behavior.update(behavior_plain)
     groups: dict[str, list[str]] = {k: [k] for k in _BASES}
     for name, kind in kinds.items():
         groups[kind].append(name)
@@ -202,12 +228,15 @@ def build_behavior(named: frozenset[tuple[str, str]], extras_key: Any = None) ->
         behavior[name] = type(name, (CoffeaMethods, record_base), dict(members))
         behavior["*", name] = type(f"{name}Array", (CoffeaMethods, array_base), dict(members))
     behavior.update(_pair_behaviors(groups))
-    return behavior
+    return Behavior(behavior, (__name__, "build_behavior", named))
 
 
 def vector_kind(fields: list[str] | tuple[str, ...]) -> str | None:
     """Which Lorentz-vector kind a record with these fields is (None: not a vector)."""
     have = set(fields)
+    # vector refuses two spellings of one coordinate (SV has x, y, z and pt, eta, phi): not a vector then
+    if ({"x", "y"} <= have or "z" in have or "t" in have or "energy" in have and "mass" in have) and "pt" in have:
+        return None
     if {"pt", "phi"} <= have:
         if {"eta"} <= have and have & {"mass", "energy"}:
             return "Momentum4D"

@@ -10,7 +10,7 @@ import awkward as ak
 import numpy as np
 
 from hpckit.events import crossref
-from hpckit.events.behavior import CoffeaMethodMissing, build_behavior
+from hpckit.events.behavior import Behavior, CoffeaMethodMissing, build_behavior
 from hpckit.events.plan import BufferSource
 from hpckit.events.reader import OpenTree
 from hpckit.events.schema import BaseSchema, record_kind
@@ -228,8 +228,8 @@ class ChunkReader:
 
 
 @functools.lru_cache(maxsize=64)
-def _behavior(vector_names: frozenset[tuple[str, str]]) -> dict:
-    behavior = dict(build_behavior(vector_names))
+def _behavior(vector_names: frozenset[tuple[str, str]]) -> Behavior:
+    behavior = Behavior(build_behavior(vector_names), (__name__, "_behavior", vector_names))
     behavior["*", "NanoEvents"] = NanoEventsArray
     return behavior
 
@@ -241,7 +241,7 @@ def _plan(tree: OpenTree, schema: type[BaseSchema]):
         vector_names = frozenset(
             (f.parameters["__record__"], record_kind(f))
             for f in _record_forms(form)
-            if f.parameters.get("collection_name") and record_kind(f)
+            if f.parameters.get("collection_name")
         )
         cached = tree.forms[schema] = (form, sources, vector_names)
     return cached
