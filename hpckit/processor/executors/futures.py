@@ -108,7 +108,7 @@ class FuturesExecutor(ExecutorBase):
         warm = None
         if "error" not in first:
             s0 = specs[0]
-            warm = WorkItem(s0.dataset, s0.filename, s0.treename, 0, 0, first["uuid"], s0.metadata)
+            warm = WorkItem(s0.dataset, s0.filename, s0.treename, 0, 0, first["uuid"], s0.metadata, s0.replicas)
         pool, _ = self._open_pool(job, warm)
         return [first, *pool.map(task, specs[1:])]
 
