@@ -6,6 +6,7 @@ import contextlib
 import functools
 import json
 import os
+import re
 import sys
 import time
 from dataclasses import asdict, dataclass, field, replace
@@ -129,7 +130,7 @@ def launch(opts: LaunchOptions) -> LaunchResult:
         return result
 
     sizing = replace(size(site, opts.workers, chunks), run_dir=str(run_dir),
-                     job_name=f"hpckit-{run_dir.name}"[:60] if sched.batch else None)
+                     job_name=job_name_for(run_dir) if sched.batch else None)
     plan = Plan(site, backend, run_dir, sizing, chunks, host=manager_host(site), port=opts.port)
     plan.render()
     base["job_name"] = sizing.job_name
@@ -153,6 +154,10 @@ def launch(opts: LaunchOptions) -> LaunchResult:
                 os.chdir(run_dir / "logs")  # Parsl's providers submit from (and PBS writes logs to) the cwd
             pool.start()
             raise_on_signals()
+            helpers = [process_identity(pid) for pid in pool.helper_pids()]
+            if helpers:
+                base["helpers"] = helpers
+                _record(run_dir, result, base)
             if backend != "taskvine":  # TaskVine's manager only exists inside the executor's run
                 wait_for_first_worker(pool, sched, opts.worker_timeout, sizing.jobs if sched.batch else 0)
                 result.seconds_to_first_worker = time.perf_counter() - t0
@@ -176,6 +181,11 @@ def launch(opts: LaunchOptions) -> LaunchResult:
                 extra["job_states"] = {j: s.state.value for j, s in sched.status(result.job_ids).items()}
         _record(run_dir, result, extra)
     return result
+
+
+def job_name_for(run_dir: Path) -> str:
+    """``hpckit-<run id>``: the name every batch job of the run carries (safe in any directive)."""
+    return "hpckit-" + re.sub(r"[^A-Za-z0-9_.-]", "_", run_dir.name)[:50]
 
 
 def scheduler_free(site):

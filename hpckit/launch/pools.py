@@ -126,6 +126,11 @@ class Pool:
         """Workers connected now; None when this pool cannot tell before the run starts."""
         return None
 
+    def helper_pids(self) -> list[int]:
+        """Processes on this machine the pool started that outlive a SIGKILLed launch (Parsl's interchange,
+        vine_factory); `hpckit cancel` ends them."""
+        return []
+
     def executor(self, status: bool) -> Any:
         raise NotImplementedError
 
@@ -212,6 +217,9 @@ class ParslPool(Pool):
             return []
         return [ex for ex in self.dfk.executors.values() if hasattr(ex, "connected_managers")]
 
+    def helper_pids(self) -> list[int]:
+        return [ex.interchange_proc.pid for ex in self._htex() if getattr(ex, "interchange_proc", None) is not None]
+
     def poll_ids(self) -> None:
         if not self.plan.scheduler.batch:
             return
@@ -280,6 +288,9 @@ class TaskVinePool(Pool):
         if name and self.plan.scheduler.batch and not self.plan.scheduler.missing():
             for j in self.plan.scheduler.ids_named(name):
                 self.record.add(j)
+
+    def helper_pids(self) -> list[int]:
+        return [self.proc.pid] if self.proc is not None else []
 
     def executor(self, status: bool) -> Any:
         from hpckit.processor import TaskVineExecutor

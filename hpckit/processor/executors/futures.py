@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import concurrent.futures as cf
 import multiprocessing
+import os
 import sys
+import threading
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -24,12 +27,26 @@ def _run_inherited(key: int, item: Any) -> Any:
     return _INHERITED[key](item)
 
 
+def _watch_parent(parent: int) -> None:
+    """In a pool worker: exit as soon as the process that made the pool is gone (SIGKILL of `hpckit run`
+    would otherwise leave the workers alive under PID 1)."""
+
+    def loop() -> None:
+        while True:
+            if os.getppid() != parent:
+                os._exit(1)
+            time.sleep(1.0)
+
+    threading.Thread(target=loop, name="hpckit-parent-watch", daemon=True).start()
+
+
 def _default_pool(workers: int) -> cf.Executor:
     # fork starts a worker in milliseconds and inherits the open files from preprocessing; the
     # driver has no threads running yet when the pool is made (the progress bar starts after).
     method = "fork" if sys.platform.startswith("linux") else None
     ctx = multiprocessing.get_context(method)
-    return cf.ProcessPoolExecutor(max_workers=workers, mp_context=ctx)
+    return cf.ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=_watch_parent,
+                                  initargs=(os.getpid(),))
 
 
 def _merging_plan(merging: Any) -> tuple[int, int, int] | None:
