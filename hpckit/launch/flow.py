@@ -8,6 +8,7 @@ import json
 import os
 import re
 import sys
+import threading
 import time
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -162,8 +163,9 @@ def launch(opts: LaunchOptions) -> LaunchResult:
                 wait_for_first_worker(pool, sched, opts.worker_timeout, sizing.jobs if sched.batch else 0)
                 result.seconds_to_first_worker = time.perf_counter() - t0
                 say(f"hpckit: first worker connected after {result.seconds_to_first_worker:.1f} s")
-            _, result.metrics, result.written = run_with_executor(spec, pool.executor(spec.status),
-                                                                  environment_check(say))
+            with keeper(pool, replacement_cap(sizing.jobs)):
+                _, result.metrics, result.written = run_with_executor(spec, pool.executor(spec.status),
+                                                                      environment_check(say))
             result.seconds_to_result = time.perf_counter() - t0
     except BaseException as exc:
         error = exc
@@ -181,6 +183,30 @@ def launch(opts: LaunchOptions) -> LaunchResult:
                 extra["job_states"] = {j: s.state.value for j, s in sched.status(result.job_ids).items()}
         _record(run_dir, result, extra)
     return result
+
+
+def replacement_cap(jobs: int) -> int:
+    """At most this many jobs in all per launch: the plan's jobs and up to 4 replacements each."""
+    return 5 * jobs
+
+
+@contextlib.contextmanager
+def keeper(pool, cap: int, every: float = 5.0):
+    """While inside: every few seconds the pool replaces jobs that ended (walltime, preemption)."""
+    stop = threading.Event()
+
+    def loop() -> None:
+        while not stop.wait(every):
+            with contextlib.suppress(Exception):
+                pool.keep_alive(cap)
+
+    t = threading.Thread(target=loop, name="hpckit-keeper", daemon=True)
+    t.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        t.join(timeout=10)
 
 
 def job_name_for(run_dir: Path) -> str:

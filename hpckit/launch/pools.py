@@ -126,6 +126,11 @@ class Pool:
         """Workers connected now; None when this pool cannot tell before the run starts."""
         return None
 
+    def keep_alive(self, cap: int) -> None:
+        """Submit replacements for jobs that ended (walltime, preemption, node failure) so the plan's jobs
+        stay up, while fewer than ``cap`` jobs were submitted in all. Parsl and vine_factory do this
+        themselves (``min_blocks`` / ``min-workers`` are the plan's jobs)."""
+
     def helper_pids(self) -> list[int]:
         """Processes on this machine the pool started that outlive a SIGKILLed launch (Parsl's interchange,
         vine_factory); `hpckit cancel` ends them."""
@@ -158,12 +163,22 @@ class DaskPool(Pool):
         if batch:
             quiet_refusal_tracebacks()
             kwargs["job_cls"] = recording_job_class(cluster_cls.job_cls, self.record, str(self.run_dir / "logs"))
+        import dask
         from distributed import Client
 
+        # a worker that retired (its --lifetime) is forgotten after this long, and then replaced by keep_alive
+        dask.config.set({"distributed.deploy.lost-worker-timeout": "2s"})
         self.cluster = cluster_cls(**kwargs)
         if batch:
             self.cluster.scale(jobs=int(doc["scale_jobs"]))
         self.client = Client(self.cluster)
+
+    def keep_alive(self, cap: int) -> None:
+        if self.cluster is None or not self.plan.scheduler.batch or len(self.record.ids) >= cap:
+            return
+        # scale() to the same size re-opens every planned job whose worker has gone (SpecCluster forgets
+        # a lost worker after distributed.deploy.lost-worker-timeout, then _correct_state submits anew)
+        self.cluster.scale(jobs=self.plan.sizing.jobs)
 
     def connected(self) -> int | None:
         if self.client is None:
