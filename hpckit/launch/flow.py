@@ -186,8 +186,8 @@ def launch(opts: LaunchOptions) -> LaunchResult:
 
 
 def replacement_cap(jobs: int) -> int:
-    """At most this many jobs in all per launch: the plan's jobs and up to 4 replacements each."""
-    return 5 * jobs
+    """At most this many jobs in all per launch: the plan's jobs and up to 9 replacements each."""
+    return 10 * jobs
 
 
 @contextlib.contextmanager
