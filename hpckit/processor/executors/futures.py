@@ -26,6 +26,7 @@ def _run_inherited(key: int, item: Any) -> Any:
     return _INHERITED[key](item)
 
 
+
 def _default_pool(workers: int) -> cf.Executor:
     # fork starts a worker in milliseconds and inherits the open files from preprocessing; the
     # driver has no threads running yet when the pool is made (the progress bar starts after).
