@@ -9,6 +9,8 @@ names both types.
 from __future__ import annotations
 
 import copy
+import io
+import pickle
 from abc import ABC, abstractmethod
 from collections import defaultdict
 from collections.abc import Iterable, MutableMapping, MutableSet
@@ -300,3 +302,52 @@ def tree_accumulate(results: Iterable[Any], n: int, width: int = DEFAULT_TREE_WI
     if not tree.done:
         raise ValueError(f"merge tree: expected {n} results")
     return tree.root
+
+
+class _SharingUnpickler(pickle._Unpickler):
+    """Unpickles with one object per distinct string, bytes and tuple value."""
+
+    dispatch = dict(pickle._Unpickler.dispatch)
+
+    def __init__(self, data: bytes):
+        super().__init__(io.BytesIO(data))
+        self._seen: dict = {}
+
+    def _share_top(self) -> None:
+        value = self.stack[-1]
+        try:
+            self.stack[-1] = self._seen.setdefault((type(value), value), value)
+        except TypeError:  # an unhashable tuple
+            pass
+
+
+def _sharing(load: Callable) -> Callable:
+    def wrapped(self: _SharingUnpickler) -> None:
+        load(self)
+        self._share_top()
+
+    return wrapped
+
+
+for _op in (pickle.BINUNICODE, pickle.SHORT_BINUNICODE, pickle.BINUNICODE8, pickle.UNICODE, pickle.BINBYTES,
+            pickle.SHORT_BINBYTES, pickle.BINBYTES8, pickle.TUPLE, pickle.TUPLE1, pickle.TUPLE2, pickle.TUPLE3):
+    _SharingUnpickler.dispatch[_op[0]] = _sharing(pickle._Unpickler.dispatch[_op[0]])
+
+
+def canonical(obj: Any) -> Any:
+    """A copy of a merged output in which equal strings, bytes and tuples are one object. ``pickle.dumps``
+    writes a shared object once and distinct equal ones each time, so without this an output merged in
+    this process (sharing the processor's constant strings) and one unpickled from workers pickle to
+    different bytes; after it, every executor's output pickles to the same bytes."""
+    try:
+        data = pickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL)
+    except Exception:  # noqa: BLE001 - not picklable (only possible in-process): left as it is
+        return obj
+    return _SharingUnpickler(data).load()
+
+
+def canonical_result(result: Any) -> Any:
+    """:func:`canonical` on the processor output of a merged chunk result (what executors return)."""
+    if isinstance(result, dict) and "out" in result:
+        result["out"] = canonical(result["out"])
+    return result

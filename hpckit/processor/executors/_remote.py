@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from hpckit.errors import ChunkError, EngineError
-from hpckit.processor.accumulate import MergeTree
+from hpckit.processor.accumulate import MergeTree, canonical_result
 from hpckit.processor.fileset import WorkItem
 from hpckit.processor.progress import ChunkProgress
 from hpckit.processor.serialize import decompress
@@ -236,4 +236,4 @@ class StreamingDriver:
                 self.held_max = max(self.held_max, tree.held_max)
         if not tree.done:
             raise EngineError("the engine returned no result")
-        return decompress(tree.root)
+        return canonical_result(decompress(tree.root))

@@ -25,6 +25,7 @@ from typing import Any
 from hpckit.errors import EngineError
 from hpckit.processor.executors._remote import chunk_failure, run_stats, tree_reduce
 from hpckit.processor.executors.base import ExecutorBase, missing_extra
+from hpckit.processor.accumulate import canonical_result
 from hpckit.processor.serialize import decompress
 from hpckit.processor.work import ChunkJob, merge_payloads
 
@@ -207,7 +208,7 @@ class DaskExecutor(ExecutorBase):
             payload = root.result()
         except Exception as err:
             raise chunk_failure("merging results", err, self.retries + 1) from err
-        result = decompress(payload)
+        result = canonical_result(decompress(payload))
         if frames is not None:
             import dask.dataframe as dd
 

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from hpckit.errors import EngineError
-from hpckit.processor.accumulate import DEFAULT_TREE_WIDTH, MergeTree, accumulate
+from hpckit.processor.accumulate import DEFAULT_TREE_WIDTH, MergeTree, accumulate, canonical_result
 from hpckit.processor.executors._remote import Completions
 from hpckit.processor.executors.base import ExecutorBase
 from hpckit.processor.fileset import WorkItem
@@ -147,7 +147,7 @@ class FuturesExecutor(ExecutorBase):
             raise
         if opened_here:
             self.close()
-        result = decompress(tree.root) if tree is not None else None
+        result = canonical_result(decompress(tree.root)) if tree is not None else None
         if result is not None:
             workers = set(result.get("metrics", {}).get("workers", ())) or {worker_id()}
         self.stats = {"retried": 0, "workers": sorted(workers), "held_max": tree.held_max if tree else 0}

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from hpckit.processor.accumulate import DEFAULT_TREE_WIDTH, tree_accumulate
+from hpckit.processor.accumulate import DEFAULT_TREE_WIDTH, canonical_result, tree_accumulate
 from hpckit.processor.executors.base import ExecutorBase
 from hpckit.processor.work import worker_id
 
@@ -27,6 +27,6 @@ class IterativeExecutor(ExecutorBase):
                 yield job(item)
                 progress.advance(1, len(item))
 
-        result = tree_accumulate(results(), len(items), self.treereduction)
+        result = canonical_result(tree_accumulate(results(), len(items), self.treereduction))
         self.stats = {"retried": 0, "workers": [worker_id()]}
         return result
