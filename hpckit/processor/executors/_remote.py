@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import hashlib
 import queue
+import time
 import traceback
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -194,6 +195,7 @@ class StreamingDriver:
         self.progress = progress
         self.retried = 0
         self.held_max = 0
+        self.merge_tail = 0.0  # seconds from the last chunk's result to the merged one
         self.engine_workers: set[str] = set()
 
     def _submit(self, task: _Task) -> Any:
@@ -205,6 +207,7 @@ class StreamingDriver:
         if not items:
             raise EngineError("the engine returned no result")
         tree = MergeTree(len(items), self.width)
+        chunks_left, last_chunk = len(items), time.perf_counter()
         pending: dict[Any, _Task] = {}
         for i, item in enumerate(items):
             task = _Task("chunk", item, node=(0, i))
@@ -229,6 +232,9 @@ class StreamingDriver:
                     raise chunk_failure(what, value, task.attempt, tb)
                 if task.what == "chunk":
                     self.progress.advance(1, len(task.item))
+                    chunks_left -= 1
+                    if not chunks_left:
+                        last_chunk = time.perf_counter()
                 task.payloads = []
                 for node, group in tree.put(*task.node, value):
                     merge = _Task("merge", payloads=group, node=node)
@@ -236,4 +242,6 @@ class StreamingDriver:
                 self.held_max = max(self.held_max, tree.held_max)
         if not tree.done:
             raise EngineError("the engine returned no result")
-        return canonical_result(decompress(tree.root))
+        result = canonical_result(decompress(tree.root))
+        self.merge_tail = time.perf_counter() - last_chunk
+        return result

@@ -131,6 +131,7 @@ class DaskExecutor(ExecutorBase):
     def run(self, items, job, progress) -> Any:
         if self.use_dataframes and job.checkpointer is not None:
             raise ValueError("use_dataframes=True cannot be combined with a checkpointer")
+        self.stats = {}
         opened_here = self.client is None and self._session is None
         client, cluster = self._client()
         prefix = f"hpckit-{uuid.uuid4().hex[:10]}-"
@@ -145,7 +146,7 @@ class DaskExecutor(ExecutorBase):
             futures.clear()
             if opened_here:
                 self.close()
-        self.stats = run_stats(result, retried, engine_workers)
+        self.stats = {**run_stats(result, retried, engine_workers), **self.stats}
         return result
 
     def _run(self, client, prefix, items, job, progress, futures) -> tuple[Any, int, set]:
@@ -203,12 +204,14 @@ class DaskExecutor(ExecutorBase):
                 now = set(client.scheduler_info(n_workers=-1).get("workers", {}))
                 engine_workers |= now
                 progress.set_workers(len(now))
+        last_chunk = time.monotonic()
         engine_workers |= set(client.scheduler_info(n_workers=-1).get("workers", {}))
         try:
             payload = root.result()
         except Exception as err:
             raise chunk_failure("merging results", err, self.retries + 1) from err
         result = canonical_result(decompress(payload))
+        self.stats = {"merge_tail_s": time.monotonic() - last_chunk}
         if frames is not None:
             import dask.dataframe as dd
 

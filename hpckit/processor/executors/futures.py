@@ -5,6 +5,7 @@ from __future__ import annotations
 import concurrent.futures as cf
 import multiprocessing
 import sys
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -120,6 +121,7 @@ class FuturesExecutor(ExecutorBase):
         tree = MergeTree(len(items), self.treereduction) if items else None
         workers: set[str] = set()
         finished = Completions()
+        chunks_left, last_chunk = len(items), time.perf_counter()
         try:
             if key is not None:
                 todo = {finished.watch(pool.submit(_run_inherited, key, item)): (0, i) for i, item in enumerate(items)}
@@ -133,6 +135,9 @@ class FuturesExecutor(ExecutorBase):
                         item = items[index]
                         payload = _result(fut, item.describe())
                         progress.advance(1, len(item))
+                        chunks_left -= 1
+                        if not chunks_left:
+                            last_chunk = time.perf_counter()
                     else:
                         payload = _result(fut, "merging results")
                     ready = tree.put(level, index, payload)
@@ -150,7 +155,8 @@ class FuturesExecutor(ExecutorBase):
         result = canonical_result(decompress(tree.root)) if tree is not None else None
         if result is not None:
             workers = set(result.get("metrics", {}).get("workers", ())) or {worker_id()}
-        self.stats = {"retried": 0, "workers": sorted(workers), "held_max": tree.held_max if tree else 0}
+        self.stats = {"retried": 0, "workers": sorted(workers), "held_max": tree.held_max if tree else 0,
+                      "merge_tail_s": time.perf_counter() - last_chunk}
         return result
 
 

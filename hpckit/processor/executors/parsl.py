@@ -145,7 +145,7 @@ class ParslExecutor(ExecutorBase):
             if owned:
                 dfk.cleanup()
         self.stats = run_stats(result, driver.retried, managers)
-        self.stats.update(held_max=driver.held_max, job_misses=engine.misses)
+        self.stats.update(held_max=driver.held_max, job_misses=engine.misses, merge_tail_s=driver.merge_tail)
         return result
 
 

@@ -252,5 +252,5 @@ class TaskVineExecutor(ExecutorBase):
         driver = StreamingDriver(engine, self.retries, self.treereduction, progress)
         result = driver.run(items)
         self.stats = run_stats(result, driver.retried + engine.redispatched, driver.engine_workers)
-        self.stats["held_max"] = driver.held_max
+        self.stats.update(held_max=driver.held_max, merge_tail_s=driver.merge_tail)
         return result
