@@ -27,7 +27,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-ENGINES = ["futures", "dask", "parsl", "taskvine", "taskvine-tasks"]
+ENGINES = ["futures", "dask", "parsl", "taskvine"]  # "taskvine-tasks" on request (--only): a process per chunk
 
 
 def items(n: int) -> list:

@@ -162,8 +162,12 @@ class DaskExecutor(ExecutorBase):
         for i, item in enumerate(items):
             by_file.setdefault(item.filename, []).append(i)
         chunks: list[Any] = [None] * len(items)
-        for filename, idx in by_file.items():
-            where = self._file_workers.get(filename)
+        pool = sorted(engine_workers)
+        for k, (filename, idx) in enumerate(by_file.items()):
+            # the worker that opened the file in preprocessing, else one per file in turn: chunks of a
+            # file then meet their open file, and tasks with a (loose) place skip the scheduler's
+            # root-task queue, which costs a scheduler round trip between two tasks on a worker
+            where = self._file_workers.get(filename) or (pool[k % len(pool)] if pool else None)
             placement = {"workers": [where], "allow_other_workers": True} if where else {}
             placed = client.map(
                 _run_chunk, [items[i] for i in idx], job=job_future, key=[chunk_keys[i] for i in idx],
