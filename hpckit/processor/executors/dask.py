@@ -27,6 +27,7 @@ from typing import Any
 from hpckit.errors import EngineError
 from hpckit.processor.executors._remote import chunk_failure, run_stats, tree_reduce
 from hpckit.processor.executors.base import ExecutorBase, missing_extra
+from hpckit.processor.accumulate import canonical_result
 from hpckit.processor.serialize import decompress
 from hpckit.processor.work import ChunkJob, merge_payloads
 
@@ -144,6 +145,7 @@ class DaskExecutor(ExecutorBase):
     def run(self, items, job, progress) -> Any:
         if self.use_dataframes and job.checkpointer is not None:
             raise ValueError("use_dataframes=True cannot be combined with a checkpointer")
+        self.stats = {}
         opened_here = self.client is None and self._session is None
         client, cluster = self._client()
         prefix = f"hpckit-{uuid.uuid4().hex[:10]}-"
@@ -158,7 +160,7 @@ class DaskExecutor(ExecutorBase):
             futures.clear()
             if opened_here:
                 self.close()
-        self.stats = run_stats(result, retried, engine_workers)
+        self.stats = {**run_stats(result, retried, engine_workers), **self.stats}
         return result
 
     def _run(self, client, prefix, items, job, progress, futures) -> tuple[Any, int, set]:
@@ -177,8 +179,12 @@ class DaskExecutor(ExecutorBase):
         for i, item in enumerate(items):
             by_file.setdefault(item.filename, []).append(i)
         chunks: list[Any] = [None] * len(items)
-        for filename, idx in by_file.items():
-            where = self._file_workers.get(filename)
+        pool = sorted(engine_workers)
+        for k, (filename, idx) in enumerate(by_file.items()):
+            # the worker that opened the file in preprocessing, else one per file in turn: chunks of a
+            # file then meet their open file, and tasks with a (loose) place skip the scheduler's
+            # root-task queue, which costs a scheduler round trip between two tasks on a worker
+            where = self._file_workers.get(filename) or (pool[k % len(pool)] if pool else None)
             placement = {"workers": [where], "allow_other_workers": True} if where else {}
             placed = client.map(
                 _run_chunk, [items[i] for i in idx], job=job_future, key=[chunk_keys[i] for i in idx],
@@ -219,12 +225,14 @@ class DaskExecutor(ExecutorBase):
                 now = set(client.scheduler_info(n_workers=-1).get("workers", {}))
                 engine_workers |= now
                 progress.set_workers(len(now))
+        last_chunk = time.monotonic()
         engine_workers |= set(client.scheduler_info(n_workers=-1).get("workers", {}))
         try:
             payload = root.result()
         except Exception as err:
             raise chunk_failure("merging results", err, self.retries + 1) from err
-        result = decompress(payload)
+        result = canonical_result(decompress(payload))
+        self.stats = {"merge_tail_s": time.monotonic() - last_chunk}
         if frames is not None:
             import dask.dataframe as dd
 
