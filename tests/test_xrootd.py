@@ -10,7 +10,6 @@ import pickle
 import signal
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 from conftest import DATASETS, EXAMPLES, REPO, assert_matches_reference, reference_dimuon
