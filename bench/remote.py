@@ -121,8 +121,6 @@ def main() -> None:
     ap.add_argument("--json", type=Path, default=None, help="also write the results here")
     args = ap.parse_args()
 
-    from hpckit import processor
-
     args.workdir.mkdir(parents=True, exist_ok=True)
     os.chmod(args.workdir, 0o755)
     local = [str(p) for p in make_input(args.workdir, args.files, args.events_per_file)]

@@ -7,6 +7,7 @@
 #   bash scripts/xrootd-local.sh start-one NAME PORT [DIR]   one more instance (tests: kill/SIGSTOP targets),
 #                                          exporting DIR (default: site1's copy of data/); prints its base URL
 #   bash scripts/xrootd-local.sh stop-one NAME               stop it (SIGCONT first, in case it is frozen)
+#                                          and remove its run directory
 #
 # Debian's xrootd-server (5.5.3) refuses to run as root: each daemon runs as the `xrootd` user the
 # package creates (`-R xrootd`). Each site exports its own copy of the repository's data/ under
@@ -180,7 +181,9 @@ case "${1:-}" in
     stop-one)
         need_root
         [ $# -ge 2 ] || { echo "usage: $0 stop-one NAME" >&2; exit 2; }
+        [[ "$2" =~ ^[A-Za-z0-9_-]+$ ]] || { log "bad instance name: $2"; exit 2; }
         stop_instance "$2"
+        rm -rf "${RUN:?}/$2"  # its config, log and admin files: a test instance leaves nothing behind
         ;;
     *) echo "usage: $0 start|stop|status|restart|start-one NAME PORT [DIR]|stop-one NAME" >&2; exit 2 ;;
 esac

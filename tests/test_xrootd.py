@@ -10,7 +10,6 @@ import pickle
 import signal
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 from conftest import DATASETS, EXAMPLES, REPO, assert_matches_reference, reference_dimuon
@@ -333,3 +332,17 @@ def test_servers_refuse_non_loopback_clients(sites):
     assert not status.ok
     ok, _ = client.FileSystem(f"root://127.0.0.1:{port}").stat(sites["site1"].split(port, 1)[1][1:], timeout=5)
     assert ok.ok
+
+
+def test_remote_reads_coalesced_one_request_per_basket_window(sites):
+    """The first chunk of a cold process reads branch by branch (it cannot know what the processor will
+    touch); from then on the branches used before come in one vector request per basket window."""
+    from hpckit.events import reader
+
+    reader.close_all()
+    reader._HOT.clear()  # a cold process
+    fs = {ds: [f"{sites['site1']}/{name}"] for ds, name in FILES.items()}
+    out, metrics = run(processor.IterativeExecutor(status=False), fs, chunksize=40, treename="Events")
+    assert_matches_reference(out, reference_dimuon())
+    assert metrics["columns"] == sorted(["nMuon", "Muon_pt", "Muon_eta", "Muon_phi", "Muon_mass", "Muon_charge"])
+    assert metrics["requests"] == 6 + 1  # one basket per branch in these files: one window per file
