@@ -19,19 +19,23 @@ FILES = [DATA / "nano_tt_v15.root", DATA / "nano_tt_v12.root"]
 _TREES: dict = {}
 
 
-def raw(path, *branches):
-    """Branches as Python lists, straight from uproot (each file opened once per test session)."""
+def _tree(path):
     if path not in _TREES:
         _TREES[path] = uproot.open(path)["Events"]
-    return [ak.to_list(_TREES[path][b].array(library="ak")) for b in branches]
+    return _TREES[path]
+
+
+def raw(path, *branches):
+    """Branches as Python lists, straight from uproot (each file opened once per test session)."""
+    return [ak.to_list(_tree(path)[b].array(library="ak")) for b in branches]
 
 
 def matched(idx_lists, target_lists):
-    """The target value each local index points at, None for -1, event by event."""
-    return [[None if i < 0 else tgt[i] for i in row] for row, tgt in zip(idx_lists, target_lists)]
+    """The target value each local index points at, None for -1 (or beyond the event's targets), event by event."""
+    return [[None if i < 0 or i >= len(tgt) else tgt[i] for i in row] for row, tgt in zip(idx_lists, target_lists)]
 
 
-@pytest.mark.parametrize("path", FILES, ids=lambda p: p.stem)
+@pytest.mark.parametrize("path", [*FILES, DATA / "nano_dy.root"], ids=lambda p: p.stem)
 @pytest.mark.parametrize("source,prop,idx,target,field", [
     ("Muon", "matched_jet", "Muon_jetIdx", "Jet", "pt"),
     ("Electron", "matched_jet", "Electron_jetIdx", "Jet", "pt"),
@@ -43,10 +47,19 @@ def matched(idx_lists, target_lists):
 ])
 def test_single_references(path, source, prop, idx, target, field):
     events = NanoEventsFactory.from_root(path).events()
+    if idx not in _tree(path).keys():
+        pytest.skip(f"{path.name} has no {idx}")
     local, values = raw(path, idx, f"{target}_{field}")
     got = ak.to_list(getattr(getattr(events, source), prop)[field])
     assert got == matched(local, values)
     assert any(x is not None for row in got for x in row)
+
+
+def test_index_beyond_the_event_is_none():
+    """nano_dy.root event 17: Jet_genJetIdx = [0, -1, -1, 1, -1] with nGenJet = 1: the 1 points at nothing."""
+    events = NanoEventsFactory.from_root(DATA / "nano_dy.root").events()
+    assert _tree(DATA / "nano_dy.root")["nGenJet"].array()[17] == 1
+    assert ak.to_list(events.Jet[17].matched_gen.pt)[3] is None
 
 
 def test_matched_jet_pt_reads_only_its_four_columns():

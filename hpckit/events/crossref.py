@@ -120,9 +120,12 @@ def derive(reader: Any, source: BufferSource) -> np.ndarray:
 
 def _global(reader, branch: str, target: str) -> np.ndarray:
     offsets, local = reader.jagged(branch)
-    starts = np.repeat(reader.counter_offsets(f"n{target}")[:-1], np.diff(offsets))
-    local = local.astype(np.int64)
-    return np.where(local >= 0, local + starts, -1)
+    target_offsets = reader.counter_offsets(f"n{target}")
+    counts = np.diff(offsets)
+    starts = np.repeat(target_offsets[:-1], counts)
+    ends = np.repeat(target_offsets[1:], counts)
+    out = local.astype(np.int64) + starts
+    return np.where((local >= 0) & (out < ends), out, -1)  # beyond the event's targets: None, as coffea
 
 
 def _nested(reader, source: BufferSource) -> np.ndarray:
