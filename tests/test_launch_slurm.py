@@ -190,7 +190,7 @@ def test_sigkill_then_hpckit_cancel_leaves_no_job(backend, tmp_path):
     if backend == "parsl":
         assert helpers and all(Path(f"/proc/{h['pid']}").exists() for h in helpers), "interchange not recorded"
     r = hpckit(["cancel", str(run_dir)], cwd=tmp_path, timeout=60)
-    assert r.returncode == 0 and "cancelled" in r.stderr, r.stderr
+    assert r.returncode == 0 and ("cancelled" in r.stderr or "none of its" in r.stderr), r.stderr
     assert not set(jobs) & squeue_ids()
     time.sleep(1)
     for h in helpers:

@@ -292,19 +292,21 @@ def cancel_runs(runs: list[RunJobs], force: bool = False, wait: float = 30.0) ->
                 lines.append(f"{r.run_dir}: launch still running (pid {r.record['process']['pid']}); "
                              "not cancelling (--force to cancel anyway)")
             continue
+        if sched is not None and sched.batch:
+            lines.append(_cancel_jobs(r, sched, wait))
         ended = end_helpers(list(r.record.get("helpers") or []))
         if ended:
             lines.append(f"{r.run_dir}: ended helper process(es) {' '.join(map(str, ended))}")
-        if sched is None or not sched.batch:
-            continue
-        if sched.missing():
-            raise LaunchError(f"{', '.join(sched.missing())} not on PATH: cannot cancel the jobs of {r.run_dir}")
-        ids = r.all_ids()
-        listed = sched.queued(ids)
-        if not listed:
-            lines.append(f"{r.run_dir}: none of its {plural(len(ids), 'job')} is listed any more")
-            continue
-        left = cancel_and_wait(sched, listed, wait)
-        lines.append(f"{r.run_dir}: cancelled {' '.join(j for j in listed if j not in left)}"
-                     + (f"; still listed: {' '.join(left)}" if left else ""))
     return lines
+
+
+def _cancel_jobs(r: RunJobs, sched: Scheduler, wait: float) -> str:
+    if sched.missing():
+        raise LaunchError(f"{', '.join(sched.missing())} not on PATH: cannot cancel the jobs of {r.run_dir}")
+    ids = r.all_ids()
+    listed = sched.queued(ids)
+    if not listed:
+        return f"{r.run_dir}: none of its {plural(len(ids), 'job')} is listed any more"
+    left = cancel_and_wait(sched, listed, wait)
+    return (f"{r.run_dir}: cancelled {' '.join(j for j in listed if j not in left)}"
+            + (f"; still listed: {' '.join(left)}" if left else ""))

@@ -15,6 +15,7 @@ from hpckit.deploy.schedulers.htcondor import HTCondorScheduler
 from hpckit.deploy.schedulers.local import LocalScheduler
 from hpckit.deploy.schedulers.pbs import PBSScheduler
 from hpckit.deploy.schedulers.slurm import SlurmScheduler
+from hpckit.errors import UsageError
 
 if TYPE_CHECKING:
     from hpckit.deploy.site import Site
@@ -34,7 +35,7 @@ def scheduler_class(name: str) -> type[Scheduler]:
     try:
         return SCHEDULERS[name]
     except KeyError:
-        raise ValueError(f"unknown scheduler {name!r}; expected one of {', '.join(SCHEDULERS)}") from None
+        raise UsageError(f"unknown scheduler {name!r}; expected one of {', '.join(SCHEDULERS)}") from None
 
 
 def scheduler_for(site: Site, log_dir: str | Path | None = None) -> Scheduler:

@@ -7,6 +7,7 @@ import re
 
 from hpckit.deploy.checks import Check, command_output
 from hpckit.deploy.schedulers.base import JobState, JobStatus, Scheduler, run_command
+from hpckit.errors import LaunchError
 
 
 class SlurmScheduler(Scheduler):
@@ -24,7 +25,7 @@ class SlurmScheduler(Scheduler):
     @classmethod
     def log_directives(cls, log_dir: str, stem: str) -> list[str]:
         if any(ch.isspace() or ch in "'\"" for ch in log_dir):
-            raise ValueError(f"log directory {log_dir!r}: sbatch directives cannot hold whitespace or quotes")
+            raise LaunchError(f"log directory {log_dir!r}: sbatch directives cannot hold whitespace or quotes")
         return [f"--output={log_dir}/{stem}-%j.out", f"--error={log_dir}/{stem}-%j.err"]
 
     @classmethod
