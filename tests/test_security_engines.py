@@ -18,7 +18,7 @@ pytest.importorskip("distributed")
 from distributed import Client, LocalCluster  # noqa: E402
 
 from hpckit import processor  # noqa: E402
-from hpckit.security import write_tls_files  # noqa: E402
+from hpckit.security import TLSFiles, write_tls_files  # noqa: E402
 
 
 class Count(processor.ProcessorABC):
@@ -101,3 +101,33 @@ def test_dask_jobqueue_job_script_carries_the_tls_arguments(tmp_path):
                       protocol="tls://").job_script()
     for arg in files.worker_args():
         assert arg in script
+
+
+def test_launch_dask_pool_is_tls_only_and_run_dir_private(tmp_path):
+    """The Dask pool `hpckit launch` starts (here the `local` site's LocalCluster, started from the rendered
+    dask_cluster.json exactly as a launch does) takes only clients holding the run's certificate, which
+    lives in the 0700 run directory."""
+    from hpckit.deploy import load_site
+    from hpckit.launch.plan import Plan, size
+    from hpckit.launch.pools import DaskPool
+    from hpckit.paths import private_dir
+
+    site = load_site("local", []).site
+    run_dir = private_dir(tmp_path / "run")
+    (run_dir / "logs").mkdir()
+    plan = Plan(site, "dask", run_dir, size(site, 1, 1), 1)
+    plan.render()
+    pool = DaskPool(plan)
+    try:
+        pool.start()
+        address = pool.client.scheduler.address
+        assert address.startswith("tls://127.0.0.1:"), address
+        assert _refused(address)  # no credentials: refused
+        tls = run_dir / "tls"
+        assert stat.S_IMODE(tls.stat().st_mode) == 0o700
+        assert all(stat.S_IMODE(p.stat().st_mode) == 0o600 for p in tls.iterdir())
+        files = TLSFiles(directory=tls, ca=tls / "cert.pem", cert=tls / "cert.pem", key=tls / "key.pem")
+        with Client(address, security=files.security(), timeout=20) as c:
+            assert c.submit(sum, [1, 2]).result(timeout=60) == 3
+    finally:
+        pool.close()

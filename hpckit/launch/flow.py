@@ -17,6 +17,7 @@ from typing import Any, Callable
 from hpckit.deploy import load_site
 from hpckit.deploy.schedulers import scheduler_for
 from hpckit.errors import LaunchError
+from hpckit.paths import private_dir
 from hpckit.launch.plan import LOCAL_BACKENDS, Plan, default_run_dir, manager_host, pick_backend, size
 from hpckit.launch.pools import make_pool
 from hpckit.launch.teardown import process_identity, raise_on_signals, signals_raise, teardown, wait_for_first_worker
@@ -87,7 +88,7 @@ def launch(opts: LaunchOptions) -> LaunchResult:
     backend = pick_backend(site, opts.backend)
     opts.spec.check_inputs()
     run_dir = Path(opts.run_dir).resolve() if opts.run_dir else default_run_dir(site)
-    run_dir.mkdir(parents=True, exist_ok=True)
+    private_dir(run_dir)  # 0700: outputs, logs, credentials (TLS, Parsl keys) are the user's alone
     (run_dir / "logs").mkdir(exist_ok=True)
     spec = opts.spec.resolved(Path(opts.spec.output) if opts.spec.output else run_dir / "out.pkl")
     result = LaunchResult(run_dir=run_dir, site=site.name, backend=backend, mode="batch")

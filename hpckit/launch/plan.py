@@ -16,6 +16,7 @@ from hpckit.deploy.backends import Sizing
 from hpckit.deploy.schedulers import Scheduler, scheduler_for
 from hpckit.deploy.site import Site
 from hpckit.errors import LaunchError
+from hpckit.paths import user_run_root
 from hpckit.units import plural
 
 BACKENDS = ("dask", "parsl", "taskvine", "futures", "iterative")
@@ -29,14 +30,14 @@ def _expand(path: str) -> str | None:
 
 
 def default_run_dir(site: Site, now: _dt.datetime | None = None) -> Path:
-    """``<site scratch>/hpckit-runs/<id>`` for a batch site whose scratch resolves to an existing
+    """``<site scratch>/hpckit-runs-<user>/<id>`` for a batch site whose scratch resolves to an existing
     directory here, else ``./hpckit-runs/<id>``; ``<id>`` is ``YYYYmmdd-HHMMSS-<6 hex>``."""
     now = now or _dt.datetime.now()
     run_id = f"{now:%Y%m%d-%H%M%S}-{uuid.uuid4().hex[:6]}"
     if scheduler_for(site).batch and site.scratch:
         base = _expand(site.scratch)
         if base and os.path.isdir(base) and os.access(base, os.W_OK):
-            return Path(base) / "hpckit-runs" / run_id
+            return user_run_root(base) / run_id  # <scratch>/hpckit-runs-<user>, 0700
     return Path("hpckit-runs").resolve() / run_id
 
 

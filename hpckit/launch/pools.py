@@ -166,12 +166,18 @@ class DaskPool(Pool):
         import dask
         from distributed import Client
 
+        from hpckit.security import write_tls_files
+
+        # TLS with a certificate made for this run (0600 files in the 0700 run directory): only the
+        # scheduler, the workers (dask-jobqueue passes them the files) and this client can connect
+        security = write_tls_files(self.run_dir / "tls").security()
+        kwargs.update(security=security, protocol="tls://")
         # a worker that retired (its --lifetime) is forgotten after this long, and then replaced by keep_alive
         dask.config.set({"distributed.deploy.lost-worker-timeout": "2s"})
         self.cluster = cluster_cls(**kwargs)
         if batch:
             self.cluster.scale(jobs=int(doc["scale_jobs"]))
-        self.client = Client(self.cluster)
+        self.client = Client(self.cluster, security=security)
 
     def keep_alive(self, cap: int) -> None:
         if self.cluster is None or not self.plan.scheduler.batch or len(self.record.ids) >= cap:
