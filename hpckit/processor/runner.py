@@ -45,6 +45,7 @@ class Runner:
     checkpointer: CheckpointerABC | None = None
     uproot_options: dict = field(default_factory=dict)
     worker_check: Any = None  # picklable callable run on each worker before its first chunk; raises to refuse
+    recorder: Any = None  # a processor.records.ChunkRecorder: per-chunk and run records, appended as they happen
 
     def __post_init__(self) -> None:
         if not isinstance(self.executor, ExecutorBase):
@@ -148,7 +149,10 @@ class Runner:
             uproot_options=options,
             processor_object=processor_instance,
             worker_check=self.worker_check,
+            recorder=self.recorder,
         )
+        record = self.recorder.run_event if self.recorder is not None else _no_record
+        record("start")
         try:  # the executor may keep workers from preprocessing to processing: close() ends them
             if isinstance(fileset, (list, tuple)) and all(isinstance(x, WorkItem) for x in fileset):
                 items = list(fileset)
@@ -171,11 +175,16 @@ class Runner:
                         merged.add(saved)
                         from_checkpoint += 1
 
+            record("planned", chunks=len(items), events=sum(len(i) for i in items),
+                   from_checkpoint=from_checkpoint, preprocess_s=t_pre - t_start)
             with ChunkProgress(executor.status, len(items)) as progress:
                 if from_checkpoint:
                     progress.advance(from_checkpoint, sum(len(i) for i in items) - sum(len(i) for i in todo))
                 if todo:
                     merged.add(executor.run(todo, job, progress))
+        except BaseException as err:
+            record("error", error=f"{type(err).__name__}: {err}")
+            raise
         finally:
             executor.close()
         result = merged.result or {}
@@ -200,6 +209,7 @@ class Runner:
                 out = final
 
         metrics = self._metrics(result, items, from_checkpoint, t_start, t_pre, t_end, progress)
+        record("end", events=metrics["entries"], walltime=metrics["walltime"])
         return {"out": out, "metrics": metrics, "processed": processed}
 
     def _metrics(self, result, items, from_checkpoint, t_start, t_pre, t_end, progress) -> dict:
@@ -225,3 +235,7 @@ class Runner:
             "engine_workers": sorted(str(w) for w in stats.get("engine_workers", ())),
             "skipped": skipped,
         }
+
+
+def _no_record(event: str, **fields: Any) -> None:
+    """Stands in for ``ChunkRecorder.run_event`` when the Runner has no recorder."""

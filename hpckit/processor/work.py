@@ -23,6 +23,7 @@ from hpckit.events.reader import forget, open_tree
 from hpckit.processor.abc import call_process
 from hpckit.processor.accumulate import accumulate
 from hpckit.processor.fileset import WorkItem
+from hpckit.processor.records import batch_job_id
 from hpckit.processor.serialize import compress, decompress, load_processor
 
 _PROCESSORS: dict[int, Any] = {}  # per worker process: processor bytes -> loaded processor
@@ -40,6 +41,11 @@ def _processor(blob: bytes) -> Any:
 
 def worker_id() -> str:
     return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def _outcome_record(kind: str, item: WorkItem, t0: float, error: str) -> dict:
+    return {"kind": kind, "t0": t0, "t": time.time(), "worker": worker_id(), "job": batch_job_id(),
+            "dataset": item.dataset, "file": item.filename, "chunk": item.describe(), "error": error}
 
 
 def skip_matches(skipbadfiles: Any, err: FileAccessError) -> bool:
@@ -83,6 +89,8 @@ class ChunkJob:
     # run on the worker before the processor is unpickled (e.g. the environment fingerprint check of
     # `hpckit launch`); it raises to refuse work. Must be picklable and cheap after its first call.
     worker_check: Any = None
+    # a ChunkRecorder (hpckit.processor.records) or None: one record per finished or failed chunk
+    recorder: Any = None
 
     def __getstate__(self) -> dict:
         state = self.__dict__.copy()
@@ -98,6 +106,27 @@ class ChunkJob:
         return compress(self.run(item), self.compression)
 
     def run(self, item: WorkItem) -> dict:
+        if self.recorder is None:
+            return self._run(item)
+        t0 = time.time()
+        try:
+            result = self._run(item)
+        except Exception as err:
+            self.recorder(_outcome_record("failure", item, t0, f"{type(err).__name__}: {err}"))
+            raise
+        skipped = result["metrics"].get("skipped")
+        if skipped:
+            self.recorder(_outcome_record("skipped", item, t0, skipped[0]["error"]))
+        else:
+            m = result["metrics"]
+            self.recorder({
+                "kind": "chunk", "t0": t0, "t1": time.time(), "worker": worker_id(), "job": batch_job_id(),
+                "dataset": item.dataset, "file": item.filename, "start": item.entrystart, "stop": item.entrystop,
+                "events": m["entries"], "bytes": m["bytesread"], "retries": m.get("retries", 0),
+            })
+        return result
+
+    def _run(self, item: WorkItem) -> dict:
         if self.worker_check is not None:
             self.worker_check()
         try:
