@@ -18,3 +18,4 @@ from hpckit import cli_run  # noqa: E402,F401
 from hpckit import cli_deploy  # noqa
 from hpckit import cli_env  # noqa
 from hpckit import cli_launch  # noqa
+from hpckit import cli_report  # noqa

@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import json
+import os
+import socket
+import sys
+import time
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +35,10 @@ class LocalRunOptions:
     output: Path = Path("out.pkl")
     status: bool = True
     plots: bool = True
+    data: list[str] = field(default_factory=list)  # datasets drawn as data (besides fileset isData: true)
+    plot_split: bool = False  # also one PNG per category value
+    run_dir: Path | None = None  # where run.json, chunks.jsonl and report.html go; None: the output's directory
+    report: bool = True  # write report.html at the end
 
 
 def make_executor(name: str, workers: int, status: bool) -> Any:
@@ -46,7 +55,16 @@ def run_with_executor(
     """Load the processor, run it with ``executor`` and write the results."""
     if opts.schema not in SCHEMAS:
         raise ValueError(f"unknown schema {opts.schema!r}; expected one of {sorted(SCHEMAS)}")
+    from hpckit.processor.records import ChunkRecorder
+    from hpckit.report.plots import data_datasets
+
     processor = load_processor(opts.analysis, opts.processor_name)
+    data = data_datasets(opts.fileset, opts.data)
+    run_dir = run_dir_of(opts)
+    recorder = ChunkRecorder(run_dir / "chunks.jsonl")
+    recorder.reset()
+    info = _run_info(opts, processor, data)
+    _write_json(run_dir / "run.json", info)
     runner = Runner(
         executor,
         schema=SCHEMAS[opts.schema],
@@ -56,15 +74,70 @@ def run_with_executor(
         savemetrics=True,
         checkpointer=SimpleCheckpointer(opts.checkpoint) if opts.checkpoint else None,
         worker_check=worker_check,
+        recorder=recorder,
     )
-    out, metrics = runner(str(opts.fileset), processor_instance=processor, treename=opts.treename)
-    written = write_results(opts.output, out, metrics, plots=opts.plots)
+    try:
+        out, metrics = runner(str(opts.fileset), processor_instance=processor, treename=opts.treename)
+        written = write_results(opts.output, out, metrics, plots=opts.plots, data=data, plot_split=opts.plot_split,
+                                known=info["datasets"])
+    except BaseException as err:
+        info.update(finished=time.time(), error=f"{type(err).__name__}: {err}")
+        _write_json(run_dir / "run.json", info)
+        raise
+    info.update(finished=time.time(), error=None)
+    _write_json(run_dir / "run.json", info)
     return out, metrics, written
 
 
+def run_dir_of(opts: LocalRunOptions) -> Path:
+    return Path(opts.run_dir).resolve() if opts.run_dir else Path(opts.output).resolve().parent
+
+
+def _run_info(opts: LocalRunOptions, processor: Any, data: list[str]) -> dict:
+    """What ran, for the report: written at the start (a killed run keeps it) and completed at the end."""
+    from hpckit.processor.fileset import normalize_fileset
+
+    datasets: dict[str, dict] = {}
+    for spec in normalize_fileset(str(opts.fileset), opts.treename):
+        d = datasets.setdefault(spec.dataset, {"files": 0, "data": spec.dataset in data})
+        d["files"] += 1
+    return {
+        "analysis": str(Path(opts.analysis).resolve()), "processor": type(processor).__name__,
+        "fileset": str(Path(opts.fileset).resolve()), "datasets": datasets, "data": data,
+        "executor": opts.executor, "workers": opts.workers, "chunksize": opts.chunksize,
+        "output": str(Path(opts.output).resolve()), "plot_split": opts.plot_split, "argv": sys.argv,
+        "host": socket.gethostname(), "pid": os.getpid(), "started": time.time(), "finished": None, "error": None,
+    }
+
+
+def _write_json(path: Path, data: dict) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.part")
+    tmp.write_text(json.dumps(data, indent=2, default=str) + "\n")
+    os.replace(tmp, path)
+
+
 def run_local(opts: LocalRunOptions) -> str:
-    _, metrics, written = run_with_executor(opts, make_executor(opts.executor, opts.workers, opts.status))
+    try:
+        _, metrics, written = run_with_executor(opts, make_executor(opts.executor, opts.workers, opts.status))
+    finally:
+        report = write_report_quietly(run_dir_of(opts)) if opts.report else None
+    if report is not None:
+        written = [*written, report]
     return summarize(metrics, written)
+
+
+def write_report_quietly(run_dir: Path) -> Path | None:
+    """report.html for ``run_dir``; a failure to write it is a warning, never the run's error."""
+    import warnings
+
+    try:
+        from hpckit.report import write_report
+
+        return write_report(run_dir)
+    except Exception as err:  # noqa: BLE001 - the results are written; the report is an extra
+        warnings.warn(f"hpckit: report.html not written: {type(err).__name__}: {err}")
+        return None
 
 
 def summarize(metrics: dict, written: list[Path]) -> str:
