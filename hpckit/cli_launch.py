@@ -41,6 +41,9 @@ def launch_command(
     port: int = typer.Option(9123, "--port", help="TaskVine manager port"),
     status: bool = typer.Option(True, "--status/--no-status", help="progress bar"),
     plots: bool = typer.Option(True, "--plots/--no-plots"),
+    data: Optional[List[str]] = typer.Option(
+        None, "--data", help="dataset drawn as data points (repeatable; fileset metadata isData: true also marks one)"),
+    plot_split: bool = typer.Option(False, "--plot-split", help="also one PNG per category value (e.g. per dataset)"),
 ) -> None:
     """Start workers for SITE, run ANALYSIS over FILESET on them, write the results, cancel every job."""
     from hpckit.analysis import AnalysisError
@@ -54,7 +57,7 @@ def launch_command(
         site=site, analysis=analysis, fileset=fileset, processor_name=processor_name, backend=backend,
         workers=workers, overrides=list(set_ or []), chunksize=chunksize, maxchunks=maxchunks, treename=treename,
         schema=schema, checkpoint=checkpoint, output=output, dry_run=dry_run, fallback=not no_fallback,
-        worker_timeout=worker_timeout, run_dir=run_dir, status=status, plots=plots, port=port,
+        worker_timeout=worker_timeout, run_dir=run_dir, status=status, plots=plots, data=list(data or []), plot_split=plot_split, port=port,
         say=lambda msg: err.print(msg, highlight=False, soft_wrap=True, markup=False),
     )
     try:

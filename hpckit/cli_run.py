@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from enum import Enum
 from pathlib import Path
-from typing import Optional
+from typing import List, Optional
 
 import typer
 from rich.console import Console
@@ -35,6 +35,9 @@ def run_command(
     output: Path = typer.Option(Path("out.pkl"), "--output", "-o"),
     status: bool = typer.Option(True, "--status/--no-status", help="progress bar"),
     plots: bool = typer.Option(True, "--plots/--no-plots"),
+    data: Optional[List[str]] = typer.Option(
+        None, "--data", help="dataset drawn as data points (repeatable; fileset metadata isData: true also marks one)"),
+    plot_split: bool = typer.Option(False, "--plot-split", help="also one PNG per category value (e.g. per dataset)"),
 ) -> None:
     """Run ANALYSIS over FILESET here; write the output pickle, metrics JSON and histogram PNGs."""
     from hpckit.localrun import LocalRunOptions, run_local
@@ -43,6 +46,7 @@ def run_command(
         analysis=analysis, fileset=fileset, processor_name=processor_name, executor=executor.value,
         workers=workers, chunksize=chunksize, maxchunks=maxchunks, treename=treename, schema=schema,
         checkpoint=checkpoint, skipbadfiles=skipbadfiles, output=output, status=status, plots=plots,
+        data=list(data or []), plot_split=plot_split,
     )
     try:
         summary = run_local(opts)

@@ -50,6 +50,7 @@ from hpckit.deploy.schedulers import (  # noqa: F401 - re-exported
     _run,
     scheduler_for,
 )
+from hpckit.report import hooks as report_hooks
 from hpckit.launch_backends import Backend, DaskBackend, ParslBackend, TaskVineBackend, _host_address  # noqa: F401
 
 __all__ = [
@@ -107,6 +108,8 @@ class LaunchOptions:
     run_dir: Path | None = None  # None: default_run_dir(site)
     status: bool = True
     plots: bool = True
+    data: list[str] = field(default_factory=list)  # datasets drawn as data points (besides fileset isData)
+    plot_split: bool = False  # also one PNG per category value
     port: int = 9123  # TaskVine manager port
     say: Callable[[str], None] = field(default=lambda msg: print(msg, file=sys.stderr), repr=False)
 
@@ -325,7 +328,7 @@ def _run_opts(opts: LaunchOptions, output: Path, executor_name: str, workers: in
         processor_name=opts.processor_name, executor=executor_name, workers=workers, chunksize=opts.chunksize,
         maxchunks=opts.maxchunks, treename=opts.treename, schema=opts.schema,
         checkpoint=Path(opts.checkpoint).resolve() if opts.checkpoint else None, output=output,
-        status=opts.status, plots=opts.plots,
+        status=opts.status, plots=opts.plots, data=list(opts.data), plot_split=opts.plot_split,
     )
 
 
@@ -358,6 +361,7 @@ def launch(opts: LaunchOptions) -> LaunchResult:
             raise LaunchError(f"{what} not found: {p}")
     result = LaunchResult(run_dir=run_dir, site=site.name, backend=backend_name, mode="batch")
     command = {"argv": sys.argv, "cwd": os.getcwd(), "overrides": list(opts.overrides)}
+    run_record = report_hooks.RunRecord(run_dir, opts.plots)  # report hook: launch.json states, report.html
 
     # local: the local site, a local executor, or a batch site without its scheduler here
     local_reason = None
@@ -392,10 +396,19 @@ def launch(opts: LaunchOptions) -> LaunchResult:
         from hpckit.localrun import make_executor, run_with_executor
 
         executor = make_executor(executor_name, workers, opts.status)
-        _, metrics, written = run_with_executor(_run_opts(opts, output, executor_name, workers), executor)
-        result.metrics, result.written = metrics, written
-        result.seconds_to_result = time.perf_counter() - t0
-        _record(run_dir, result, {"command": command})
+        _record(run_dir, result, {"command": command, **run_record.started()})
+        error = None
+        try:
+            run_opts = _run_opts(opts, output, executor_name, workers)
+            run_opts.run_dir = run_dir
+            _, result.metrics, result.written = run_with_executor(run_opts, executor)
+        except BaseException as exc:
+            error = exc
+            raise
+        finally:
+            result.seconds_to_result = time.perf_counter() - t0
+            _record(run_dir, result, {"command": command, **run_record.ended(error)})
+            run_record.report()
         return result
 
     # batch (or the local site with an explicit dask/parsl/taskvine backend)
@@ -414,8 +427,12 @@ def launch(opts: LaunchOptions) -> LaunchResult:
     backend = backend(site, run_dir, jobs) if backend_name != "taskvine" else backend(site, run_dir, jobs, opts.port)
     cwd = os.getcwd()
     run_opts = _run_opts(opts, output, backend_name, jobs)  # paths resolved before the chdir below
+    run_opts.run_dir = run_dir
     error: BaseException | None = None
+    _record(run_dir, result, {"command": command, **run_record.started()})
+    job_states = report_hooks.JobStateRecorder(backend._job_ids, sched, run_dir / "jobs.jsonl")
     try:
+        job_states.start()
         with _sigterm_raises():
             # submit from the logs dir: schedulers that ignore -o/-e (PBS here) write the job logs there
             os.chdir(run_dir / "logs")
@@ -432,7 +449,9 @@ def launch(opts: LaunchOptions) -> LaunchResult:
 
             executor = backend.executor(opts.status)
             _feed_workers(executor, backend)
-            _, metrics, written = run_with_executor(run_opts, executor, environment_check(say))
+            check = environment_check(say)
+            run_record.lock_hash = report_hooks.lock_hash(check)
+            _, metrics, written = run_with_executor(run_opts, executor, check)
             result.metrics, result.written = metrics, written
             result.seconds_to_result = time.perf_counter() - t0
     except BaseException as exc:
@@ -443,13 +462,14 @@ def launch(opts: LaunchOptions) -> LaunchResult:
             left = teardown(backend, sched, say)
         finally:
             os.chdir(cwd)
+            job_states.stop()
         result.job_ids = backend.job_ids()
-        extra = {"command": command, "jobs_left_after_teardown": left,
-                 "error": None if error is None else f"{type(error).__name__}: {error}"}
+        extra = {"command": command, "jobs_left_after_teardown": left, **run_record.ended(error)}
         if sched is not None and result.job_ids:
             with contextlib.suppress(Exception):
                 extra["job_states"] = {j: s.state for j, s in sched.status(result.job_ids).items()}
         _record(run_dir, result, extra)
+        run_record.report()
     return result
 
 

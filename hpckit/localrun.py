@@ -121,20 +121,20 @@ def run_local(opts: LocalRunOptions) -> str:
     try:
         _, metrics, written = run_with_executor(opts, make_executor(opts.executor, opts.workers, opts.status))
     finally:
-        report = write_report_quietly(run_dir_of(opts)) if opts.report else None
+        report = write_report_quietly(run_dir_of(opts), opts.plots) if opts.report else None
     if report is not None:
         written = [*written, report]
     return summarize(metrics, written)
 
 
-def write_report_quietly(run_dir: Path) -> Path | None:
+def write_report_quietly(run_dir: Path, plots: bool = True) -> Path | None:
     """report.html for ``run_dir``; a failure to write it is a warning, never the run's error."""
     import warnings
 
     try:
         from hpckit.report import write_report
 
-        return write_report(run_dir)
+        return write_report(run_dir, plots=plots)
     except Exception as err:  # noqa: BLE001 - the results are written; the report is an extra
         warnings.warn(f"hpckit: report.html not written: {type(err).__name__}: {err}")
         return None

@@ -33,6 +33,9 @@ class JobStateRecorder:
         self._lock = threading.Lock()
 
     def __enter__(self) -> "JobStateRecorder":
+        return self.start()
+
+    def start(self) -> "JobStateRecorder":
         self._thread = threading.Thread(target=self._loop, name="hpckit-jobstates", daemon=True)
         self._thread.start()
         return self
@@ -65,7 +68,7 @@ class JobStateRecorder:
                 if j not in self.last:
                     self.last[j] = "SUBMITTED"
                     lines.append({"t": now, "job": j, "state": "SUBMITTED", "exit_code": None, "reason": None})
-            live = [j for j in ids if not _terminal(self.last[j])]
+            live = [j for j in self.last if not _terminal(self.last[j])]  # also those the backend forgot
             if live and self.scheduler is not None:
                 try:
                     states = self.scheduler.status(live)

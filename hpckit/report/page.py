@@ -246,7 +246,10 @@ def _failures(run: RunData, rows: list) -> str:
     return _section("failures", f'<ul class="failures">{lis}</ul>')
 
 
-def _histograms(run: RunData) -> str:
+def _histograms(run: RunData, plots: bool = True) -> str:
+    if not plots:
+        return _section("histograms", "<p class='muted'>Not drawn (the run had --no-plots); "
+                        f"<code>hpckit report {escape(str(run.run_dir))}</code> draws them.</p>")
     if run.output is None:
         why = ("the run did not finish, so there is no output" if run.status[0] != "finished"
                else "no output pickle found")
@@ -270,14 +273,14 @@ def _histograms(run: RunData) -> str:
     return _section("histograms", f'<div class="plots">{"".join(figs)}</div>')
 
 
-def render(run: RunData) -> str:
+def render(run: RunData, plots: bool = True) -> str:
     """The whole page as a string."""
     state, sentence = run.status
     rows = run.workers()
     title = f"hpckit report: {Path(str(run.info.get('analysis', run.run_dir))).name}"
     body = "".join([
         _what_ran(run), _workers(run, rows), _chunks_over_time(run), _throughput(run), _per_worker(run, rows),
-        _io(run), _failures(run, rows), _histograms(run),
+        _io(run), _failures(run, rows), _histograms(run, plots),
     ])
     return (f"<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'><title>{escape(title)}</title>"
             f"<meta name='viewport' content='width=device-width, initial-scale=1'><style>{CSS}</style></head>"
@@ -288,9 +291,9 @@ def render(run: RunData) -> str:
             f"{escape(str(run.run_dir))}</code>.</p></main></body></html>\n")
 
 
-def write(run: RunData, path: Path | None = None) -> Path:
+def write(run: RunData, path: Path | None = None, plots: bool = True) -> Path:
     path = Path(path) if path else run.run_dir / "report.html"
     tmp = path.with_name(f".{path.name}.part")
-    tmp.write_text(render(run), encoding="utf-8")
+    tmp.write_text(render(run, plots), encoding="utf-8")
     os.replace(tmp, path)
     return path
