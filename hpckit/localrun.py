@@ -59,7 +59,7 @@ def run_with_executor(
     from hpckit.report.plots import data_datasets
 
     processor = load_processor(opts.analysis, opts.processor_name)
-    data = data_datasets(opts.fileset, opts.data)
+    data = data_datasets(opts.fileset, opts.data, opts.treename)
     run_dir = run_dir_of(opts)
     recorder = ChunkRecorder(run_dir / "chunks.jsonl")
     recorder.reset()
@@ -131,10 +131,12 @@ def write_report_quietly(run_dir: Path, plots: bool = True) -> Path | None:
     """report.html for ``run_dir``; a failure to write it is a warning, never the run's error."""
     import warnings
 
-    try:
-        from hpckit.report import write_report
+    from hpckit.report import ReportError, write_report
 
+    try:
         return write_report(run_dir, plots=plots)
+    except ReportError:
+        return None  # the run stopped before it wrote anything (e.g. a bad fileset): nothing to report
     except Exception as err:  # noqa: BLE001 - the results are written; the report is an extra
         warnings.warn(f"hpckit: report.html not written: {type(err).__name__}: {err}")
         return None

@@ -94,6 +94,9 @@ class Runner:
                 if skip_matches(self.skipbadfiles, err):
                     warnings.warn(f"hpckit: skipping {spec.filename} (dataset {spec.dataset!r}): {err}")
                     self._skipped.append({"chunk": None, "file": spec.filename, "error": str(err)})
+                    if self.recorder is not None:
+                        self.recorder({"kind": "skipped", "t": time.time(), "dataset": spec.dataset,
+                                       "file": spec.filename, "chunk": None, "error": str(err)})
                     continue
                 raise err
             for start, stop in chunk_ranges(meta["numentries"], int(self.chunksize), meta.get("clusters")):

@@ -33,12 +33,12 @@ class PlotError(HpckitError):
 # which datasets are data
 
 
-def data_datasets(fileset: Any, explicit: Iterable[str] = ()) -> list[str]:
+def data_datasets(fileset: Any, explicit: Iterable[str] = (), treename: str | None = None) -> list[str]:
     """Datasets marked as data: ``explicit`` names (``--data``) plus those whose fileset metadata says
     ``isData: true`` (or ``is_mc: false``). An explicit name the fileset lacks is an error naming it."""
     from hpckit.processor.fileset import normalize_fileset
 
-    specs = normalize_fileset(str(fileset) if isinstance(fileset, Path) else fileset)
+    specs = normalize_fileset(str(fileset) if isinstance(fileset, Path) else fileset, treename)
     names = {s.dataset for s in specs}
     wanted = list(dict.fromkeys(explicit))
     unknown = [n for n in wanted if n not in names]
