@@ -77,7 +77,14 @@ def measure(args) -> dict:
             ex = processor.FuturesExecutor(workers=args.workers, status=False) if args.measure == "hpckit" else processor.FuturesExecutor(workers=args.workers)
         if args.measure == "coffea":
             ex.status = False
-        runner = processor.Runner(executor=ex, schema=NanoAODSchema, chunksize=args.chunksize, savemetrics=True)
+        extra = {}
+        if args.record:  # the per-chunk records of `hpckit run`/`launch` (chunks.jsonl), to measure their cost
+            from hpckit.processor.records import ChunkRecorder
+
+            extra["recorder"] = ChunkRecorder(Path(args.workdir) / "chunks.jsonl")
+            extra["recorder"].reset()
+        runner = processor.Runner(executor=ex, schema=NanoAODSchema, chunksize=args.chunksize, savemetrics=True,
+                                  **extra)
         with Timer() as t:
             out, metrics = runner(_fileset(paths), processor_instance=DimuonProcessor())
         cut = out["cutflow"]["bench"]
@@ -113,6 +120,7 @@ def main() -> None:
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--chunksize", type=int, default=100_000)
     ap.add_argument("--paths", nargs="*")
+    ap.add_argument("--record", type=int, default=0)
     args = ap.parse_args()
     if args.measure:
         print(json.dumps(measure(args)))
@@ -142,6 +150,13 @@ def main() -> None:
         ("hpckit Iterative, chunksize 100k", lambda: one("hpckit", executor="iterative", chunksize=100_000)),
         ("hpckit Iterative, chunksize 10k", lambda: one("hpckit", executor="iterative", chunksize=10_000)),
         ("hpckit Futures(2), chunksize 100k", lambda: one("hpckit", executor="futures", workers=2, chunksize=100_000)),
+        # the same with per-chunk records appended to chunks.jsonl (what `hpckit run`/`launch` do)
+        ("hpckit Iterative, chunksize 100k, recorded", lambda: one("hpckit", executor="iterative", chunksize=100_000,
+                                                                   record=1)),
+        ("hpckit Iterative, chunksize 10k, recorded", lambda: one("hpckit", executor="iterative", chunksize=10_000,
+                                                                  record=1)),
+        ("hpckit Futures(2), chunksize 100k, recorded", lambda: one("hpckit", executor="futures", workers=2,
+                                                                    chunksize=100_000, record=1)),
     ]
     if have_coffea:
         py = args.coffea_python

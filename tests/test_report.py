@@ -12,6 +12,7 @@ import sys
 from html.parser import HTMLParser
 from pathlib import Path
 
+import pytest
 import uproot
 from conftest import DATASETS, EXAMPLES, REPO
 
@@ -156,3 +157,32 @@ def test_report_of_a_directory_that_is_not_a_run(tmp_path):
     assert r.returncode == 1
     assert f"{tmp_path} holds none of run.json" in r.stderr.replace("\n", "")
     assert "Traceback" not in r.stderr
+
+
+@pytest.mark.slurm
+@pytest.mark.timeout(150)
+def test_failed_worker_jobs_are_red_rows_with_their_stderr(tmp_path):
+    """Worker jobs that exit 3 before a worker starts: the launch fails; its report has one failed row
+    per job and each job's state, exit code and stderr tail among the failures."""
+    from launch_util import ANALYSIS, hpckit as launch_cli, run_jobs
+    from slurm_util import require_slurm
+
+    require_slurm()
+    run_dir = tmp_path / "run"
+    r = launch_cli(["launch", str(ANALYSIS), "--site", "slurm-local", "--backend", "dask", "--workers", "2",
+                    "--fileset", str(EXAMPLES / "fileset.json"), "--run-dir", str(run_dir), "--worker-timeout", "60",
+                    "--no-status", "--set", 'worker_init=["echo hpckit-test: no such environment >&2", "exit 3"]'],
+                   cwd=tmp_path, timeout=140)
+    assert r.returncode == 1, r.stderr
+    jobs = run_jobs(run_dir)
+    assert len(jobs) == 2
+    html = (run_dir / "report.html").read_text()
+    page = check_page(html)
+    assert page.status == "failed"
+    assert sorted(page.worker_rows) == sorted(f"job {j}" for j in jobs)
+    assert html.count('class="worker-row failed"') == 2
+    failures = html[html.index('id="failures"'):html.index('id="histograms"')]
+    assert "WorkerTimeout: every worker job ended before a worker connected" in failures
+    for j in jobs:
+        assert f"<b>job {j}</b><pre>FAILED (exit 3:0)" in failures
+    assert failures.count("hpckit-test: no such environment") >= 2  # the launch error and each job's stderr tail

@@ -117,7 +117,7 @@ def _what_ran(run: RunData) -> str:
         ("Command", f"<code>{escape(' '.join(map(str, command)))}</code>" if command else None),
         ("Started", _clock(run.t_origin)),
         ("Duration", f"{duration:.1f} s" if duration is not None else None),
-        ("Chunks", f"{chunks_done} of {chunks_total} done" if chunks_total else f"{chunks_done} done"
+        ("Chunks", (f"{chunks_done} of {chunks_total} done" if chunks_total else f"{chunks_done} done")
          + (f" ({planned['from_checkpoint']} from the checkpoint)" if planned.get("from_checkpoint") else "")),
         ("Events", f"{run.events_done:,}" + (f" of {planned['events']:,}" if planned.get("events") else "")),
     ]
@@ -233,7 +233,7 @@ def _failures(run: RunData, rows: list) -> str:
     for s in run.job_states:
         last_state[s["job"]] = s
     for r in rows:
-        if r.end_state and not r.end_state.startswith(("COMPLETED", "CANCELLED")):
+        if r.failed:
             s = next((x for x in run.job_states if r.name == f"job {x['job']}" and x["state"] == r.end_state), {})
             msg = f"{r.end_state}" + (f" (exit {s.get('exit_code')})" if s.get("exit_code") else "")
             tail = _tail(s.get("stderr"))

@@ -35,6 +35,12 @@ class WorkerRow:
     processes: set[str] = field(default_factory=set)
 
     @property
+    def failed(self) -> bool:
+        """Ended in a state other than done, cancelled (teardown) or forgotten by the scheduler."""
+        state = (str(self.end_state).split() or [""])[0].rstrip("+") if self.end_state else ""
+        return bool(state) and state not in ("COMPLETED", "CANCELLED", "GONE", "REMOVED")
+
+    @property
     def events(self) -> int:
         return sum(int(c.get("events", 0)) for c in self.chunks)
 
@@ -134,7 +140,9 @@ class RunData:
                 row.last_chunk = max(c["t1"] for c in row.chunks)
                 if row.started is None:
                     row.started = row.first_chunk
-        return list(rows.values())
+        inf = float("inf")
+        return sorted(rows.values(), key=lambda r: (r.submitted if r.submitted is not None else inf,
+                                                    r.started if r.started is not None else inf, r.name))
 
     # -- totals --------------------------------------------------------------------------------
     @property

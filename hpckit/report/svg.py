@@ -62,7 +62,7 @@ def timeline(rows: Sequence[Any], t0: float, t1: float) -> str:
     parts += _time_axis(x, bottom, 5)
     for i, row in enumerate(rows):
         yc = 10 + ROW * i + ROW / 2
-        failed = bool(row.end_state) and not str(row.end_state).startswith(("COMPLETED", "CANCELLED"))
+        failed = row.failed
         parts.append(f'<g class="worker-row{" failed" if failed else ""}" data-worker="{escape(row.name)}">')
         parts.append(f'<text class="rowlabel" x="{LEFT - 8}" y="{yc + 4:.1f}" text-anchor="end">'
                      f'{escape(row.name)}</text>')
