@@ -29,4 +29,4 @@ def report_command(
         err.print(f"[red]error:[/red] {exc}", markup=True, highlight=False, soft_wrap=True)
         raise typer.Exit(1) from None
     state, sentence = run.status
-    err.print(f"{sentence}\nwrote {path}", highlight=False, soft_wrap=True, markup=False)
+    err.print(f"{sentence.splitlines()[0]}\nwrote {path}", highlight=False, soft_wrap=True, markup=False)

@@ -361,7 +361,7 @@ def launch(opts: LaunchOptions) -> LaunchResult:
             raise LaunchError(f"{what} not found: {p}")
     result = LaunchResult(run_dir=run_dir, site=site.name, backend=backend_name, mode="batch")
     command = {"argv": sys.argv, "cwd": os.getcwd(), "overrides": list(opts.overrides)}
-    run_record = report_hooks.RunRecord(run_dir, opts.plots)  # report hook: launch.json states, report.html
+    run_record = report_hooks.RunRecord(run_dir, opts)  # report hook: launch.json states, report.html
 
     # local: the local site, a local executor, or a batch site without its scheduler here
     local_reason = None

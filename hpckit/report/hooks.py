@@ -19,14 +19,18 @@ __all__ = ["JobStateRecorder", "RunRecord", "lock_hash"]
 class RunRecord:
     """Fields merged into ``launch.json`` at the start and the end of a launch, and the final report."""
 
-    def __init__(self, run_dir: Path, plots: bool = True):
+    def __init__(self, run_dir: Path, opts: Any = None):
         self.run_dir = Path(run_dir)
-        self.plots = plots
+        self.plots = getattr(opts, "plots", True)
         self.t_started = time.time()
         self.lock_hash: str | None = None
+        # what ran, for a launch that stops before the run itself writes run.json
+        self.what = {k: str(getattr(opts, k)) for k in ("analysis", "fileset", "chunksize", "workers")
+                     if getattr(opts, k, None) is not None}
 
     def started(self) -> dict:
-        return {"state": "running", "started": self.t_started, "pid": os.getpid(), "host": socket.gethostname()}
+        return {"state": "running", "started": self.t_started, "pid": os.getpid(), "host": socket.gethostname(),
+                **self.what}
 
     def ended(self, error: BaseException | None) -> dict:
         return {**self.started(), "state": "finished" if error is None else "failed", "finished": time.time(),

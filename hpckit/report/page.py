@@ -88,7 +88,8 @@ def _section(sid: str, body: str) -> str:
 
 
 def _what_ran(run: RunData) -> str:
-    info, launch = run.info, run.launch
+    launch = run.launch
+    info = {**{k: launch[k] for k in ("analysis", "fileset", "chunksize", "workers") if k in launch}, **run.info}
     planned = run.event("planned") or {}
     metrics = run.metrics or {}
     datasets = info.get("datasets") or {}
@@ -112,7 +113,7 @@ def _what_ran(run: RunData) -> str:
         ("Workers", escape(str(info.get("workers", "-"))) + (f", {len(run.job_ids)} batch job(s)" if run.job_ids else "")),
         ("Chunk size", escape(str(info.get("chunksize", "-")))),
         ("Lock hash", f"<code>{escape(launch['lock_hash'])}</code>" if launch.get("lock_hash")
-         else "<span class='muted'>not recorded (a local run checks no worker environment)</span>"),
+         else "<span class='muted'>not recorded (the run checked no worker's environment)</span>"),
         ("Run directory", f"<code>{escape(str(run.run_dir))}</code>"),
         ("Command", f"<code>{escape(' '.join(map(str, command)))}</code>" if command else None),
         ("Started", _clock(run.t_origin)),
@@ -277,7 +278,10 @@ def render(run: RunData, plots: bool = True) -> str:
     """The whole page as a string."""
     state, sentence = run.status
     rows = run.workers()
-    title = f"hpckit report: {Path(str(run.info.get('analysis', run.run_dir))).name}"
+    title = f"hpckit report: {Path(str(run.info.get('analysis') or run.launch.get('analysis') or run.run_dir)).name}"
+    first, _, rest = sentence.partition("\n")
+    if rest:
+        first += " (more under Failures)"
     body = "".join([
         _what_ran(run), _workers(run, rows), _chunks_over_time(run), _throughput(run), _per_worker(run, rows),
         _io(run), _failures(run, rows), _histograms(run, plots),
@@ -285,7 +289,7 @@ def render(run: RunData, plots: bool = True) -> str:
     return (f"<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'><title>{escape(title)}</title>"
             f"<meta name='viewport' content='width=device-width, initial-scale=1'><style>{CSS}</style></head>"
             f"<body><main><h1>{escape(title)}</h1>"
-            f"<div class='status status-{state}' id='status' data-status='{state}'>{escape(sentence)}</div>"
+            f"<div class='status status-{state}' id='status' data-status='{state}'>{escape(first)}</div>"
             f"{body}<p class='muted'>Written {_clock(dt.datetime.now().timestamp())} by hpckit from the files in "
             f"<code>{escape(str(run.run_dir))}</code>; regenerate with <code>hpckit report "
             f"{escape(str(run.run_dir))}</code>.</p></main></body></html>\n")
