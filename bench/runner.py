@@ -150,13 +150,6 @@ def main() -> None:
         ("hpckit Iterative, chunksize 100k", lambda: one("hpckit", executor="iterative", chunksize=100_000)),
         ("hpckit Iterative, chunksize 10k", lambda: one("hpckit", executor="iterative", chunksize=10_000)),
         ("hpckit Futures(2), chunksize 100k", lambda: one("hpckit", executor="futures", workers=2, chunksize=100_000)),
-        # the same with per-chunk records appended to chunks.jsonl (what `hpckit run`/`launch` do)
-        ("hpckit Iterative, chunksize 100k, recorded", lambda: one("hpckit", executor="iterative", chunksize=100_000,
-                                                                   record=1)),
-        ("hpckit Iterative, chunksize 10k, recorded", lambda: one("hpckit", executor="iterative", chunksize=10_000,
-                                                                  record=1)),
-        ("hpckit Futures(2), chunksize 100k, recorded", lambda: one("hpckit", executor="futures", workers=2,
-                                                                    chunksize=100_000, record=1)),
     ]
     if have_coffea:
         py = args.coffea_python

@@ -3,9 +3,9 @@
 A :class:`ChunkRecorder` travels inside the ``ChunkJob`` to wherever chunks run and appends one line per
 finished (or failed) chunk; the Runner appends the run's own events (start, chunks planned, end). Each
 line is one ``os.write`` on a file opened with ``O_APPEND``, so lines from concurrent worker processes do
-not interleave on a local or cluster file system, and a run that is killed keeps every line written so
-far. Recording is best effort: a worker that cannot reach the file (no shared file system) skips it,
-and the run goes on.
+not interleave on a local file system or Lustre/GPFS (NFS does not promise it across nodes: the reader
+counts and skips a broken line), and a run that is killed keeps every line written so far. Recording is
+best effort: a worker that cannot reach the file (no shared file system) skips it, and the run goes on.
 
 Lines (``t`` is Unix time in seconds)::
 
