@@ -13,6 +13,8 @@ package as (name, client version, worker version), instead of failing later with
 
 from __future__ import annotations
 
+from hpckit.errors import HpckitError
+
 import functools
 import hashlib
 import json
@@ -33,11 +35,11 @@ NEVER_PIN = frozenset({"pip"})
 MISSING = "not installed"
 
 
-class LockError(ValueError):
+class LockError(HpckitError, ValueError):
     """A lock cannot be made, read or satisfied."""
 
 
-class EnvironmentMismatch(RuntimeError):
+class EnvironmentMismatch(HpckitError, RuntimeError):
     """The worker's environment differs from the client's; raised before any work is unpickled."""
 
     def __init__(self, differences: list[tuple[str, str, str]], lock_hash: str = ""):

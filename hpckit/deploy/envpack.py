@@ -25,6 +25,8 @@ a command ``./env/run_in_env hpckit ...``; the untarred environment is cached on
 
 from __future__ import annotations
 
+from hpckit.errors import HpckitError
+
 import json
 import os
 import shutil
@@ -58,7 +60,7 @@ exec "$@"
 """
 
 
-class PackError(RuntimeError):
+class PackError(HpckitError, RuntimeError):
     """The environment could not be packed or does not pass its check."""
 
 
@@ -178,7 +180,9 @@ def pack(
 ) -> PackResult:
     """Pack the environment pinned by ``lock`` (default: hpckit's closure in the running environment,
     plus ``require``) into a relocatable ``output`` tarball. Nothing is left at ``output`` on failure."""
-    import venv_pack
+    from hpckit.extras import require_module
+
+    venv_pack = require_module("venv_pack", "hpckit pack")
 
     t0 = time.perf_counter()
     if lock is None:

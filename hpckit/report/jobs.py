@@ -17,6 +17,8 @@ import time
 from pathlib import Path
 from typing import Any, Callable
 
+from hpckit.deploy.schedulers import JobState
+
 
 class JobStateRecorder:
     """``with JobStateRecorder(job_ids, scheduler, run_dir / "jobs.jsonl"):`` records while inside; one
@@ -68,7 +70,8 @@ class JobStateRecorder:
                 if j not in self.last:
                     self.last[j] = "SUBMITTED"
                     lines.append({"t": now, "job": j, "state": "SUBMITTED", "exit_code": None, "reason": None})
-            live = [j for j in self.last if not _terminal(self.last[j])]  # also those the backend forgot
+            # also those the backend forgot
+            live = [j for j in self.last if not JobState.parse(self.last[j]).terminal]
             if live and self.scheduler is not None:
                 try:
                     states = self.scheduler.status(live)
@@ -76,16 +79,10 @@ class JobStateRecorder:
                     states = {}
                 now = time.time()
                 for j, st in states.items():
-                    if st.state != self.last.get(j):
-                        self.last[j] = st.state
-                        lines.append({"t": now, "job": j, "state": st.state, "exit_code": st.exit_code,
+                    if st.state.value != self.last.get(j):
+                        self.last[j] = st.state.value
+                        lines.append({"t": now, "job": j, "state": st.state.value, "exit_code": st.exit_code,
                                       "reason": st.reason, "stderr": st.stderr_path})
             if lines:
                 with open(self.path, "a") as fh:
                     fh.writelines(json.dumps(x, default=str) + "\n" for x in lines)
-
-
-def _terminal(state: str) -> bool:
-    from hpckit.deploy.schedulers import JobStatus
-
-    return JobStatus("", state or "UNKNOWN").terminal

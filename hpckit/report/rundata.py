@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from hpckit.deploy.schedulers import JobState
 from hpckit.errors import HpckitError
 
 
@@ -82,7 +83,7 @@ class RunData:
             done = self.info.get("finished") is not None
         if done:
             return "finished", "The run finished."
-        who = self.launch if self.launch.get("pid") else self.info
+        who = self.launch.get("process") or self.info  # launch.json: the launch process; run.json: the run's
         if who.get("pid") and who.get("host") == socket.gethostname() and _alive(int(who["pid"])):
             return "running", f"The run is still in progress (process {who['pid']} on {who['host']})."
         last = max([c["t1"] for c in self.chunks] + [e["t"] for e in self.run_events] + [0.0])
@@ -126,7 +127,7 @@ class RunData:
                 row.submitted = s["t"] if row.submitted is None else min(row.submitted, s["t"])
             if state.startswith("RUNNING") and row.started is None:
                 row.started = s["t"]
-            if _terminal(state) and row.ended is None:
+            if JobState.parse(state).terminal and row.ended is None:
                 row.ended, row.end_state = s["t"], state
         for c in sorted(self.chunks, key=lambda c: c["t0"]):
             job = c.get("job")
@@ -170,12 +171,6 @@ class RunData:
                 seen.add(key)
                 out.append(s)
         return out
-
-
-def _terminal(state: str) -> bool:
-    from hpckit.deploy.schedulers import JobStatus
-
-    return JobStatus("", state or "UNKNOWN").terminal
 
 
 def _alive(pid: int) -> bool:

@@ -8,7 +8,9 @@
   by the scheduler on its own (up to ``distributed.scheduler.allowed-failures``, then ``KilledWorker``).
   Every re-run (either kind) is counted from the scheduler's transition log into ``stats["retried"]``.
 * ``client=None``: a ``LocalCluster`` of process workers (one thread each, ``workers`` of them, default one
-  per core) is started for the call and closed after it.
+  per core) is started for the call and closed after it. It listens on 127.0.0.1 only and speaks TLS with
+  a certificate made for the run (:func:`hpckit.security.temporary_security`), so no other local user's
+  client can connect and run code; its dashboard binds to ``dashboard_address`` (loopback by default).
 * ``use_dataframes=True``: each chunk's output must be a pandas DataFrame; the run returns a
   ``dask.dataframe`` made of those chunk frames, still living on the workers (so it needs a ``client`` the
   caller keeps open), as the output handed to ``postprocess`` and returned. Metrics and the processed
@@ -57,6 +59,9 @@ class DaskExecutor(ExecutorBase):
     priority: int = 0
     use_dataframes: bool = False
     workers: int | None = None  # only for client=None: size of the LocalCluster started for the run
+    heavy_input: Any = None  # coffea's; hpckit sends the processor once per worker whatever this says
+    worker_affinity: bool = False  # coffea's; hpckit always prefers the worker that has the chunk's file open
+    dashboard_address: str = "127.0.0.1:0"  # only for client=None: where its dashboard listens
     _session: Any = field(default=None, init=False, repr=False, compare=False)  # (client, cluster) we started
     _file_workers: dict = field(default_factory=dict, init=False, repr=False, compare=False)
 
@@ -113,15 +118,20 @@ class DaskExecutor(ExecutorBase):
             return self._session
         from distributed import Client, LocalCluster
 
+        from hpckit.security import temporary_security
+
+        security = temporary_security()
         cluster = LocalCluster(
             n_workers=self.workers,
             threads_per_worker=1,
             processes=True,
             host="127.0.0.1",
-            dashboard_address=":0",
+            protocol="tls://",
+            security=security,
+            dashboard_address=self.dashboard_address,
         )
         try:
-            self._session = (Client(cluster), cluster)
+            self._session = (Client(cluster, security=security), cluster)
         except BaseException:
             cluster.close()
             raise

@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import concurrent.futures as cf
 import multiprocessing
+import os
 import sys
 from dataclasses import dataclass, field
 from typing import Any
 
 from hpckit.errors import EngineError
 from hpckit.processor.accumulate import Merger
-from hpckit.processor.executors.base import ExecutorBase
+from hpckit.processor.executors.base import ExecutorBase, warn_tailtimeout
 from hpckit.processor.fileset import WorkItem
+from hpckit.processor.lifeline import die_with_parent
 from hpckit.processor.serialize import decompress
 from hpckit.processor.work import merge_payloads, worker_id
 
@@ -29,7 +31,9 @@ def _default_pool(workers: int) -> cf.Executor:
     # driver has no threads running yet when the pool is made (the progress bar starts after).
     method = "fork" if sys.platform.startswith("linux") else None
     ctx = multiprocessing.get_context(method)
-    return cf.ProcessPoolExecutor(max_workers=workers, mp_context=ctx)
+    # workers die with the driver (SIGKILL, OOM), not linger under PID 1
+    return cf.ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=die_with_parent,
+                                  initargs=(os.getpid(),))
 
 
 def _merging_plan(merging: Any) -> tuple[int, int, int] | None:
@@ -50,7 +54,16 @@ class FuturesExecutor(ExecutorBase):
     workers: int = 1
     pool: Any = None
     merging: Any = False
+    # coffea's arguments, accepted with their meaning where hpckit has one: merges run in ``pool`` whatever
+    # ``mergepool`` says (it is never shut down or changed); ``recoverable`` is honoured by the Runner only
+    # for executors written coffea's way; ``tailtimeout`` is deprecated in coffea and ignored
+    mergepool: Any = None
+    recoverable: bool = False
+    tailtimeout: Any = None
     _session: Any = field(default=None, init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        warn_tailtimeout(self.tailtimeout)
 
     @property
     def _threads(self) -> bool:

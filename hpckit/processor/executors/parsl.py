@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from hpckit.processor.executors._remote import StreamingDriver, run_stats
-from hpckit.processor.executors.base import ExecutorBase, missing_extra
+from hpckit.processor.executors.base import ExecutorBase, missing_extra, warn_tailtimeout
 from hpckit.processor.work import ChunkJob, merge_payloads
 
 
@@ -80,6 +80,7 @@ class ParslExecutor(ExecutorBase):
     recoverable: bool = False  # accepted for coffea compatibility (unused)
 
     def __post_init__(self) -> None:
+        warn_tailtimeout(self.tailtimeout)
         try:
             import parsl  # noqa: F401
         except ImportError:

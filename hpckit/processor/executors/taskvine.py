@@ -126,6 +126,20 @@ class TaskVineExecutor(ExecutorBase):
     ssl: bool = False
     password_file: str | None = None
     wait_timeout: int = 2
+    # coffea's other TaskVineExecutor arguments, accepted with the same defaults; see docs/executors.md for
+    # which ones change what hpckit does
+    status_display_interval: int = 5
+    verbose: bool = False
+    print_stdout: bool = False
+    replicas: int = 1
+    disable_worker_transfers: bool = False
+    resource_monitor: str | None = "off"
+    resources_mode: str | None = "fixed"
+    fast_terminate_workers: int | None = None
+    split_on_exhaustion: bool = True
+    checkpoint_proportion: float = 0.1
+    concurrent_reads: int = 2
+    custom_init: Any = None
     # the live vine.Manager while run() runs (e.g. to read .port when port=0)
     manager: Any = field(default=None, init=False, repr=False, compare=False)
 

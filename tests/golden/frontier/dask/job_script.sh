@@ -9,4 +9,4 @@
 #SBATCH --time=02:00:00
 export HPCKIT_SCRATCH=/lustre/orion/"${HPCKIT_PROJECT}"/scratch/"${USER}"
 mkdir -p "$HPCKIT_SCRATCH"
-apptainer exec --bind /lustre/orion /lustre/orion/"${HPCKIT_PROJECT}"/world-shared/coffea.sif python3 -m distributed.cli.dask_worker tcp://<insert-scheduler-address-here>:8786 --name dummy-name --nthreads 2 --memory-limit 14.90GiB --nworkers 28 --nanny --death-timeout 60 --local-directory $HPCKIT_SCRATCH --lifetime 6600s --lifetime-stagger 150s --interface hsn0
+apptainer exec --bind /lustre/orion /lustre/orion/"${HPCKIT_PROJECT}"/world-shared/coffea.sif python3 -m distributed.cli.dask_worker tcp://<insert-scheduler-address-here>:8786 --name dummy-name --nthreads 2 --memory-limit 14.90GiB --nworkers 28 --nanny --death-timeout 60 --local-directory $HPCKIT_SCRATCH --no-dashboard --lifetime 6600s --lifetime-stagger 150s --interface hsn0

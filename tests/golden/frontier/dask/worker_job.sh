@@ -17,4 +17,5 @@ exec apptainer exec --bind /lustre/orion /lustre/orion/"${HPCKIT_PROJECT}"/world
     --lifetime 6600s --lifetime-stagger 150s \
     --interface hsn0 \
     --local-directory "$HPCKIT_SCRATCH" \
+    --no-dashboard \
     --nanny

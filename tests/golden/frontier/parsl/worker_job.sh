@@ -14,7 +14,7 @@ mkdir -p "$HPCKIT_SCRATCH"
 exec apptainer exec --bind /lustre/orion /lustre/orion/"${HPCKIT_PROJECT}"/world-shared/coffea.sif process_worker_pool.py \
     -a "${HPCKIT_PARSL_ADDRESSES:?export HPCKIT_PARSL_ADDRESSES=interchange-host}" \
     --port "${HPCKIT_PARSL_PORT:?export HPCKIT_PARSL_PORT=interchange-worker-port}" \
-    --cert_dir None \
+    --cert_dir "${HPCKIT_PARSL_CERT_DIR:-None}" \
     -c 2 --max_workers_per_node 28 -m 16.0 \
     --drain_period 6600 \
     --cpu-affinity none \

@@ -11,4 +11,4 @@
 #SBATCH --module=cvmfs
 export HPCKIT_SCRATCH="${SCRATCH}"
 mkdir -p "$HPCKIT_SCRATCH"
-shifter --image=docker:coffeateam/coffea-dask-almalinux9:latest python3 -m distributed.cli.dask_worker tcp://<insert-scheduler-address-here>:8786 --name dummy-name --nthreads 4 --memory-limit 13.97GiB --nworkers 32 --nanny --death-timeout 60 --local-directory $HPCKIT_SCRATCH --lifetime 6600s --lifetime-stagger 150s --interface hsn0
+shifter --image=docker:coffeateam/coffea-dask-almalinux9:latest python3 -m distributed.cli.dask_worker tcp://<insert-scheduler-address-here>:8786 --name dummy-name --nthreads 4 --memory-limit 13.97GiB --nworkers 32 --nanny --death-timeout 60 --local-directory $HPCKIT_SCRATCH --no-dashboard --lifetime 6600s --lifetime-stagger 150s --interface hsn0

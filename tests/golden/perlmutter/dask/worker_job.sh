@@ -19,4 +19,5 @@ exec shifter --image=docker:coffeateam/coffea-dask-almalinux9:latest python3 -m 
     --lifetime 6600s --lifetime-stagger 150s \
     --interface hsn0 \
     --local-directory "$HPCKIT_SCRATCH" \
+    --no-dashboard \
     --nanny

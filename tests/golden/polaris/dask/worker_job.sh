@@ -18,4 +18,5 @@ exec apptainer exec --bind /lus/eagle /lus/eagle/projects/"${HPCKIT_PROJECT}"/co
     --lifetime 3240s --lifetime-stagger 90s \
     --interface bond0 \
     --local-directory "$HPCKIT_SCRATCH" \
+    --no-dashboard \
     --nanny

@@ -8,17 +8,17 @@ from typing import List, Optional
 import typer
 from rich.console import Console
 
-from hpckit.cli import app
+from hpckit.errors import MissingExtra
 
 console = Console(soft_wrap=True)
 err = Console(stderr=True, soft_wrap=True)
 env_app = typer.Typer(no_args_is_help=True, help="The locked analysis environment.")
-app.add_typer(env_app, name="env")
 
 
 def _fail(msg: str, code: int = 1) -> None:
-    err.print(f"[bold red]error:[/] {msg}", highlight=False)
-    raise typer.Exit(code)
+    from hpckit.cli.common import fail
+
+    fail(msg, code)
 
 
 @env_app.command("lock")
@@ -38,7 +38,6 @@ def env_lock(
     console.print(f"wrote {output}: {len(lock.pins)} packages, Python {lock.python}, {lock.hash}", highlight=False)
 
 
-@app.command("build")
 def build_cmd(
     site: Optional[str] = typer.Option(None, "--site", help="Site whose container section to use."),
     runtime: Optional[str] = typer.Option(None, "--runtime", help="apptainer | podman | podman-hpc | shifter"),
@@ -70,7 +69,7 @@ def build_cmd(
                 console.print(f"# {note}", markup=False, highlight=False)
             return
         result = build(lock, spec, runtime, tag, output_dir=output_dir)
-    except (ContainerError, LockError) as exc:
+    except (ContainerError, LockError, MissingExtra) as exc:
         _fail(str(exc))
     plan = result.plan
     if not result.built:
@@ -86,7 +85,6 @@ def build_cmd(
         console.print(note, markup=False, highlight=False)
 
 
-@app.command("pack")
 def pack_cmd(
     lock_file: Optional[Path] = typer.Option(None, "--lock", help="Lock file; default: hpckit's closure here."),
     output: Path = typer.Option(Path("env.tar.gz"), "--output", "-o", help="The tarball to write."),
@@ -107,7 +105,7 @@ def pack_cmd(
                           f"(unpack {res.unpack_seconds:.1f} s, imports {res.import_seconds:.1f} s)", highlight=False)
             return
         res = pack(lock_file, output, require=require)
-    except (LockError, PackError) as exc:
+    except (LockError, PackError, MissingExtra) as exc:
         _fail(str(exc))
     console.print(f"wrote {res.path}: {res.size / 2**20:.1f} MiB, {res.packages} packages, {res.lock_hash}, "
                   f"in {res.seconds:.1f} s", highlight=False)

@@ -6,14 +6,10 @@ from pathlib import Path
 from typing import Optional
 
 import typer
-from rich.console import Console
 
-from hpckit.cli import app
-
-err = Console(stderr=True)
+from hpckit.cli import common as c
 
 
-@app.command("report")
 def report_command(
     run_dir: Path = typer.Argument(..., help="run directory of `hpckit launch`, or the output directory of `hpckit run`"),
     output: Optional[Path] = typer.Option(None, "--output", "-o", help="where to write (default: RUN_DIR/report.html)"),
@@ -26,7 +22,6 @@ def report_command(
         run = load_run(run_dir)
         path = write(run, output)
     except (ReportError, OSError) as exc:
-        err.print(f"[red]error:[/red] {exc}", markup=True, highlight=False, soft_wrap=True)
-        raise typer.Exit(1) from None
-    state, sentence = run.status
-    err.print(f"{sentence.splitlines()[0]}\nwrote {path}", highlight=False, soft_wrap=True, markup=False)
+        c.fail(exc)
+    _, sentence = run.status
+    c.say(f"{sentence.splitlines()[0]}\nwrote {path}")

@@ -1,0 +1,199 @@
+"""`hpckit launch`: site -> plan (rendered once, with the final numbers) -> pool -> the Runner -> teardown."""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import json
+import os
+import sys
+import time
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Any, Callable
+
+from hpckit.deploy import load_site
+from hpckit.deploy.schedulers import scheduler_for
+from hpckit.errors import LaunchError
+from hpckit.launch.plan import LOCAL_BACKENDS, Plan, default_run_dir, manager_host, pick_backend, size
+from hpckit.launch.pools import make_pool
+from hpckit.launch.teardown import process_identity, raise_on_signals, signals_raise, teardown, wait_for_first_worker
+from hpckit.report.hooks import JobStateRecorder, RunRecord, lock_hash
+from hpckit.run import RunSpec, make_local_executor, run_with_executor
+from hpckit.units import plural
+
+
+@dataclass
+class LaunchOptions:
+    site: str
+    spec: RunSpec
+    backend: str | None = None  # None: the site's default_backend
+    workers: int | None = None  # None: min(site maximum, chunks)
+    overrides: list[str] = field(default_factory=list)
+    dry_run: bool = False
+    fallback: bool = True
+    worker_timeout: float = 300.0
+    run_dir: Path | None = None  # None: default_run_dir(site)
+    port: int = 9123  # TaskVine manager port
+    say: Callable[[str], None] = field(default=lambda msg: print(msg, file=sys.stderr), repr=False)
+
+
+@dataclass
+class LaunchResult:
+    run_dir: Path
+    site: str
+    backend: str
+    mode: str  # "batch", "local", "fallback" or "dry-run"
+    job_ids: list[str] = field(default_factory=list)
+    written: list[Path] = field(default_factory=list)
+    metrics: dict | None = None
+    seconds_to_first_worker: float | None = None
+    seconds_to_result: float | None = None
+    planned: list[str] = field(default_factory=list)  # dry run: what would be submitted
+    notes: list[str] = field(default_factory=list)
+
+
+def _record(run_dir: Path, result: LaunchResult, extra: dict | None = None) -> None:
+    data = asdict(result)
+    data["run_dir"] = str(result.run_dir)
+    data["written"] = [str(p) for p in result.written]
+    data.pop("metrics", None)
+    data.update(extra or {})
+    tmp = run_dir / ".launch.json.part"
+    tmp.write_text(json.dumps(data, indent=2, default=str) + "\n")
+    os.replace(tmp, run_dir / "launch.json")
+
+
+def environment_check(say: Callable[[str], None] = print) -> Any:
+    """The client's environment fingerprint, checked by every worker before it takes work: a worker
+    whose installed versions differ refuses with the list of differing packages instead of failing
+    later while unpickling. ``HPCKIT_NO_ENV_CHECK=1`` turns it off."""
+    if os.environ.get("HPCKIT_NO_ENV_CHECK") == "1":
+        return None
+    from hpckit.deploy.envlock import check_environment, current_fingerprint
+
+    fp = current_fingerprint()
+    say(f"hpckit: environment fingerprint {fp.hash} (hpckit and its dependencies) checked on every worker")
+    return functools.partial(check_environment, fp.to_json())
+
+
+def launch(opts: LaunchOptions) -> LaunchResult:
+    """Render ``opts.site`` into a run directory with the final numbers, start exactly that, run the
+    processor, write the results, tear everything down (also on Ctrl-C and SIGTERM), write report.html."""
+    t0 = time.perf_counter()
+    say = opts.say
+    site = load_site(opts.site, opts.overrides).site
+    backend = pick_backend(site, opts.backend)
+    opts.spec.check_inputs()
+    run_dir = Path(opts.run_dir).resolve() if opts.run_dir else default_run_dir(site)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    (run_dir / "logs").mkdir(exist_ok=True)
+    spec = opts.spec.resolved(Path(opts.spec.output) if opts.spec.output else run_dir / "out.pkl", run_dir)
+    result = LaunchResult(run_dir=run_dir, site=site.name, backend=backend, mode="batch")
+    sched = scheduler_for(site, run_dir / "logs")
+    base = {"command": {"argv": sys.argv, "cwd": os.getcwd(), "overrides": list(opts.overrides)},
+            "scheduler": site.scheduler, "process": process_identity()}
+    run_record = RunRecord(run_dir, spec)  # for the report: launch.json's state, report.html at the end
+    if site.account_required and not site.account:
+        say(f"hpckit: WARNING: site {site.name} needs an account and none is set; the scheduler will likely "
+            "refuse the jobs (--set account=<your project>)")
+
+    local = backend in LOCAL_BACKENDS
+    if not local and sched.batch and sched.missing() and not opts.dry_run:
+        missing = sched.missing()
+        msg = (f"site {site.name} uses {site.scheduler}, but {', '.join(missing)} "
+               f"{'is' if len(missing) == 1 else 'are'} not on this machine's PATH")
+        if not opts.fallback:
+            raise LaunchError(msg + " (--no-fallback given; run on the site's login node, or drop --no-fallback "
+                                    "to run locally)")
+        say(f"hpckit: {msg}; running locally with FuturesExecutor instead")
+        result.notes.append(msg + "; fell back to a local run")
+        result.mode, backend, local = "fallback", "futures", True
+
+    chunks = spec.count_chunks() if opts.workers is None else None
+    if local:
+        workers = size(scheduler_free(site), opts.workers, chunks).workers
+        result.backend = backend
+        if result.mode != "fallback":
+            result.mode = "local"
+        line = (f"hpckit: {plural(chunks, 'chunk') + ' -> ' if chunks is not None else ''}"
+                f"{backend} executor with {plural(workers, 'worker')} on this machine")
+        if opts.dry_run:
+            result.mode = "dry-run"
+            result.planned = [line, "nothing is submitted"]
+            _record(run_dir, result, base)
+            return result
+        say(line)
+        base.update(run_record.started(workers))
+        _record(run_dir, result, base)
+        error: BaseException | None = None
+        try:
+            _, result.metrics, result.written = run_with_executor(spec, make_local_executor(backend, workers,
+                                                                                            spec.status))
+        except BaseException as exc:
+            error = exc
+            raise
+        finally:
+            result.seconds_to_result = time.perf_counter() - t0
+            _record(run_dir, result, {**base, **run_record.ended(error)})
+            run_record.report()
+        return result
+
+    sizing = replace(size(site, opts.workers, chunks), run_dir=str(run_dir),
+                     job_name=f"hpckit-{run_dir.name}"[:60] if sched.batch else None)
+    plan = Plan(site, backend, run_dir, sizing, chunks, host=manager_host(site), port=opts.port)
+    plan.render()
+    base["job_name"] = sizing.job_name
+    base["rendered"] = [str(p) for p in plan.rendered]
+    if opts.dry_run:
+        result.mode = "dry-run"
+        result.planned = plan.describe()
+        _record(run_dir, result, base)
+        return result
+
+    say(plan.headline())
+    base.update(run_record.started(sizing.workers))
+    _record(run_dir, result, base)  # the launch's pid is on disk before the first job is
+    pool = make_pool(plan)
+    cwd = os.getcwd()
+    error = None
+    left: list[str] = []
+    job_states = JobStateRecorder(pool.job_ids, sched if sched.batch else None, run_dir / "jobs.jsonl")
+    try:
+        job_states.start()
+        with signals_raise():
+            say(f"hpckit: run dir {run_dir}")
+            if getattr(pool, "chdir_logs", False):
+                os.chdir(run_dir / "logs")  # Parsl's providers submit from (and PBS writes logs to) the cwd
+            pool.start()
+            raise_on_signals()
+            if backend != "taskvine":  # TaskVine's manager only exists inside the executor's run
+                wait_for_first_worker(pool, sched, opts.worker_timeout, sizing.jobs if sched.batch else 0)
+                result.seconds_to_first_worker = time.perf_counter() - t0
+                say(f"hpckit: first worker connected after {result.seconds_to_first_worker:.1f} s")
+            check = environment_check(say)
+            run_record.lock_hash = lock_hash(check)
+            _, result.metrics, result.written = run_with_executor(spec, pool.executor(spec.status), check)
+            result.seconds_to_result = time.perf_counter() - t0
+    except BaseException as exc:
+        error = exc
+        raise
+    finally:
+        try:
+            left = teardown(pool, sched, say, failed=error is not None)
+        finally:
+            os.chdir(cwd)
+            job_states.stop()
+        result.job_ids = pool.job_ids()
+        extra = {**base, "jobs_left_after_teardown": left, **run_record.ended(error)}
+        if sched.batch and result.job_ids:
+            with contextlib.suppress(Exception):
+                extra["job_states"] = {j: s.state.value for j, s in sched.status(result.job_ids).items()}
+        _record(run_dir, result, extra)
+        run_record.report()
+    return result
+
+
+def scheduler_free(site):
+    """The site as a local run sees it: workers are processes here (the local executors ignore jobs)."""
+    return site.model_copy(update={"scheduler": "local", "max_workers": None})
