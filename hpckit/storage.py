@@ -111,22 +111,27 @@ def require_remote_support(names: Iterable[str]) -> None:
 # hpckit retries and fails over between replicas itself, so the client should report a dead server at
 # once instead of re-connecting for minutes, and check request timeouts every second (its default, 15 s,
 # makes a 5 s timeout fire after 15 s). Variables the user set (XRD_...) win.
+# Requests made without a timeout of their own (fsspec-xrootd's server query before a first vector read)
+# get the client's RequestTimeout (default 1800 s): it is set to the run's timeout as well.
 _CLIENT_DEFAULTS = {"TimeoutResolution": 1, "ConnectionRetry": 1}
-_configured = False
+_configured: dict[str, int] = {}
 
 
-def configure_xrootd_client() -> None:
-    global _configured
-    if _configured:
+def configure_xrootd_client(timeout: int | None = None) -> None:
+    """Tune the process's XRootD client (cheap to call before every open)."""
+    wanted = dict(_CLIENT_DEFAULTS)
+    if timeout:
+        wanted["RequestTimeout"] = max(1, int(timeout))
+    todo = {k: v for k, v in wanted.items() if _configured.get(k) != v and f"XRD_{k.upper()}" not in os.environ}
+    if not todo:
         return
-    _configured = True
     try:
         from XRootD.client import EnvPutInt
     except ImportError:
         return
-    for key, value in _CLIENT_DEFAULTS.items():
-        if f"XRD_{key.upper()}" not in os.environ:
-            EnvPutInt(key, value)
+    for key, value in todo.items():
+        EnvPutInt(key, value)
+        _configured[key] = value
 
 
 def drop_remote_handle(uproot_file: Any) -> None:

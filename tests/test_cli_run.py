@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import pickle
+import signal
 import subprocess
 import sys
 
@@ -67,3 +68,37 @@ def test_run_unknown_processor_class(tmp_path):
     r = _run("run", EXAMPLES / "dimuon.py", "--fileset", EXAMPLES / "fileset.json", "--processor", "Nope",
              "--output", tmp_path / "o.pkl", "--no-status")
     assert r.returncode == 1 and "DimuonProcessor" in r.stderr
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize("sig,code", [(signal.SIGTERM, 143), (signal.SIGKILL, -9)], ids=["SIGTERM", "SIGKILL"])
+def test_run_signal_leaves_no_pool_worker(sig, code, tmp_path):
+    """SIGTERM ends `hpckit run` like Ctrl-C (exit 143); after SIGKILL its forked pool workers exit too."""
+    import time
+
+    import psutil
+
+    from launch_util import env as launch_env
+
+    env = launch_env(HPCKIT_TEST_SLEEP="3")
+    proc = subprocess.Popen([sys.executable, "-m", "hpckit", "run", str(REPO / "tests" / "slow_dimuon.py"), "--fileset",
+                             str(EXAMPLES / "fileset.json"), "--workers", "2", "--chunksize", "5", "--no-status",
+                             "--output", str(tmp_path / "o.pkl")], cwd=tmp_path, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 60
+        children: list = []
+        while time.monotonic() < deadline and len(children) < 2:
+            time.sleep(0.3)
+            children = psutil.Process(proc.pid).children(recursive=True)
+        assert len(children) >= 2, "the pool never started"
+        proc.send_signal(sig)
+        _, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == code, err
+    if sig == signal.SIGTERM:
+        assert "terminated (SIGTERM)" in err
+    gone, alive = psutil.wait_procs(children, timeout=15)
+    assert not alive, f"pool workers left running: {[p.pid for p in alive]}"

@@ -188,3 +188,28 @@ def test_json_fileset_with_parquet(tmp_path, reference):
         str(fs), processor_instance=DimuonProcessor()
     )
     assert_matches_reference(out, reference)  # no tree name needed for Parquet
+
+
+def test_parsl_executor(converted, reference, tmp_path):
+    parsl = pytest.importorskip("parsl")
+    from parsl.config import Config
+    from parsl.executors import HighThroughputExecutor
+    from parsl.providers import LocalProvider
+
+    def config(kind):  # a Config (and its HTEX) serves one DataFlowKernel: one per run
+        return Config(
+            executors=[HighThroughputExecutor(label="formats", address="127.0.0.1", max_workers_per_node=2,
+                                              provider=LocalProvider(init_blocks=1, min_blocks=0, max_blocks=1))],
+            run_dir=str(tmp_path / kind), retries=0, strategy="none",
+        )
+
+    try:
+        for kind in ("rntuple", "parquet"):
+            out, _ = _run(converted[kind], processor.ParslExecutor(config=config(kind), status=False),
+                          "parquet" if kind == "parquet" else "root")
+            assert_matches_reference(out, reference)
+    finally:
+        try:
+            parsl.dfk().cleanup()
+        except Exception:  # noqa: BLE001 - no DFK left: nothing to clean
+            pass

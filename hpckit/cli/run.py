@@ -44,6 +44,7 @@ def run_command(
 ) -> None:
     """Run ANALYSIS over FILESET; write the output pickle, metrics JSON, histogram plots and report.html."""
     from hpckit.errors import HpckitError
+    from hpckit.launch.teardown import Terminated, signals_raise
     from hpckit.run import EngineOptions, run_here, summarize
 
     spec = c.run_spec(analysis, fileset, processor_name, chunksize, maxchunks, treename, schema, checkpoint,
@@ -51,7 +52,15 @@ def run_command(
     engine = EngineOptions(executor=executor.value, workers=workers, scheduler=scheduler, parsl_config=parsl_config,
                            port=port)
     try:
-        _, metrics, written = run_here(spec, engine, say=c.say)
+        with signals_raise():  # SIGTERM ends the run like Ctrl-C: the executor's cleanup runs
+            _, metrics, written = run_here(spec, engine, say=c.say)
+    except Terminated:
+        c.say("hpckit: terminated (SIGTERM)")
+        raise typer.Exit(143) from None
+    except KeyboardInterrupt:
+        c.say("hpckit: interrupted" + (f"; rerun the same command to resume from the checkpoint {checkpoint}"
+                                       if checkpoint else ""))
+        raise typer.Exit(130) from None
     except (HpckitError, OSError) as exc:
         c.fail(exc)
     c.say(summarize(metrics, written))

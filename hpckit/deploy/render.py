@@ -157,7 +157,7 @@ def _mib(nbytes: int) -> int:
     return math.ceil(nbytes / 2**20)
 
 
-def job_context(site: Site, backend: str, mode: str = "script") -> dict[str, Any]:
+def job_context(site: Site, backend: str, mode: str = "script", name: str | None = None) -> dict[str, Any]:
     """The derived values templates use, as ``job``.
 
     ``mode`` says who writes the rest of the job script:
@@ -174,7 +174,8 @@ def job_context(site: Site, backend: str, mode: str = "script") -> dict[str, Any
     return {
         "backend": backend,
         "mode": mode,
-        "name": {"dask": "dask-worker", "parsl": None, "taskvine": None}.get(mode, f"hpckit-{backend}"),
+        "name": name if name and mode in ("dask", "script")
+        else {"dask": "dask-worker", "parsl": None, "taskvine": None}.get(mode, f"hpckit-{backend}"),
         "walltime": None if (site.walltime is None or mode == "parsl") else format_walltime(site.walltime),
         "walltime_s": site.walltime,
         "nodes": mode != "parsl",

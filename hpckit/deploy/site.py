@@ -50,7 +50,6 @@ from pydantic import (
     model_validator,
 )
 
-from hpckit.errors import HpckitError
 from hpckit.paths import read_limited
 from hpckit.resources import data_dir
 

@@ -212,7 +212,10 @@ def _parquet_error(filename: str, err: BaseException) -> FileAccessError:
 
 def open_parquet(filename: str, treename: str = "") -> ParquetTree:
     """Open a Parquet file (local path or any fsspec URL); the tree name plays no part, as in coffea."""
-    import pyarrow.parquet as pq
+    try:
+        import pyarrow.parquet as pq
+    except ImportError:
+        raise ImportError("reading Parquet needs pyarrow; install it with: pip install 'hpckit[parquet]'") from None
 
     from hpckit.errors import FileNotFound
 

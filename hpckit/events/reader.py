@@ -311,7 +311,7 @@ def _open_file(filename: str, uproot_options: dict | None) -> Any:
             options["handler"] = uproot.source.file.MemmapSource
     else:
         path = filename
-        storage.configure_xrootd_client()
+        storage.configure_xrootd_client(options.get("timeout"))
     try:
         return uproot.open(path, **options)
     except Exception as err:  # noqa: BLE001

@@ -6,7 +6,9 @@ import contextlib
 import functools
 import json
 import os
+import re
 import sys
+import threading
 import time
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -140,7 +142,7 @@ def launch(opts: LaunchOptions) -> LaunchResult:
         return result
 
     sizing = replace(size(site, opts.workers, chunks), run_dir=str(run_dir),
-                     job_name=f"hpckit-{run_dir.name}"[:60] if sched.batch else None)
+                     job_name=job_name_for(run_dir) if sched.batch else None)
     plan = Plan(site, backend, run_dir, sizing, chunks, host=manager_host(site), port=opts.port)
     plan.render()
     base["job_name"] = sizing.job_name
@@ -167,13 +169,18 @@ def launch(opts: LaunchOptions) -> LaunchResult:
                 os.chdir(run_dir / "logs")  # Parsl's providers submit from (and PBS writes logs to) the cwd
             pool.start()
             raise_on_signals()
+            helpers = [process_identity(pid) for pid in pool.helper_pids()]
+            if helpers:
+                base["helpers"] = helpers
+                _record(run_dir, result, base)
             if backend != "taskvine":  # TaskVine's manager only exists inside the executor's run
                 wait_for_first_worker(pool, sched, opts.worker_timeout, sizing.jobs if sched.batch else 0)
                 result.seconds_to_first_worker = time.perf_counter() - t0
                 say(f"hpckit: first worker connected after {result.seconds_to_first_worker:.1f} s")
             check = environment_check(say)
             run_record.lock_hash = lock_hash(check)
-            _, result.metrics, result.written = run_with_executor(spec, pool.executor(spec.status), check)
+            with keeper(pool, replacement_cap(sizing.jobs)):
+                _, result.metrics, result.written = run_with_executor(spec, pool.executor(spec.status), check)
             result.seconds_to_result = time.perf_counter() - t0
     except BaseException as exc:
         error = exc
@@ -192,6 +199,35 @@ def launch(opts: LaunchOptions) -> LaunchResult:
         _record(run_dir, result, extra)
         run_record.report()
     return result
+
+
+def replacement_cap(jobs: int) -> int:
+    """At most this many jobs in all per launch: the plan's jobs and up to 9 replacements each."""
+    return 10 * jobs
+
+
+@contextlib.contextmanager
+def keeper(pool, cap: int, every: float = 5.0):
+    """While inside: every few seconds the pool replaces jobs that ended (walltime, preemption)."""
+    stop = threading.Event()
+
+    def loop() -> None:
+        while not stop.wait(every):
+            with contextlib.suppress(Exception):
+                pool.keep_alive(cap)
+
+    t = threading.Thread(target=loop, name="hpckit-keeper", daemon=True)
+    t.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        t.join(timeout=10)
+
+
+def job_name_for(run_dir: Path) -> str:
+    """``hpckit-<run id>``: the name every batch job of the run carries (safe in any directive)."""
+    return "hpckit-" + re.sub(r"[^A-Za-z0-9_.-]", "_", run_dir.name)[:50]
 
 
 def scheduler_free(site):

@@ -126,6 +126,16 @@ class Pool:
         """Workers connected now; None when this pool cannot tell before the run starts."""
         return None
 
+    def keep_alive(self, cap: int) -> None:
+        """Submit replacements for jobs that ended (walltime, preemption, node failure) so the plan's jobs
+        stay up, while fewer than ``cap`` jobs were submitted in all. Parsl and vine_factory do this
+        themselves (``min_blocks`` / ``min-workers`` are the plan's jobs)."""
+
+    def helper_pids(self) -> list[int]:
+        """Processes on this machine the pool started that outlive a SIGKILLed launch (Parsl's interchange,
+        vine_factory); `hpckit cancel` ends them."""
+        return []
+
     def executor(self, status: bool) -> Any:
         raise NotImplementedError
 
@@ -153,12 +163,22 @@ class DaskPool(Pool):
         if batch:
             quiet_refusal_tracebacks()
             kwargs["job_cls"] = recording_job_class(cluster_cls.job_cls, self.record, str(self.run_dir / "logs"))
+        import dask
         from distributed import Client
 
+        # a worker that retired (its --lifetime) is forgotten after this long, and then replaced by keep_alive
+        dask.config.set({"distributed.deploy.lost-worker-timeout": "2s"})
         self.cluster = cluster_cls(**kwargs)
         if batch:
             self.cluster.scale(jobs=int(doc["scale_jobs"]))
         self.client = Client(self.cluster)
+
+    def keep_alive(self, cap: int) -> None:
+        if self.cluster is None or not self.plan.scheduler.batch or len(self.record.ids) >= cap:
+            return
+        # scale() to the same size re-opens every planned job whose worker has gone (SpecCluster forgets
+        # a lost worker after distributed.deploy.lost-worker-timeout, then _correct_state submits anew)
+        self.cluster.scale(jobs=self.plan.sizing.jobs)
 
     def connected(self) -> int | None:
         if self.client is None:
@@ -211,6 +231,9 @@ class ParslPool(Pool):
         if self.dfk is None:
             return []
         return [ex for ex in self.dfk.executors.values() if hasattr(ex, "connected_managers")]
+
+    def helper_pids(self) -> list[int]:
+        return [ex.interchange_proc.pid for ex in self._htex() if getattr(ex, "interchange_proc", None) is not None]
 
     def poll_ids(self) -> None:
         if not self.plan.scheduler.batch:
@@ -280,6 +303,9 @@ class TaskVinePool(Pool):
         if name and self.plan.scheduler.batch and not self.plan.scheduler.missing():
             for j in self.plan.scheduler.ids_named(name):
                 self.record.add(j)
+
+    def helper_pids(self) -> list[int]:
+        return [self.proc.pid] if self.proc is not None else []
 
     def executor(self, status: bool) -> Any:
         from hpckit.processor import TaskVineExecutor

@@ -163,9 +163,31 @@ def _start_ticks(pid: int) -> str | None:
         return None
 
 
-def process_identity() -> dict:
-    """This process as launch.json records it: pid, host, start time (pids are reused)."""
-    return {"pid": os.getpid(), "host": socket.gethostname(), "start_ticks": _start_ticks(os.getpid())}
+def process_identity(pid: int | None = None) -> dict:
+    """A process as launch.json records it: pid, host, start time (pids are reused)."""
+    pid = os.getpid() if pid is None else pid
+    return {"pid": pid, "host": socket.gethostname(), "start_ticks": _start_ticks(pid)}
+
+
+def _same_process(proc: dict) -> bool:
+    ticks = _start_ticks(int(proc["pid"]))
+    return ticks is not None and proc.get("host") == socket.gethostname() and proc.get("start_ticks") == ticks
+
+
+def end_helpers(helpers: list[dict], wait: float = 10.0) -> list[int]:
+    """SIGTERM (then SIGKILL) the recorded helper processes that still run; returns the pids ended."""
+    alive = [h for h in helpers if _same_process(h)]
+    for h in alive:
+        with contextlib.suppress(OSError):
+            os.kill(int(h["pid"]), signal.SIGTERM)
+    deadline = time.monotonic() + wait
+    while any(_same_process(h) for h in alive) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    for h in alive:
+        if _same_process(h):
+            with contextlib.suppress(OSError):
+                os.kill(int(h["pid"]), signal.SIGKILL)
+    return [int(h["pid"]) for h in alive]
 
 
 def launch_alive(record: dict) -> bool | None:
@@ -264,12 +286,16 @@ def cancel_runs(runs: list[RunJobs], force: bool = False, wait: float = 30.0) ->
     lines = []
     for r in runs:
         sched = r.scheduler
-        if sched is None or not sched.batch:
-            continue
         alive = launch_alive(r.record)
         if alive and not force:
-            lines.append(f"{r.run_dir}: launch still running (pid {r.record['process']['pid']}); "
-                         "not cancelling (--force to cancel anyway)")
+            if sched is not None and sched.batch or r.record.get("helpers"):
+                lines.append(f"{r.run_dir}: launch still running (pid {r.record['process']['pid']}); "
+                             "not cancelling (--force to cancel anyway)")
+            continue
+        ended = end_helpers(list(r.record.get("helpers") or []))
+        if ended:
+            lines.append(f"{r.run_dir}: ended helper process(es) {' '.join(map(str, ended))}")
+        if sched is None or not sched.batch:
             continue
         if sched.missing():
             raise LaunchError(f"{', '.join(sched.missing())} not on PATH: cannot cancel the jobs of {r.run_dir}")

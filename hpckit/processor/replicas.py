@@ -5,7 +5,7 @@ of that file in this process, so a dead server costs one failed try per worker, 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import Any, TypeVar
+from typing import TypeVar
 
 from hpckit.errors import FileAccessError, FilesetError
 from hpckit.events.reader import forget

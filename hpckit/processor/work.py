@@ -171,6 +171,10 @@ class ChunkJob:
     def _run(self, item: WorkItem) -> dict:
         if self.worker_check is not None:
             self.worker_check()
+        if self.checkpointer is not None:  # a chunk recomputed after its worker left (walltime) reuses its result
+            saved = self.checkpointer.load(item, self.fingerprint)
+            if saved is not None:
+                return saved
         failovers = 0
 
         def served() -> dict:  # one attempt: every replica in turn

@@ -9,7 +9,7 @@ from hpckit.deploy.schedulers import scheduler_class
 from hpckit.deploy.site import Site
 
 
-def directive_lines(site: Site, backend: str, mode: str) -> list[str]:
+def directive_lines(site: Site, backend: str, mode: str, name: str | None = None) -> list[str]:
     """The scheduler header for ``mode`` (see :func:`job_context`) as lines.
 
     Slurm/PBS lines keep their ``#SBATCH``/``#PBS`` prefix; HTCondor lines are ``key = value``;
@@ -17,18 +17,18 @@ def directive_lines(site: Site, backend: str, mode: str) -> list[str]:
     """
     if not scheduler_class(site.scheduler).batch:
         return []
-    text = render_template(f"{site.scheduler}/header.j2", site=site, job=job_context(site, backend, mode))
+    text = render_template(f"{site.scheduler}/header.j2", site=site, job=job_context(site, backend, mode, name))
     return [line for line in text.splitlines() if line.strip()]
 
 
-def directive_args(site: Site, backend: str, mode: str) -> list[str]:
+def directive_args(site: Site, backend: str, mode: str, name: str | None = None) -> list[str]:
     """Slurm/PBS directives without the prefix (``--account=m1234``), as sbatch/qsub read them: the
     values were validated (:data:`hpckit.deploy.site.Directive`), not quoted. :func:`directive_argv`
     gives them shell-quoted for a command line."""
     prefix = scheduler_class(site.scheduler).directive_prefix
     if prefix is None:
         raise ValueError(f"{site.scheduler} directives are not prefixed lines; use its header lines")
-    return [line[len(prefix):] for line in directive_lines(site, backend, mode)]
+    return [line[len(prefix):] for line in directive_lines(site, backend, mode, name)]
 
 
 def directive_argv(site: Site, backend: str, mode: str, extra: list[str] = ()) -> str:

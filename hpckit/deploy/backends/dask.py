@@ -89,8 +89,12 @@ def render_dask(site: Site, sizing: Any = None) -> DaskRendering:
         kwargs["interface"] = site.network.interface
     if site.loopback:
         kwargs["scheduler_options"] = {"host": "127.0.0.1"}
-    if sizing is not None:  # the scheduler's dashboard stays on loopback (reach it through an ssh tunnel)
-        kwargs["scheduler_options"] = {**kwargs.get("scheduler_options", {}), "dashboard_address": "127.0.0.1:0"}
+    if sizing is not None:
+        # workers retire at their --lifetime and replacements come: a chunk cut short by a retiring worker is
+        # counted as "suspicious" by the scheduler, so allow a few more of those than dask's default 3.
+        # The scheduler's dashboard stays on loopback (reach it through an ssh tunnel).
+        kwargs["scheduler_options"] = {**kwargs.get("scheduler_options", {}), "allowed_failures": 8,
+                                       "dashboard_address": "127.0.0.1:0"}
     extra: list[str] = ["--no-dashboard"]  # a worker dashboard would listen on every interface
     lifetime = site.lifetime()
     if lifetime:
@@ -107,7 +111,8 @@ def render_dask(site: Site, sizing: Any = None) -> DaskRendering:
     else:
         # dask-jobqueue's own header lines all start with the prefix; skip them and give it ours (quoted, complete)
         kwargs["job_directives_skip"] = [sched.directive_prefix.strip()]
-        kwargs["job_extra_directives"] = directive_args(site, "dask", "dask")
+        kwargs["job_extra_directives"] = directive_args(site, "dask", "dask",
+                                                        sizing.job_name if sizing is not None else None)
         if sizing is not None and sizing.log_dir:
             kwargs["job_extra_directives"] += sched.log_directives(sizing.log_dir, "dask-worker")
     rendering = DaskRendering(sched.dask_cluster_class, kwargs, None)

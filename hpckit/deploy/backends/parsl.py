@@ -24,8 +24,8 @@ def _provider_args(site: Site, sizing: Any = None) -> dict[str, Any]:
         "max_blocks": site.max_jobs,
         "walltime": format_walltime(site.walltime),
     }
-    if sizing is not None:  # a launch: exactly these blocks, submitted at parsl.load
-        args.update(init_blocks=sizing.jobs, min_blocks=0, max_blocks=sizing.jobs)
+    if sizing is not None:  # a launch: exactly these blocks, submitted at parsl.load and kept (ended ones replaced)
+        args.update(init_blocks=sizing.jobs, min_blocks=sizing.jobs, max_blocks=sizing.jobs)
     job = job_context(site, "parsl", "parsl")
     if site.scheduler == "slurm":
         args["exclusive"] = False  # cores and memory are requested explicitly in SCHEDULER_OPTIONS
@@ -52,7 +52,7 @@ def render_parsl(site: Site, sizing: Any = None) -> str:
     shared prologue; ``scheduler_options`` from the shared scheduler header (Parsl writes job name, nodes,
     walltime and log paths itself); workers inside the site's container via ``launch_cmd``.
 
-    With ``sizing`` (a launch): ``init_blocks = max_blocks = sizing.jobs``; the local site gets
+    With ``sizing`` (a launch): ``init_blocks = min_blocks = max_blocks = sizing.jobs``; the local site gets
     ``sizing.workers`` workers; the executor label (in every block's job name) is ``sizing.job_name``.
     """
     job = job_context(site, "parsl", "parsl")

@@ -220,7 +220,7 @@ class Scheduler:
         return [j for j, s in self.status(job_ids).items() if not s.terminal]
 
     def ids_named(self, job_name: str) -> list[str]:
-        """Jobs listed under ``job_name`` (for jobs submitted by someone else, e.g. vine_factory); [] if unknown."""
+        """Jobs whose name contains ``job_name`` (jobs submitted by Parsl or vine_factory); [] if it cannot tell."""
         return []
 
     def doctor_checks(self, site: Site) -> list[Check]:

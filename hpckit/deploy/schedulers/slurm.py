@@ -54,8 +54,14 @@ class SlurmScheduler(Scheduler):
         return [j for j in job_ids if j in listed]
 
     def ids_named(self, job_name: str) -> list[str]:
-        r = run_command(["squeue", "-h", "-n", job_name, "-o", "%i"], timeout=15)
-        return r.stdout.split() if r.returncode == 0 else []
+        """Jobs whose name contains ``job_name`` (Parsl appends to it: ``parsl.<label>.block-0.<time>``)."""
+        import getpass
+
+        r = run_command(["squeue", "-h", "-u", getpass.getuser(), "-o", "%i %j"], timeout=15)
+        if r.returncode != 0:
+            return []
+        return [p[0] for p in (line.split(None, 1) for line in r.stdout.splitlines())
+                if len(p) == 2 and job_name in p[1]]
 
     def doctor_checks(self, site) -> list[Check]:
         out: list[Check] = []

@@ -35,6 +35,10 @@ def _run_chunk(item, job: ChunkJob):
     return job(item)
 
 
+def _the_job(job: ChunkJob) -> ChunkJob:
+    return job
+
+
 def _frame_of(result: dict) -> Any:
     return result.get("out")
 
@@ -162,7 +166,10 @@ class DaskExecutor(ExecutorBase):
 
         engine_workers = set(client.scheduler_info(n_workers=-1).get("workers", {}))
         progress.set_workers(len(engine_workers))
-        job_future = client.scatter(job, hash=False)  # the processor goes to the cluster once
+        # the processor goes to the cluster once, as a task whose input is the job itself: when every worker
+        # holding it is gone (walltime, preemption), the scheduler recomputes it on a new worker, where
+        # scattered data would be lost for good
+        job_future = client.submit(_the_job, job, key=f"{prefix}job", pure=False, retries=self.retries)
         futures.append(job_future)
         chunk_keys = [f"{prefix}chunk-{i}" for i in range(len(items))]
         by_key = dict(zip(chunk_keys, items))

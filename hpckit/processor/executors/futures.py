@@ -26,6 +26,7 @@ def _run_inherited(key: int, item: Any) -> Any:
     return _INHERITED[key](item)
 
 
+
 def _default_pool(workers: int) -> cf.Executor:
     # fork starts a worker in milliseconds and inherits the open files from preprocessing; the
     # driver has no threads running yet when the pool is made (the progress bar starts after).
@@ -108,7 +109,7 @@ class FuturesExecutor(ExecutorBase):
         warm = None
         if "error" not in first:
             s0 = specs[0]
-            warm = WorkItem(s0.dataset, s0.filename, s0.treename, 0, 0, first["uuid"], s0.metadata)
+            warm = WorkItem(s0.dataset, s0.filename, s0.treename, 0, 0, first["uuid"], s0.metadata, s0.replicas)
         pool, _ = self._open_pool(job, warm)
         return [first, *pool.map(task, specs[1:])]
 
