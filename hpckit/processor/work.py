@@ -164,7 +164,7 @@ class ChunkJob:
             self.recorder({
                 "kind": "chunk", "t0": t0, "t1": time.time(), "worker": worker_id(), "job": batch_job_id(),
                 "dataset": item.dataset, "file": item.filename, "start": item.entrystart, "stop": item.entrystop,
-                "events": m["entries"], "bytes": m["bytesread"], "retries": m.get("retries", 0),
+                "events": m.get("entries", 0), "bytes": m.get("bytesread", 0), "retries": m.get("retries", 0),
             })
         return result
 
