@@ -77,7 +77,14 @@ def measure(args) -> dict:
             ex = processor.FuturesExecutor(workers=args.workers, status=False) if args.measure == "hpckit" else processor.FuturesExecutor(workers=args.workers)
         if args.measure == "coffea":
             ex.status = False
-        runner = processor.Runner(executor=ex, schema=NanoAODSchema, chunksize=args.chunksize, savemetrics=True)
+        extra = {}
+        if args.record:  # the per-chunk records of `hpckit run`/`launch` (chunks.jsonl), to measure their cost
+            from hpckit.processor.records import ChunkRecorder
+
+            extra["recorder"] = ChunkRecorder(Path(args.workdir) / "chunks.jsonl")
+            extra["recorder"].reset()
+        runner = processor.Runner(executor=ex, schema=NanoAODSchema, chunksize=args.chunksize, savemetrics=True,
+                                  **extra)
         with Timer() as t:
             out, metrics = runner(_fileset(paths), processor_instance=DimuonProcessor())
         cut = out["cutflow"]["bench"]
@@ -133,6 +140,7 @@ def main() -> None:
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--chunksize", type=int, default=100_000)
     ap.add_argument("--paths", nargs="*")
+    ap.add_argument("--record", type=int, default=0)
     args = ap.parse_args()
     if args.measure:
         print(json.dumps(measure(args)))

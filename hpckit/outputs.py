@@ -1,15 +1,16 @@
-"""Write a run's results: the output pickle, a metrics JSON next to it, and a PNG per histogram."""
+"""Write a run's results: the output pickle, a metrics JSON next to it, and the histograms' plots."""
 
 from __future__ import annotations
 
 import json
 import os
 import pickle
-import re
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
+
+from hpckit.report.plots import iter_histograms  # noqa: F401 - re-exported
 
 
 def _umask() -> int:
@@ -43,14 +44,16 @@ def metrics_path(output: Path) -> Path:
     return output.with_name(output.stem + ".metrics.json")
 
 
-def write_results(output: str | Path, out: Any, metrics: dict, plots: bool = True) -> list[Path]:
-    """Write everything and return the paths written."""
+def write_results(output: str | Path, out: Any, metrics: dict, plots: bool = True, data: Iterable[str] = (),
+                  plot_split: bool = False, known: Iterable[str] = ()) -> list[Path]:
+    """Write everything and return the paths written. ``data``: datasets drawn as data points;
+    ``plot_split``: also one PNG per category value; ``known``: the run's dataset names."""
     output = Path(output)
     written = [output, metrics_path(output)]
     _atomic_write(output, pickle.dumps(out, protocol=pickle.HIGHEST_PROTOCOL))
     _atomic_write(written[1], json.dumps(metrics, indent=2, default=_jsonable).encode())
     if plots:
-        written += plot_histograms(out, output.with_name(output.stem))
+        written += plot_histograms(out, output.with_name(output.stem), data, plot_split, known)
     return written
 
 
@@ -60,63 +63,9 @@ def _jsonable(obj: Any) -> Any:
     return str(obj)
 
 
-def iter_histograms(obj: Any, prefix: str = "") -> Iterator[tuple[str, Any]]:
-    import hist
+def plot_histograms(out: Any, stem: Path, data: Iterable[str] = (), split: bool = False,
+                    known: Iterable[str] = ()) -> list[Path]:
+    """One PNG per histogram and a PDF with all of them: see :mod:`hpckit.report.plots`."""
+    from hpckit.report.plots import plot_histograms as plot
 
-    if isinstance(obj, hist.Hist):
-        yield prefix or "hist", obj
-    elif isinstance(obj, Mapping):
-        for key, value in obj.items():
-            yield from iter_histograms(value, f"{prefix}-{key}" if prefix else str(key))
-
-
-def plot_histograms(out: Any, stem: Path) -> list[Path]:
-    """One PNG per histogram: 1D drawn directly, a category axis overlaid, 2D as a colour map."""
-    hists = list(iter_histograms(out))
-    if not hists:
-        return []
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    try:
-        import mplhep
-
-        plt.style.use(mplhep.style.CMS)
-    except ImportError:
-        pass
-    written = []
-    for name, h in hists:
-        fig, ax = plt.subplots()
-        try:
-            _draw(ax, h)
-            ax.set_title(name)
-            path = stem.with_name(f"{stem.name}-{re.sub(r'[^A-Za-z0-9._-]+', '_', name)}.png")
-            fig.savefig(path, dpi=100)
-            written.append(path)
-        finally:
-            plt.close(fig)
-    return written
-
-
-def _draw(ax: Any, h: Any) -> None:
-    """Plain matplotlib (mplhep only for the style): one category axis is overlaid, 2D is a colour map."""
-    cats = [a for a in h.axes if a.traits.discrete and not a.traits.ordered]
-    dense = [a for a in h.axes if a not in cats]
-    if len(dense) == 2 and not cats:
-        x, y = dense
-        mesh = ax.pcolormesh(x.edges, y.edges, h.values().T)
-        ax.figure.colorbar(mesh, ax=ax)
-        ax.set_xlabel(x.label)
-        ax.set_ylabel(y.label)
-        return
-    axis = dense[0]
-    if len(cats) == 1 and len(dense) == 1:
-        for i, cat in enumerate(cats[0]):
-            ax.stairs(h[{cats[0].name: i}].values(), axis.edges, label=str(cat))
-        ax.legend()
-    else:
-        ax.stairs(h.project(axis.name).values(), axis.edges)
-    ax.set_xlabel(axis.label)
-    ax.set_ylabel("entries")
+    return plot(out, stem, data=data, split=split, known=known)

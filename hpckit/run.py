@@ -35,9 +35,13 @@ class RunSpec:
     output: Path | None = None  # `run`: out.pkl here; `launch`: <run dir>/out.pkl
     status: bool = True
     plots: bool = True
+    data: tuple[str, ...] = ()  # datasets drawn as data points (besides fileset metadata isData: true)
+    plot_split: bool = False  # also one PNG per category value
+    run_dir: Path | None = None  # where run.json, chunks.jsonl and report.html go (None: the output's directory)
 
     def __post_init__(self) -> None:
         self.schema = str(self.schema).lower()
+        self.data = tuple(self.data)
         if self.schema not in SCHEMAS:
             raise UsageError(f"unknown schema {self.schema!r}; expected one of {', '.join(SCHEMAS)} (any case)")
         if int(self.chunksize) < 1:
@@ -49,12 +53,18 @@ class RunSpec:
         f = {f.name: f for f in dataclasses.fields(cls)}[name]
         return f.default
 
-    def resolved(self, output: Path | None = None) -> RunSpec:
+    def resolved(self, output: Path | None = None, run_dir: Path | None = None) -> RunSpec:
         """A copy with absolute paths (so a later chdir or a worker elsewhere sees the same files)."""
         out = output if output is not None else (self.output or Path("out.pkl"))
+        run_dir = run_dir if run_dir is not None else self.run_dir
         return dataclasses.replace(
             self, analysis=Path(self.analysis).resolve(), fileset=Path(self.fileset).resolve(),
-            checkpoint=Path(self.checkpoint).resolve() if self.checkpoint else None, output=Path(out).resolve())
+            checkpoint=Path(self.checkpoint).resolve() if self.checkpoint else None, output=Path(out).resolve(),
+            run_dir=Path(run_dir).resolve() if run_dir is not None else None)
+
+    def records_dir(self) -> Path:
+        """Where the run's records and report go: ``run_dir``, else the output's directory."""
+        return Path(self.run_dir or Path(self.output or "out.pkl").parent).resolve()
 
     def check_inputs(self) -> None:
         for p, what in ((self.analysis, "analysis file"), (self.fileset, "fileset")):
@@ -75,13 +85,14 @@ class RunSpec:
 
         return {"nanoaod": NanoAODSchema, "base": BaseSchema}[self.schema]
 
-    def _runner(self, executor: Any, worker_check: Any = None) -> Any:
+    def _runner(self, executor: Any, worker_check: Any = None, recorder: Any = None) -> Any:
         from hpckit.processor import Runner, SimpleCheckpointer
 
         return Runner(
             executor, schema=self.schema_class(), chunksize=self.chunksize, maxchunks=self.maxchunks,
             skipbadfiles=self.skipbadfiles, savemetrics=True,
             checkpointer=SimpleCheckpointer(self.checkpoint) if self.checkpoint else None, worker_check=worker_check,
+            recorder=recorder,
         )
 
 
@@ -97,14 +108,18 @@ def make_local_executor(name: str, workers: int, status: bool) -> Any:
 
 
 def run_with_executor(spec: RunSpec, executor: Any, worker_check: Any = None) -> tuple[Any, dict, list[Path]]:
-    """Load the processor, run it with ``executor``, write the results; returns (out, metrics, written)."""
+    """Load the processor, run it with ``executor``, write the results; returns (out, metrics, written).
+    The run is recorded for its report as it goes (``run.json``, ``chunks.jsonl`` in ``spec.records_dir()``)."""
     from hpckit.analysis import load_processor
     from hpckit.outputs import write_results
+    from hpckit.report.hooks import RunInfo
 
     processor = load_processor(spec.analysis, spec.processor_name)
-    out, metrics = spec._runner(executor, worker_check)(str(spec.fileset), processor_instance=processor,
-                                                         treename=spec.treename)
-    written = write_results(spec.output or Path("out.pkl"), out, metrics, plots=spec.plots)
+    with RunInfo(spec, processor, executor) as info:
+        out, metrics = spec._runner(executor, worker_check, info.recorder)(
+            str(spec.fileset), processor_instance=processor, treename=spec.treename)
+        written = write_results(spec.output or Path("out.pkl"), out, metrics, plots=spec.plots, data=info.data,
+                                plot_split=spec.plot_split, known=info.datasets)
     return out, metrics, written
 
 
@@ -176,12 +191,23 @@ def local_parsl_config(workers: int, run_dir: str = "runinfo") -> Any:
 
 
 def run_here(spec: RunSpec, engine: EngineOptions, say: Any = print) -> tuple[Any, dict, list[Path]]:
-    """`hpckit run`: make the executor ``engine`` names, run ``spec`` with it, close what was opened."""
+    """`hpckit run`: make the executor ``engine`` names, run ``spec`` with it, close what was opened; then
+    write ``report.html`` (also when the run failed: the report says how)."""
+    from hpckit.report.hooks import write_report_quietly
+
+    spec.check_inputs()
+    try:
+        out, metrics, written = _run_on_engine(spec, engine, say)
+    finally:
+        report = write_report_quietly(spec.records_dir(), spec.plots)
+    return out, metrics, written + ([report] if report is not None else [])
+
+
+def _run_on_engine(spec: RunSpec, engine: EngineOptions, say: Any) -> tuple[Any, dict, list[Path]]:
     import os
 
     from hpckit.extras import require_module
 
-    spec.check_inputs()
     workers = engine.workers
     if workers is None and engine.executor in ("futures", "dask", "parsl") and not engine.scheduler \
             and not engine.parsl_config:

@@ -7,7 +7,7 @@ from typing import Optional
 import typer
 
 from hpckit import __version__
-from hpckit.cli import deploy, env, jobs, launch, run
+from hpckit.cli import deploy, env, jobs, launch, report, run
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, help="hpckit: one processor, any executor, any site.",
                   context_settings={"help_option_names": ["-h", "--help"]})
@@ -30,6 +30,7 @@ app.command("launch")(launch.launch_command)
 app.command("doctor")(launch.doctor_command)
 app.command("jobs")(jobs.jobs_command)
 app.command("cancel")(jobs.cancel_command)
+app.command("report")(report.report_command)
 app.add_typer(deploy.sites_app, name="sites")
 app.command("render")(deploy.render_command)
 app.add_typer(env.env_app, name="env")

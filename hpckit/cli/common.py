@@ -42,6 +42,9 @@ CHECKPOINT = typer.Option(_d("checkpoint"), "--checkpoint", help="checkpoint dir
 SKIPBADFILES = typer.Option(_d("skipbadfiles"), "--skipbadfiles", help="skip unreadable files, listing them")
 STATUS = typer.Option(_d("status"), "--status/--no-status", help="progress bar")
 PLOTS = typer.Option(_d("plots"), "--plots/--no-plots", help="a PNG per histogram next to the output")
+DATA = typer.Option(None, "--data", help="dataset drawn as data points (repeatable; fileset metadata "
+                    "isData: true also marks one)")
+PLOT_SPLIT = typer.Option(_d("plot_split"), "--plot-split", help="also one PNG per category value (e.g. per dataset)")
 WORKERS = typer.Option(None, "--workers", "-j", min=1,
                        help="workers (default: min(cores here or the site's maximum, chunks))")
 PORT = typer.Option(9123, "--port", help="TaskVine manager port (0: any free port)")
@@ -51,14 +54,16 @@ SITE = typer.Option(..., "--site", help="site name or path to a site YAML file")
 
 def run_spec(analysis: Path, fileset: Path, processor_name: Optional[str], chunksize: int, maxchunks: Optional[int],
              treename: Optional[str], schema: str, checkpoint: Optional[Path], skipbadfiles: bool,
-             output: Optional[Path], status: bool, plots: bool) -> RunSpec:
+             output: Optional[Path], status: bool, plots: bool, data: Optional[List[str]],
+             plot_split: bool) -> RunSpec:
     """A RunSpec from the shared options (a bad value is an error line, not a traceback)."""
     from hpckit.errors import HpckitError
 
     try:
         return RunSpec(analysis=analysis, fileset=fileset, processor_name=processor_name, chunksize=chunksize,
                        maxchunks=maxchunks, treename=treename, schema=schema, checkpoint=checkpoint,
-                       skipbadfiles=skipbadfiles, output=output, status=status, plots=plots)
+                       skipbadfiles=skipbadfiles, output=output, status=status, plots=plots, data=tuple(data or ()),
+                       plot_split=plot_split)
     except HpckitError as exc:
         fail(exc)
 

@@ -33,6 +33,8 @@ def launch_command(
     port: int = c.PORT,
     status: bool = c.STATUS,
     plots: bool = c.PLOTS,
+    data: Optional[List[str]] = c.DATA,
+    plot_split: bool = c.PLOT_SPLIT,
 ) -> None:
     """Start workers for SITE, run ANALYSIS over FILESET on them, write the results, cancel every job."""
     from hpckit.errors import HpckitError
@@ -40,7 +42,7 @@ def launch_command(
     from hpckit.run import summarize
 
     spec = c.run_spec(analysis, fileset, processor_name, chunksize, maxchunks, treename, schema, checkpoint,
-                      skipbadfiles, output, status, plots)
+                      skipbadfiles, output, status, plots, data, plot_split)
     opts = LaunchOptions(site=site, spec=spec, backend=backend, workers=workers, overrides=c.overrides(set_),
                          dry_run=dry_run, fallback=not no_fallback, worker_timeout=worker_timeout, run_dir=run_dir,
                          port=port, say=c.say)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from enum import Enum
 from pathlib import Path
-from typing import Optional
+from typing import List, Optional
 
 import typer
 
@@ -39,14 +39,16 @@ def run_command(
     output: Path = typer.Option(Path("out.pkl"), "--output", "-o", help="output pickle"),
     status: bool = c.STATUS,
     plots: bool = c.PLOTS,
+    data: Optional[List[str]] = c.DATA,
+    plot_split: bool = c.PLOT_SPLIT,
 ) -> None:
-    """Run ANALYSIS over FILESET; write the output pickle, metrics JSON and histogram PNGs."""
+    """Run ANALYSIS over FILESET; write the output pickle, metrics JSON, histogram plots and report.html."""
     from hpckit.errors import HpckitError
     from hpckit.launch.teardown import Terminated, signals_raise
     from hpckit.run import EngineOptions, run_here, summarize
 
     spec = c.run_spec(analysis, fileset, processor_name, chunksize, maxchunks, treename, schema, checkpoint,
-                      skipbadfiles, output, status, plots)
+                      skipbadfiles, output, status, plots, data, plot_split)
     engine = EngineOptions(executor=executor.value, workers=workers, scheduler=scheduler, parsl_config=parsl_config,
                            port=port)
     try:

@@ -21,6 +21,7 @@ from hpckit.paths import private_dir
 from hpckit.launch.plan import LOCAL_BACKENDS, Plan, default_run_dir, manager_host, pick_backend, size
 from hpckit.launch.pools import make_pool
 from hpckit.launch.teardown import process_identity, raise_on_signals, signals_raise, teardown, wait_for_first_worker
+from hpckit.report.hooks import JobStateRecorder, RunRecord, lock_hash
 from hpckit.run import RunSpec, make_local_executor, run_with_executor
 from hpckit.units import plural
 
@@ -81,7 +82,7 @@ def environment_check(say: Callable[[str], None] = print) -> Any:
 
 def launch(opts: LaunchOptions) -> LaunchResult:
     """Render ``opts.site`` into a run directory with the final numbers, start exactly that, run the
-    processor, write the results, tear everything down (also on Ctrl-C and SIGTERM)."""
+    processor, write the results, tear everything down (also on Ctrl-C and SIGTERM), write report.html."""
     t0 = time.perf_counter()
     say = opts.say
     site = load_site(opts.site, opts.overrides).site
@@ -90,11 +91,12 @@ def launch(opts: LaunchOptions) -> LaunchResult:
     run_dir = Path(opts.run_dir).resolve() if opts.run_dir else default_run_dir(site)
     private_dir(run_dir)  # 0700: outputs, logs, credentials (TLS, Parsl keys) are the user's alone
     (run_dir / "logs").mkdir(exist_ok=True)
-    spec = opts.spec.resolved(Path(opts.spec.output) if opts.spec.output else run_dir / "out.pkl")
+    spec = opts.spec.resolved(Path(opts.spec.output) if opts.spec.output else run_dir / "out.pkl", run_dir)
     result = LaunchResult(run_dir=run_dir, site=site.name, backend=backend, mode="batch")
     sched = scheduler_for(site, run_dir / "logs")
     base = {"command": {"argv": sys.argv, "cwd": os.getcwd(), "overrides": list(opts.overrides)},
             "scheduler": site.scheduler, "process": process_identity()}
+    run_record = RunRecord(run_dir, spec)  # for the report: launch.json's state, report.html at the end
     if site.account_required and not site.account:
         say(f"hpckit: WARNING: site {site.name} needs an account and none is set; the scheduler will likely "
             "refuse the jobs (--set account=<your project>)")
@@ -125,10 +127,19 @@ def launch(opts: LaunchOptions) -> LaunchResult:
             _record(run_dir, result, base)
             return result
         say(line)
+        base.update(run_record.started(workers))
         _record(run_dir, result, base)
-        _, result.metrics, result.written = run_with_executor(spec, make_local_executor(backend, workers, spec.status))
-        result.seconds_to_result = time.perf_counter() - t0
-        _record(run_dir, result, {**base, "finished": True})
+        error: BaseException | None = None
+        try:
+            _, result.metrics, result.written = run_with_executor(spec, make_local_executor(backend, workers,
+                                                                                            spec.status))
+        except BaseException as exc:
+            error = exc
+            raise
+        finally:
+            result.seconds_to_result = time.perf_counter() - t0
+            _record(run_dir, result, {**base, **run_record.ended(error)})
+            run_record.report()
         return result
 
     sizing = replace(size(site, opts.workers, chunks), run_dir=str(run_dir),
@@ -144,12 +155,15 @@ def launch(opts: LaunchOptions) -> LaunchResult:
         return result
 
     say(plan.headline())
+    base.update(run_record.started(sizing.workers))
     _record(run_dir, result, base)  # the launch's pid is on disk before the first job is
     pool = make_pool(plan)
     cwd = os.getcwd()
-    error: BaseException | None = None
+    error = None
     left: list[str] = []
+    job_states = JobStateRecorder(pool.job_ids, sched if sched.batch else None, run_dir / "jobs.jsonl")
     try:
+        job_states.start()
         with signals_raise():
             say(f"hpckit: run dir {run_dir}")
             if getattr(pool, "chdir_logs", False):
@@ -164,9 +178,10 @@ def launch(opts: LaunchOptions) -> LaunchResult:
                 wait_for_first_worker(pool, sched, opts.worker_timeout, sizing.jobs if sched.batch else 0)
                 result.seconds_to_first_worker = time.perf_counter() - t0
                 say(f"hpckit: first worker connected after {result.seconds_to_first_worker:.1f} s")
+            check = environment_check(say)
+            run_record.lock_hash = lock_hash(check)
             with keeper(pool, replacement_cap(sizing.jobs)):
-                _, result.metrics, result.written = run_with_executor(spec, pool.executor(spec.status),
-                                                                      environment_check(say))
+                _, result.metrics, result.written = run_with_executor(spec, pool.executor(spec.status), check)
             result.seconds_to_result = time.perf_counter() - t0
     except BaseException as exc:
         error = exc
@@ -176,13 +191,14 @@ def launch(opts: LaunchOptions) -> LaunchResult:
             left = teardown(pool, sched, say, failed=error is not None)
         finally:
             os.chdir(cwd)
+            job_states.stop()
         result.job_ids = pool.job_ids()
-        extra = {**base, "finished": True, "jobs_left_after_teardown": left,
-                 "error": None if error is None else f"{type(error).__name__}: {error}"}
+        extra = {**base, "jobs_left_after_teardown": left, **run_record.ended(error)}
         if sched.batch and result.job_ids:
             with contextlib.suppress(Exception):
                 extra["job_states"] = {j: s.state.value for j, s in sched.status(result.job_ids).items()}
         _record(run_dir, result, extra)
+        run_record.report()
     return result
 
 

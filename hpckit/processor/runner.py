@@ -59,6 +59,7 @@ class Runner:
     cachestrategy: Any = None
     uproot_options: dict = field(default_factory=dict)
     worker_check: Any = None  # picklable callable run on each worker before its first chunk; raises to refuse
+    recorder: Any = None  # a processor.records.ChunkRecorder: per-chunk and run records, appended as they happen
     # seconds one chunk may run before it is ended as a failure naming it (see hpckit.processor.timeout:
     # enforced by Iterative, Futures' process pool, Parsl and TaskVine workers; not in Dask's worker threads)
     chunk_timeout: float | None = None
@@ -180,6 +181,9 @@ class Runner:
                 if skip_matches(self.skipbadfiles, err) and not self.use_result_type:
                     warnings.warn(f"hpckit: skipping {spec.filename} (dataset {spec.dataset!r}): {err}")
                     self._skipped.append({"chunk": None, "file": spec.filename, "error": str(err)})
+                    if self.recorder is not None:
+                        self.recorder({"kind": "skipped", "t": time.time(), "dataset": spec.dataset,
+                                       "file": spec.filename, "chunk": None, "error": str(err)})
                     continue
                 raise err
             for start, stop in chunk_ranges(meta["numentries"], chunksize, meta.get("clusters")):
@@ -274,11 +278,14 @@ class Runner:
             uproot_options=options,
             processor_object=processor_instance,
             worker_check=self.worker_check,
+            recorder=self.recorder,
             timeout=self.chunk_timeout,
             format=self.format,
             raise_skippable=self.use_result_type,
         )
         exception: Any = 0
+        record = self.recorder.run_event if self.recorder is not None else _no_record
+        record("start")
         try:  # the executor may keep workers from preprocessing to processing: close() ends them
             premade = as_work_items(fileset)
             items = premade if premade is not None else list(self._chunks(fileset, treename, options, job))
@@ -299,11 +306,16 @@ class Runner:
                         merged.add(saved)
                         from_checkpoint += 1
 
+            record("planned", chunks=len(items), events=sum(len(i) for i in items),
+                   from_checkpoint=from_checkpoint, preprocess_s=t_pre - t_start)
             with ChunkProgress(executor.status, len(items)) as progress:
                 if from_checkpoint:
                     progress.advance(from_checkpoint, sum(len(i) for i in items) - sum(len(i) for i in todo))
                 if todo:
                     merged.add(executor.run(todo, job, progress))
+        except BaseException as err:
+            record("error", error=f"{type(err).__name__}: {err}")
+            raise
         finally:
             executor.close()
         result = merged.result or {}
@@ -312,6 +324,7 @@ class Runner:
             exception = result.pop("exception")
             if not skip_matches(self.skipbadfiles, exception):
                 exception.partial_output = result.get("out")
+                record("error", error=f"{type(exception).__name__}: {exception}")
                 raise exception
         t_end = time.perf_counter()
 
@@ -334,6 +347,7 @@ class Runner:
                 out = final
 
         metrics = self._metrics(result, items, from_checkpoint, t_start, t_pre, t_end, progress)
+        record("end", events=metrics["entries"], walltime=metrics["walltime"])
         return {"out": out, "metrics": metrics, "processed": processed, "exception": exception}
 
     def _metrics(self, result, items, from_checkpoint, t_start, t_pre, t_end, progress) -> dict:
@@ -363,3 +377,7 @@ class Runner:
             "served_by": dict(sorted(m.get("served_by", {}).items())),
             "failovers": int(m.get("failovers", 0)),
         }
+
+
+def _no_record(event: str, **fields: Any) -> None:
+    """Stands in for ``ChunkRecorder.run_event`` when the Runner has no recorder."""

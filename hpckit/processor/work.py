@@ -24,6 +24,7 @@ from hpckit.events.reader import file_uuid, forget, open_tree
 from hpckit.processor.abc import call_process
 from hpckit.processor.accumulate import accumulate
 from hpckit.processor.fileset import WorkItem
+from hpckit.processor.records import batch_job_id
 from hpckit.processor.replicas import candidates, is_permanent, mismatch, with_replicas
 from hpckit.processor.serialize import compress, decompress, load_processor
 from hpckit.processor.timeout import chunk_deadline
@@ -43,6 +44,11 @@ def _processor(blob: bytes) -> Any:
 
 def worker_id() -> str:
     return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def _outcome_record(kind: str, item: WorkItem, t0: float, error: str) -> dict:
+    return {"kind": kind, "t0": t0, "t": time.time(), "worker": worker_id(), "job": batch_job_id(),
+            "dataset": item.dataset, "file": item.filename, "chunk": item.describe(), "error": error}
 
 
 # Missing trees and invalid Parquet files are file errors here, but not OSErrors in coffea, whose
@@ -125,6 +131,8 @@ class ChunkJob:
     format: str = "root"  # "root" (TTree or RNTuple) or "parquet"
     # with use_result_type a file error that skipbadfiles covers is raised (the Runner returns it as Err)
     raise_skippable: bool = False
+    # a ChunkRecorder (hpckit.processor.records) or None: one record per finished or failed chunk
+    recorder: Any = None
 
     def __getstate__(self) -> dict:
         state = self.__dict__.copy()
@@ -140,6 +148,27 @@ class ChunkJob:
         return compress(self.run(item), self.compression)
 
     def run(self, item: WorkItem) -> dict:
+        if self.recorder is None:
+            return self._run(item)
+        t0 = time.time()
+        try:
+            result = self._run(item)
+        except Exception as err:
+            self.recorder(_outcome_record("failure", item, t0, f"{type(err).__name__}: {err}"))
+            raise
+        skipped = result["metrics"].get("skipped")
+        if skipped:
+            self.recorder(_outcome_record("skipped", item, t0, skipped[0]["error"]))
+        else:
+            m = result["metrics"]
+            self.recorder({
+                "kind": "chunk", "t0": t0, "t1": time.time(), "worker": worker_id(), "job": batch_job_id(),
+                "dataset": item.dataset, "file": item.filename, "start": item.entrystart, "stop": item.entrystop,
+                "events": m.get("entries", 0), "bytes": m.get("bytesread", 0), "retries": m.get("retries", 0),
+            })
+        return result
+
+    def _run(self, item: WorkItem) -> dict:
         if self.worker_check is not None:
             self.worker_check()
         if self.checkpointer is not None:  # a chunk recomputed after its worker left (walltime) reuses its result

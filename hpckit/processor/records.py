@@ -1,0 +1,70 @@
+"""Per-chunk records of a run, appended to a JSON-lines file as they happen (read by ``hpckit report``).
+
+A :class:`ChunkRecorder` travels inside the ``ChunkJob`` to wherever chunks run and appends one line per
+finished (or failed) chunk; the Runner appends the run's own events (start, chunks planned, end). Each
+line is one ``os.write`` on a file opened with ``O_APPEND``, so lines from concurrent worker processes do
+not interleave on a local file system or Lustre/GPFS (NFS does not promise it across nodes: the reader
+counts and skips a broken line), and a run that is killed keeps every line written so far. Recording is
+best effort: a worker that cannot reach the file (no shared file system) skips it, and the run goes on.
+
+Lines (``t`` is Unix time in seconds)::
+
+    {"kind": "run", "event": "start" | "planned" | "end" | "error", "t": ..., ...}
+    {"kind": "chunk", "t0": start, "t1": end, "worker": "host:pid", "job": batch job id or null,
+     "dataset": ..., "file": ..., "start": entrystart, "stop": entrystop, "events": n, "bytes": n,
+     "retries": n}
+    {"kind": "skipped" | "failure", "t": ..., "worker": ..., "job": ..., "chunk": "...", "error": "..."}
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from typing import Any
+
+# where a worker learns its batch job id (set by the scheduler in the job's environment)
+BATCH_JOB_ENV = ("HPCKIT_JOB_ID", "SLURM_JOB_ID", "PBS_JOBID", "LSB_JOBID", "COBALT_JOBID")
+
+
+def batch_job_id() -> str | None:
+    for name in BATCH_JOB_ENV:
+        value = os.environ.get(name)
+        if value:
+            return value
+    return None
+
+
+class ChunkRecorder:
+    """Append records to ``path`` (``chunks.jsonl`` in a run directory). Picklable: only the path travels."""
+
+    def __init__(self, path: str | os.PathLike):
+        self.path = os.fspath(path)
+
+    def __repr__(self) -> str:
+        return f"ChunkRecorder({self.path!r})"
+
+    def __call__(self, record: dict) -> None:
+        line = (json.dumps(record, default=str, separators=(",", ":")) + "\n").encode()
+        try:
+            fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        except OSError:
+            return  # this worker cannot see the run directory: the run goes on without its records
+        try:
+            os.write(fd, line)
+        except OSError:
+            pass
+        finally:
+            os.close(fd)
+
+    def run_event(self, event: str, **fields: Any) -> None:
+        self({"kind": "run", "event": event, "t": time.time(), **fields})
+
+    def reset(self) -> None:
+        """Start a new record file (a new run in the same directory)."""
+        try:
+            os.makedirs(os.path.dirname(self.path) or ".", exist_ok=True)
+            with open(self.path, "wb"):
+                pass
+        except OSError:
+            pass

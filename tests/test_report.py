@@ -1,0 +1,188 @@
+"""The run records and report.html of `hpckit run`: every chunk recorded once with its events and bytes
+(checked against uproot's own entry counts and the metrics), the page's sections and status, failures
+and skipped files listed with their messages, and `hpckit report` on a directory that is not a run.
+The page as a browser shows it is checked in test_report_browser.py."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+from html.parser import HTMLParser
+from pathlib import Path
+
+import pytest
+import uproot
+from conftest import DATASETS, EXAMPLES, REPO
+
+from hpckit.report import load_run, write_report
+from hpckit.report.page import SECTIONS
+
+
+def hpckit(*args, cwd=REPO, timeout=300):
+    return subprocess.run([sys.executable, "-m", "hpckit", *map(str, args)], cwd=cwd, capture_output=True,
+                          text=True, timeout=timeout)
+
+
+class Page(HTMLParser):
+    """Section ids, worker rows, images and every external reference of a report page."""
+
+    def __init__(self, html: str):
+        super().__init__()
+        self.sections: list[str] = []
+        self.worker_rows: list[str] = []
+        self.images: list[str] = []
+        self.external: list[str] = []
+        self.status = None
+        self.feed(html)
+
+    def handle_starttag(self, tag, attrs):
+        a = dict(attrs)
+        if tag == "section":
+            self.sections.append(a.get("id"))
+        if tag == "g" and "worker-row" in (a.get("class") or "").split():
+            self.worker_rows.append(a.get("data-worker"))
+        if tag == "img":
+            self.images.append(a.get("src", ""))
+        if a.get("id") == "status":
+            self.status = a.get("data-status")
+        for key in ("src", "href"):
+            if a.get(key) and not a[key].startswith(("data:", "#")):
+                self.external.append(a[key])
+
+
+def check_page(html: str) -> Page:
+    """Every section in order, nothing loaded from outside the page."""
+    page = Page(html)
+    assert page.sections == list(SECTIONS), page.sections
+    assert not page.external, f"the page loads {page.external}"
+    assert not re.search(r"url\(\s*['\"]?(https?:)?//", html), "CSS loads something from outside"
+    return page
+
+
+def test_run_records_every_chunk_and_the_report_says_what_ran(tmp_path):
+    res = tmp_path / "res"
+    r = hpckit("run", EXAMPLES / "dimuon.py", "--fileset", EXAMPLES / "fileset.json", "--executor", "futures",
+               "--workers", "2", "--chunksize", "10", "--output", res / "out.pkl", "--no-status", "--data", "DoubleMuon")
+    assert r.returncode == 0, r.stderr
+    lines = [json.loads(x) for x in (res / "chunks.jsonl").read_text().splitlines()]
+    chunks = [x for x in lines if x["kind"] == "chunk"]
+    entries = {}
+    for path in DATASETS.values():
+        with uproot.open(path) as f:
+            entries[str(path.resolve())] = f["Events"].num_entries
+    # every chunk once, covering every entry of every file
+    covered = {}
+    for c in chunks:
+        covered.setdefault(str(Path(c["file"]).resolve()), []).append((c["start"], c["stop"]))
+        assert c["events"] == c["stop"] - c["start"] and c["t0"] <= c["t1"] and ":" in c["worker"]
+    for f, n in entries.items():
+        assert sorted(covered[f]) == [(i, min(i + 10, n)) for i in range(0, n, 10)], f
+    metrics = json.loads((res / "out.metrics.json").read_text())
+    assert sum(c["bytes"] for c in chunks) == metrics["bytesread"] > 0
+    assert [x["event"] for x in lines if x["kind"] == "run"] == ["start", "planned", "end"]
+
+    html = (res / "report.html").read_text()
+    page = check_page(html)
+    assert page.status == "finished"
+    workers = {c["worker"] for c in chunks}
+    assert sorted(page.worker_rows) == sorted(workers)  # a local run: one row per worker process
+    assert len(page.images) == 1 and page.images[0].startswith("data:image/png;base64,")
+    assert "DimuonProcessor" in html and "futures" in html and "8 of 8 done" in html and "80 of 80" in html
+    info = json.loads((res / "run.json").read_text())
+    assert info["data"] == ["DoubleMuon"] and info["datasets"]["DYJetsToLL"] == {"files": 1, "data": False}
+
+    # `hpckit report` rebuilds the same page from the files
+    (res / "report.html").unlink()
+    r = hpckit("report", res)
+    assert r.returncode == 0, r.stderr
+    assert "The run finished." in r.stderr
+    assert check_page((res / "report.html").read_text()).worker_rows == page.worker_rows
+
+
+FAILING = '''
+from dimuon import DimuonProcessor
+
+
+class Failing(DimuonProcessor):
+    def process(self, events):
+        if events.metadata["dataset"] == "DoubleMuon":
+            raise ValueError("bad muon in test")
+        return super().process(events)
+'''
+
+
+def test_failures_and_skipped_files_are_listed_with_their_messages(tmp_path):
+    analysis = tmp_path / "failing.py"
+    analysis.write_text(FAILING)
+    missing = tmp_path / "gone.root"
+    fs = tmp_path / "fs.json"
+    fs.write_text(json.dumps({"DYJetsToLL": [str(DATASETS["DYJetsToLL"])], "DoubleMuon": [str(DATASETS["DoubleMuon"])],
+                              "Gone": [str(missing)]}))
+    env_path = f"{EXAMPLES}:{REPO}"
+    r = subprocess.run([sys.executable, "-m", "hpckit", "run", str(analysis), "--fileset", str(fs), "--treename", "Events",
+                        "--executor", "iterative", "--chunksize", "20", "--skipbadfiles", "--no-status", "--no-plots",
+                        "--output", str(tmp_path / "out.pkl")], cwd=tmp_path, capture_output=True, text=True,
+                       timeout=300, env={**__import__("os").environ, "PYTHONPATH": env_path})
+    assert r.returncode == 1 and "bad muon in test" in r.stderr
+    html = (tmp_path / "report.html").read_text()
+    page = check_page(html)
+    assert page.status == "failed"
+    failures = html[html.index('id="failures"'):html.index('id="histograms"')]
+    assert "ValueError: bad muon in test" in failures and "DoubleMuon" in failures
+    io = html[html.index('id="io"'):html.index('id="failures"')]
+    assert str(missing) in io and "Skipped files</th><td>1</td>" in io
+    run = load_run(tmp_path)
+    assert [f["dataset"] for f in run.failures] == ["DoubleMuon"]
+    assert run.status[0] == "failed"
+
+
+def test_a_line_cut_short_is_counted_not_fatal(tmp_path):
+    """A kill in the middle of a write leaves half a line: the report shows what is whole and says so."""
+    rec = {"kind": "chunk", "t0": 100.0, "t1": 101.5, "worker": "h:1", "job": None, "dataset": "A", "file": "a.root",
+           "start": 0, "stop": 10, "events": 10, "bytes": 500, "retries": 0}
+    (tmp_path / "run.json").write_text(json.dumps({"started": 99.0, "finished": None, "pid": 2**22 + 7,
+                                                   "host": "elsewhere", "analysis": "a.py"}))
+    (tmp_path / "chunks.jsonl").write_text(json.dumps(rec) + "\n" + json.dumps(rec)[:40])
+    run = load_run(tmp_path)
+    assert len(run.chunks) == 1 and run.bad_lines == 1 and run.status[0] == "killed"
+    html = write_report(tmp_path).read_text()
+    assert "1 line(s) cut short" in html and "did not finish" in html
+    assert check_page(html).worker_rows == ["h:1"]
+
+
+def test_report_of_a_directory_that_is_not_a_run(tmp_path):
+    r = hpckit("report", tmp_path)
+    assert r.returncode == 1
+    assert f"{tmp_path} holds none of run.json" in r.stderr.replace("\n", "")
+    assert "Traceback" not in r.stderr
+
+
+@pytest.mark.slurm
+@pytest.mark.timeout(150)
+def test_failed_worker_jobs_are_red_rows_with_their_stderr(tmp_path):
+    """Worker jobs that exit 3 before a worker starts: the launch fails; its report has one failed row
+    per job and each job's state, exit code and stderr tail among the failures."""
+    from launch_util import ANALYSIS, hpckit as launch_cli, run_jobs
+    from slurm_util import require_slurm
+
+    require_slurm()
+    run_dir = tmp_path / "run"
+    r = launch_cli(["launch", str(ANALYSIS), "--site", "slurm-local", "--backend", "dask", "--workers", "2",
+                    "--fileset", str(EXAMPLES / "fileset.json"), "--run-dir", str(run_dir), "--worker-timeout", "60",
+                    "--no-status", "--set", 'worker_init=["echo hpckit-test: no such environment >&2", "exit 3"]'],
+                   cwd=tmp_path, timeout=140)
+    assert r.returncode == 1, r.stderr
+    jobs = run_jobs(run_dir)
+    assert len(jobs) == 2
+    html = (run_dir / "report.html").read_text()
+    page = check_page(html)
+    assert page.status == "failed"
+    assert sorted(page.worker_rows) == sorted(f"job {j}" for j in jobs)
+    assert html.count('class="worker-row failed"') == 2
+    failures = html[html.index('id="failures"'):html.index('id="histograms"')]
+    assert "WorkerTimeout: every worker job ended before a worker connected" in failures
+    for j in jobs:
+        assert f"<b>job {j}</b><pre>FAILED (exit 3:0)" in failures
+    assert failures.count("hpckit-test: no such environment") >= 2  # the launch error and each job's stderr tail
