@@ -64,7 +64,8 @@ def test_launch_equals_iterative_and_leaves_no_job(site, backend, tmp_path, iter
     assert r.returncode == 0, r.stderr
     assert_same_output(load(run_dir / "out.pkl"), iterative_out)
     jobs = _assert_no_jobs_left(run_dir)
-    assert len(jobs) == 2, f"expected 2 worker jobs, jobs.txt has {jobs}"
+    # 2 planned jobs; on a loaded machine a worker that misses its heartbeats is replaced by the keeper
+    assert len(jobs) >= 2, f"expected 2 worker jobs, jobs.txt has {jobs}"
     record = json.loads((run_dir / "launch.json").read_text())
     assert record["mode"] == "batch" and record["backend"] == backend
     assert record["seconds_to_first_worker"] is not None and record["seconds_to_first_worker"] < record["seconds_to_result"]
@@ -108,7 +109,7 @@ def test_signal_cancels_jobs_and_rerun_resumes(sig, code, tmp_path, iterative_ou
                             env=env(HPCKIT_TEST_SLEEP="1.0"), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         deadline = time.monotonic() + 60
-        while time.monotonic() < deadline and len(list(ckpt.rglob("*.pkl*")) if ckpt.exists() else []) < 3:
+        while time.monotonic() < deadline and len(list(ckpt.rglob("*.ckpt")) if ckpt.exists() else []) < 3:
             time.sleep(0.2)
         assert ckpt.exists() and list(ckpt.rglob("*")), "no chunk was checkpointed within 60 s"
         proc.send_signal(sig)
