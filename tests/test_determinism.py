@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from distributed_support import FILESET, run
+from distributed_support import run
 from hpckit import processor
 from hpckit.processor.accumulate import MergeTree, accumulate, tree_accumulate
 

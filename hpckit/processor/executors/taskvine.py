@@ -264,7 +264,16 @@ class TaskVineExecutor(ExecutorBase):
         engine = _VineEngine(vine, manager, self, job)
         progress.set_workers(int(manager.stats.workers_connected))
         driver = StreamingDriver(engine, self.retries, self.treereduction, progress)
-        result = driver.run(items)
+        try:
+            result = driver.run(items)
+        finally:
+            if engine.serverless:
+                # a library outlives its manager on the worker (holding its cores, so the worker never
+                # idles out and cannot host the next run's library): stop every instance now
+                try:
+                    manager.remove_library(engine.library)
+                except Exception:  # noqa: BLE001 - best effort while shutting down
+                    pass
         self.stats = run_stats(result, driver.retried + engine.redispatched, driver.engine_workers)
         self.stats.update(held_max=driver.held_max, merge_tail_s=driver.merge_tail)
         return result
