@@ -124,7 +124,7 @@ def measure(engine: str, kind: str, n: int, workers: int) -> dict:
             env = dict(os.environ, CATALOG_HOST="127.0.0.1", PYTHONPATH=os.pathsep.join(p for p in sys.path if p))
             procs = [subprocess.Popen(["vine_worker", "-t", "60", "--cores", "1", "--workdir", f"{tmp}/w{i}", "127.0.0.1", str(port)],
                                       env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL) for i in range(workers)]
-            cleanup += [p.terminate for p in procs]
+            cleanup += [p.kill for p in procs]  # SIGTERM can leave a worker waiting on its library
             mode = "tasks" if engine == "taskvine-tasks" else "serverless"
             executor = processor.TaskVineExecutor(port=port, status=False, filepath=tmp, mode=mode)
             # engine up: workers connected and (serverless) libraries started, by a short warm-up run

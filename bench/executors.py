@@ -180,7 +180,7 @@ def main() -> None:
             return timed_run(executor, fileset, args.chunksize)
         finally:
             for p in procs:
-                p.terminate()
+                p.kill()  # SIGTERM can leave a vine_worker waiting on its library process
 
     def coffea_dask():
         from distributed import Client, LocalCluster

@@ -188,6 +188,6 @@ def test_taskvine(baseline, tmp_path, monkeypatch):
         assert _pickled(executor, WeightedMass(jitter=0.05)) == baseline
     finally:
         for p in procs:
-            p.terminate()
+            p.kill()  # SIGTERM can leave a vine_worker waiting on its library process
         for p in procs:
             p.wait(10)
