@@ -52,7 +52,7 @@ def check_interface(site: Site) -> list[Check]:
     try:
         import psutil
     except ImportError:
-        return [Check("network interface", "skip", f"cannot list this host's interfaces: psutil is not installed",
+        return [Check("network interface", "skip", "cannot list this host's interfaces: psutil is not installed",
                       "pip install psutil")]
 
     addrs = psutil.net_if_addrs()
@@ -199,8 +199,7 @@ def run_checks(site_name: str, overrides: list[str] | None = None, backend: str 
     if fileset is not None:
         from hpckit.storage_check import check_fileset_storage
 
-        steps.append(lambda: [Check(c.name, c.result, c.detail, c.fix) for c in
-                              check_fileset_storage(fileset, credential_required=site.htcondor.x509_proxy)])
+        steps.append(lambda: check_fileset_storage(fileset, credential_required=site.htcondor.x509_proxy))
     for step in steps:
         checks += step()
     return checks

@@ -3,41 +3,18 @@
 from __future__ import annotations
 
 import json
-import os
 import pickle
-import tempfile
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+from hpckit.paths import atomic_write, umask_mode
 from hpckit.report.plots import iter_histograms  # noqa: F401 - re-exported
 
 
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
 def _atomic_write(path: Path, data: bytes) -> None:
-    """Write to a private temporary file next to ``path``, then rename: a reader sees the old file or the
-    whole new one; on any error (a full disk, a signal) the temporary file is removed. The file ends with
-    the user's normal permissions (umask); privacy comes from the 0700 run directory."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.chmod(tmp, 0o666 & ~_umask())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
+    """The file ends with the user's normal permissions (umask); privacy comes from the 0700 run directory."""
+    atomic_write(path, data, umask_mode())
 
 
 def metrics_path(output: Path) -> Path:

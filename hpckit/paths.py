@@ -6,12 +6,14 @@ import each other.
 
 from __future__ import annotations
 
+import contextlib
 import getpass
 import os
 import stat
+import tempfile
 from pathlib import Path
 
-__all__ = ["config_dir", "private_dir", "read_limited", "user_run_root"]
+__all__ = ["atomic_write", "config_dir", "private_dir", "read_limited", "user_run_root"]
 
 
 def read_limited(path: str | os.PathLike, limit: int, error: type[Exception], what: str = "file") -> bytes:
@@ -81,3 +83,31 @@ def user_run_root(scratch: str | os.PathLike) -> Path:
     run directories, so no other user can read the outputs or plant files in them."""
     user = getpass.getuser()
     return private_dir(Path(scratch) / f"hpckit-runs-{user}", check_parent=True)
+
+
+def atomic_write(path: str | os.PathLike, data: bytes, mode: int | None = None) -> None:
+    """Write ``data`` to a private (0600) temporary file next to ``path``, fsync, rename: a reader sees the
+    old file or the whole new one, and on any error (a full disk, a signal) the temporary file is removed.
+    ``mode``: the final permissions (None keeps 0600)."""
+    p = Path(path)
+    p.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=p.parent, prefix=f".{p.name}.", suffix=".part")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        if mode is not None:
+            os.chmod(tmp, mode)
+        os.replace(tmp, p)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+
+
+def umask_mode(mode: int = 0o666) -> int:
+    """``mode`` as the user's umask lets a new file have it."""
+    mask = os.umask(0)
+    os.umask(mask)
+    return mode & ~mask

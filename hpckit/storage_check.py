@@ -4,7 +4,7 @@ For every distinct storage endpoint (``root://host:port``, or the local filesyst
 and replicas: the endpoint answers, and one of its files opens. For XRootD, a grid credential (x509 proxy
 or WLCG bearer token) must be present where the site says one is needed. Each failure comes with its fix.
 
-Pure-ish: functions take the fileset and the environment and return :class:`StorageCheck` rows (the same
+Pure-ish: functions take the fileset and the environment and return :class:`Check` rows (the same
 shape as ``hpckit.doctor.Check``); nothing here knows sites beyond one ``credential_required`` flag.
 """
 
@@ -12,19 +12,13 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass
 from typing import Any
 
 from hpckit import storage
+from hpckit.deploy.checks import Check
 from hpckit.errors import FileAccessError, HpckitError
 
 
-@dataclass
-class StorageCheck:
-    name: str
-    result: str  # "pass", "fail" or "skip"
-    detail: str
-    fix: str = ""
 
 
 def endpoints(fileset: Any) -> dict[str, list[str]]:
@@ -68,29 +62,29 @@ def find_credential(env: Mapping[str, str] | None = None, uid: int | None = None
 
 
 def check_credential(required: bool, endpoints_: Mapping[str, list[str]],
-                     env: Mapping[str, str] | None = None) -> list[StorageCheck]:
+                     env: Mapping[str, str] | None = None) -> list[Check]:
     remote = [e for e in endpoints_ if e != "local"]
     if not remote:
         return []
     found, looked = find_credential(env)
     if found:
-        return [StorageCheck("grid credential", "pass", f"{found} (for {', '.join(remote)})")]
+        return [Check("grid credential", "pass", f"{found} (for {', '.join(remote)})")]
     if not required:
-        return [StorageCheck("grid credential", "skip",
+        return [Check("grid credential", "skip",
                              f"none found ({looked}); the site does not say one is needed (anonymous XRootD)")]
-    return [StorageCheck(
+    return [Check(
         "grid credential", "fail", f"the site needs one for {', '.join(remote)}; none found in {looked}",
         "voms-proxy-init -voms <vo> -valid 192:00 (x509 proxy), or htgettoken / oidc-token into "
         "$BEARER_TOKEN_FILE (token)",
     )]
 
 
-def check_endpoint(endpoint: str, files: list[str], timeout: int = 10) -> list[StorageCheck]:
+def check_endpoint(endpoint: str, files: list[str], timeout: int = 10) -> list[Check]:
     """The endpoint answers (XRootD: a ping), and one of its files opens (the first; others if it fails)."""
-    out: list[StorageCheck] = []
+    out: list[Check] = []
     if endpoint != "local":
         if not storage.have_remote_support():
-            return [StorageCheck(f"storage {endpoint}", "fail", "the XRootD client is not installed",
+            return [Check(f"storage {endpoint}", "fail", "the XRootD client is not installed",
                                  storage.INSTALL_XROOTD)]
         storage.configure_xrootd_client()
         from XRootD import client
@@ -98,10 +92,10 @@ def check_endpoint(endpoint: str, files: list[str], timeout: int = 10) -> list[S
         status, _ = client.FileSystem(endpoint).ping(timeout=timeout)
         if not status.ok:
             host = endpoint.split("://", 1)[1]
-            return [StorageCheck(f"storage {endpoint}", "fail", f"no answer: {status.message.strip()}",
+            return [Check(f"storage {endpoint}", "fail", f"no answer: {status.message.strip()}",
                                  f"check the host and port, and that this node may reach it (xrdfs {host} ping); "
                                  "or use a replica at another endpoint")]
-        out.append(StorageCheck(f"storage {endpoint}", "pass", "answers"))
+        out.append(Check(f"storage {endpoint}", "pass", "answers"))
     from hpckit.events.reader import file_uuid
 
     errors = []
@@ -111,23 +105,23 @@ def check_endpoint(endpoint: str, files: list[str], timeout: int = 10) -> list[S
         except FileAccessError as err:
             errors.append(str(err))
             continue
-        out.append(StorageCheck(f"open file on {endpoint}", "pass", f"{name} (uuid {uuid})"))
+        out.append(Check(f"open file on {endpoint}", "pass", f"{name} (uuid {uuid})"))
         return out
     fix = ("fix the path in the fileset or list a replica" if "not found" in errors[0]
            else "a grid credential may be missing (voms-proxy-init / htgettoken)" if "refused" in errors[0]
            else "check the file is a ROOT file and readable from this node")
-    out.append(StorageCheck(f"open file on {endpoint}", "fail", "; ".join(errors), fix))
+    out.append(Check(f"open file on {endpoint}", "fail", "; ".join(errors), fix))
     return out
 
 
-def check_fileset_storage(fileset: Any, credential_required: bool = False, timeout: int = 10) -> list[StorageCheck]:
+def check_fileset_storage(fileset: Any, credential_required: bool = False, timeout: int = 10) -> list[Check]:
     """Every storage check for ``fileset`` (a mapping or JSON path), in endpoint order."""
     try:
         eps = endpoints(fileset)
     except (HpckitError, ImportError) as err:
         fix = storage.INSTALL_XROOTD if isinstance(err, ImportError) else "fix the fileset entry named above"
-        return [StorageCheck("fileset", "fail", str(err), fix)]
-    out = [StorageCheck("fileset", "pass", f"{sum(map(len, eps.values()))} files at {len(eps)} endpoint(s)")]
+        return [Check("fileset", "fail", str(err), fix)]
+    out = [Check("fileset", "pass", f"{sum(map(len, eps.values()))} files at {len(eps)} endpoint(s)")]
     for endpoint, files in eps.items():
         out += check_endpoint(endpoint, files, timeout)
     return out + check_credential(credential_required, eps)

@@ -22,7 +22,6 @@ import os
 import re
 import secrets
 import stat
-import tempfile
 import warnings
 from abc import ABC, abstractmethod
 from pathlib import Path
@@ -31,7 +30,7 @@ from typing import Any
 import cloudpickle
 
 from hpckit.errors import HpckitError
-from hpckit.paths import config_dir
+from hpckit.paths import atomic_write, config_dir
 from hpckit.processor.fileset import WorkItem
 from hpckit.processor.serialize import compress, decompress
 
@@ -199,16 +198,4 @@ class SimpleCheckpointer(CheckpointerABC):
         path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
         payload = compress(result, 1)
         data = _MAGIC + self._mac(item, fingerprint, payload) + payload
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=".part")
-        try:
-            with os.fdopen(fd, "wb") as fh:
-                fh.write(data)
-                fh.flush()
-                os.fsync(fh.fileno())
-            os.replace(tmp, path)
-        except BaseException:
-            try:
-                os.unlink(tmp)
-            except FileNotFoundError:
-                pass
-            raise
+        atomic_write(path, data)  # 0600
