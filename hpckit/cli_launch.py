@@ -39,6 +39,7 @@ def launch_command(
     worker_timeout: float = typer.Option(300.0, "--worker-timeout", min=1, help="seconds to wait for a first worker"),
     run_dir: Optional[Path] = typer.Option(None, "--run-dir", help="run directory (default: scratch or ./hpckit-runs)"),
     port: int = typer.Option(9123, "--port", help="TaskVine manager port"),
+    env: Optional[Path] = typer.Option(None, "--env", help="hpckit pack tarball the workers run (env_delivery tarball)"),
     status: bool = typer.Option(True, "--status/--no-status", help="progress bar"),
     plots: bool = typer.Option(True, "--plots/--no-plots"),
 ) -> None:
@@ -54,7 +55,7 @@ def launch_command(
         site=site, analysis=analysis, fileset=fileset, processor_name=processor_name, backend=backend,
         workers=workers, overrides=list(set_ or []), chunksize=chunksize, maxchunks=maxchunks, treename=treename,
         schema=schema, checkpoint=checkpoint, output=output, dry_run=dry_run, fallback=not no_fallback,
-        worker_timeout=worker_timeout, run_dir=run_dir, status=status, plots=plots, port=port,
+        worker_timeout=worker_timeout, run_dir=run_dir, status=status, plots=plots, port=port, env=env,
         say=lambda msg: err.print(msg, highlight=False, soft_wrap=True, markup=False),
     )
     try:

@@ -108,6 +108,7 @@ class LaunchOptions:
     status: bool = True
     plots: bool = True
     port: int = 9123  # TaskVine manager port
+    env: Path | None = None  # envdeliver: an `hpckit pack` tarball for the workers (env_delivery tarball)
     say: Callable[[str], None] = field(default=lambda msg: print(msg, file=sys.stderr), repr=False)
 
 
@@ -329,7 +330,7 @@ def _run_opts(opts: LaunchOptions, output: Path, executor_name: str, workers: in
     )
 
 
-def environment_check(say: Callable[[str], None] = print) -> Any:
+def environment_check(say: Callable[[str], None] = print, lock: Any = None) -> Any:
     """The client's environment fingerprint, checked by every worker before it takes work: a worker
     whose installed versions differ refuses with the list of differing packages instead of failing
     later while unpickling. ``HPCKIT_NO_ENV_CHECK=1`` turns it off."""
@@ -337,8 +338,8 @@ def environment_check(say: Callable[[str], None] = print) -> Any:
         return None
     from hpckit.deploy.envlock import check_environment, current_fingerprint
 
-    fp = current_fingerprint()
-    say(f"hpckit: environment fingerprint {fp.hash} (hpckit and its dependencies) checked on every worker")
+    fp = current_fingerprint(lock)
+    say(f"hpckit: environment fingerprint {fp.hash} (the client's lock) checked on every worker")
     return functools.partial(check_environment, fp.to_json())
 
 
@@ -347,7 +348,9 @@ def launch(opts: LaunchOptions) -> LaunchResult:
     tear everything down. See the module docstring."""
     t0 = time.perf_counter()
     say = opts.say
-    site = load_site(opts.site, opts.overrides).site
+    from hpckit.deploy import delivery  # envdeliver: how the locked environment reaches the workers
+
+    site = load_site(opts.site, list(opts.overrides) + delivery.env_overrides(opts.env)).site
     backend_name = _pick_backend(site, opts.backend)
     run_dir = Path(opts.run_dir).resolve() if opts.run_dir else default_run_dir(site)
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -403,6 +406,11 @@ def launch(opts: LaunchOptions) -> LaunchResult:
         jobs = _local_workers(site, opts.workers)
     else:
         jobs = _batch_jobs(site, opts.workers)
+    # envdeliver: resolve the site's image / tarball / interpreter for the client's lock and check it here,
+    # before anything is submitted (DeliveryError names what is missing and the command that makes it)
+    prepared = delivery.prepare(site, check=not opts.dry_run)
+    site = prepared.site
+    result.notes += [f"{f.name}: {f.result}: {f.detail}" for f in prepared.findings]
     paths = render_all(site, backend_name, run_dir, port=opts.port)
     if opts.dry_run:
         result.mode = "dry-run"
@@ -432,7 +440,7 @@ def launch(opts: LaunchOptions) -> LaunchResult:
 
             executor = backend.executor(opts.status)
             _feed_workers(executor, backend)
-            _, metrics, written = run_with_executor(run_opts, executor, environment_check(say))
+            _, metrics, written = run_with_executor(run_opts, executor, environment_check(say, prepared.lock))
             result.metrics, result.written = metrics, written
             result.seconds_to_result = time.perf_counter() - t0
     except BaseException as exc:

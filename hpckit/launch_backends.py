@@ -243,7 +243,10 @@ class TaskVineBackend(Backend):
     def executor(self, status: bool) -> Any:
         from hpckit.processor import TaskVineExecutor
 
-        return TaskVineExecutor(port=self.port, status=status, filepath=str(self.run_dir))
+        # envdeliver: tarball delivery stages the packed environment for every task by default
+        env_file = self.site.env_delivery.path if self.site.env_delivery.mode == "tarball" else None
+        return TaskVineExecutor(port=self.port, status=status, filepath=str(self.run_dir),
+                                environment_file=os.path.expandvars(env_file) if env_file else None)
 
     def close(self) -> None:
         if self.proc is not None and self.proc.poll() is None:

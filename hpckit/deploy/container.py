@@ -77,7 +77,7 @@ def site_container(name: str) -> ContainerSpec:
         where = ", ".join(str(f) for f in loaded.files) or name
         raise ContainerError(f"site {name} has no container section ({where}); "
                              f"give --runtime instead of --site, or add a container: section to the site")
-    return ContainerSpec(runtime=c.runtime, image=c.image, binds=tuple(c.binds))
+    return ContainerSpec(runtime=c.runtime, image=c.image, binds=tuple(c.binds), base=c.base)
 
 
 # -- rendering (pure) -----------------------------------------------------------------------------

@@ -25,6 +25,7 @@ a command ``./env/run_in_env hpckit ...``; the untarred environment is cached on
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import shutil
@@ -182,7 +183,9 @@ def pack(
 
     t0 = time.perf_counter()
     if lock is None:
-        lock = make_lock(require=require or [], closure=True)
+        from hpckit.deploy.delivery import default_lock
+
+        lock = default_lock(require or [])
     elif not isinstance(lock, Lock):
         lock = read_lock(lock)
     have = _run([python, "-c", "import platform;print(platform.python_version())"], "python").stdout.strip()
@@ -203,6 +206,7 @@ def pack(
         manifest = {
             "lock_hash": lock.hash,
             "python": have,
+            "platform": lock.platform,
             "fingerprint": json.loads(lock.fingerprint().to_json()),
             "modules": modules,
             "packer": f"venv-pack2 {_version('venv-pack2')} + carried interpreter",
@@ -214,18 +218,17 @@ def pack(
         }
         try:
             with tarfile.open(raw) as src, tarfile.open(part, "w:gz", compresslevel=compresslevel) as dst:
+                # the manifest first: a worker job reads its lock hash without reading the whole archive
+                for name, (text, mode) in extra.items():
+                    data = text.encode()
+                    info = tarfile.TarInfo(name)
+                    info.size, info.mode, info.mtime = len(data), mode, int(time.time())
+                    dst.addfile(info, io.BytesIO(data))
                 for member in src:
                     name = member.name.removeprefix("./")
                     if name == "pyvenv.cfg":  # names the original interpreter: leave it out (see above)
                         continue
                     dst.addfile(member, src.extractfile(member) if member.isfile() else None)
-                for name, (text, mode) in extra.items():
-                    data = text.encode()
-                    info = tarfile.TarInfo(name)
-                    info.size, info.mode, info.mtime = len(data), mode, int(time.time())
-                    import io
-
-                    dst.addfile(info, io.BytesIO(data))
             part.replace(output)
         finally:
             part.unlink(missing_ok=True)

@@ -98,11 +98,12 @@ class ChunkJob:
         return compress(self.run(item), self.compression)
 
     def run(self, item: WorkItem) -> dict:
-        if self.worker_check is not None:
-            self.worker_check()
+        env = self.worker_check() if self.worker_check is not None else None
         try:
             result, attempt = retry_file_errors(lambda: self._once(item), item.filename, self.retries)
             result["metrics"]["retries"] = attempt
+            if isinstance(env, str):  # what the check says this worker runs (e.g. its lock hash)
+                result["metrics"]["environments"] = {(worker_id(), env)}
         except FileAccessError as last:
             if skip_matches(self.skipbadfiles, last):
                 warnings.warn(f"hpckit: skipping {item.describe()}: {last}")
