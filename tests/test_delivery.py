@@ -56,7 +56,7 @@ def test_built_image_resolves_to_the_lock_tag(lock):
     hex12 = lock.hash.split(":")[1][:12]
     perl = delivery.resolve(_site("perlmutter", "account=m1"), lock)
     assert perl.container.image == f"localhost/hpckit-env:{hex12}" and perl.container.runtime == "podman-hpc"
-    assert f"podman-hpc run --rm --net host localhost/hpckit-env:{hex12} python3 -m distributed" in \
+    assert f"podman-hpc run --rm --net host localhost/hpckit-env:{hex12} /opt/hpckit/env/bin/python3 -m distributed" in \
         render_files(perl, "dask")["job_script.sh"]
     front = delivery.resolve(_site("frontier"), lock)
     assert front.container.image == f"/lustre/orion/$HPCKIT_PROJECT/world-shared/hpckit-env_{hex12}.sif"
@@ -83,7 +83,7 @@ def test_image_and_tarball_jobs_hold_nothing_of_the_client_environment(lock):
         assert lines[1] == "export PATH=/usr/local/bin:/usr/bin:/bin"
         assert not any(sys.prefix in line for line in lines), name
     podman = render_files(delivery.resolve(_site("slurm-podman"), lock), "dask")["job_script.sh"]
-    assert "podman run --rm --network=host --pull=never -v /tmp:/tmp localhost/hpckit-env:" in podman
+    assert "podman run --rm --init --network=host --pull=never -v /tmp:/tmp localhost/hpckit-env:" in podman
 
 
 def test_relative_tarball_path_becomes_absolute(lock, tmp_path, monkeypatch):

@@ -176,7 +176,8 @@ def test_htcondor_submit_descriptions_parse():
                 if s.htcondor.x509_proxy:
                     assert sub["use_x509userproxy"] == "true"
                 if s.htcondor.singularity_image_attr:
-                    assert sub["MY.SingularityImage"] == f'"{s.container.image}"'
+                    assert sub["MY.SingularityImage"] == ('"$ENV(HPCKIT_IMAGE)"' if s.container.image == "built"
+                                                         else f'"{s.container.image}"')
     assert n >= 4
     with pytest.raises(Exception):
         htcondor2.Submit("universe = vanilla\nthis is not a submit line\n")
@@ -190,7 +191,7 @@ def test_taskvine_rendering():
     assert r.command[:3] == ["vine_factory", "-T", "slurm"] and r.command[-2:] == ["login01", "9200"]
     assert "--account='m1234; touch /tmp/owned'" in r.batch_options
     assert "--time=02:00:00" in r.batch_options and "--job-name" not in r.batch_options
-    assert r.wrapper is not None and 'exec shifter --image=' in r.wrapper
+    assert r.wrapper is not None and "exec podman-hpc run --rm --net host" in r.wrapper
     assert subprocess.run(["bash", "-n"], input=r.wrapper, text=True).returncode == 0
     assert render_taskvine(site("pbs-local")).command[2] == "torque"
     assert render_taskvine(site("lpc")).config["transfer-port"] == "10000:10070"

@@ -138,7 +138,8 @@ def resolve(site: Site, lock: Lock, executable: str = sys.executable) -> Site:
     """The site with what the templates need filled in (pure; ``site`` is not changed):
 
     * ``venv``: ``python`` = ``env_delivery.path``/bin/python, or the client's ``executable``;
-    * ``image``: ``container.image: built`` -> the lock's tag (a .sif in the scratch for Apptainer);
+    * ``image``: ``container.image: built`` -> the lock's tag (a .sif for Apptainer); ``python`` -> the
+      image's own interpreter by path (``/opt/hpckit/env/bin/python3``);
     * ``tarball``: ``python`` = the unpacked interpreter (``$HPCKIT_ENV_DIR/bin/python3``);
     * every mode: ``env_delivery.lock_hash``.
     """
@@ -151,6 +152,10 @@ def resolve(site: Site, lock: Lock, executable: str = sys.executable) -> Site:
         update["python"] = "$HPCKIT_ENV_DIR/bin/python3"
         if d.path and "$" not in d.path and not os.path.isabs(os.path.expanduser(d.path)):
             env["path"] = os.path.abspath(d.path)  # the job runs elsewhere: name the file the client means
+    elif d.mode == "image" and site.python == "python3":
+        from hpckit.deploy.container import PREFIX
+
+        update["python"] = f"{PREFIX}/env/bin/python3"  # where hpckit images keep it, whatever PATH says
     if site.container.image == BUILT:
         update["container"] = site.container.model_copy(update={"image": built_image(site, lock)})
     update["env_delivery"] = d.model_copy(update=env)

@@ -9,6 +9,7 @@ Facts from: hpckit default (no facility) (verified 2026-11-26).
 
 from parsl.config import Config
 from parsl.executors import HighThroughputExecutor
+from parsl.executors.high_throughput.executor import DEFAULT_LAUNCH_CMD
 from parsl.launchers import SingleNodeLauncher
 from parsl.providers import LocalProvider
 
@@ -21,6 +22,14 @@ WORKER_INIT = "\n".join([
     'export HPCKIT_SCRATCH="${TMPDIR:-/tmp}"',
     'mkdir -p "$HPCKIT_SCRATCH"',
 ])
+
+# Workers run the site's python by path (inside its container, if any), not whatever
+# process_worker_pool.py the job's PATH finds. Parsl formats LAUNCH_CMD: braces are doubled.
+WORKER_PYTHON = 'python3'
+
+LAUNCH_CMD = (WORKER_PYTHON.replace("{", "{{").replace("}", "}}")
+              + " -m parsl.executors.high_throughput.process_worker_pool "
+              + DEFAULT_LAUNCH_CMD.split(" ", 1)[1])
 
 
 def _address():
@@ -35,6 +44,7 @@ def get_config(run_dir: str = "runinfo") -> Config:
                 label='hpckit-local',
                 address=_address(),
                 cores_per_worker=1,
+                launch_cmd=LAUNCH_CMD,
                 provider=LocalProvider(
                     init_blocks=1,
                     min_blocks=0,

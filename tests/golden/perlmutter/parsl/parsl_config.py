@@ -4,7 +4,7 @@
     from parsl_config import get_config   # or: from parsl_config import config
     parsl.load(get_config())
 
-Facts from: https://docs.nersc.gov/systems/perlmutter/architecture/, https://docs.nersc.gov/filesystems/perlmutter-scratch/, https://docs.nersc.gov/services/cvmfs/, https://docs.nersc.gov/jobs/policy/, https://docs.nersc.gov/jobs/workflow/, https://docs.nersc.gov/development/containers/ (verified 2026-11-26).
+Facts from: https://docs.nersc.gov/systems/perlmutter/architecture/, https://docs.nersc.gov/filesystems/perlmutter-scratch/, https://docs.nersc.gov/services/cvmfs/, https://docs.nersc.gov/jobs/policy/, https://docs.nersc.gov/jobs/workflow/, https://docs.nersc.gov/development/containers/, https://docs.nersc.gov/development/containers/podman-hpc/overview/ (verified 2026-11-26).
 """
 
 from parsl.config import Config
@@ -25,12 +25,19 @@ SCHEDULER_OPTIONS = "\n".join([
 
 # Shell run before the worker pool starts.
 WORKER_INIT = "\n".join([
+    'unset PYTHONPATH PYTHONHOME PYTHONSTARTUP PYTHONUSERBASE VIRTUAL_ENV CONDA_PREFIX CONDA_DEFAULT_ENV',
+    'export PATH=/usr/local/bin:/usr/bin:/bin',
     'export HPCKIT_SCRATCH="${SCRATCH}"',
     'mkdir -p "$HPCKIT_SCRATCH"',
 ])
 
-# Workers run inside the site's container.
-LAUNCH_CMD = 'shifter --image=docker:coffeateam/coffea-dask-almalinux9:latest ' + DEFAULT_LAUNCH_CMD
+# Workers run the site's python by path (inside its container, if any), not whatever
+# process_worker_pool.py the job's PATH finds. Parsl formats LAUNCH_CMD: braces are doubled.
+WORKER_PYTHON = 'podman-hpc run --rm --net host "${HPCKIT_IMAGE:?export HPCKIT_IMAGE=<the image hpckit build --site perlmutter made>}" python3'
+
+LAUNCH_CMD = (WORKER_PYTHON.replace("{", "{{").replace("}", "}}")
+              + " -m parsl.executors.high_throughput.process_worker_pool "
+              + DEFAULT_LAUNCH_CMD.split(" ", 1)[1])
 
 
 def _address():

@@ -1,0 +1,22 @@
+#!/bin/bash
+#SBATCH --job-name=hpckit-dask
+#SBATCH --partition=debug
+#SBATCH --nodes=1
+#SBATCH --ntasks=1
+#SBATCH --cpus-per-task=1
+#SBATCH --mem=1024M
+#SBATCH --time=00:30:00
+# hpckit dask worker job for site slurm-podman, rendered from templates/worker_job.sh.j2.
+# Submit by hand: sbatch worker_job.sh
+set -e
+unset PYTHONPATH PYTHONHOME PYTHONSTARTUP PYTHONUSERBASE VIRTUAL_ENV CONDA_PREFIX CONDA_DEFAULT_ENV
+export PATH=/usr/local/bin:/usr/bin:/bin
+export HPCKIT_SCRATCH=/tmp
+mkdir -p "$HPCKIT_SCRATCH"
+exec podman run --rm --init --network=host --pull=never -v /tmp:/tmp "${HPCKIT_IMAGE:?export HPCKIT_IMAGE=<the image hpckit build --site slurm-podman made>}" python3 -m distributed.cli.dask_worker "${HPCKIT_DASK_SCHEDULER:?export HPCKIT_DASK_SCHEDULER=tcp://host:port}" \
+    --nthreads 1 \
+    --memory-limit 1073741824 \
+    --lifetime 1620s --lifetime-stagger 45s \
+    --interface lo \
+    --local-directory "$HPCKIT_SCRATCH" \
+    --nanny

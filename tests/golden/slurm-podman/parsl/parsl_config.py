@@ -1,0 +1,72 @@
+"""Parsl configuration for site slurm-podman (slurm), rendered by hpckit.
+
+    import parsl
+    from parsl_config import get_config   # or: from parsl_config import config
+    parsl.load(get_config())
+
+Facts from: scripts/slurm-local.sh (partition 'debug'), scripts/podman-setup.sh (rootful podman, runc, no registry) (verified 2026-11-30).
+"""
+
+from parsl.config import Config
+from parsl.executors import HighThroughputExecutor
+from parsl.executors.high_throughput.executor import DEFAULT_LAUNCH_CMD
+from parsl.launchers import SingleNodeLauncher
+from parsl.providers import SlurmProvider
+
+# Directives added to every block's job script (site values are shell-quoted).
+SCHEDULER_OPTIONS = "\n".join([
+    '#SBATCH --partition=debug',
+    '#SBATCH --cpus-per-task=1',
+    '#SBATCH --mem=1024M',
+])
+
+# Shell run before the worker pool starts.
+WORKER_INIT = "\n".join([
+    'unset PYTHONPATH PYTHONHOME PYTHONSTARTUP PYTHONUSERBASE VIRTUAL_ENV CONDA_PREFIX CONDA_DEFAULT_ENV',
+    'export PATH=/usr/local/bin:/usr/bin:/bin',
+    'export HPCKIT_SCRATCH=/tmp',
+    'mkdir -p "$HPCKIT_SCRATCH"',
+])
+
+# Workers run the site's python by path (inside its container, if any), not whatever
+# process_worker_pool.py the job's PATH finds. Parsl formats LAUNCH_CMD: braces are doubled.
+WORKER_PYTHON = 'podman run --rm --init --network=host --pull=never -v /tmp:/tmp "${HPCKIT_IMAGE:?export HPCKIT_IMAGE=<the image hpckit build --site slurm-podman made>}" python3'
+
+LAUNCH_CMD = (WORKER_PYTHON.replace("{", "{{").replace("}", "}}")
+              + " -m parsl.executors.high_throughput.process_worker_pool "
+              + DEFAULT_LAUNCH_CMD.split(" ", 1)[1])
+
+
+def _address():
+    return "127.0.0.1"
+
+
+def get_config(run_dir: str = "runinfo") -> Config:
+    """A fresh parsl.Config for slurm-podman."""
+    return Config(
+        executors=[
+            HighThroughputExecutor(
+                label='hpckit-slurm-podman',
+                address=_address(),
+                cores_per_worker=1,
+                mem_per_worker=1.074,
+                max_workers_per_node=1,
+                launch_cmd=LAUNCH_CMD,
+                provider=SlurmProvider(
+                    nodes_per_block=1,
+                    init_blocks=0,
+                    min_blocks=0,
+                    max_blocks=4,
+                    walltime='00:30:00',
+                    exclusive=False,
+                    worker_init=WORKER_INIT,
+                    scheduler_options=SCHEDULER_OPTIONS,
+                    launcher=SingleNodeLauncher(),
+                ),
+            )
+        ],
+        run_dir=run_dir,
+    )
+
+
+config = get_config()
