@@ -223,3 +223,77 @@ def test_missing_image_and_tarball_stop_before_submitting(work, tmp_path):
     assert r.returncode == 1 and f"env tarball {tmp_path / 'none.tar.gz'} not found" in r.stderr, r.stderr
     assert f"fix: hpckit pack -o {tmp_path / 'none.tar.gz'}" in r.stderr
     assert run_jobs(tmp_path / "a") == [] and run_jobs(tmp_path / "b") == []
+
+
+def _taskvine() -> tuple[str, str | None]:
+    """(directory of vine_worker, extra sys.path entry for ndcctools or None); skips naming why."""
+    import glob
+    import importlib.util
+
+    if importlib.util.find_spec("ndcctools") is not None and shutil.which("vine_worker"):
+        return os.path.dirname(shutil.which("vine_worker")), None
+    roots = sorted(glob.glob("/tmp/engines/**/bin/vine_worker", recursive=True))
+    pkgs = sorted(glob.glob("/tmp/engines/**/site-packages/ndcctools/taskvine", recursive=True))
+    if not roots or not pkgs:
+        pytest.skip("no TaskVine here: ndcctools is not importable and /tmp/engines has no cctools build "
+                    "(conda install -c conda-forge ndcctools); TaskVine is not on PyPI, so CI cannot run this")
+    return os.path.dirname(roots[0]), str(Path(pkgs[0]).parents[1])
+
+
+@pytest.mark.timeout(600)
+def test_taskvine_tasks_run_inside_the_packed_environment(work, packed, lock_hash, monkeypatch):
+    """vine_workers whose PATH is only /usr/bin:/bin: every task's python comes from the staged tarball."""
+    import socket
+
+    bindir, pypath = _taskvine()
+    if pypath:
+        monkeypatch.syspath_prepend(pypath)
+    monkeypatch.setenv("CATALOG_HOST", "127.0.0.1")
+    from dimuon import DimuonProcessor
+
+    from hpckit import processor
+    from hpckit.deploy.envlock import check_environment, read_lock
+    import functools
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    lock_file = work / "tv.lock"
+    with tarfile.open(packed) as tf:
+        lock_file.write_bytes(tf.extractfile("hpckit.lock").read())
+    fp = read_lock(lock_file).fingerprint().to_json()
+    clean = {"PATH": "/usr/bin:/bin", "HOME": str(work), "CATALOG_HOST": "127.0.0.1"}
+    procs = [subprocess.Popen([f"{bindir}/vine_worker", "-t", "60", "--cores", "1", "--workdir",
+                               str(work / f"vine-w{i}"), "127.0.0.1", str(port)], env=clean,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL) for i in range(2)]
+    try:
+        ex = processor.TaskVineExecutor(port=port, environment_file=str(packed), status=False)
+        runner = processor.Runner(ex, chunksize=int(CHUNK), savemetrics=True,
+                                  worker_check=functools.partial(check_environment, fp))
+        out, metrics = runner(str(work / "fileset.json"), processor_instance=DimuonProcessor())
+    finally:
+        for p in procs:
+            p.terminate()
+            p.wait(timeout=30)
+    assert_same_output(out, load(work / "ref.pkl"))
+    envs = [e["environment"] for e in metrics["worker_environments"]]
+    assert envs and all(e["lock_hash"] == lock_hash for e in envs)
+    assert all(not e["python"].startswith(sys.prefix) for e in envs), envs
+
+
+def test_launch_taskvine_passes_the_tarball_by_default(work, packed):
+    """`launch --backend taskvine` on a tarball site: vine_factory gets --python-env and the executor the
+    environment_file (rendered here; the run itself needs TaskVine, above)."""
+    from hpckit.deploy import delivery, load_site
+    from hpckit.deploy.backends.taskvine import render_taskvine
+    from hpckit.launch_backends import TaskVineBackend
+
+    site = delivery.resolve(load_site("slurm-tarball", [f"env_delivery.path={packed}"]).site, delivery.default_lock())
+    r = render_taskvine(site)
+    assert r.command[r.command.index("--python-env") + 1] == str(packed)
+    backend = TaskVineBackend(site, work, 1)
+    try:
+        ex = backend.executor(False)
+    except ImportError:
+        pytest.skip("ndcctools (TaskVine) is not importable: conda install -c conda-forge ndcctools")
+    assert ex.environment_file == str(packed)
