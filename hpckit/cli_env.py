@@ -67,6 +67,13 @@ def build_cmd(
             from hpckit.deploy.delivery import default_lock
 
             lock = default_lock()
+        if tag is None and site and (runtime or spec.runtime) == "apptainer":
+            # envdeliver: `image: built` names a .sif of this lock; the printed apptainer line makes that file
+            from hpckit.deploy import delivery, load_site
+
+            loaded = load_site(site).site
+            if loaded.container.image == delivery.BUILT and delivery.built_image(loaded, lock).endswith(".sif"):
+                tag = delivery.built_image(loaded, lock)
         if dry_run:
             plan = plan_build(lock, spec, runtime, tag)
             for name, text in plan.files.items():

@@ -85,7 +85,8 @@ def test_parsl_config_imports_and_builds_config(name, tmp_path, rendered):
     if s.scheduler != "local":
         assert htex.provider.walltime and htex.provider.max_blocks == s.max_jobs
     if s.wrap_in_container:
-        assert htex.launch_cmd.startswith(s.container.runtime)
+        # podman runs through the job's hpckit_podman function (stops the container when the job is cancelled)
+        assert htex.launch_cmd.startswith("hpckit_podman run" if s.container.runtime == "podman" else s.container.runtime)
 
 
 DASK_SITES = [n for n in SHIPPED if site(n).scheduler != "local"]
