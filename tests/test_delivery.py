@@ -110,8 +110,6 @@ def test_parsl_launch_cmd_survives_parsl_formatting(lock):
     text = render_files(delivery.resolve(_site("slurm-tarball"), lock), "parsl")["parsl_config.py"]
     ns: dict = {}
     exec(compile(text, "parsl_config.py", "exec"), ns)  # noqa: S102 - our own rendered config
-    from parsl.executors.high_throughput.executor import DEFAULT_LAUNCH_CMD  # noqa: F401
-
     keys = {k: "X" for k in ("debug", "max_workers_per_node", "addresses", "prefetch_capacity", "cores_per_worker",
                              "mem_per_worker", "poll_period", "worker_port", "cert_dir", "logdir", "logconf",
                              "heartbeat_period", "address_probe_timeout_string", "heartbeat_threshold",

@@ -297,3 +297,18 @@ def test_launch_taskvine_passes_the_tarball_by_default(work, packed):
     except ImportError:
         pytest.skip("ndcctools (TaskVine) is not importable: conda install -c conda-forge ndcctools")
     assert ex.environment_file == str(packed)
+
+
+@pytest.mark.timeout(300)
+def test_unwritable_node_scratch_fails_at_the_first_worker(work, packed, tmp_path):
+    """The worker jobs cannot unpack (node scratch under /proc): launch shows their message and fix and
+    leaves no job behind."""
+    require_slurm()
+    run_dir = tmp_path / "run"
+    r = _launch(work, run_dir, "slurm-tarball", "dask", "--env", str(packed),
+                "--set", "env_delivery.node_scratch=/proc/hpckit-not-writable")
+    assert r.returncode == 1, r.stderr
+    assert "node-local scratch /proc/hpckit-not-writable/hpckit-envs is not writable" in r.stderr, r.stderr
+    assert "fix: --set env_delivery.node_scratch=" in r.stderr
+    assert "every worker job ended before a worker connected" in r.stderr
+    assert len(_no_jobs_left(run_dir)) == 2

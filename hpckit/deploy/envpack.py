@@ -38,7 +38,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from hpckit.deploy.envlock import Lock, LockError, make_lock, python_minor, read_lock, wheelhouse
+from hpckit.deploy.envlock import Lock, LockError, python_minor, read_lock, wheelhouse
 
 MANIFEST = "hpckit-env.json"
 # Parts of the stdlib that no worker needs and that are large.
