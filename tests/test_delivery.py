@@ -106,7 +106,7 @@ def test_every_rendered_delivery_script_passes_bash_n(lock, tmp_path):
 
 
 def test_parsl_launch_cmd_survives_parsl_formatting(lock):
-    """Parsl calls LAUNCH_CMD.format(...): the tarball's ${HPCKIT_ENV_DIR} must come out unchanged."""
+    """Parsl formats LAUNCH_CMD twice (its options, then block_id): ${HPCKIT_ENV_DIR} must come out unchanged."""
     text = render_files(delivery.resolve(_site("slurm-tarball"), lock), "parsl")["parsl_config.py"]
     ns: dict = {}
     exec(compile(text, "parsl_config.py", "exec"), ns)  # noqa: S102 - our own rendered config
@@ -114,7 +114,7 @@ def test_parsl_launch_cmd_survives_parsl_formatting(lock):
                              "mem_per_worker", "poll_period", "worker_port", "cert_dir", "logdir", "logconf",
                              "heartbeat_period", "address_probe_timeout_string", "heartbeat_threshold",
                              "drain_period", "cpu_affinity", "enable_mpi_mode", "mpi_launcher", "accelerators")}
-    cmd = ns["LAUNCH_CMD"].format(**keys)
+    cmd = ns["LAUNCH_CMD"].format(**keys).format(block_id="0")
     assert cmd.startswith('"${HPCKIT_ENV_DIR}"/bin/python3 -m parsl.executors.high_throughput.process_worker_pool X')
 
 

@@ -32,10 +32,11 @@ WORKER_INIT = "\n".join([
 ])
 
 # Workers run the site's python by path (inside its container, if any), not whatever
-# process_worker_pool.py the job's PATH finds. Parsl formats LAUNCH_CMD: braces are doubled.
+# process_worker_pool.py the job's PATH finds. Parsl formats LAUNCH_CMD twice (its options, then each
+# block's id), so the braces of shell variables are doubled twice.
 WORKER_PYTHON = 'python3'
 
-LAUNCH_CMD = (WORKER_PYTHON.replace("{", "{{").replace("}", "}}")
+LAUNCH_CMD = (WORKER_PYTHON.replace("{", "{{{{").replace("}", "}}}}")
               + " -m parsl.executors.high_throughput.process_worker_pool "
               + DEFAULT_LAUNCH_CMD.split(" ", 1)[1])
 
