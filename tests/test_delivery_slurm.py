@@ -232,8 +232,8 @@ def _taskvine() -> tuple[str, str | None]:
 
     if importlib.util.find_spec("ndcctools") is not None and shutil.which("vine_worker"):
         return os.path.dirname(shutil.which("vine_worker")), None
-    roots = sorted(glob.glob("/tmp/engines/**/bin/vine_worker", recursive=True))
-    pkgs = sorted(glob.glob("/tmp/engines/**/site-packages/ndcctools/taskvine", recursive=True))
+    roots = sorted(glob.glob("/tmp/engines/*/bin/vine_worker"))
+    pkgs = sorted(glob.glob("/tmp/engines/*/lib/python3*/site-packages/ndcctools/taskvine"))
     if not roots or not pkgs:
         pytest.skip("no TaskVine here: ndcctools is not importable and /tmp/engines has no cctools build "
                     "(conda install -c conda-forge ndcctools); TaskVine is not on PyPI, so CI cannot run this")
