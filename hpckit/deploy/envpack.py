@@ -47,7 +47,7 @@ STDLIB_SKIP = {"site-packages", "test", "idlelib", "tkinter", "turtledemo", "ens
 RUN_IN_ENV = """#!/bin/sh
 # run_in_env: run a command inside this unpacked hpckit environment (lock {hash}).
 #   usage: path/to/env/run_in_env COMMAND [ARGS...]
-env_dir=$(cd "$(dirname "$0")" && pwd -P)
+env_dir=$(cd "$(dirname "$0")/{up}" && pwd -P)
 PATH="$env_dir/bin:$PATH"
 PYTHONNOUSERSITE=1
 HPCKIT_ENV_DIR="$env_dir"
@@ -224,7 +224,9 @@ def pack(
         extra = {
             MANIFEST: (json.dumps(manifest, indent=1) + "\n", 0o644),
             "hpckit.lock": (lock.text(), 0o644),
-            "run_in_env": (RUN_IN_ENV.format(hash=lock.hash), 0o755),
+            "run_in_env": (RUN_IN_ENV.format(hash=lock.hash, up="."), 0o755),
+            # where TaskVine's poncho environments keep it (declare_poncho runs ENV/bin/run_in_env CMD)
+            "bin/run_in_env": (RUN_IN_ENV.format(hash=lock.hash, up=".."), 0o755),
         }
         try:
             with tarfile.open(raw) as src, tarfile.open(part, "w:gz", compresslevel=compresslevel) as dst:
