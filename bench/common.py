@@ -47,6 +47,14 @@ def make_input(workdir: Path, n_files: int, events_per_file: int, basket: int = 
         picked = _pick_branches(ta, tb)
         names = [b for group in picked.values() for b in group]
         arrays = ak.concatenate([ta.arrays(names), tb.arrays(names)])
+    write_replicas(paths, arrays, picked, events_per_file, basket)
+    return paths
+
+
+def write_replicas(paths: list[Path], arrays: ak.Array, picked: dict[str, list[str]], events_per_file: int,
+                   basket: int = 25_000) -> None:
+    """Write ``arrays`` (flat branches ``picked[""]``, collections ``picked[name]``) repeated into each path,
+    NanoAOD-named (``Muon_pt`` counted by ``nMuon``), in baskets of ``basket`` events."""
     reps = -(-basket // len(arrays))
     block = ak.concatenate([arrays] * reps)[:basket]
     for path in paths:
@@ -59,13 +67,12 @@ def make_input(workdir: Path, n_files: int, events_per_file: int, basket: int = 
                 for coll, fields in picked.items():
                     if coll:
                         data[coll] = ak.zip({f[len(coll) + 1 :]: chunk[f] for f in fields})
-                if start == 0:  # NanoAOD naming: Muon_pt counted by nMuon
+                if start == 0:
                     out.mktree("Events", {k: v.type if isinstance(v, ak.Array) else v.dtype for k, v in data.items()},
                                field_name=lambda outer, inner: f"{outer}_{inner}",
                                counter_name=lambda counted: f"n{counted}")
                 out["Events"].extend(data)
         os.replace(tmp, path)
-    return paths
 
 
 def dimuon_floor(muons: ak.Array) -> tuple[np.ndarray, int]:

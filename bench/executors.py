@@ -6,7 +6,8 @@
 The input replicates data/nano_dimuon.root + data/nano_dy.root (muon branches and event ids only) with
 uproot into ``--files`` files of ``--events-per-file`` events (cached under ``--workdir``). Each executor
 runs examples/dimuon.py end to end through the Runner (worker start-up included, as a user sees it);
-Dask and Parsl are also timed on already running workers (the processing phase alone). Printed: events/s, the
+Dask, Parsl and TaskVine are also timed on already running workers (the processing phase alone;
+TaskVine's workers have run a warm-up, so their libraries are started). Printed: events/s, the
 ratio to FuturesExecutor(2) measured in the same run, and the time from the call to the first finished
 chunk. coffea's executors are added where coffea is importable (optional, never a dependency).
 """
@@ -111,7 +112,7 @@ def main() -> None:
     ap.add_argument("--repeat", type=int, default=1, help="runs per executor; the median is printed")
     ap.add_argument("--workdir", default="/tmp/hpckit-bench-executors")
     ap.add_argument("--only", nargs="*", default=None,
-                    help="futures dask dask-warm parsl parsl-warm coffea-futures coffea-dask")
+                    help="futures dask dask-warm parsl parsl-warm taskvine-warm taskvine-tasks-warm coffea-futures coffea-dask")
     args = ap.parse_args()
 
     from hpckit import processor
@@ -159,6 +160,28 @@ def main() -> None:
         finally:
             dfk.cleanup()
 
+    def taskvine_run(mode="serverless"):
+        import socket
+        import subprocess
+        import tempfile
+
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            port = sock.getsockname()[1]
+        tmp = tempfile.mkdtemp(prefix="hpckit-bench-vine-")
+        env = dict(os.environ, CATALOG_HOST="127.0.0.1", PYTHONPATH=os.pathsep.join(p for p in sys.path if p))
+        procs = [subprocess.Popen(["vine_worker", "-t", "60", "--cores", "1", "--workdir", f"{tmp}/w{i}", "127.0.0.1",
+                                   str(port)], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                 for i in range(n)]
+        try:
+            executor = processor.TaskVineExecutor(port=port, status=False, filepath=tmp, mode=mode)
+            # workers connected and libraries started (warm), as on a long-lived pool of workers
+            timed_run(executor, {"warm": {"files": {paths[0]: "Events"}}}, args.events_per_file // (2 * n))
+            return timed_run(executor, fileset, args.chunksize)
+        finally:
+            for p in procs:
+                p.terminate()
+
     def coffea_dask():
         from distributed import Client, LocalCluster
 
@@ -172,6 +195,13 @@ def main() -> None:
         "parsl": parsl_run,
         "parsl-warm": lambda: parsl_run(warm=True),
     }
+    try:
+        import ndcctools.taskvine  # noqa: F401
+
+        cases["taskvine-warm"] = taskvine_run
+        cases["taskvine-tasks-warm"] = lambda: taskvine_run("tasks")
+    except ImportError:
+        print("ndcctools not importable: TaskVine is not measured")
     try:
         import coffea  # noqa: F401
 

@@ -10,10 +10,11 @@ from typing import Any
 
 import cloudpickle
 
+from hpckit.errors import HpckitError
 from hpckit.processor.abc import ProcessorABC
 
 
-class AnalysisError(ValueError):
+class AnalysisError(HpckitError, ValueError):
     """The analysis file cannot be loaded or holds no usable processor."""
 
 

@@ -10,91 +10,50 @@ import os
 import re
 import shutil
 import socket
-import subprocess
-from dataclasses import dataclass
 from typing import Callable
 
 from hpckit.deploy import load_site
+from hpckit.deploy.checks import Check, command_output as _cmd
+from hpckit.deploy.schedulers import scheduler_for
 from hpckit.deploy.site import Site
 
 __all__ = ["Check", "run_checks"]
 
 
-@dataclass
-class Check:
-    name: str
-    result: str  # "pass", "fail" or "skip"
-    detail: str
-    fix: str = ""
-
-
-def _cmd(argv: list[str], timeout: float = 20) -> tuple[int, str]:
-    try:
-        r = subprocess.run(argv, capture_output=True, text=True, timeout=timeout)
-    except (OSError, subprocess.TimeoutExpired) as exc:
-        return 127, str(exc)
-    return r.returncode, (r.stdout + r.stderr).strip()
-
-
-SCHEDULER_COMMANDS = {
-    "slurm": ("sbatch", "squeue", "scancel", "scontrol", "sinfo"),
-    "pbs": ("qsub", "qstat", "qdel"),
-    "htcondor": ("condor_submit", "condor_q", "condor_rm"),
-}
+SCHEDULER_HINT = "run on {site}'s login/submit node (launch would fall back to a local run here)"
 
 
 def check_scheduler(site: Site) -> list[Check]:
-    cmds = SCHEDULER_COMMANDS.get(site.scheduler)
-    if not cmds:
+    sched = scheduler_for(site)
+    cmds = sched.doctor_commands
+    if not sched.batch:
         return [Check("scheduler", "pass", "local site: no batch scheduler needed")]
     missing = [c for c in cmds if shutil.which(c) is None]
     if missing:
         return [Check("scheduler commands", "fail", f"{', '.join(missing)} not on PATH",
-                      f"run on {site.name}'s login/submit node (launch would fall back to a local run here)")]
+                      SCHEDULER_HINT.format(site=site.name))]
     return [Check("scheduler commands", "pass", ", ".join(cmds) + " found")]
 
 
-def check_slurm_names(site: Site) -> list[Check]:
-    out: list[Check] = []
-    if site.partition:
-        rc, text = _cmd(["sinfo", "-h", "-p", site.partition, "-o", "%P %a"])
-        if rc == 0 and text:
-            out.append(Check("partition", "pass", f"{site.partition}: {text.splitlines()[0]}"))
-        else:
-            rc2, parts = _cmd(["sinfo", "-h", "-o", "%P"])
-            known = " ".join(sorted(set(parts.split()))) if rc2 == 0 else "?"
-            out.append(Check("partition", "fail", f"sinfo does not know partition {site.partition!r} (known: {known})",
-                             f"--set partition=<one of: {known}>"))
-    for kind, value in (("qos", site.qos), ("account", site.account)):
-        if not value:
-            continue
-        rc, text = _cmd(["sacctmgr", "-n", "-P", "show", kind, value, "format=name"])
-        if rc != 0:
-            out.append(Check(kind, "skip", f"sacctmgr cannot tell whether {kind} {value!r} exists ({text.splitlines()[0] if text else rc})"))
-        elif value in text.split():
-            out.append(Check(kind, "pass", f"{kind} {value!r} known to sacctmgr"))
-        else:
-            fix = ("sacctmgr show assoc user=$USER format=account,qos shows yours" if kind == "account"
-                   else "sacctmgr show qos format=name lists them")
-            out.append(Check(kind, "fail", f"sacctmgr does not know {kind} {value!r}", f"--set {kind}=<yours>; {fix}"))
-    return out
-
-
-def check_pbs_names(site: Site) -> list[Check]:
-    if not site.queue:
+def check_account(site: Site) -> list[Check]:
+    """A site whose scheduler refuses jobs without an account (``account_required``) needs one set."""
+    if not site.account_required:
         return []
-    rc, text = _cmd(["qstat", "-Q", site.queue])
-    if rc == 0:
-        return [Check("queue", "pass", f"qstat -Q knows queue {site.queue!r}")]
-    return [Check("queue", "fail", f"qstat -Q does not know queue {site.queue!r}: {text.splitlines()[-1] if text else rc}",
-                  "--set queue=<name from qstat -Q>")]
+    if site.account:
+        return [Check("account", "pass", f"account {site.account!r} set")]
+    return [Check("account", "fail", f"site {site.name} needs an account and none is set",
+                  f"--set account=<your project> (or account: in ~/.config/hpckit/sites/{site.name}.yaml)")]
 
 
 def check_interface(site: Site) -> list[Check]:
     iface = site.network.interface
     if not iface:
         return [Check("network interface", "skip", "the site names no interface (workers use any address)")]
-    import psutil
+    try:
+        import psutil
+    except ImportError:
+        return [Check("network interface", "skip", f"cannot list this host's interfaces: psutil is not installed",
+                      "pip install psutil")]
 
     addrs = psutil.net_if_addrs()
     have = {n: [a.address for a in al if a.family in (socket.AF_INET, socket.AF_INET6)] for n, al in addrs.items()}
@@ -148,14 +107,14 @@ def check_container(site: Site) -> list[Check]:
                              f"{exe} not on PATH here (it must exist on the compute nodes)", hint))
         else:
             out.append(Check("container runtime", "pass", f"{exe} found"))
-    # envdeliver: the image / tarball / interpreter themselves are checked by check_delivery
+    # the image / tarball / interpreter themselves: check_delivery (the checks launch makes)
     if not out:
         out.append(Check("container runtime", "pass", "no container runtime used"))
     return out
 
 
 def check_delivery(site: Site) -> list[Check]:
-    """envdeliver: the same checks `launch` makes before submitting (hpckit.deploy.delivery.preflight)."""
+    """The same checks `launch` makes before submitting (hpckit.deploy.delivery.preflight)."""
     from hpckit.deploy import delivery
 
     try:
@@ -217,19 +176,25 @@ def check_backend(backend: str) -> list[Check]:
     return [Check(f"{backend} backend", "fail", f"cannot import {', '.join(missing)}", fix)]
 
 
-def run_checks(site_name: str, overrides: list[str] | None = None, backend: str | None = None) -> list[Check]:
-    """Every check for ``site_name`` (with ``--set`` overrides) on this machine, in order."""
+def run_checks(site_name: str, overrides: list[str] | None = None, backend: str | None = None,
+               fileset: str | None = None) -> list[Check]:
+    """Every check for ``site_name`` (with ``--set`` overrides) on this machine, in order; with
+    ``fileset``, also its storage endpoints and grid credential (hpckit.storage_check)."""
     site = load_site(site_name, overrides or []).site
     backend = backend or site.default_backend
     checks: list[Check] = []
     steps: list[Callable[[], list[Check]]] = [lambda: check_scheduler(site), lambda: check_backend(backend)]
-    have_sched = site.scheduler != "local" and all(shutil.which(c) for c in SCHEDULER_COMMANDS[site.scheduler][:2])
-    if site.scheduler == "slurm" and have_sched:
-        steps.append(lambda: check_slurm_names(site))
-    elif site.scheduler == "pbs" and have_sched:
-        steps.append(lambda: check_pbs_names(site))
+    sched = scheduler_for(site)
+    steps.append(lambda: check_account(site))
+    if sched.batch and not sched.missing():
+        steps.append(lambda: sched.doctor_checks(site))
     steps += [lambda: check_interface(site), lambda: check_ports(site, backend), lambda: check_container(site),
               lambda: check_delivery(site), lambda: check_x509(site)]
+    if fileset is not None:
+        from hpckit.storage_check import check_fileset_storage
+
+        steps.append(lambda: [Check(c.name, c.result, c.detail, c.fix) for c in
+                              check_fileset_storage(fileset, credential_required=site.htcondor.x509_proxy)])
     for step in steps:
         checks += step()
     return checks

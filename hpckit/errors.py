@@ -48,6 +48,14 @@ class FileAccessError(HpckitError, OSError):
         return self.path
 
 
+class FileNotFound(FileAccessError, FileNotFoundError):
+    """The file does not exist (a ``FileNotFoundError``, as coffea raises)."""
+
+
+class NotATreeError(FileAccessError):
+    """The object named in the fileset exists but is neither a TTree nor an RNTuple."""
+
+
 class ChunkError(HpckitError):
     """Processing one chunk failed; the message names the chunk and carries the worker's traceback."""
 
@@ -64,6 +72,14 @@ class ProcessorError(ChunkError):
 
 class LaunchError(HpckitError, RuntimeError):
     """`hpckit launch` could not get workers or run (submission refused, workers never came, ...)."""
+
+
+class MissingExtra(HpckitError, ImportError):
+    """An optional extra or external command is not installed; the message names the install command."""
+
+
+class UsageError(HpckitError, ValueError):
+    """A bad option value (unknown schema, executor, backend, ...)."""
 
 
 class EngineError(HpckitError):

@@ -6,6 +6,7 @@ import json
 import os
 import pickle
 import signal
+import stat
 import subprocess
 import sys
 import time
@@ -13,7 +14,11 @@ from pathlib import Path
 
 from conftest import EXAMPLES, REPO, assert_matches_reference
 
+import lz4.frame
+import pytest
+
 from hpckit import processor
+from hpckit.processor.checkpoint import CheckpointKeyError, checkpoint_key
 
 TESTS = Path(__file__).resolve().parent
 
@@ -26,7 +31,7 @@ def _hpckit_run(analysis, fileset, out, checkpoint, extra=(), env=None):
 
 
 def _count_checkpoints(d: Path) -> int:
-    return sum(1 for _ in d.rglob("*.pkl.lz4"))
+    return sum(1 for _ in d.rglob("*.ckpt"))
 
 
 def test_killed_run_resumes_from_checkpoints(tmp_path, fileset_path, reference):
@@ -81,4 +86,123 @@ def test_checkpoint_write_is_atomic(tmp_path):
     assert ckpt.load(item, "fp") == {"out": {"n": 1}, "processed": {item.key}}
     assert [p.name for p in path.parent.iterdir()] == [path.name]
     path.write_bytes(path.read_bytes()[:10])  # corrupt: ignored and redone, not fatal
-    assert ckpt.load(item, "fp") is None
+    with pytest.warns(UserWarning, match=str(path)):
+        assert ckpt.load(item, "fp") is None
+
+
+# --- checkpoints are data you can trust ------------------------------------------------------------
+
+class _Planted:
+    """Unpickling this creates the marker: the attack the HMAC check must stop."""
+
+    def __init__(self, marker):
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        return (os.system, (f"touch {self.marker}",))
+
+
+@pytest.fixture(autouse=True)
+def private_key_home(tmp_path, monkeypatch):
+    """Each test has its own checkpoint key (in a fresh config dir)."""
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "config"))
+    monkeypatch.delenv("HPCKIT_CHECKPOINT_KEY", raising=False)
+
+
+def _item(ds="ds", start=0):
+    return processor.WorkItem(ds, "/x/f.root", "Events", start, start + 10, "uuid")
+
+
+def _result(item, n=1):
+    return {"out": {"n": n}, "processed": {item.key}}
+
+
+def test_planted_pickles_are_never_unpickled(tmp_path):
+    ckpt = processor.SimpleCheckpointer(tmp_path / "ck")
+    item = _item()
+    path = ckpt.path(item, "fp")
+    path.parent.mkdir(parents=True)
+    marker = tmp_path / "PWNED"
+    evil = pickle.dumps(_Planted(marker))
+    forged_mac = b"HPCKCKP1" + b"\0" * 32 + lz4.frame.compress(evil)
+    for planted in (evil, lz4.frame.compress(evil), forged_mac):
+        path.write_bytes(planted)
+        with pytest.warns(UserWarning, match=f"{path}.*HMAC|{path}.*not an hpckit checkpoint"):
+            assert ckpt.load(item, "fp") is None
+    assert not marker.exists(), "a planted checkpoint was unpickled"
+    # the file would have run code: prove the marker mechanism works
+    pickle.loads(evil)
+    assert marker.exists()
+
+
+def test_empty_garbage_and_other_chunks_files_are_redone(tmp_path):
+    ckpt = processor.SimpleCheckpointer(tmp_path / "ck")
+    a, b = _item(start=0), _item(start=10)
+    ckpt.save(_result(a), a, "fp")
+    ckpt.save(_result(b), b, "fp")
+    pa, pb = ckpt.path(a, "fp"), ckpt.path(b, "fp")
+    good_a = pa.read_bytes()
+    for data, reason in ((b"", "empty file"), (os.urandom(5000), "not an hpckit checkpoint"),
+                         (pb.read_bytes(), "HMAC")):
+        pa.write_bytes(data)
+        with pytest.warns(UserWarning, match=f"{pa}.*{reason}"):
+            assert ckpt.load(a, "fp") is None
+    pa.write_bytes(good_a)
+    assert ckpt.load(a, "fp") == _result(a)
+    assert ckpt.load(a, "other-fingerprint") is None  # no file under another processor's fingerprint
+    other_key = processor.SimpleCheckpointer(tmp_path / "ck", key=b"k" * 32)  # another user's key
+    with pytest.warns(UserWarning, match="HMAC"):
+        assert other_key.load(a, "fp") is None
+
+
+def test_not_owned_or_in_writable_directory_is_refused(tmp_path):
+    ckpt = processor.SimpleCheckpointer(tmp_path / "ck")
+    item = _item()
+    ckpt.save(_result(item), item, "fp")
+    path = ckpt.path(item, "fp")
+    assert ckpt.load(item, "fp") == _result(item)
+    os.chmod(path.parent, 0o777)  # anyone could have replaced the file
+    with pytest.warns(UserWarning, match="writable by others"):
+        assert ckpt.load(item, "fp") is None
+    os.chmod(path.parent, 0o700)
+    if os.getuid() == 0:  # only root can give a file away
+        os.chown(path, 65534, 65534)
+        with pytest.warns(UserWarning, match="owned by uid 65534"):
+            assert ckpt.load(item, "fp") is None
+        os.chown(path, 0, 0)
+    assert ckpt.load(item, "fp") == _result(item)
+    assert stat.S_IMODE(os.stat(path.parent).st_mode) == 0o700  # written private
+
+
+def test_key_is_private_and_refused_otherwise(tmp_path):
+    key_path = tmp_path / "config" / "hpckit" / "checkpoint.key"
+    k1 = checkpoint_key()
+    assert key_path.is_file() and len(k1) == 32 and checkpoint_key() == k1
+    assert stat.S_IMODE(key_path.stat().st_mode) == 0o600
+    assert stat.S_IMODE(key_path.parent.stat().st_mode) == 0o700
+    os.chmod(key_path, 0o644)
+    with pytest.raises(CheckpointKeyError, match="chmod 600"):
+        checkpoint_key()
+    assert "k1" not in repr(processor.SimpleCheckpointer(tmp_path, key=b"x" * 32))
+
+
+class PerDataset(processor.ProcessorABC):
+    def process(self, events):
+        return {events.metadata["dataset"]: len(events)}
+
+
+def test_dataset_names_never_collide(tmp_path):
+    """`DY+jets` and `DY_jets` sanitize to the same text; their checkpoints must stay apart."""
+    from conftest import DATA
+
+    f1, f2 = str(DATA / "nano_dy.root"), str(DATA / "nano_dimuon.root")
+    ckpt = processor.SimpleCheckpointer(tmp_path / "ck")
+    fileset = {"DY+jets": {"files": {f1: "Events"}}, "DY_jets": {"files": {f1: "Events"}},
+               "other": {"files": {f2: "Events"}}}
+    run = lambda: processor.Runner(processor.IterativeExecutor(status=False), chunksize=10, checkpointer=ckpt,
+                                   savemetrics=True)(fileset, processor_instance=PerDataset())
+    out1, m1 = run()
+    out2, m2 = run()
+    assert m1["chunks_from_checkpoint"] == 0 and m2["chunks_from_checkpoint"] == m1["chunks_processed"]
+    assert out1 == out2 == {"DY+jets": 40, "DY_jets": 40, "other": 40}
+    assert ckpt.path(_item("DY+jets"), "fp") != ckpt.path(_item("DY_jets"), "fp")

@@ -285,15 +285,17 @@ def test_launch_taskvine_passes_the_tarball_by_default(work, packed):
     """`launch --backend taskvine` on a tarball site: vine_factory gets --python-env and the executor the
     environment_file (rendered here; the run itself needs TaskVine, above)."""
     from hpckit.deploy import delivery, load_site
+    from hpckit.deploy.backends import Sizing
     from hpckit.deploy.backends.taskvine import render_taskvine
-    from hpckit.launch_backends import TaskVineBackend
+    from hpckit.launch import Plan
+    from hpckit.launch.pools import make_pool
 
     site = delivery.resolve(load_site("slurm-tarball", [f"env_delivery.path={packed}"]).site, delivery.default_lock())
     r = render_taskvine(site)
     assert r.command[r.command.index("--python-env") + 1] == str(packed)
-    backend = TaskVineBackend(site, work, 1)
+    pool = make_pool(Plan(site, "taskvine", work, Sizing(jobs=1, workers=1), chunks=None))
     try:
-        ex = backend.executor(False)
+        ex = pool.executor(False)
     except ImportError:
         pytest.skip("ndcctools (TaskVine) is not importable: conda install -c conda-forge ndcctools")
     assert ex.environment_file == str(packed)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sys
+
 import pytest
 
 parsl = pytest.importorskip("parsl")
@@ -117,3 +119,40 @@ def test_processor_error_after_retries_and_dfk_cleaned_up(tmp_path):
     with pytest.raises(Exception):
         parsl.dfk()  # the DFK this executor loaded is gone
     assert wait_no_new_children(before) == set()
+
+
+class _CountUnpickles:
+    """A worker check that drops a marker file each time it is unpickled (with the job it rides in)."""
+
+    def __init__(self, marker_dir):
+        self.marker_dir = str(marker_dir)
+
+    def __setstate__(self, state):
+        import os as _os
+        import time as _time
+
+        self.__dict__.update(state)
+        open(_os.path.join(self.marker_dir, f"job-{_os.getpid()}-{_time.time_ns()}"), "w").close()
+
+    def __call__(self):
+        return None
+
+
+def test_job_travels_once_per_worker_process(tmp_path):
+    """The job (processor inside) is unpickled once per worker process, not once per task."""
+    markers = tmp_path / "markers"
+    markers.mkdir()
+    config = make_config(tmp_path / "run")
+    executor = processor.ParslExecutor(config=config, status=False)
+    import cloudpickle
+
+    cloudpickle.register_pickle_by_value(sys.modules[__name__])  # the workers cannot import this test file
+    try:
+        out, metrics = run(executor, 2, worker_check=_CountUnpickles(markers))  # 40 chunks
+    finally:
+        cloudpickle.unregister_pickle_by_value(sys.modules[__name__])
+    assert_same_output(out, reference(2))
+    pids = {m.name.split("-")[1] for m in markers.iterdir()}
+    assert len(pids) <= 2  # max_workers_per_node=2
+    assert len(list(markers.iterdir())) == len(pids), sorted(m.name for m in markers.iterdir())
+    assert metrics["chunks"] == 40 and "job_misses" in executor.stats

@@ -19,7 +19,7 @@ from distributed_support import Exploding, assert_same_output, children, referen
 from hpckit import processor
 from hpckit.errors import ProcessorError
 
-pytestmark = pytest.mark.timeout(180)
+pytestmark = pytest.mark.timeout(600)  # task mode starts a python per chunk: slow on a loaded 2-core VM
 
 try:
     import ndcctools.taskvine  # noqa: F401
@@ -68,14 +68,25 @@ def workers(monkeypatch, tmp_path):
 
 
 @needs_vine
-def test_same_output_as_iterative(workers, tmp_path):
-    for chunksize in (7, 100_000):
-        executor = processor.TaskVineExecutor(port=workers, status=False, filepath=str(tmp_path))
+@pytest.mark.parametrize("mode", ["serverless", "tasks"])
+def test_same_output_as_iterative(workers, tmp_path, mode):
+    for chunksize in (7, 100_000) if mode == "serverless" else (100_000,):
+        executor = processor.TaskVineExecutor(port=workers, status=False, filepath=str(tmp_path), mode=mode)
         out, metrics = run(executor, chunksize)
         assert_same_output(out, reference(chunksize))
         assert metrics["entries"] == 80 and metrics["retries"] == 0
         assert executor.stats["engine_workers"]
+        if mode == "serverless" and chunksize == 7:
+            # 12 chunks and their merges ran inside at most one library process per worker (2 workers)
+            assert 1 <= len(metrics["workers"]) <= 2, metrics["workers"]
     assert not [p for p in tmp_path.iterdir() if p.name.startswith("hpckit-vine-")]  # staging removed
+
+
+def test_bad_mode():
+    if not HAVE_VINE:
+        pytest.skip(WHY)
+    with pytest.raises(ValueError, match="serverless"):
+        processor.TaskVineExecutor(mode="lambda")
 
 
 @needs_vine

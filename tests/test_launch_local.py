@@ -14,6 +14,7 @@ from launch_util import ANALYSIS, hpckit, load
 
 from hpckit.deploy import list_sites, load_site
 from hpckit.launch import BATCH_BACKENDS, JobStatus, LaunchError, LaunchOptions, launch
+from hpckit.run import RunSpec
 
 SHIPPED = ["chtc", "frontier", "local", "lpc", "pbs-local", "perlmutter", "polaris", "slurm-local"]
 
@@ -43,7 +44,7 @@ def test_dry_run_every_shipped_site_renders_without_scheduler(tmp_path, monkeypa
     for site in SHIPPED:
         for backend in BATCH_BACKENDS:
             run_dir = tmp_path / f"{site}-{backend}"
-            r = launch(LaunchOptions(site=site, analysis=ANALYSIS, fileset=fileset, backend=backend, dry_run=True,
+            r = launch(LaunchOptions(site=site, spec=RunSpec(ANALYSIS, fileset), backend=backend, dry_run=True,
                                      run_dir=run_dir, say=lambda m: None))
             assert r.mode == "dry-run" and not r.job_ids
             assert not (run_dir / "jobs.txt").exists()
@@ -66,15 +67,19 @@ def test_dry_run_cli_prints_plan(tmp_path):
 
 
 @pytest.mark.timeout(120)
-def test_local_site_runs_futures_on_all_cores(tmp_path, reference):
+def test_local_site_runs_futures_with_min_cores_chunks(tmp_path, reference):
     from conftest import assert_matches_reference
 
-    r = launch(LaunchOptions(site="local", analysis=ANALYSIS, fileset=_fileset(tmp_path), run_dir=tmp_path / "run",
-                             chunksize=10, status=False, plots=False, say=lambda m: None))
+    said = []
+    r = launch(LaunchOptions(site="local", spec=RunSpec(ANALYSIS, _fileset(tmp_path), chunksize=10, status=False,
+                                                        plots=False), backend="futures", run_dir=tmp_path / "run",
+                             say=said.append))
     assert r.mode == "local" and r.backend == "futures"
     assert_matches_reference(load(tmp_path / "run" / "out.pkl"), reference)
     assert json.loads((tmp_path / "run" / "launch.json").read_text())["mode"] == "local"
     assert r.metrics["chunks"] == 8
+    workers = min(os.cpu_count(), 8)
+    assert any(f"8 chunks -> futures executor with {workers} worker" in m for m in said), said
 
 
 @pytest.mark.timeout(120)
@@ -99,7 +104,7 @@ def test_batch_site_without_scheduler_falls_back_or_errors(tmp_path, reference):
 
 def test_unknown_backend_is_an_error(tmp_path):
     with pytest.raises(LaunchError, match="unknown backend 'spark'"):
-        launch(LaunchOptions(site="local", analysis=ANALYSIS, fileset=_fileset(tmp_path), backend="spark",
+        launch(LaunchOptions(site="local", spec=RunSpec(ANALYSIS, _fileset(tmp_path)), backend="spark",
                              run_dir=tmp_path / "r", say=lambda m: None))
 
 
@@ -165,3 +170,59 @@ def test_doctor_x509_proxy_lifetime(tmp_path, monkeypatch):
                                               if not (Path(p) / "voms-proxy-info").exists()))
     c = _by_name(run_checks("lpc"))["x509 proxy"]
     assert c.result == "pass" and "h left" in c.detail, c
+
+
+@pytest.mark.timeout(200)
+def test_local_site_default_backend_is_dask_and_parsl_honours_workers(tmp_path, reference):
+    """`--site local` runs its default backend (dask: a LocalCluster from the rendered kwargs) and
+    `--backend parsl --workers 2` renders and starts exactly 2 local workers."""
+    from conftest import assert_matches_reference
+
+    fileset = _fileset(tmp_path)
+    r = hpckit(["launch", str(ANALYSIS), "--site", "local", "--fileset", str(fileset), "--chunksize", "10",
+                "--workers", "2", "--run-dir", str(tmp_path / "dask"), "--no-status", "--no-plots"], cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert "hpckit: 2 local workers (local, dask)" in r.stderr
+    assert_matches_reference(load(tmp_path / "dask" / "out.pkl"), reference)
+    assert json.loads((tmp_path / "dask" / "dask_cluster.json").read_text())["kwargs"]["n_workers"] == 2
+    assert json.loads((tmp_path / "dask" / "launch.json").read_text())["backend"] == "dask"
+
+    r = hpckit(["launch", str(ANALYSIS), "--site", "local", "--backend", "parsl", "--fileset", str(fileset),
+                "--chunksize", "10", "--workers", "2", "--run-dir", str(tmp_path / "parsl"), "--no-status",
+                "--no-plots"], cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert_matches_reference(load(tmp_path / "parsl" / "out.pkl"), reference)
+    assert "max_workers_per_node=2," in (tmp_path / "parsl" / "parsl_config.py").read_text()
+    metrics = json.loads((tmp_path / "parsl" / "out.metrics.json").read_text())
+    assert metrics["chunks"] == 8
+
+
+def test_default_workers_are_min_of_site_maximum_and_chunks():
+    from hpckit.launch import size
+
+    perl = load_site("perlmutter", ["account=m1"]).site
+    s = size(perl, None, 2)
+    assert (s.workers, s.jobs) == (2, 1)  # 2 chunks: 2 workers in one node-sized job, not 8 nodes
+    s = size(perl, None, 10_000)
+    assert s.workers == perl.max_workers and s.jobs == perl.max_jobs
+    s = size(load_site("slurm-local").site, 3, 100)
+    assert (s.workers, s.jobs) == (3, 3)
+
+
+def test_taskvine_dry_run_names_the_sites_interface_address(tmp_path):
+    """A site whose interface exists here (lo, with loopback off via a user site) renders that address into
+    vine_factory.sh and the dry-run plan, not a placeholder."""
+    import psutil
+    import socket
+
+    found = [(n, a.address) for n, al in psutil.net_if_addrs().items() for a in al
+             if a.family == socket.AF_INET and n != "lo"]
+    iface, addr = found[0] if found else ("lo", "127.0.0.1")
+    r = launch(LaunchOptions(site="chtc", spec=RunSpec(ANALYSIS, _fileset(tmp_path)), backend="taskvine",
+                             overrides=[f"network.interface={iface}"], dry_run=True, run_dir=tmp_path / "r",
+                             workers=3, say=lambda m: None))
+    text = (tmp_path / "r" / "vine_factory.sh").read_text()
+    expected = "127.0.0.1" if iface == "lo" else addr
+    assert f"{expected} 9123" in text and any(f"{expected} 9123" in line for line in r.planned), (text, r.planned)
+    cfg = json.loads((tmp_path / "r" / "vine_factory.json").read_text())
+    assert cfg["min-workers"] == cfg["max-workers"] == 3

@@ -141,3 +141,80 @@ def test_doctor_on_slurm_local(tmp_path):
     bad = hpckit(["doctor", "--site", "slurm-local", "--set", "partition=nosuchpart"], cwd=tmp_path)
     assert bad.returncode == 1
     assert "FAIL partition" in bad.stderr and "known: debug" in bad.stderr and "fix: --set partition=" in bad.stderr
+
+
+@pytest.mark.timeout(120)
+def test_rejected_submission_fails_fast_with_the_schedulers_words(tmp_path):
+    """--set partition=gpu on the local Slurm: sbatch refuses; the error says so once, first, in seconds."""
+    require_slurm()
+    run_dir = tmp_path / "run"
+    r = hpckit(["launch", str(ANALYSIS), "--site", "slurm-local", "--backend", "dask", "--workers", "2",
+                "--fileset", str(_fileset(tmp_path)), "--run-dir", str(run_dir), "--worker-timeout", "300",
+                "--no-status", "--set", "partition=gpu"], cwd=tmp_path, timeout=110)
+    assert r.returncode == 1, r.stderr
+    error = r.stderr[r.stderr.index("error:"):]
+    assert error.startswith("error: sbatch: error: invalid partition specified: gpu"), r.stderr
+    assert r.stderr.count("invalid partition specified") == 1 and "Traceback" not in r.stderr, r.stderr
+    assert "worker connected within" not in r.stderr  # not the 300 s worker timeout
+    assert not run_jobs(run_dir)
+
+
+@pytest.mark.timeout(150)
+@pytest.mark.parametrize("backend", ["dask", "parsl"])
+def test_sigkill_then_hpckit_cancel_leaves_no_job(backend, tmp_path):
+    """SIGKILL the launch mid-run (no teardown runs); `hpckit jobs` lists its jobs with the launch gone and
+    `hpckit cancel RUN` removes them from squeue (only this run's job ids are checked) and ends the helper
+    processes it recorded (Parsl's interchange)."""
+    require_slurm()
+    run_dir = tmp_path / "run"
+    args = ["launch", str(Path(__file__).parent / "slow_dimuon.py"), "--site", "slurm-local", "--backend", backend,
+            "--workers", "2", "--fileset", str(_fileset(tmp_path)), "--chunksize", "5", "--run-dir", str(run_dir),
+            "--worker-timeout", "60", "--no-status", "--no-plots"]
+    proc = subprocess.Popen([sys.executable, "-m", "hpckit", *args], cwd=tmp_path, env=env(HPCKIT_TEST_SLEEP="5"),
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 90
+        while time.monotonic() < deadline and len(set(run_jobs(run_dir)) & squeue_ids()) < 2:
+            time.sleep(0.3)
+        jobs = run_jobs(run_dir)
+        assert len(jobs) == 2 and set(jobs) <= squeue_ids(), jobs
+        proc.kill()
+        proc.wait(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert set(jobs) & squeue_ids(), "the jobs should outlive a SIGKILLed launch"
+    listed = hpckit(["jobs", "--run", str(run_dir)], cwd=tmp_path, timeout=60)
+    assert listed.returncode == 0 and all(j in listed.stdout for j in jobs) and "launch gone" in listed.stdout
+    helpers = json.loads((run_dir / "launch.json").read_text()).get("helpers", [])
+    if backend == "parsl":
+        assert helpers and all(Path(f"/proc/{h['pid']}").exists() for h in helpers), "interchange not recorded"
+    r = hpckit(["cancel", str(run_dir)], cwd=tmp_path, timeout=60)
+    assert r.returncode == 0 and ("cancelled" in r.stderr or "none of its" in r.stderr), r.stderr
+    assert not set(jobs) & squeue_ids()
+    time.sleep(1)
+    for h in helpers:
+        stat = Path(f"/proc/{h['pid']}/stat")
+        assert not stat.exists() or stat.read_text().rsplit(")", 1)[1].split()[19] != h["start_ticks"], h
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(420)
+def test_run_outlives_its_workers_with_replacement_jobs(tmp_path, iterative_out):
+    """walltime 1 min -> dask workers retire after ~30 s (--lifetime); a run of over 60 s needs several generations
+    of worker jobs: launch submits replacements and the processor (a task, not scattered data) reaches the
+    new workers; chunks done by a retired generation come back from the checkpoint (results held on workers
+    that all retire at once are otherwise recomputed); the result equals the iterative run."""
+    require_slurm()
+    run_dir = tmp_path / "run"
+    r = hpckit(["launch", str(Path(__file__).parent / "slow_dimuon.py"), "--site", "slurm-local", "--backend", "dask",
+                "--workers", "2", "--fileset", str(_fileset(tmp_path)), "--chunksize", "5", "--run-dir", str(run_dir),
+                "--set", "walltime=00:01:00", "--worker-timeout", "90", "--no-status", "--no-plots",
+                "--checkpoint", str(tmp_path / "ckpt")],
+               cwd=tmp_path, timeout=400, HPCKIT_TEST_SLEEP="4")
+    assert r.returncode == 0, r.stderr
+    assert_same_output(load(run_dir / "out.pkl"), iterative_out)
+    jobs = _assert_no_jobs_left(run_dir)
+    assert len(jobs) > 2, f"no replacement job was submitted: {jobs}"
+    record = json.loads((run_dir / "launch.json").read_text())
+    assert record["seconds_to_result"] > 45  # longer than any one worker lived (lifetime ~30 s)

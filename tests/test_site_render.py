@@ -185,12 +185,13 @@ def test_htcondor_submit_descriptions_parse():
 
 
 def test_taskvine_rendering():
-    s = site("perlmutter", "account=m1234; touch /tmp/owned")
+    s = site("perlmutter", "account=m1234", "constraint=gpu&hbm80g")
     r = render_taskvine(s, "login01", 9200)
     assert r.config["max-workers"] == s.max_jobs and r.config["cores"] == s.job_cores
     assert r.config["worker-extra-options"] == f"--wall-time={s.lifetime()[0]}"
     assert r.command[:3] == ["vine_factory", "-T", "slurm"] and r.command[-2:] == ["login01", "9200"]
-    assert "--account='m1234; touch /tmp/owned'" in r.batch_options
+    assert "--account=m1234" in r.batch_options
+    assert "'--constraint=gpu&hbm80g'" in r.batch_options  # a shell runs sbatch with these: quoted
     assert "--time=02:00:00" in r.batch_options and "--job-name" not in r.batch_options
     assert r.wrapper is not None and "exec podman-hpc run --rm --net host" in r.wrapper
     assert subprocess.run(["bash", "-n"], input=r.wrapper, text=True).returncode == 0
@@ -218,7 +219,7 @@ def test_no_credentials_in_renderings(rendered):
 
 def test_deploy_never_imports_processor_or_events():
     code = (
-        "import sys, hpckit.deploy, hpckit.cli_deploy\n"
+        "import sys, hpckit.deploy, hpckit.cli.deploy\n"
         "from hpckit.deploy import render_files, load_site\n"
         "for b in ('dask', 'parsl', 'taskvine'): render_files(load_site('slurm-local').site, b)\n"
         "bad = [m for m in sys.modules if m.startswith(('hpckit.processor', 'hpckit.events'))]\n"

@@ -22,6 +22,7 @@ except ImportError:
     from slurm_util import job_field, require_qsub, require_slurm, wait_for_job
 
 from hpckit.deploy import render_files
+from hpckit.deploy.site import SiteError
 from hpckit.deploy.backends.parsl import render_parsl
 
 pytestmark = pytest.mark.slurm
@@ -105,18 +106,22 @@ def test_remote_slurm_sites_parse_in_real_sbatch(name, tmp_path):
 def test_injection_lands_quoted_and_runs_nothing(tmp_path):
     """Submit renderings whose site values carry shell injections to the real Slurm and run them.
 
-    Checks: `account='m1234; touch M1'`, `scratch=<dir>/$(touch M2)`, `python='python3; touch M3'` land
-    quoted in our worker_job.sh and in dask-jobqueue's job_script.sh; the jobs run (the literal scratch
-    directory appears; Slurm records the account verbatim) and none of the marker files appears.
+    Checks: `account='m1234; touch M1'` and `account=$(touch M4)` are refused (directive values are
+    validated, not quoted); `scratch=<dir>/$(touch M2)`, `python='python3; touch M3'` land quoted in our
+    worker_job.sh and in dask-jobqueue's job_script.sh; the jobs run (the literal scratch directory
+    appears; Slurm records the account) and none of the marker files appears.
     Does not check: values in `worker_init`, which is the site's own shell by design.
     """
     require_slurm()
     markers = [tmp_path / f"owned-{i}" for i in (1, 2, 3, 4)]
     scratch = tmp_path / f"scratch-$(touch {markers[1]})"
-    overrides = [f"account=m1234; touch {markers[0]}", f"scratch={scratch}", f"python=python3; touch {markers[2]}"]
+    for bad in (f"account=m1234; touch {markers[0]}", f"account=$(touch {markers[3]})"):
+        with pytest.raises(SiteError, match="account"):
+            site("slurm-local", bad)
+    overrides = ["account=m1234", f"scratch={scratch}", f"python=python3; touch {markers[2]}"]
     files = render_files(site("slurm-local", *overrides), "dask")
-    files2 = render_files(site("slurm-local", f"account=$(touch {markers[3]})", f"scratch={scratch}"), "taskvine")
-    assert f"--account='m1234; touch {markers[0]}'" in files["worker_job.sh"]
+    files2 = render_files(site("slurm-local", "account=m1234", f"scratch={scratch}"), "taskvine")
+    assert "#SBATCH --account=m1234\n" in files["worker_job.sh"]
     jobs = []
     for text in (files["worker_job.sh"], files["job_script.sh"], files2["worker_job.sh"]):
         r = _sbatch(["--parsable"], text, tmp_path,
@@ -126,7 +131,7 @@ def test_injection_lands_quoted_and_runs_nothing(tmp_path):
         jobs.append(r.stdout.strip().split(";")[0])
     for j in jobs:
         wait_for_job(j, timeout=90)
-    assert (job_field(jobs[0], "Account") or "").startswith("m1234;")
+    assert job_field(jobs[0], "Account") == "m1234"
     assert scratch.is_dir(), "the jobs did not run far enough to create the (literal) scratch directory"
     for m in markers:
         assert not m.exists(), f"injected command ran: {m}"

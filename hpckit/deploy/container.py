@@ -10,6 +10,8 @@ the site.
 
 from __future__ import annotations
 
+from hpckit.errors import HpckitError
+
 import shlex
 import shutil
 import subprocess
@@ -30,7 +32,7 @@ LOCAL_BASE = "localhost/hpckit-debian:bookworm"  # made by scripts/debian-base.s
 LABEL_NS = "org.hpckit"
 
 
-class ContainerError(RuntimeError):
+class ContainerError(HpckitError, RuntimeError):
     """A container cannot be built as asked (bad site, missing runtime, missing base image...)."""
 
 

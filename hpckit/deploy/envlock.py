@@ -13,6 +13,8 @@ package as (name, client version, worker version), instead of failing later with
 
 from __future__ import annotations
 
+from hpckit.errors import HpckitError
+
 import functools
 import hashlib
 import json
@@ -35,7 +37,7 @@ NEVER_PIN = frozenset({"pip"})
 MISSING = "not installed"
 
 
-class LockError(ValueError):
+class LockError(HpckitError, ValueError):
     """A lock cannot be made, read or satisfied."""
 
 

@@ -39,6 +39,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from hpckit.deploy.envlock import Lock, LockError, python_minor, read_lock, wheelhouse
+from hpckit.errors import HpckitError
 
 MANIFEST = "hpckit-env.json"
 # Parts of the stdlib that no worker needs and that are large.
@@ -59,7 +60,7 @@ exec "$@"
 """
 
 
-class PackError(RuntimeError):
+class PackError(HpckitError, RuntimeError):
     """The environment could not be packed or does not pass its check."""
 
 
@@ -185,10 +186,16 @@ def pack(
     require: list[str] | None = None,
     python: str = sys.executable,
     compresslevel: int = 6,
+    compile: bool = True,
 ) -> PackResult:
     """Pack the environment pinned by ``lock`` (default: hpckit's closure in the running environment,
-    plus ``require``) into a relocatable ``output`` tarball. Nothing is left at ``output`` on failure."""
-    import venv_pack
+    plus ``require``) into a relocatable ``output`` tarball. Nothing is left at ``output`` on failure.
+
+    ``compile=False`` leaves out the byte-compiled files (a smaller tarball, packed faster; the first worker
+    on a node compiles what it imports into its unpacked copy)."""
+    from hpckit.extras import require_module
+
+    venv_pack = require_module("venv_pack", "hpckit pack")
 
     t0 = time.perf_counter()
     if lock is None:
@@ -209,7 +216,8 @@ def pack(
         stage = Path(tmp)
         env = _stage_env(lock, stage, python)
         carry_interpreter(env, python)
-        _compile(env)
+        if compile:
+            _compile(env)
         modules = _modules_to_check(env, lock)
         raw = stage / "raw.tar"
         venv_pack.pack(prefix=str(env), output=str(raw), format="tar", force=True)

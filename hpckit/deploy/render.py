@@ -8,13 +8,17 @@
   - ``shpath``: like ``sh`` but keeps ``$NAME``, ``${NAME}`` and ``${NAME:-default}`` expansions live
     (for paths such as ``$SCRATCH``); everything else, ``$(...)`` and backticks included, is quoted;
   - ``classad``: a ClassAd/submit-description string literal ``"..."``;
-  - ``py``: a Python literal (:func:`repr`), for the generated ``parsl_config.py``.
+  - ``py``: a Python literal (:func:`repr` of plain data only), for the generated ``parsl_config.py``;
+    ``pyident``: a name we chose (class, keyword argument), refused unless it is an identifier.
+    Every ``{{ }}`` of a ``.py`` template ends in one of these two (a test checks it).
 
 Templates live in ``data_dir("templates")``; the per-backend modules in :mod:`hpckit.deploy.backends`
 call :func:`render_template` with a context from :func:`job_context`.
 """
 
 from __future__ import annotations
+
+from hpckit.errors import HpckitError
 
 import math
 import re
@@ -30,7 +34,7 @@ from hpckit.resources import data_dir
 __all__ = ["RenderError", "environment", "job_context", "render_template", "shquote", "shpath", "classad_string"]
 
 
-class RenderError(RuntimeError):
+class RenderError(HpckitError, RuntimeError):
     """A template failed to render; the message names the template and the problem."""
 
 
@@ -68,8 +72,36 @@ def classad_string(value: Any) -> str:
     return f'"{s}"'
 
 
-def _py(value: Any) -> str:
+_SAFE_LITERALS = (str, int, float, bool, type(None), list, tuple, dict)
+
+
+def pyliteral(value: Any) -> str:
+    """A Python literal (:func:`repr`) of a str/number/bool/None or a list/tuple/dict of them.
+
+    Anything else is refused: only these have a ``repr`` that evaluates back to the same plain data.
+    """
+
+    def check(v: Any) -> None:
+        if not isinstance(v, _SAFE_LITERALS):
+            raise RenderError(f"refusing to write a {type(v).__name__} into generated Python (only plain data)")
+        if isinstance(v, (list, tuple)):
+            for x in v:
+                check(x)
+        elif isinstance(v, dict):
+            for k, x in v.items():
+                check(k)
+                check(x)
+
+    check(value)
     return repr(value)
+
+
+def pyident(value: Any) -> str:
+    """A Python identifier (a class or keyword name we chose), refused when it is anything else."""
+    s = str(value)
+    if not s.isidentifier() or not s.isascii():
+        raise RenderError(f"refusing to write {s[:60]!r} into generated Python: not an identifier")
+    return s
 
 
 def make_environment(kind: str, trim: bool = True) -> jinja2.Environment:
@@ -83,7 +115,8 @@ def make_environment(kind: str, trim: bool = True) -> jinja2.Environment:
         keep_trailing_newline=True,
         autoescape=False,
     )
-    env.filters.update(sh=shquote, shquote=shquote, shpath=shpath, classad=classad_string, py=_py)
+    env.filters.update(sh=shquote, shquote=shquote, shpath=shpath, classad=classad_string, py=pyliteral,
+                       pyident=pyident)
     return env
 
 
@@ -124,7 +157,7 @@ def _mib(nbytes: int) -> int:
     return math.ceil(nbytes / 2**20)
 
 
-def job_context(site: Site, backend: str, mode: str = "script") -> dict[str, Any]:
+def job_context(site: Site, backend: str, mode: str = "script", name: str | None = None) -> dict[str, Any]:
     """The derived values templates use, as ``job``.
 
     ``mode`` says who writes the rest of the job script:
@@ -141,7 +174,8 @@ def job_context(site: Site, backend: str, mode: str = "script") -> dict[str, Any
     return {
         "backend": backend,
         "mode": mode,
-        "name": {"dask": "dask-worker", "parsl": None, "taskvine": None}.get(mode, f"hpckit-{backend}"),
+        "name": name if name and mode in ("dask", "script")
+        else {"dask": "dask-worker", "parsl": None, "taskvine": None}.get(mode, f"hpckit-{backend}"),
         "walltime": None if (site.walltime is None or mode == "parsl") else format_walltime(site.walltime),
         "walltime_s": site.walltime,
         "nodes": mode != "parsl",

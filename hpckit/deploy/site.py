@@ -28,6 +28,8 @@ Public API: :func:`load_site`, :func:`list_sites`, :func:`site_paths`, :class:`S
 
 from __future__ import annotations
 
+from hpckit.errors import HpckitError
+
 import datetime as _dt
 import math
 import os
@@ -48,6 +50,7 @@ from pydantic import (
     model_validator,
 )
 
+from hpckit.paths import read_limited
 from hpckit.resources import data_dir
 
 __all__ = [
@@ -67,7 +70,7 @@ __all__ = [
 ]
 
 
-class SiteError(ValueError):
+class SiteError(HpckitError, ValueError):
     """A site could not be found, parsed or validated. The message says where and what was expected."""
 
 
@@ -149,11 +152,51 @@ def _no_control(v: Any) -> Any:
     # A newline in a value would end an '#SBATCH' comment or a submit-description line and start a new
     # command: refuse control characters in every string of a site.
     if isinstance(v, str) and _CONTROL.search(v):
-        raise ValueError(f"control characters (newline, tab, ...) are not allowed, got {v!r}")
+        raise ValueError(f"control characters (newline, tab, ...) are not allowed, ; got {shorten(v)}")
     return v
 
 
 Str = Annotated[str, BeforeValidator(_no_control)]
+
+# sbatch/qsub read '#SBATCH'/'#PBS' lines themselves, without a shell: shell quotes would reach them
+# literally, so a directive value is validated instead of quoted. These characters are inert in a
+# directive, on a shell command line and in a Python literal.
+_DIRECTIVE_CHARS = r"A-Za-z0-9_@%+=:,./\-"
+_DIRECTIVE = re.compile(rf"^[{_DIRECTIVE_CHARS}]+$")
+_CONSTRAINT = re.compile(rf"^[{_DIRECTIVE_CHARS}&|]+$")  # Slurm features: gpu&hbm80g, a|b
+_DIRECTIVE_LINE = re.compile(rf"^[{_DIRECTIVE_CHARS}]+(?: [{_DIRECTIVE_CHARS}]+)*$")  # -l filesystems=home:eagle
+_INTERFACE = re.compile(r"^[A-Za-z0-9_.:@-]+$")
+_SUBMIT_KEY = re.compile(r"^\+?[A-Za-z_][A-Za-z0-9_.]*$")
+MAX_SHOWN = 80
+
+
+def shorten(value: Any, limit: int = MAX_SHOWN) -> str:
+    """``repr(value)`` cut to ``limit`` characters, so an error message never carries a huge value."""
+    text = repr(value)
+    return text if len(text) <= limit else f"{text[: limit - 20]}...<{len(text)} chars>"
+
+
+def _matching(rx: re.Pattern, what: str) -> Any:
+    def check(v: Any) -> Any:
+        _no_control(v)
+        if isinstance(v, str) and not rx.match(v):
+            raise ValueError(f"{what}; got {shorten(v)}")
+        return v
+
+    return BeforeValidator(check)
+
+
+_DIRECTIVE_WHAT = (
+    "a scheduler directive value may hold only letters, digits and _@%+=:,./- (sbatch and qsub read it "
+    "without a shell, so spaces, quotes and shell characters are refused rather than quoted)"
+)
+Directive = Annotated[str, _matching(_DIRECTIVE, _DIRECTIVE_WHAT)]
+Constraint = Annotated[str, _matching(_CONSTRAINT, _DIRECTIVE_WHAT.replace("_@%+=:,./-", "_@%+=:,./-&|"))]
+DirectiveLine = Annotated[
+    str, _matching(_DIRECTIVE_LINE, _DIRECTIVE_WHAT.replace("spaces,", "more than single spaces between words,"))
+]
+Interface = Annotated[str, _matching(_INTERFACE, "a network interface name holds only letters, digits and _.:@-")]
+SubmitKey = Annotated[str, _matching(_SUBMIT_KEY, "an HTCondor submit command is a name like request_gpus or +MyAttr")]
 
 
 class _Strict(BaseModel):
@@ -193,7 +236,7 @@ class Worker(_Strict):
 
 
 class Network(_Strict):
-    interface: Str | None = Field(None, description="network interface workers bind to (lo, hsn0, ...)")
+    interface: Interface | None = Field(None, description="network interface workers bind to (lo, hsn0, ...)")
     port_range: tuple[int, int] | None = Field(None, description="[low, high] ports workers may listen on")
 
     @field_validator("port_range")
@@ -252,8 +295,8 @@ class EnvDelivery(_Strict):
 
 class PBSOptions(_Strict):
     flavor: Literal["pro", "torque"] = Field("pro", description="pro: -l select=...; torque: -l nodes=N:ppn=M")
-    select_extra: Str | None = Field(None, description="appended to the select chunk, e.g. system=polaris")
-    place: Str | None = Field(None, description="-l place=..., e.g. scatter")
+    select_extra: Directive | None = Field(None, description="appended to the select chunk, e.g. system=polaris")
+    place: Directive | None = Field(None, description="-l place=..., e.g. scatter")
 
 
 class HTCondorOptions(_Strict):
@@ -262,7 +305,7 @@ class HTCondorOptions(_Strict):
     shared_filesystem: bool = True
     singularity_image_attr: bool = Field(False, description="set +SingularityImage to container.image")
     requirements: Str | None = None
-    submit: dict[Str, Str] = Field(default_factory=dict, description="extra submit commands")
+    submit: dict[SubmitKey, Str] = Field(default_factory=dict, description="extra submit commands")
 
 
 class Site(_Strict):
@@ -270,17 +313,18 @@ class Site(_Strict):
 
     name: Str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
     description: Str = ""
-    scheduler: Literal["slurm", "pbs", "htcondor", "local"]
+    scheduler: Str = Field(description="a key of hpckit.deploy.schedulers.SCHEDULERS")
     source: list[Str] = Field(min_length=1, description="where the facts come from")
     verified_on: _dt.date
     unverified: list[Str] = Field(default_factory=list, description="key paths whose values are not verified")
     default_backend: Literal["dask", "parsl", "taskvine"] = "dask"
 
-    account: Str | None = None
-    partition: Str | None = Field(None, description="Slurm -p")
-    qos: Str | None = Field(None, description="Slurm -q")
-    queue: Str | None = Field(None, description="PBS -q")
-    constraint: Str | None = Field(None, description="Slurm -C")
+    account: Directive | None = None
+    account_required: bool = Field(False, description="jobs are refused without an account (-A)")
+    partition: Directive | None = Field(None, description="Slurm -p")
+    qos: Directive | None = Field(None, description="Slurm -q")
+    queue: Directive | None = Field(None, description="PBS -q")
+    constraint: Constraint | None = Field(None, description="Slurm -C")
     walltime: Walltime | None = None
     node: Node = Field(default_factory=Node)
     worker: Worker = Field(default_factory=Worker)
@@ -292,9 +336,18 @@ class Site(_Strict):
     container: Container = Field(default_factory=Container)
     env_delivery: EnvDelivery = Field(default_factory=EnvDelivery)
     python: Str = Field("python3", description="python executable on the worker (inside the container)")
-    extra_directives: list[Str] = Field(default_factory=list, description="extra scheduler directives, verbatim")
+    extra_directives: list[DirectiveLine] = Field(default_factory=list, description="extra scheduler directives, verbatim")
     pbs: PBSOptions = Field(default_factory=PBSOptions)
     htcondor: HTCondorOptions = Field(default_factory=HTCondorOptions)
+
+    @field_validator("scheduler")
+    @classmethod
+    def _known_scheduler(cls, v: str) -> str:
+        from hpckit.deploy.schedulers import SCHEDULERS
+
+        if v not in SCHEDULERS:
+            raise ValueError(f"unknown scheduler {v!r}; expected one of " + ", ".join(repr(k) for k in SCHEDULERS))
+        return v
 
     @model_validator(mode="after")
     def _consistent(self) -> Site:
@@ -387,8 +440,22 @@ class Site(_Strict):
 # loading
 
 
+MAX_SITE_BYTES = 1 << 20  # a site is a page of YAML; 1 MiB is far above any real one
+
+
 class _Loader(yaml.SafeLoader):
-    """SafeLoader without YAML 1.1 base-60 numbers: ``12:00:00`` stays a string, not 43200."""
+    """SafeLoader without YAML 1.1 base-60 numbers (``12:00:00`` stays a string, not 43200) and without
+    anchors and aliases: a site never needs them, and an alias bomb (a few lines that expand to
+    billions of nodes) would otherwise eat the memory of whoever formats the value."""
+
+    def compose_node(self, parent: Any, index: Any) -> Any:
+        event = self.peek_event()
+        if isinstance(event, yaml.AliasEvent) or getattr(event, "anchor", None):
+            kind = "aliases (*name)" if isinstance(event, yaml.AliasEvent) else "anchors (&name)"
+            raise yaml.composer.ComposerError(
+                None, None, f"YAML {kind} are not allowed in site files; write the value out", event.start_mark
+            )
+        return super().compose_node(parent, index)
 
 
 _Loader.yaml_implicit_resolvers = {
@@ -417,6 +484,8 @@ def _yaml_load(text: str, where: str) -> Any:
             raise SiteError(f"{where}: YAML syntax error: {exc}") from None
         lines = text.splitlines()
         line = lines[mark.line] if mark.line < len(lines) else ""
+        if len(line) > 200:  # a one-line 100 MB file must not become a 100 MB message
+            line, mark.column = line[:200] + " ...", min(mark.column, 200)
         problem = getattr(exc, "problem", None) or str(exc)
         ctx = getattr(exc, "context", None)
         msg = f"{ctx}, {problem}" if ctx else problem
@@ -546,7 +615,7 @@ def _format_errors(exc: ValidationError, origins: dict[str, str], fallback: str)
         elif err["type"] == "literal_error":
             msg = f"expected {err['ctx']['expected']}"
         got = err.get("input")
-        got_s = "" if err["type"] in ("missing",) or isinstance(got, dict) else f" (got {got!r})"
+        got_s = "" if err["type"] in ("missing",) or isinstance(got, dict) or "; got " in msg else f" (got {shorten(got)})"
         lines.append(f"{where}: {key or '<site>'}: {msg}{got_s}")
     return "invalid site:\n  " + "\n  ".join(lines)
 
@@ -562,8 +631,8 @@ def load_site(name_or_path: str | os.PathLike, overrides: list[str] | dict[str, 
     origins: dict[str, str] = {}
     data: dict = {}
     p = Path(name_or_path)
-    if str(name_or_path).endswith((".yaml", ".yml")) or p.is_file():
-        if not p.is_file():
+    if str(name_or_path).endswith((".yaml", ".yml")) or p.is_file() or (os.sep in str(name_or_path) and p.exists()):
+        if not p.exists():
             raise SiteError(f"site file {p} does not exist")
         files = [("file", p)]
     else:
@@ -575,7 +644,7 @@ def load_site(name_or_path: str | os.PathLike, overrides: list[str] | dict[str, 
                 f"(user sites go in $HPCKIT_SITES_PATH or ~/.config/hpckit/sites as <name>.yaml)"
             )
     for _layer, f in files:
-        doc = _yaml_load(f.read_text(), str(f))
+        doc = _yaml_load(read_limited(f, MAX_SITE_BYTES, SiteError, "site file").decode("utf-8", "replace"), str(f))
         if doc is None:
             doc = {}
         if not isinstance(doc, dict):

@@ -1,6 +1,8 @@
 """Events from ROOT files: NanoAOD collections from flat branches, read lazily column by column."""
 
+from hpckit.events.behavior import CoffeaMethodMissing
 from hpckit.events.factory import NanoEventsArray, make_events
+from hpckit.events.nanoevents import NanoEventsFactory
 from hpckit.events.schema import BaseSchema, NanoAODSchema
 
-__all__ = ["BaseSchema", "NanoAODSchema", "NanoEventsArray", "make_events"]
+__all__ = ["BaseSchema", "CoffeaMethodMissing", "NanoAODSchema", "NanoEventsArray", "NanoEventsFactory", "make_events"]

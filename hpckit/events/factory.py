@@ -8,10 +8,12 @@ from typing import Any
 
 import awkward as ak
 import numpy as np
-import vector.backends.awkward as vba
 
+from hpckit.events import crossref
+from hpckit.events.behavior import Behavior, CoffeaMethodMissing, build_behavior
+from hpckit.events.plan import BufferSource
 from hpckit.events.reader import OpenTree
-from hpckit.events.schema import BaseSchema, BufferSource, has_vector_fields
+from hpckit.events.schema import BaseSchema, record_kind
 
 
 class _LazySource:
@@ -21,11 +23,31 @@ class _LazySource:
         self.form, self.length, self.container = form, length, container
         self.behavior, self.attrs = behavior, attrs
         self.fields = form.fields
+        self._layouts: dict[str, ak.contents.Content] = {}  # built once: events.Jet and matched_jet share it
+        self._contents: dict[str, ak.contents.Content] = {}
 
     def field(self, name: str) -> ak.Array:
-        return ak.from_buffers(
-            self.form.content(name), self.length, self.container, behavior=self.behavior, attrs=self.attrs
-        )
+        layout = self._layouts.get(name)
+        if layout is None:
+            layout = self._layouts[name] = ak.from_buffers(
+                self.form.content(name), self.length, self.container, highlevel=False
+            )
+        return ak.Array(layout, behavior=self.behavior, attrs=self.attrs)
+
+    def collection_content(self, name: str) -> ak.contents.Content:
+        """The records of collection ``name`` of the whole chunk, flat: what global indices point into."""
+        content = self._contents.get(name)
+        if content is None:
+            if name not in self.fields:
+                raise CoffeaMethodMissing(f"this file has no collection {name!r} (no n{name} / {name}_* branches)")
+            self.field(name)
+            layout = self._layouts[name]
+            while isinstance(layout, (ak.contents.IndexedOptionArray, ak.contents.IndexedArray)):
+                layout = layout.content
+            if not isinstance(layout, ak.contents.ListOffsetArray):
+                raise TypeError(f"{name} is not a collection (a list of records per event)")
+            content = self._contents[name] = layout.content
+        return content
 
     def full(self) -> ak.contents.Content:
         return ak.from_buffers(
@@ -165,6 +187,7 @@ class ChunkReader:
         self.tree, self.start, self.stop = tree, start, stop
         self.columns: set[str] = set()
         self._arrays: dict[str, Any] = {}
+        self.derived: dict[tuple, np.ndarray] = {}  # crossref's computed buffers
 
     def _array(self, branch: str) -> Any:
         arr = self._arrays.get(branch)
@@ -174,43 +197,39 @@ class ChunkReader:
             self.columns.add(branch)
         return arr
 
-    def buffer(self, source: BufferSource) -> np.ndarray:
-        arr = self._array(source.branch)
-        if source.part == "counts":
-            counts = np.asarray(arr, dtype=np.int64)
+    def counter_offsets(self, branch: str) -> np.ndarray:
+        """Offsets made from the ``nX`` counter ``branch``."""
+        key = (branch, "counts", ())
+        offsets = self.derived.get(key)
+        if offsets is None:
+            counts = np.asarray(self._array(branch), dtype=np.int64)
             offsets = np.empty(len(counts) + 1, dtype=np.int64)
             offsets[0] = 0
             np.cumsum(counts, out=offsets[1:])
-            return offsets
+            self.derived[key] = offsets
+        return offsets
+
+    def jagged(self, branch: str) -> tuple[np.ndarray, np.ndarray]:
+        """(offsets from 0, values) of a jagged branch."""
+        layout = ak.to_layout(self._array(branch))
+        offsets = np.asarray(layout.offsets)
+        return offsets - offsets[0], np.asarray(layout.content.data)[offsets[0] : offsets[-1]]
+
+    def buffer(self, source: BufferSource) -> np.ndarray:
+        if source.part == "counts":
+            return self.counter_offsets(source.branch)
+        if source.part not in ("data", "offsets"):
+            return crossref.derive(self, source)
+        arr = self._array(source.branch)
         if isinstance(arr, np.ndarray):  # flat branch
             return arr
-        layout = ak.to_layout(arr)
-        offsets = np.asarray(layout.offsets)
-        if source.part == "offsets":
-            return offsets - offsets[0]
-        return np.asarray(layout.content.data)[offsets[0] : offsets[-1]]
-
-
-class _CoffeaNames:
-    """coffea's spellings of what ``vector`` already computes."""
-
-    def delta_r(self, other):
-        return self.deltaR(other)
-
-    def delta_phi(self, other):
-        return self.deltaphi(other)
-
-    def delta_eta(self, other):
-        return self.deltaeta(other)
+        offsets, values = self.jagged(source.branch)
+        return offsets if source.part == "offsets" else values
 
 
 @functools.lru_cache(maxsize=64)
-def _behavior(vector_names: frozenset[str]) -> dict:
-    behavior: dict = dict(vba.behavior)
-    for name in vector_names:
-        behavior.update(ak._util.copy_behaviors("Momentum4D", name, vba.behavior))
-        behavior[name] = type(name, (_CoffeaNames, vba.MomentumRecord4D), {})
-        behavior["*", name] = type(f"{name}Array", (_CoffeaNames, vba.MomentumArray4D), {})
+def _behavior(vector_names: frozenset[tuple[str, str]]) -> Behavior:
+    behavior = Behavior(build_behavior(vector_names), (__name__, "_behavior", vector_names))
     behavior["*", "NanoEvents"] = NanoEventsArray
     return behavior
 
@@ -220,9 +239,9 @@ def _plan(tree: OpenTree, schema: type[BaseSchema]):
     if cached is None:
         form, sources = schema.plan(tree.branches)
         vector_names = frozenset(
-            f.parameters["__record__"]
+            (f.parameters["__record__"], record_kind(f))
             for f in _record_forms(form)
-            if f.parameters.get("collection_name") and has_vector_fields(f)
+            if f.parameters.get("collection_name")
         )
         cached = tree.forms[schema] = (form, sources, vector_names)
     return cached
@@ -241,5 +260,7 @@ def make_events(
     """Events for entries [start, stop) of ``tree``; the reader records the branches actually read."""
     form, sources, vector_names = _plan(tree, schema)
     reader = ChunkReader(tree, start, stop)
-    source = _LazySource(form, stop - start, _Buffers(reader, sources), _behavior(vector_names), {"metadata": metadata})
+    attrs: dict = {"metadata": metadata}
+    source = _LazySource(form, stop - start, _Buffers(reader, sources), _behavior(vector_names), attrs)
+    attrs["@events"] = source  # how cross-references find their target collections ("@": never pickled)
     return NanoEventsArray._lazy(source), reader

@@ -17,7 +17,8 @@ from typing import Any
 import numpy as np
 import uproot
 
-from hpckit.errors import FileAccessError
+from hpckit import storage
+from hpckit.errors import FileAccessError, FileNotFound
 
 _MAX_OPEN = int(os.environ.get("HPCKIT_MAX_OPEN_FILES", "8"))
 _local = threading.local()
@@ -46,6 +47,10 @@ class OpenTree:
     # usually starts inside the last basket of this one, which is then not read and unzipped again
     windows: dict[str, tuple[int, int, Any]] = field(default_factory=dict)
     _basket_offsets: dict[str, np.ndarray] = field(default_factory=dict)
+    # branches chunks of this tree (or earlier trees of that name) read: fetched together when they need
+    # the same entries (remote files only, where each request is a round trip)
+    hot: set[str] = field(default_factory=set)
+    coalesce: bool = False
 
     @property
     def branches(self) -> dict[str, BranchInfo]:
@@ -57,6 +62,10 @@ class OpenTree:
     def bytes_requested(self) -> int:
         return int(getattr(self.file.file.source, "num_requested_bytes", 0))
 
+    @property
+    def requests(self) -> int:
+        return int(getattr(self.file.file.source, "num_requests", 0))
+
     def read(self, branch: str, start: int, stop: int) -> Any:
         """Read one branch over [start, stop): a numpy array (flat) or an awkward array (jagged).
 
@@ -65,24 +74,85 @@ class OpenTree:
         win = self.windows.get(branch)
         if win is not None and win[0] <= start and stop <= win[1]:
             return win[2][start - win[0] : stop - win[0]]
+        lo, hi = self._plan(branch, start, stop)
+        fresh = self._fetch(branch, lo, hi, start, stop)
+        if win is not None and win[0] <= start < win[1] and lo == win[1]:
+            self.windows[branch] = (win[1], hi, fresh)
+            return _concatenate(win[2][start - win[0] :], fresh[: stop - win[1]])
+        self.windows[branch] = (lo, hi, fresh)
+        return fresh[start - lo : stop - lo]
+
+    def _plan(self, branch: str, start: int, stop: int) -> tuple[int, int]:
+        """The entries to read for [start, stop): whole baskets, minus what the last window still holds."""
         offsets = self._basket_offsets.get(branch)
         if offsets is None:
-            offsets = self._basket_offsets[branch] = np.asarray(self.tree[branch].entry_offsets, dtype=np.int64)
+            offsets = self._basket_offsets[branch] = self._entry_offsets(branch)
         end = int(offsets[min(np.searchsorted(offsets, stop, side="left"), len(offsets) - 1)])
+        win = self.windows.get(branch)
         if win is not None and win[0] <= start < win[1] and end > win[1]:
-            fresh = self._read_range(branch, win[1], end)
-            self.windows[branch] = (win[1], end, fresh)
-            return _concatenate(win[2][start - win[0] :], fresh[: stop - win[1]])
-        begin = int(offsets[max(np.searchsorted(offsets, start, side="right") - 1, 0)])
-        arr = self._read_range(branch, begin, end)
-        self.windows[branch] = (begin, end, arr)
-        return arr[start - begin : stop - begin]
+            return win[1], end
+        return int(offsets[max(np.searchsorted(offsets, start, side="right") - 1, 0)]), end
+
+    def _fetch(self, branch: str, lo: int, hi: int, start: int, stop: int) -> Any:
+        """``branch`` over [lo, hi). Remote files: the branches earlier chunks used that need the same
+        entries now are read with it in one request (one per basket window, not one per branch), and
+        their windows set as their own reads would have (trimmed to this chunk's start)."""
+        if not self.coalesce:
+            return self._read_range(branch, lo, hi)
+        seen = _HOT.setdefault(self.treename, set())
+        hot = self.hot or seen  # a file's first chunk: what chunks of earlier files used
+        self.hot.add(branch)
+        seen.add(branch)
+        group = [branch]
+        for other in sorted(hot - {branch}):
+            win = self.windows.get(other)
+            if other in self.branches and not (win is not None and win[0] <= start and stop <= win[1]):
+                if self._plan(other, start, stop) == (lo, hi):
+                    group.append(other)
+        self.hot.update(group)
+        if len(group) == 1:
+            return self._read_range(branch, lo, hi)
+        arrays = self._read_many(group, lo, hi)
+        for other in group[1:]:
+            win = self.windows.get(other)
+            if win is not None and win[0] <= start < win[1] and lo == win[1]:
+                self.windows[other] = (start, hi, _concatenate(win[2][start - win[0] :], arrays[other]))
+            else:
+                self.windows[other] = (lo, hi, arrays[other])
+        return arrays[branch]
+
+    def _read_many(self, names: list[str], start: int, stop: int) -> dict[str, Any]:
+        try:
+            got = self.tree.arrays(names, entry_start=start, entry_stop=stop, library="ak", how=dict, array_cache=None)
+            import awkward as ak
+
+            return {n: ak.to_numpy(got[n]) if self.branches[n].kind == "flat" else got[n] for n in names}
+        except Exception as err:  # noqa: BLE001 - any failure here is a problem with the file
+            raise FileAccessError(
+                f"cannot read branches {names} entries {start}-{stop} of {self.filename} "
+                f"(tree {self.treename!r}): {type(err).__name__}: {err}",
+                self.filename,
+                err,
+            ) from err
+
+    # -- what differs per format (TTree here; RNTuple and Parquet in hpckit.events.formats) -------------
+    format_name = "TTree"
+
+    def _entry_offsets(self, branch: str) -> np.ndarray:
+        """Entry boundaries of the storage units (baskets, clusters, row groups) of ``branch``."""
+        return np.asarray(self.tree[branch].entry_offsets, dtype=np.int64)
+
+    def cluster_starts(self) -> list[int]:
+        """Entry boundaries shared by all columns (for ``align_clusters``)."""
+        return [int(c) for c in self.tree.common_entry_offsets()]
+
+    def _read_column(self, branch: str, info: BranchInfo, start: int, stop: int) -> Any:
+        lib = "np" if info.kind == "flat" else "ak"
+        return self.tree[branch].array(entry_start=start, entry_stop=stop, library=lib, array_cache=None)
 
     def _read_range(self, branch: str, start: int, stop: int) -> Any:
         try:
-            info = self.branches[branch]
-            lib = "np" if info.kind == "flat" else "ak"
-            return self.tree[branch].array(entry_start=start, entry_stop=stop, library=lib, array_cache=None)
+            return self._read_column(branch, self.branches[branch], start, stop)
         except Exception as err:  # noqa: BLE001 - any failure here is a problem with the file
             raise FileAccessError(
                 f"cannot read branch {branch!r} entries {start}-{stop} of {self.filename} "
@@ -101,6 +171,7 @@ def _concatenate(a: Any, b: Any) -> Any:
 
 
 _DESCRIBED: "OrderedDict[tuple, dict[str, BranchInfo]]" = OrderedDict()
+_HOT: dict[str, set[str]] = {}  # tree name -> branches chunks read (seeds the next file's coalesced reads)
 
 
 def _layout_signature(tree: Any) -> tuple | None:
@@ -165,11 +236,16 @@ def _cache() -> "OrderedDict[tuple, OpenTree]":
 
 
 def _fork_safe(t: OpenTree) -> bool:
-    return isinstance(getattr(t.file.file, "source", None), uproot.source.file.MemmapSource)
+    source = getattr(getattr(t.file, "file", None), "source", None)
+    return isinstance(source, uproot.source.file.MemmapSource)
 
 
-def open_tree(filename: str, treename: str, uproot_options: dict | None = None) -> OpenTree:
-    """Open (or reuse) ``filename``'s ``treename``; every failure is a FileAccessError naming the file."""
+def open_tree(
+    filename: str, treename: str, uproot_options: dict | None = None, format: str = "root"
+) -> OpenTree:
+    """Open (or reuse) ``filename``'s ``treename`` (a TTree or an RNTuple; with ``format="parquet"`` or a
+    ``.parquet`` name, a Parquet file whose columns play the branches); every failure is a FileAccessError
+    naming the file."""
     cache = _cache()
     key = (filename, treename)
     hit = cache.get(key)
@@ -179,47 +255,81 @@ def open_tree(filename: str, treename: str, uproot_options: dict | None = None) 
                 other.windows.clear()
             cache.move_to_end(key)
         return hit
-    options = dict(uproot_options or {})
-    if "://" not in filename and "handler" not in options:
-        # local files: memory-mapped, which is fast and can be shared with forked workers
-        options["handler"] = uproot.source.file.MemmapSource
-    try:
-        f = uproot.open(filename, **options)
-    except FileNotFoundError as err:
-        raise FileAccessError(f"file not found: {filename}", filename, err) from err
-    except Exception as err:  # noqa: BLE001
-        raise FileAccessError(
-            f"cannot open {filename} as a ROOT file: {type(err).__name__}: {err}", filename, err
-        ) from err
+    from hpckit.events import formats  # the non-TTree formats build on OpenTree
+
+    if formats.is_parquet(filename, format):
+        opened = formats.open_parquet(filename, treename)
+        _remember(cache, key, opened)
+        return opened
+    f = _open_file(filename, uproot_options)
     try:
         tree = f[treename]
-        num_entries = int(tree.num_entries)
+        opened = formats.wrap_object(filename, treename, f, tree)
+    except FileAccessError:
+        f.close()
+        raise
     except Exception as err:  # noqa: BLE001
+        if storage.is_remote(filename):
+            storage.drop_remote_handle(f.file)
         f.close()
         if isinstance(err, KeyError):
             try:
                 have = ", ".join(sorted({k.split(";")[0] for k in f.keys(recursive=False)})) or "nothing"
             except Exception:  # noqa: BLE001
                 have = "unreadable keys"
+            from hpckit.events.format_errors import UprootMissTreeError
+
             msg = f"tree {treename!r} not found in {filename} (it holds: {have})"
+            raise UprootMissTreeError(msg, filename, err) from err
         else:
             msg = f"cannot read tree {treename!r} of {filename}: {type(err).__name__}: {err}"
         raise FileAccessError(msg, filename, err) from err
-    opened = OpenTree(filename, treename, f, tree, str(f.file.uuid), num_entries)
+    if not _fork_safe(opened) and opened.format_name == "TTree":  # remote: a round trip per request, so reads are coalesced
+        opened.coalesce = True
+    _remember(cache, key, opened)
+    return opened
+
+
+def _remember(cache: "OrderedDict[tuple, OpenTree]", key: tuple, opened: OpenTree) -> None:
     for other in cache.values():
         other.windows.clear()
     cache[key] = opened
     while len(cache) > _MAX_OPEN:
         _, old = cache.popitem(last=False)
         _close(old)
-    return opened
+
+
+def _open_file(filename: str, uproot_options: dict | None) -> Any:
+    """``uproot.open`` of a local path, file:// or root:// URL; failures are FileAccessErrors naming it
+    (``permanent`` when retrying cannot help: not found, a directory, refused)."""
+    options = dict(uproot_options or {})
+    path = storage.local_path(filename)
+    if path is not None:
+        options.pop("timeout", None)
+        if "handler" not in options:
+            # local files: memory-mapped, which is fast and can be shared with forked workers
+            options["handler"] = uproot.source.file.MemmapSource
+    else:
+        path = filename
+        storage.configure_xrootd_client(options.get("timeout"))
+    try:
+        return uproot.open(path, **options)
+    except Exception as err:  # noqa: BLE001
+        message, permanent = storage.describe_error(filename, err)
+        kind = FileNotFound if message.startswith("file not found") else FileAccessError
+        failure = kind(message, filename, err)
+        failure.permanent = permanent
+        raise failure from err
 
 
 def forget(filename: str) -> None:
     """Drop a file's cached handles in this thread (after an error, so a retry re-opens it)."""
     cache = _cache()
     for key in [k for k in cache if k[0] == filename]:
-        _close(cache.pop(key))
+        t = cache.pop(key)
+        if storage.is_remote(filename):
+            storage.drop_remote_handle(t.file.file)
+        _close(t)
 
 
 def close_all() -> None:
@@ -233,3 +343,12 @@ def _close(t: OpenTree) -> None:
         t.file.close()
     except Exception:  # noqa: BLE001
         pass
+
+
+def file_uuid(filename: str, uproot_options: dict | None = None) -> str:
+    """The uuid of ``filename`` (its header only: no tree is read); a FileAccessError if it cannot open."""
+    f = _open_file(filename, uproot_options)
+    try:
+        return str(f.file.uuid)
+    finally:
+        f.close()

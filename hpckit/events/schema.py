@@ -7,20 +7,14 @@ feeds it and how (``data``: the values; ``offsets``: the offsets of a jagged bra
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import ClassVar
 
 import awkward as ak
 
+from hpckit.events.behavior import vector_kind
+from hpckit.events.crossref import extra_fields
+from hpckit.events.plan import BufferSource
 from hpckit.events.reader import BranchInfo
-
-_VECTOR_FIELDS = ("pt", "eta", "phi", "mass")
-
-
-@dataclass(frozen=True)
-class BufferSource:
-    branch: str
-    part: str  # "data" | "offsets" | "counts"
 
 
 Plan = tuple[ak.forms.Form, dict[str, BufferSource]]
@@ -59,7 +53,9 @@ class NanoAODSchema(BaseSchema):
 
     Collections and records with pt, eta, phi and mass carry the Lorentz-vector behaviour of the
     ``vector`` library under their own name (``events.Muon`` records are ``Muon``), so
-    ``(mu1 + mu2).mass`` works.
+    ``(mu1 + mu2).mass`` works. As in coffea, ``*Idx`` branches also give global-index fields
+    (``Muon.jetIdxG``) behind the cross-references (``Muon.matched_jet``), and missing vector
+    components coffea fills with zeros (``Photon.mass``, ``Jet.charge``) are zeros here too.
     """
 
     name: ClassVar[str] = "NanoAODSchema"
@@ -86,7 +82,7 @@ class NanoAODSchema(BaseSchema):
             flat = [m for m in members if m.kind == "flat"]
             if counter is not None and counter.kind == "flat" and jagged:
                 fields.append(prefix)
-                contents.append(_collection_form(prefix, counter, jagged, sources))
+                contents.append(_collection_form(prefix, counter, jagged, sources, branches))
                 leftovers = flat
             elif flat and not jagged:
                 fields.append(prefix)
@@ -113,8 +109,12 @@ def _record_parameters(prefix: str, names: list[str]) -> dict:
     return {"__record__": prefix, "collection_name": prefix}
 
 
-def _collection_form(prefix, counter, members, sources) -> ak.forms.Form:
+def _collection_form(prefix, counter, members, sources, branches) -> ak.forms.Form:
     names, forms = _member_fields(prefix, members, sources)
+    more_names, more_forms = extra_fields(prefix, branches, sources)
+    kept = [i for i, n in enumerate(names) if n not in more_names]  # coffea replaces e.g. Photon_mass by zeros
+    names = [names[i] for i in kept] + more_names
+    forms = [forms[i] for i in kept] + more_forms
     record = ak.forms.RecordForm(forms, names, parameters=_record_parameters(prefix, names))
     key = f"n{prefix}:counts"
     sources[f"{key}-offsets"] = BufferSource(counter.name, "counts")
@@ -126,5 +126,6 @@ def _record_form(prefix, members, sources) -> ak.forms.Form:
     return ak.forms.RecordForm(forms, names, parameters=_record_parameters(prefix, names))
 
 
-def has_vector_fields(form: ak.forms.RecordForm) -> bool:
-    return all(f in form.fields for f in _VECTOR_FIELDS)
+def record_kind(form: ak.forms.RecordForm) -> str | None:
+    """The vector kind (Momentum4D/3D/2D) of a record form, or None."""
+    return vector_kind(form.fields)

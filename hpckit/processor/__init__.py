@@ -21,11 +21,29 @@ from hpckit.processor.executors import (
     TaskVineExecutor,
 )
 from hpckit.processor.executors.base import ExecutorBase
-from hpckit.processor.fileset import WorkItem
+from hpckit.processor.fileset import FileMeta, WorkItem
+from hpckit.processor.result import Err, Ok, Result
 from hpckit.processor.runner import Runner
 
+Accumulatable = object  # coffea's type alias; any value ``accumulate`` can add
+
+
+def __getattr__(name: str):
+    # exception types that subclass uproot's/pyarrow's: imported when first asked for
+    if name in ("UprootMissTreeError", "InvalidParquetError"):
+        from hpckit.events import format_errors
+
+        return getattr(format_errors, name)
+    raise AttributeError(f"module 'hpckit.processor' has no attribute {name!r}")
+
+
 __all__ = [
+    "Accumulatable",
     "AccumulatorABC",
+    "Err",
+    "FileMeta",
+    "Ok",
+    "Result",
     "CheckpointerABC",
     "DaskExecutor",
     "ExecutorBase",

@@ -9,6 +9,8 @@ names both types.
 from __future__ import annotations
 
 import copy
+import io
+import pickle
 from abc import ABC, abstractmethod
 from collections import defaultdict
 from collections.abc import Iterable, MutableMapping, MutableSet
@@ -233,3 +235,119 @@ class Merger:
         else:
             self.result = add(self.result, item)
             self._owned = True
+
+
+DEFAULT_TREE_WIDTH = 20
+
+
+class MergeTree:
+    """The one merge order every executor follows, so that outputs are bit-identical whatever merged what
+    where: chunk results (in chunk order) are merged ``width`` consecutive ones at a time, level by level;
+    a group of one moves up unmerged. Float sums then add in the same order whatever the completion order,
+    and growing category axes list categories in chunk (fileset) order.
+
+    Feed it finished nodes with :meth:`put`; it hands back the groups now complete, each as
+    ``((level, index), children in order)``, to be merged (by ``accumulate``) wherever the executor likes and
+    put back one level up. ``held`` counts results waiting for siblings (at most ``width - 1`` per level
+    when results come back in order)."""
+
+    def __init__(self, n: int, width: int = DEFAULT_TREE_WIDTH):
+        if n < 1:
+            raise ValueError("nothing to merge")
+        self.width = max(2, int(width))
+        self.sizes = [int(n)]
+        while self.sizes[-1] > 1:
+            self.sizes.append(-(-self.sizes[-1] // self.width))
+        self._held: dict[tuple[int, int], Any] = {}
+        self._count: dict[tuple[int, int], int] = {}
+        self.root: Any = None
+        self.done = False
+        self.held_max = 0
+
+    @property
+    def held(self) -> int:
+        return len(self._held)
+
+    def put(self, level: int, index: int, value: Any) -> list[tuple[tuple[int, int], list[Any]]]:
+        top = len(self.sizes) - 1
+        while level < top:
+            parent = index // self.width
+            lo = parent * self.width
+            hi = min(lo + self.width, self.sizes[level])
+            if hi - lo == 1:  # alone in its group: moves up as is
+                level, index = level + 1, parent
+                continue
+            if (level, index) in self._held:
+                raise ValueError(f"merge tree: node {(level, index)} delivered twice")
+            self._held[(level, index)] = value
+            key = (level + 1, parent)
+            self._count[key] = self._count.get(key, 0) + 1
+            self.held_max = max(self.held_max, len(self._held))
+            if self._count[key] < hi - lo:
+                return []
+            del self._count[key]
+            return [(key, [self._held.pop((level, j)) for j in range(lo, hi)])]
+        self.root, self.done = value, True
+        return []
+
+
+def tree_accumulate(results: Iterable[Any], n: int, width: int = DEFAULT_TREE_WIDTH) -> Any:
+    """Merge ``n`` results, given in chunk order, in :class:`MergeTree` order, here (Iterative, tests)."""
+    tree = MergeTree(n, width)
+    for i, result in enumerate(results):
+        todo = tree.put(0, i, result)
+        while todo:
+            (level, index), group = todo.pop()
+            todo.extend(tree.put(level, index, accumulate(group)))
+    if not tree.done:
+        raise ValueError(f"merge tree: expected {n} results")
+    return tree.root
+
+
+class _SharingUnpickler(pickle._Unpickler):
+    """Unpickles with one object per distinct string, bytes and tuple value."""
+
+    dispatch = dict(pickle._Unpickler.dispatch)
+
+    def __init__(self, data: bytes):
+        super().__init__(io.BytesIO(data))
+        self._seen: dict = {}
+
+    def _share_top(self) -> None:
+        value = self.stack[-1]
+        try:
+            self.stack[-1] = self._seen.setdefault((type(value), value), value)
+        except TypeError:  # an unhashable tuple
+            pass
+
+
+def _sharing(load: Callable) -> Callable:
+    def wrapped(self: _SharingUnpickler) -> None:
+        load(self)
+        self._share_top()
+
+    return wrapped
+
+
+for _op in (pickle.BINUNICODE, pickle.SHORT_BINUNICODE, pickle.BINUNICODE8, pickle.UNICODE, pickle.BINBYTES,
+            pickle.SHORT_BINBYTES, pickle.BINBYTES8, pickle.TUPLE, pickle.TUPLE1, pickle.TUPLE2, pickle.TUPLE3):
+    _SharingUnpickler.dispatch[_op[0]] = _sharing(pickle._Unpickler.dispatch[_op[0]])
+
+
+def canonical(obj: Any) -> Any:
+    """A copy of a merged output in which equal strings, bytes and tuples are one object. ``pickle.dumps``
+    writes a shared object once and distinct equal ones each time, so without this an output merged in
+    this process (sharing the processor's constant strings) and one unpickled from workers pickle to
+    different bytes; after it, every executor's output pickles to the same bytes."""
+    try:
+        data = pickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL)
+    except Exception:  # noqa: BLE001 - not picklable (only possible in-process): left as it is
+        return obj
+    return _SharingUnpickler(data).load()
+
+
+def canonical_result(result: Any) -> Any:
+    """:func:`canonical` on the processor output of a merged chunk result (what executors return)."""
+    if isinstance(result, dict) and "out" in result:
+        result["out"] = canonical(result["out"])
+    return result

@@ -4,21 +4,34 @@ Unlike coffea, the key includes a fingerprint of the processor (its module sourc
 state), so editing the analysis never silently reuses outputs of the old code. Files are written to a
 temporary name in the same directory, flushed, fsynced and renamed, so a process killed mid-write
 leaves no torn checkpoint.
+
+A checkpoint is a pickle, and unpickling runs code, so a file is only unpickled after its HMAC-SHA256
+checks out: the MAC is keyed by a per-user secret (``~/.config/hpckit/checkpoint.key``, 0600, made on
+first use) and covers the chunk's identity, so a file planted by someone else, a torn or empty file,
+or another chunk's file is redone with a warning naming it, never loaded. Files not owned by the user
+or in a group/world-writable directory are refused before they are read. Dataset, file and tree names
+are hashed into the path, so ``DY+jets`` and ``DY_jets`` never share a checkpoint.
 """
 
 from __future__ import annotations
 
 import hashlib
+import hmac
 import inspect
 import os
 import re
+import secrets
+import stat
 import tempfile
+import warnings
 from abc import ABC, abstractmethod
 from pathlib import Path
 from typing import Any
 
 import cloudpickle
 
+from hpckit.errors import HpckitError
+from hpckit.paths import config_dir
 from hpckit.processor.fileset import WorkItem
 from hpckit.processor.serialize import compress, decompress
 
@@ -51,47 +64,141 @@ class CheckpointerABC(ABC):
     def save(self, result: Any, item: WorkItem, fingerprint: str) -> None: ...
 
 
+class CheckpointKeyError(HpckitError):
+    """The per-user checkpoint key cannot be trusted (someone else can read or replace it)."""
+
+
 _SAFE = re.compile(r"[^A-Za-z0-9._-]+")
+_MAGIC = b"HPCKCKP1"
+_MAC_LEN = 32
+KEY_NAME = "checkpoint.key"
+
+
+def checkpoint_key(path: str | os.PathLike | None = None) -> bytes:
+    """The user's checkpoint secret: 32 random bytes in ``~/.config/hpckit/checkpoint.key`` (0600,
+    created on first use; ``$HPCKIT_CHECKPOINT_KEY`` names another file). Refused when another user
+    owns it or anyone else may read or write it."""
+    p = Path(path or os.environ.get("HPCKIT_CHECKPOINT_KEY") or config_dir() / KEY_NAME)
+    try:
+        fd = os.open(p, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0), 0o600)
+    except FileExistsError:
+        pass
+    else:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(secrets.token_bytes(32))
+    fd = os.open(p, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
+    with os.fdopen(fd, "rb") as fh:
+        st = os.fstat(fh.fileno())
+        if st.st_uid != os.getuid():
+            raise CheckpointKeyError(f"checkpoint key {p} is owned by uid {st.st_uid}, not by you: remove it")
+        if st.st_mode & 0o077:
+            raise CheckpointKeyError(
+                f"checkpoint key {p} is readable or writable by others (mode {stat.S_IMODE(st.st_mode):o}): "
+                f"run `chmod 600 {p}` if nobody else has read it, otherwise remove it (old checkpoints are redone)"
+            )
+        key = fh.read(4096)
+    if len(key) < 16:
+        raise CheckpointKeyError(f"checkpoint key {p} is too short ({len(key)} bytes): remove it to make a new one")
+    return key
+
+
+def _name(text: str) -> str:
+    """A readable, collision-free path component: the sanitized name and a hash of the exact name."""
+    return f"{_SAFE.sub('_', text)[:60]}-{hashlib.sha256(text.encode()).hexdigest()[:12]}"
+
+
+def _binding(item: WorkItem, fingerprint: str) -> bytes:
+    """What a checkpoint is a checkpoint *of*: the processor fingerprint and the chunk's identity."""
+    return repr((_MAGIC, fingerprint, item.key)).encode()
 
 
 class SimpleCheckpointer(CheckpointerABC):
-    """Checkpoints in a local (or shared-filesystem) directory, one file per chunk."""
+    """Checkpoints in a local (or shared-filesystem) directory, one authenticated file per chunk.
 
-    def __init__(self, checkpoint_dir: str | os.PathLike, verbose: bool = False, overwrite: bool = True):
+    ``key``: the HMAC secret (default: :func:`checkpoint_key`, read once here, on the driver, and
+    carried to the workers with the checkpointer, so workers without the user's home can write).
+    """
+
+    def __init__(self, checkpoint_dir: str | os.PathLike, verbose: bool = False, overwrite: bool = True,
+                 key: bytes | None = None):
         self.checkpoint_dir = Path(checkpoint_dir)
         self.verbose = verbose
         self.overwrite = overwrite
+        self._key = key if key is not None else checkpoint_key()
+
+    def __repr__(self) -> str:  # never show the key
+        return f"SimpleCheckpointer({str(self.checkpoint_dir)!r})"
 
     def path(self, item: WorkItem, fingerprint: str) -> Path:
-        stem = _SAFE.sub("_", os.path.basename(item.filename))
+        stem = os.path.basename(item.filename)
         return (
             self.checkpoint_dir
-            / fingerprint
-            / _SAFE.sub("_", item.dataset)
-            / f"{stem}-{item.fileuuid}"
-            / _SAFE.sub("_", item.treename)
-            / f"{item.entrystart}-{item.entrystop}.pkl.lz4"
+            / _SAFE.sub("_", fingerprint)
+            / _name(item.dataset)
+            / _name(f"{stem}\0{item.filename}\0{item.fileuuid}")
+            / _name(item.treename)
+            / f"{int(item.entrystart)}-{int(item.entrystop)}.ckpt"
         )
+
+    def _mac(self, item: WorkItem, fingerprint: str, payload: bytes) -> bytes:
+        return hmac.new(self._key, _binding(item, fingerprint) + payload, hashlib.sha256).digest()
+
+    def _refuse(self, path: Path, item: WorkItem, reason: str) -> None:
+        warnings.warn(f"hpckit: checkpoint {path} is not a valid checkpoint of {item.describe()} ({reason}); "
+                      f"redoing the chunk", stacklevel=3)
+
+    def _untrusted_place(self, path: Path, st: os.stat_result) -> str | None:
+        if not stat.S_ISREG(st.st_mode):
+            return "not a regular file"
+        if st.st_uid != os.getuid():
+            return f"owned by uid {st.st_uid}, not by you"
+        d = path.parent
+        while True:
+            dst = os.stat(d)
+            if dst.st_mode & (stat.S_IWGRP | stat.S_IWOTH) and not dst.st_mode & stat.S_ISVTX:
+                return f"directory {d} is writable by others"
+            if d == self.checkpoint_dir or d.parent == d or len(d.parts) <= len(self.checkpoint_dir.parts):
+                return None
+            d = d.parent
 
     def load(self, item: WorkItem, fingerprint: str) -> Any | None:
         path = self.path(item, fingerprint)
         try:
-            data = path.read_bytes()
+            fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0))
         except FileNotFoundError:
             return None
+        except OSError as err:  # a symlink (ELOOP), no permission, ...
+            self._refuse(path, item, f"cannot be opened safely: {err.strerror or err}")
+            return None
+        with os.fdopen(fd, "rb") as fh:
+            st = os.fstat(fh.fileno())
+            problem = self._untrusted_place(path, st)
+            if problem:
+                self._refuse(path, item, problem)
+                return None
+            data = fh.read()
+        head = len(_MAGIC) + _MAC_LEN
+        if len(data) < head or data[: len(_MAGIC)] != _MAGIC:
+            self._refuse(path, item, "empty file" if not data else "not an hpckit checkpoint")
+            return None
+        mac, payload = data[len(_MAGIC) : head], data[head:]
+        if not hmac.compare_digest(mac, self._mac(item, fingerprint, payload)):
+            self._refuse(path, item, "its HMAC does not match: written by someone else, with another key, "
+                                     "for another chunk, or damaged")
+            return None
         try:
-            return decompress(data)
+            return decompress(payload)  # authenticated: written by this user's hpckit for this chunk
         except Exception as err:  # noqa: BLE001 - an unreadable checkpoint is redone, not fatal
-            if self.verbose:
-                print(f"hpckit: ignoring unreadable checkpoint {path}: {err}")
+            self._refuse(path, item, f"unreadable: {type(err).__name__}: {err}")
             return None
 
     def save(self, result: Any, item: WorkItem, fingerprint: str) -> None:
         path = self.path(item, fingerprint)
         if path.exists() and not self.overwrite:
             return
-        path.parent.mkdir(parents=True, exist_ok=True)
-        data = compress(result, 1)
+        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        payload = compress(result, 1)
+        data = _MAGIC + self._mac(item, fingerprint, payload) + payload
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=".part")
         try:
             with os.fdopen(fd, "wb") as fh:

@@ -5,11 +5,14 @@ from __future__ import annotations
 import json
 import math
 import os
+import uuid as _uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from hpckit import storage
 from hpckit.errors import FilesetError
+from hpckit.paths import read_limited
 
 RESERVED_METADATA = frozenset(
     "dataset filename treename metadata entrystart entrystop fileuuid numentries uuid clusters preload".split()
@@ -26,7 +29,10 @@ class WorkItem:
     entrystart: int
     entrystop: int
     fileuuid: str
-    usermeta: dict = field(default_factory=dict, compare=False, hash=False, repr=False)
+    usermeta: dict | None = field(default_factory=dict, compare=False, hash=False, repr=False)
+    preload: frozenset | None = field(default=None, compare=False, hash=False, repr=False)  # coffea's; unused
+    # other copies of ``filename`` (same uuid), tried in order when it cannot be opened or read
+    replicas: tuple[str, ...] = field(default=(), compare=False, hash=False, repr=False)
 
     def __len__(self) -> int:
         return self.entrystop - self.entrystart
@@ -42,7 +48,7 @@ class WorkItem:
         )
 
     def metadata(self) -> dict:
-        meta = dict(self.usermeta)
+        meta = dict(self.usermeta or {})
         meta.update(
             dataset=self.dataset,
             filename=self.filename,
@@ -60,6 +66,7 @@ class FileSpec:
     filename: str
     treename: str
     metadata: dict = field(default_factory=dict, compare=False, hash=False)
+    replicas: tuple[str, ...] = field(default=(), compare=False, hash=False)
 
 
 def load_fileset(fileset: Any) -> Mapping:
@@ -67,10 +74,10 @@ def load_fileset(fileset: Any) -> Mapping:
     if isinstance(fileset, (str, os.PathLike)):
         path = os.fspath(fileset)
         try:
-            with open(path) as fh:
-                loaded = json.load(fh)
-        except FileNotFoundError as err:
-            raise FilesetError(f"fileset file not found: {path}") from err
+            text = read_limited(path, MAX_FILESET_BYTES, FilesetError, "fileset file")
+            loaded = json.loads(text, object_pairs_hook=_no_duplicate_keys(path))
+        except UnicodeDecodeError as err:
+            raise FilesetError(f"fileset file {path} is not UTF-8 text: {err.reason} at byte {err.start}") from None
         except json.JSONDecodeError as err:
             raise FilesetError(
                 f"fileset file {path} is not valid JSON: {err.msg} at line {err.lineno} column {err.colno}"
@@ -81,6 +88,24 @@ def load_fileset(fileset: Any) -> Mapping:
     if not isinstance(fileset, Mapping):
         raise FilesetError(f"a fileset is a mapping of dataset -> files (or a JSON file path), got {type(fileset).__name__}")
     return fileset
+
+
+MAX_FILESET_BYTES = 256 << 20  # ~1M file URLs; a larger file is a mistake (or /dev/zero)
+
+
+def _no_duplicate_keys(path: str):
+    """json object hook: a key given twice (a dataset, or a file of a dataset) is an error, not a
+    silent overwrite."""
+
+    def hook(pairs: list) -> dict:
+        out: dict = {}
+        for k, v in pairs:
+            if k in out:
+                raise FilesetError(f"fileset file {path}: {str(k)[:200]!r} appears twice in the same object")
+            out[k] = v
+        return out
+
+    return hook
 
 
 def _resolve_relative(fileset: Mapping, base: str) -> dict:
@@ -99,7 +124,7 @@ def _resolve_relative(fileset: Mapping, base: str) -> dict:
             files = spec["files"]
             spec = dict(spec)
             if isinstance(files, Mapping):
-                spec["files"] = {fix(k): v for k, v in files.items()}
+                spec["files"] = {fix(k): _fix_replicas(v, fix) for k, v in files.items()}
             elif isinstance(files, list):
                 spec["files"] = [fix(f) for f in files]
             out[ds] = spec
@@ -108,8 +133,58 @@ def _resolve_relative(fileset: Mapping, base: str) -> dict:
     return out
 
 
-def normalize_fileset(fileset: Any, treename: str | None = None) -> list[FileSpec]:
-    """Every (dataset, file, tree) of a fileset, in fileset order."""
+def _fix_replicas(value: Any, fix: Any) -> Any:
+    if isinstance(value, Mapping) and isinstance(value.get("replicas"), list):
+        return {**value, "replicas": [fix(r) for r in value["replicas"]]}
+    return value
+
+
+# keys of a file entry {"object_path": ..., "replicas": [...]}; the others are coffea's preprocessed
+# fields, accepted and not needed here
+FILE_ENTRY_KEYS = frozenset({"object_path", "treename", "replicas", "steps", "num_entries", "uuid"})
+
+
+def _file_entry(where: str, filename: str, value: Any) -> tuple[str | None, tuple[str, ...]]:
+    """(tree name or None, replicas) of one ``files`` value: a tree name, None, or a mapping."""
+    if value is None or isinstance(value, str):
+        return value, ()
+    if not isinstance(value, Mapping):
+        raise FilesetError(f"{where}: file {filename}: expected a tree name or a mapping, got {type(value).__name__}")
+    unknown = set(value) - FILE_ENTRY_KEYS
+    if unknown:
+        raise FilesetError(f"{where}: file {filename}: unknown key(s) {sorted(unknown)} (known: {sorted(FILE_ENTRY_KEYS)})")
+    tree = value.get("object_path", value.get("treename"))
+    if tree is not None and not isinstance(tree, str):
+        raise FilesetError(f"{where}: file {filename}: object_path must be a tree name, got {tree!r}")
+    replicas = value.get("replicas", [])
+    if not isinstance(replicas, (list, tuple)):
+        raise FilesetError(
+            f"{where}: file {filename}: 'replicas' must be a list of file names or URLs, got {type(replicas).__name__}"
+        )
+    seen = {filename}
+    for r in replicas:
+        if not isinstance(r, str) or not r:
+            raise FilesetError(f"{where}: file {filename}: replicas must be non-empty strings, got {r!r}")
+        if r in seen:
+            raise FilesetError(f"{where}: file {filename}: replica {r} is listed twice (or is the file itself)")
+        seen.add(r)
+    return tree, tuple(replicas)
+
+
+def _check_location(where: str, filename: str, name: str) -> None:
+    try:
+        storage.parse(name)
+    except storage.BadURL as err:
+        what = "" if name == filename else f"replica of {filename}: "
+        raise FilesetError(f"{where}: file {filename}: {what}{err}") from None
+
+
+def normalize_fileset(fileset: Any, treename: str | None = None, require_tree: bool = True) -> list[FileSpec]:
+    """Every (dataset, file, tree) of a fileset, in fileset order.
+
+    Tree names: a file's own (``{"files": {file: tree}}``) over the dataset's ``"treename"`` over the
+    ``treename`` argument (coffea: "treename can also be defined in fileset, which will override the
+    passed treename"). Parquet files need none (``require_tree=False``)."""
     fileset = load_fileset(fileset)
     specs: list[FileSpec] = []
     for dataset, entry in fileset.items():
@@ -126,11 +201,7 @@ def normalize_fileset(fileset: Any, treename: str | None = None) -> list[FileSpe
             bad = RESERVED_METADATA & set(metadata)
             if bad:
                 raise FilesetError(f"{where}: metadata uses reserved key(s) {sorted(bad)}")
-            if "treename" in entry:
-                if treename is not None and entry["treename"] != treename:
-                    raise FilesetError(
-                        f"{where}: fileset says treename {entry['treename']!r} but treename={treename!r} was passed"
-                    )
+            if entry.get("treename"):
                 ds_tree = entry["treename"]
         else:
             raise FilesetError(f"{where}: expected a list of files or a mapping, got {type(entry).__name__}")
@@ -143,18 +214,36 @@ def normalize_fileset(fileset: Any, treename: str | None = None) -> list[FileSpe
             raise FilesetError(f"{where}: 'files' must be a list or a mapping of file -> tree name")
         if not items:
             raise FilesetError(f"{where}: no files")
-        for filename, file_tree in items:
+        seen: dict[str, str] = {}
+        for filename, value in items:
             if not isinstance(filename, str) or not filename:
                 raise FilesetError(f"{where}: file names must be non-empty strings, got {filename!r}")
-            if file_tree is not None and ds_tree is not None and file_tree != ds_tree:
-                raise FilesetError(
-                    f"{where}: file {filename} names tree {file_tree!r} but treename {ds_tree!r} was given"
-                )
+            file_tree, replicas = _file_entry(where, filename, value)
+            for name in (filename, *replicas):
+                _check_location(where, filename, name)
+            if file_tree is not None and isinstance(entry, Mapping) and entry.get("treename"):
+                if file_tree != entry["treename"]:
+                    raise FilesetError(
+                        f"{where}: file {filename} names tree {file_tree!r} but the dataset's treename is "
+                        f"{entry['treename']!r}"
+                    )
+            first = seen.get(_same_file_key(filename))
+            if first is not None:
+                also = "" if first == filename else f" (also as {filename})"
+                raise FilesetError(f"{where}: file {first} is listed twice{also}; it would be processed twice")
+            seen[_same_file_key(filename)] = filename
             tree = file_tree or ds_tree
-            if not tree:
+            if not tree and not require_tree:
+                tree = ""
+            if not tree and require_tree:
                 raise FilesetError(f"{where}: no tree name for {filename}; pass treename= or use {{file: tree}}")
-            specs.append(FileSpec(dataset, filename, tree, metadata))
+            specs.append(FileSpec(dataset, filename, tree, metadata, replicas))
+    storage.require_remote_support(n for s in specs for n in (s.filename, *s.replicas))
     return specs
+
+
+def _same_file_key(name: str) -> str:
+    return name if "://" in name else os.path.normpath(name)
 
 
 def chunk_ranges(
@@ -182,3 +271,76 @@ def chunk_ranges(
     n = max(round(num_entries / chunksize), 1)
     size = math.ceil(num_entries / n)
     return [(s, min(s + size, num_entries)) for s in range(0, num_entries, size)]
+
+
+class FileMeta:
+    """coffea's (dataset, file, tree) key of the metadata cache, with the file's metadata once known."""
+
+    __slots__ = ("dataset", "filename", "treename", "metadata", "preload")
+
+    def __init__(self, dataset: str, filename: str, treename: str, metadata: dict | None = None, preload: Any = None):
+        self.dataset, self.filename, self.treename = dataset, filename, treename
+        self.metadata, self.preload = metadata, preload
+
+    def __repr__(self) -> str:
+        return f"FileMeta({self.dataset}:{self.filename}:{self.treename})"
+
+    __str__ = __repr__
+
+    def __hash__(self) -> int:
+        return hash((self.dataset, self.filename, self.treename))
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, FileMeta) and (self.dataset, self.filename, self.treename) == (
+            other.dataset,
+            other.filename,
+            other.treename,
+        )
+
+    def maybe_populate(self, cache: Any) -> None:
+        if cache and self in cache:
+            self.metadata = cache[self]
+
+    def populated(self, clusters: bool = False) -> bool:
+        meta = self.metadata
+        if not meta or "numentries" not in meta or "uuid" not in meta:
+            return False
+        return not clusters or "clusters" in meta
+
+    def chunks(self, target_chunksize: int, align_clusters: bool = False):
+        """The WorkItems of this file (its metadata must be populated)."""
+        if not self.populated(clusters=align_clusters):
+            raise RuntimeError(f"metadata of {self} is not populated")
+        clusters = self.metadata.get("clusters") if align_clusters else None
+        user = {k: v for k, v in self.metadata.items() if k not in RESERVED_METADATA}
+        for start, stop in chunk_ranges(self.metadata["numentries"], target_chunksize, clusters):
+            yield WorkItem(self.dataset, self.filename, self.treename, start, stop, self.metadata["uuid"], user)
+
+
+_WORKITEM_FIELDS = ("dataset", "filename", "treename", "entrystart", "entrystop", "fileuuid")
+
+
+def as_work_items(chunks: Any) -> list[WorkItem] | None:
+    """Pre-made chunks (a list, tuple or generator of WorkItems, also coffea's) as hpckit WorkItems, or
+    None when ``chunks`` is a fileset."""
+    if isinstance(chunks, (str, os.PathLike, Mapping)):
+        return None
+    if isinstance(chunks, (list, tuple)):
+        if not chunks or not all(hasattr(c, "entrystop") for c in chunks):
+            return None
+    elif not hasattr(chunks, "__next__"):
+        return None
+    out = []
+    for c in chunks:
+        if isinstance(c, WorkItem):
+            out.append(c)
+            continue
+        if not all(hasattr(c, f) for f in _WORKITEM_FIELDS):
+            raise FilesetError(f"expected WorkItems from preprocess(), got {type(c).__name__}")
+        uuid = c.fileuuid
+        if isinstance(uuid, bytes):  # coffea keeps the 16 raw bytes; hpckit the text form uproot prints
+            uuid = str(_uuid.UUID(bytes=uuid)) if len(uuid) == 16 else uuid.hex()
+        out.append(
+            WorkItem(c.dataset, c.filename, c.treename, c.entrystart, c.entrystop, str(uuid), dict(c.usermeta or {}))
+        )
+    return out

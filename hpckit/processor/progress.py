@@ -8,6 +8,8 @@ from typing import Any
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, ProgressColumn, TextColumn, TimeElapsedColumn
 from rich.text import Text
 
+from hpckit.units import format_rate
+
 
 class _RateColumn(ProgressColumn):
     def render(self, task: Any) -> Text:
@@ -16,7 +18,7 @@ class _RateColumn(ProgressColumn):
         rate = events / elapsed if elapsed > 0 else 0.0
         workers = task.fields.get("workers")
         extra = f" | {workers} workers" if workers else ""
-        return Text(f"{rate / 1e3:,.1f} kHz{extra}")
+        return Text(f"{format_rate(rate)}{extra}")
 
 
 class ChunkProgress:

@@ -5,47 +5,64 @@ from __future__ import annotations
 import json
 import time
 import warnings
-from collections.abc import Iterator
+from collections.abc import Generator
 from dataclasses import dataclass, field
 from typing import Any
 
 from hpckit.errors import ChunkError, FilesetError
 from hpckit.events import NanoAODSchema
-from hpckit.processor.accumulate import Merger
+from hpckit.processor.accumulate import Merger, set_accumulator
 from hpckit.processor.checkpoint import CheckpointerABC, processor_fingerprint
 from hpckit.processor.executors.base import ExecutorBase
-from hpckit.processor.fileset import WorkItem, chunk_ranges, normalize_fileset
+from hpckit.processor.fileset import FileMeta, WorkItem, as_work_items, chunk_ranges, normalize_fileset
 from hpckit.processor.progress import ChunkProgress
+from hpckit.processor.replicas import reset_preferences
+from hpckit.processor.result import Err, Ok
 from hpckit.processor.serialize import dump_processor
 from hpckit.processor.work import ChunkJob, FileMetaTask, skip_matches
 
 
 @dataclass
 class Runner:
-    """``runner(fileset, processor_instance=...)`` -> output, or ``(output, metrics)`` with ``savemetrics``.
+    """``runner(fileset, processor_instance=...)`` -> output, or ``(output, metrics)`` with ``savemetrics``,
+    or ``Ok``/``Err`` with ``use_result_type``. The arguments are coffea's, in coffea's order, with the same
+    meaning (README "Differences from coffea" lists where hpckit differs on purpose).
 
-    ``skipbadfiles``: True skips every file that cannot be opened or read (missing, corrupt, truncated,
-    no such tree); a tuple of exception types skips only those (matched along the cause chain).
-    Skipped files are warned about and listed in ``metrics["skipped"]``. A processor that raises is
-    never skipped: the local executors report it at once; the distributed ones re-run a failed task up to
-    ``retries`` times (to them a lost worker and a raising task look alike), then its traceback reaches
-    the caller.
+    ``skipbadfiles``: True skips every file that cannot be opened or read (an ``OSError``: missing, corrupt,
+    truncated); a tuple of exception types skips only those (matched along the cause chain), e.g.
+    ``(FileNotFoundError, UprootMissTreeError, pyarrow.ArrowInvalid)`` to also skip files that lack the
+    tree or are not Parquet. Skipped files are warned about and listed in ``metrics["skipped"]``. A
+    processor that raises is never skipped: the local executors report it at once; the distributed ones
+    re-run a failed task up to ``retries`` times (to them a lost worker and a raising task look alike),
+    then its traceback reaches the caller.
+
+    ``format``: ``"root"`` (TTree or RNTuple, told apart per file) or ``"parquet"``; files named
+    ``*.parquet`` are read as Parquet in either case. ``schema``: hpckit's ``NanoAODSchema``/``BaseSchema``,
+    or one of coffea's schema classes when coffea is installed (coffea then builds the events from the
+    file hpckit opened). ``cachestrategy`` is accepted for coffea compatibility: hpckit already keeps the
+    last baskets of every column it read per open file, so it adds nothing.
     """
 
     executor: ExecutorBase
     pre_executor: Any = None  # accepted for coffea compatibility; files are opened by executor.map_files
     chunksize: int = 100_000
     maxchunks: int | None = None
-    metadata_cache: dict | None = None
+    metadata_cache: Any = None  # a MutableMapping; coffea's LRUCache works
     skipbadfiles: Any = False
     xrootdtimeout: int | None = 60
     align_clusters: bool = False
     savemetrics: bool = False
+    use_result_type: bool = False
     schema: type | None = NanoAODSchema
     processor_compression: int | None = 1
+    format: str = "root"
     checkpointer: CheckpointerABC | None = None
+    cachestrategy: Any = None
     uproot_options: dict = field(default_factory=dict)
     worker_check: Any = None  # picklable callable run on each worker before its first chunk; raises to refuse
+    # seconds one chunk may run before it is ended as a failure naming it (see hpckit.processor.timeout:
+    # enforced by Iterative, Futures' process pool, Parsl and TaskVine workers; not in Dask's worker threads)
+    chunk_timeout: float | None = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.executor, ExecutorBase):
@@ -54,6 +71,17 @@ class Runner:
             raise ValueError("Schema must be set (NanoAODSchema or BaseSchema)")
         if self.chunksize is None or int(self.chunksize) < 1:
             raise ValueError(f"chunksize must be a positive integer, got {self.chunksize!r}")
+        if self.chunk_timeout is not None and not self.chunk_timeout > 0:
+            raise ValueError(f"chunk_timeout must be a positive number of seconds, got {self.chunk_timeout!r}")
+        if self.format not in ("root", "parquet"):
+            raise ValueError(f"format must be 'root' or 'parquet', got {self.format!r}")
+        if self.format == "parquet" and self.align_clusters:
+            raise ValueError("align_clusters is only supported for ROOT input (format='root')")
+        if self.use_result_type and self.skipbadfiles is False:
+            raise ValueError(
+                "use_result_type=True requires skipbadfiles (True or a tuple of exception types): it names "
+                "the errors returned as Err; other errors are raised"
+            )
         if self.metadata_cache is None:
             self.metadata_cache = {}
         self._skipped: list[dict] = []
@@ -62,45 +90,112 @@ class Runner:
     def retries(self) -> int:
         return getattr(self.executor, "retries", 0)
 
+    @staticmethod
+    def automatic_retries(
+        retries: int, skipbadfiles: Any, func: Any, *args: Any, use_result_type: bool = False, **kwargs: Any
+    ) -> Any:
+        """coffea's helper: ``func(*args, **kwargs)`` tried up to ``retries + 1`` times; after the last
+        failure, an error ``skipbadfiles`` covers gives None (a skip, with a warning) unless
+        ``use_result_type``, anything else is raised. (hpckit's own chunks retry only file errors.)"""
+        for attempt in range(retries + 1):
+            try:
+                return func(*args, **kwargs)
+            except Exception as err:  # noqa: BLE001 - coffea retries everything
+                if attempt < retries:
+                    warnings.warn(f"Performed attempt {attempt + 1} out of {retries + 1}")
+                    continue
+                if skip_matches(skipbadfiles, err) and not use_result_type:
+                    warnings.warn(f"Skipping bad file after {attempt + 1} attempts. The last exception was: {err}")
+                    return None
+                raise
+        return None
+
+    @staticmethod
+    def metadata_fetcher_root(xrootdtimeout: int | None, align_clusters: bool, uproot_options: dict, item: Any) -> Any:
+        """coffea's per-file preprocessing step: ``{FileMeta}`` with numentries, uuid (and clusters)."""
+        options = dict(uproot_options or {})
+        if xrootdtimeout is not None:
+            options.setdefault("timeout", xrootdtimeout)
+        return Runner._fetch_metadata(FileMetaTask(options, 0, align_clusters, "root"), item)
+
+    @staticmethod
+    def metadata_fetcher_parquet(item: Any) -> Any:
+        return Runner._fetch_metadata(FileMetaTask({}, 0, False, "parquet"), item)
+
+    @staticmethod
+    def _fetch_metadata(task: FileMetaTask, item: Any) -> Any:
+        meta = task(item)
+        if "error" in meta:
+            raise meta["error"]
+        found = FileMeta(item.dataset, item.filename, item.treename, {**(item.metadata or {}), **meta}, item.preload)
+        return set_accumulator({found})
+
     # -- preprocessing -----------------------------------------------------------------------------
     def preprocess(
-        self, fileset: Any, treename: str | None = None, uproot_options: dict | None = None
-    ) -> Iterator[WorkItem]:
-        """Yield the chunks of ``fileset`` in fileset order (``maxchunks`` applies per dataset)."""
+        self,
+        fileset: Any,
+        treename: str | None = None,
+        uproot_options: dict | None = None,
+        *,
+        trace: Any = None,
+        processor_instance: Any = None,
+    ) -> Generator[WorkItem, int | None, int]:
+        """Yield the chunks of ``fileset`` in fileset order (``maxchunks`` applies per dataset).
+
+        As in coffea, ``.send(n)`` changes the chunk size for the files not chunked yet, and the
+        generator returns the final chunk size. ``trace``/``processor_instance`` are accepted for
+        coffea compatibility: hpckit reads columns on first touch, so there is nothing to preload."""
+        if trace is not None and processor_instance is None:
+            raise ValueError("processor_instance must be provided when trace is specified")
         try:
-            yield from self._chunks(fileset, treename, self._uproot_options(uproot_options), None)
+            return (yield from self._chunks(fileset, treename, self._uproot_options(uproot_options), None))
         finally:
             self.executor.close()
 
-    def _chunks(self, fileset: Any, treename: str | None, options: dict, job: ChunkJob | None) -> Iterator[WorkItem]:
-        specs = normalize_fileset(fileset, treename)
-        task = FileMetaTask(options, self.retries, self.align_clusters)
+    def _chunks(
+        self, fileset: Any, treename: str | None, options: dict, job: ChunkJob | None
+    ) -> Generator[WorkItem, int | None, int]:
+        specs = normalize_fileset(fileset, treename, require_tree=self.format != "parquet")
+        task = FileMetaTask(options, self.retries, self.align_clusters, self.format)
         key = lambda spec: (spec.dataset, spec.filename, spec.treename, self.align_clusters)  # noqa: E731
+        fetched: dict = {}  # this call's metadata: a bounded metadata_cache may evict it meanwhile
         if self.maxchunks is None:  # every file is needed: let the executor open them in parallel
             todo = list({key(s): s for s in specs if key(s) not in self.metadata_cache}.values())
             if todo:
                 for spec, meta in zip(todo, self.executor.map_files(task, todo, job)):
-                    self.metadata_cache[key(spec)] = meta
+                    fetched[key(spec)] = meta
+                    if "error" not in meta:
+                        self.metadata_cache[key(spec)] = meta
+        chunksize = int(self.chunksize)
         per_dataset: dict[str, int] = {}
         for spec in specs:
             if self.maxchunks is not None and per_dataset.get(spec.dataset, 0) >= self.maxchunks:
                 continue
-            meta = self.metadata_cache.get(key(spec))
+            meta = fetched.get(key(spec)) or self.metadata_cache.get(key(spec))
             if meta is None:
-                meta = self.metadata_cache[key(spec)] = task(spec)
+                meta = fetched[key(spec)] = task(spec)
+                if "error" not in meta:
+                    self.metadata_cache[key(spec)] = meta
             err = meta.get("error")
             if err is not None:
-                del self.metadata_cache[key(spec)]  # failures are not cached
-                if skip_matches(self.skipbadfiles, err):
+                if skip_matches(self.skipbadfiles, err) and not self.use_result_type:
                     warnings.warn(f"hpckit: skipping {spec.filename} (dataset {spec.dataset!r}): {err}")
                     self._skipped.append({"chunk": None, "file": spec.filename, "error": str(err)})
                     continue
                 raise err
-            for start, stop in chunk_ranges(meta["numentries"], int(self.chunksize), meta.get("clusters")):
+            for start, stop in chunk_ranges(meta["numentries"], chunksize, meta.get("clusters")):
                 if self.maxchunks is not None and per_dataset.get(spec.dataset, 0) >= self.maxchunks:
                     break
                 per_dataset[spec.dataset] = per_dataset.get(spec.dataset, 0) + 1
-                yield WorkItem(spec.dataset, spec.filename, spec.treename, start, stop, meta["uuid"], spec.metadata)
+                sent = yield WorkItem(
+                    spec.dataset, spec.filename, spec.treename, start, stop, meta["uuid"], spec.metadata,
+                    replicas=spec.replicas,
+                )
+                if sent is not None:  # coffea's preprocess(...).send(new_chunksize): from the next file on
+                    chunksize = int(sent)
+                    if chunksize < 1:
+                        raise ValueError(f"chunksize must be a positive integer, got {sent!r}")
+        return chunksize
 
     def _uproot_options(self, extra: dict | None) -> dict:
         options = dict(self.uproot_options)
@@ -117,11 +212,27 @@ class Runner:
         treename: str | None = None,
         uproot_options: dict | None = None,
         iteritems_options: dict | None = None,
+        trace: Any = None,
     ) -> Any:
-        wrapped = self.run(fileset, processor_instance, treename=treename, uproot_options=uproot_options)
-        if self.savemetrics:
-            return wrapped["out"], wrapped["metrics"]
-        return wrapped["out"]
+        result = self.run(
+            fileset=fileset,
+            processor_instance=processor_instance,
+            treename=treename,
+            uproot_options=uproot_options,
+            iteritems_options=iteritems_options,
+            trace=trace,
+        )
+        if self.use_result_type:
+            if isinstance(result, Err):
+                return result
+            wrapped = result.unwrap()
+        else:
+            wrapped = result
+        out = (wrapped["out"], wrapped.get("metrics", {})) if self.savemetrics else wrapped["out"]
+        exception = wrapped.get("exception", 0)
+        if self.use_result_type:
+            return Err(exception, value=out) if exception not in (0, None) else Ok(out)
+        return out
 
     def run(
         self,
@@ -129,12 +240,27 @@ class Runner:
         processor_instance: Any = None,
         treename: str | None = None,
         uproot_options: dict | None = None,
-    ) -> dict:
-        """Like ``__call__`` but returns ``{"out", "metrics", "processed"}`` whatever ``savemetrics`` is."""
+        iteritems_options: dict | None = None,
+        trace: Any = None,
+    ) -> Any:
+        """The raw wrapped output ``{"out", "metrics", "processed", "exception"}`` whatever ``savemetrics``
+        is (``Ok(...)``/``Err(...)`` of it with ``use_result_type``). ``fileset`` may also be the chunks
+        of ``preprocess``: a list or a generator of WorkItems."""
+        if not self.use_result_type:
+            return self._run(fileset, processor_instance, treename, uproot_options)
+        try:
+            return Ok(self._run(fileset, processor_instance, treename, uproot_options))
+        except Exception as err:  # noqa: BLE001 - only what skipbadfiles names becomes Err
+            if skip_matches(self.skipbadfiles, err):
+                return Err(err)
+            raise
+
+    def _run(self, fileset: Any, processor_instance: Any, treename: str | None, uproot_options: dict | None) -> dict:
         if processor_instance is None:
             raise ValueError("processor_instance is required")
         t_start = time.perf_counter()
         self._skipped = []
+        reset_preferences()
         options = self._uproot_options(uproot_options)
         fingerprint = processor_fingerprint(processor_instance, self.schema)
         executor = self.executor
@@ -149,12 +275,14 @@ class Runner:
             uproot_options=options,
             processor_object=processor_instance,
             worker_check=self.worker_check,
+            timeout=self.chunk_timeout,
+            format=self.format,
+            raise_skippable=self.use_result_type,
         )
+        exception: Any = 0
         try:  # the executor may keep workers from preprocessing to processing: close() ends them
-            if isinstance(fileset, (list, tuple)) and all(isinstance(x, WorkItem) for x in fileset):
-                items = list(fileset)
-            else:
-                items = list(self._chunks(fileset, treename, options, job))
+            premade = as_work_items(fileset)
+            items = premade if premade is not None else list(self._chunks(fileset, treename, options, job))
             if not items:
                 raise FilesetError("No chunks survived preprocessing: every file was skipped or the fileset is empty")
             t_pre = time.perf_counter()
@@ -180,11 +308,17 @@ class Runner:
         finally:
             executor.close()
         result = merged.result or {}
+        if isinstance(result, dict) and "exception" in result:  # an executor written coffea's way failed
+            result = dict(result)
+            exception = result.pop("exception")
+            if not skip_matches(self.skipbadfiles, exception):
+                exception.partial_output = result.get("out")
+                raise exception
         t_end = time.perf_counter()
 
         processed = result.get("processed", set())
         missing = [i for i in items if i.key not in processed]
-        if missing:
+        if missing and exception == 0:
             raise ChunkError(
                 f"{len(missing)} chunk(s) never returned a result, first: {missing[0].describe()}; "
                 "the executor lost them"
@@ -201,7 +335,7 @@ class Runner:
                 out = final
 
         metrics = self._metrics(result, items, from_checkpoint, t_start, t_pre, t_end, progress)
-        return {"out": out, "metrics": metrics, "processed": processed}
+        return {"out": out, "metrics": metrics, "processed": processed, "exception": exception}
 
     def _metrics(self, result, items, from_checkpoint, t_start, t_pre, t_end, progress) -> dict:
         m = dict(result.get("metrics", {}))
@@ -228,4 +362,8 @@ class Runner:
             "worker_environments": [{"worker": w, "environment": json.loads(e) if e.startswith("{") else e}
                                     for w, e in sorted(m.get("environments", ()))],
             "skipped": skipped,
+            # remote data: requests made, which copy served how many chunks, switches to another copy
+            "requests": int(m.get("requests", 0)),
+            "served_by": dict(sorted(m.get("served_by", {}).items())),
+            "failovers": int(m.get("failovers", 0)),
         }

@@ -10,6 +10,7 @@ items and results around. A chunk's result is a plain mapping that merges with `
 from __future__ import annotations
 
 import os
+import re
 import socket
 import time
 import traceback
@@ -17,13 +18,15 @@ import warnings
 from dataclasses import dataclass, field
 from typing import Any
 
-from hpckit.errors import ChunkError, FileAccessError, ProcessorError
+from hpckit.errors import ChunkError, FileAccessError, FilesetError, ProcessorError
 from hpckit.events import make_events
-from hpckit.events.reader import forget, open_tree
+from hpckit.events.reader import file_uuid, forget, open_tree
 from hpckit.processor.abc import call_process
 from hpckit.processor.accumulate import accumulate
 from hpckit.processor.fileset import WorkItem
+from hpckit.processor.replicas import candidates, is_permanent, mismatch, with_replicas
 from hpckit.processor.serialize import compress, decompress, load_processor
+from hpckit.processor.timeout import chunk_deadline
 
 _PROCESSORS: dict[int, Any] = {}  # per worker process: processor bytes -> loaded processor
 
@@ -42,26 +45,61 @@ def worker_id() -> str:
     return f"{socket.gethostname()}:{os.getpid()}"
 
 
-def skip_matches(skipbadfiles: Any, err: FileAccessError) -> bool:
-    """True: every file error is skipped; a tuple: only if a type on the error's cause chain matches."""
-    if skipbadfiles is True:
-        return True
+# Missing trees and invalid Parquet files are file errors here, but not OSErrors in coffea, whose
+# ``skipbadfiles=True`` means ``(OSError,)``: they are skipped only when named in a tuple, as there.
+_NOT_SKIPPED_BY_TRUE = frozenset({"UprootMissTreeError", "InvalidParquetError"})
+
+
+def error_chain(exc: BaseException | None) -> list[BaseException]:
+    out: list[BaseException] = []
+    while exc is not None and all(exc is not seen for seen in out):
+        out.append(exc)
+        exc = exc.__cause__ or exc.__context__
+    return out
+
+
+def skip_matches(skipbadfiles: Any, err: BaseException) -> bool:
+    """Does ``skipbadfiles`` cover ``err``? ``True``: any OSError on its cause chain (missing or unreadable
+    files, but not a missing tree); a tuple of types: any instance on the chain (for errors that crossed
+    a process boundary, also the type names the error recorded)."""
     if not skipbadfiles:
         return False
+    chain = error_chain(err)
+    if skipbadfiles is True:
+        return any(
+            isinstance(e, OSError) and not _NOT_SKIPPED_BY_TRUE & {c.__name__ for c in type(e).__mro__}
+            for e in chain
+        )
     wanted = skipbadfiles if isinstance(skipbadfiles, tuple) else (skipbadfiles,)
     names = {f"{t.__module__}.{t.__qualname__}" for t in wanted}
-    return isinstance(err, wanted) or bool(names & set(err.cause_types))
+    recorded = {n for e in chain for n in getattr(e, "cause_types", ())}
+    return any(isinstance(e, wanted) for e in chain) or bool(names & recorded)
+
+
+_NEVER_HEALS = re.compile(r"not found|not a ROOT file|expected Chunk of length|received \d+ bytes")
+
+
+def never_heals(err: FileAccessError, filename: str) -> bool:
+    """A missing file or tree anywhere, or a local file that is empty, truncated or not ROOT: retrying
+    reads the same bytes again. Remote files (``scheme://``) are retried: a short read there may be
+    the network."""
+    text = str(err)
+    if "not found" in text:
+        return True
+    local = "://" not in filename or filename.startswith("file://")
+    return local and (bool(_NEVER_HEALS.search(text)) or "builtins.OSError" not in err.cause_types)
 
 
 def retry_file_errors(fn: Any, filename: str, retries: int) -> tuple[Any, int]:
     """``fn()`` and the number of failed attempts before it worked; file errors are retried with backoff
-    on a freshly opened file, except a file or tree that is not there. The last error is raised."""
+    on a freshly opened file, except those that never heal (:func:`never_heals`: not there, a directory,
+    refused, or a local file that is empty, truncated or not ROOT). The last error is raised."""
     for attempt in range(retries + 1):
         try:
             return fn(), attempt
         except FileAccessError as err:
             forget(filename)
-            if attempt == retries or "not found" in str(err):
+            if attempt == retries or is_permanent(err) or never_heals(err, filename):
                 raise
             time.sleep(min(0.1 * 2**attempt, 2.0))
     raise AssertionError("unreachable")
@@ -83,6 +121,10 @@ class ChunkJob:
     # run on the worker before the processor is unpickled (e.g. the environment fingerprint check of
     # `hpckit launch`); it raises to refuse work. Must be picklable and cheap after its first call.
     worker_check: Any = None
+    timeout: float | None = None  # chunk_timeout of the Runner (hpckit.processor.timeout)
+    format: str = "root"  # "root" (TTree or RNTuple) or "parquet"
+    # with use_result_type a file error that skipbadfiles covers is raised (the Runner returns it as Err)
+    raise_skippable: bool = False
 
     def __getstate__(self) -> dict:
         state = self.__dict__.copy()
@@ -99,13 +141,34 @@ class ChunkJob:
 
     def run(self, item: WorkItem) -> dict:
         env = self.worker_check() if self.worker_check is not None else None
+        if self.checkpointer is not None:  # a chunk recomputed after its worker left (walltime) reuses its result
+            saved = self.checkpointer.load(item, self.fingerprint)
+            if saved is not None:
+                return saved
+        failovers = 0
+
+        def served() -> dict:  # one attempt: every replica in turn
+            nonlocal failovers
+            try:
+                result, name, failed = with_replicas(item.filename, item.replicas, lambda n: self._once(item, n))
+            except FileAccessError as err:
+                failovers += getattr(err, "failovers", 0)
+                raise
+            failovers += failed
+            result["metrics"]["served_by"] = {name: 1}
+            return result
+
         try:
-            result, attempt = retry_file_errors(lambda: self._once(item), item.filename, self.retries)
+            with chunk_deadline(self.timeout, item.describe()):
+                result, attempt = retry_file_errors(served, item.filename, self.retries)
             result["metrics"]["retries"] = attempt
+            result["metrics"]["failovers"] = failovers
             if isinstance(env, str):  # what the check says this worker runs (e.g. its lock hash)
                 result["metrics"]["environments"] = {(worker_id(), env)}
         except FileAccessError as last:
             if skip_matches(self.skipbadfiles, last):
+                if self.raise_skippable:
+                    raise
                 warnings.warn(f"hpckit: skipping {item.describe()}: {last}")
                 return {
                     "metrics": {"skipped": [{"chunk": item.describe(), "file": item.filename, "error": str(last)}]},
@@ -124,7 +187,7 @@ class ChunkJob:
         Best effort: any problem is left for the real chunk to report."""
         try:
             self._processor()
-            tree = open_tree(item.filename, item.treename, self.uproot_options)
+            tree = open_tree(candidates(item.filename, item.replicas)[0], item.treename, self.uproot_options, self.format)
             events, _ = make_events(tree, item.entrystart, item.entrystart, self.schema, item.metadata())
             for name in events.fields:
                 column = events[name]
@@ -134,8 +197,11 @@ class ChunkJob:
         except Exception:  # noqa: BLE001
             pass
 
-    def _once(self, item: WorkItem) -> dict:
-        tree = open_tree(item.filename, item.treename, self.uproot_options)
+    def _once(self, item: WorkItem, name: str) -> dict:
+        tree = open_tree(name, item.treename, self.uproot_options, self.format)
+        if tree.uuid != item.fileuuid and item.replicas:
+            forget(name)
+            raise mismatch(item.filename, name, tree.uuid, item.fileuuid)
         if tree.uuid != item.fileuuid:
             raise FileAccessError(
                 f"{item.filename} changed since it was chunked (uuid {tree.uuid}, expected {item.fileuuid})",
@@ -145,9 +211,9 @@ class ChunkJob:
             raise FileAccessError(
                 f"{item.describe()} is past the end of the tree ({tree.num_entries} entries)", item.filename
             )
-        bytes_before = tree.bytes_requested
+        bytes_before, requests_before = tree.bytes_requested, tree.requests
         processor = self._processor()
-        events, reader = make_events(tree, item.entrystart, item.entrystop, self.schema, item.metadata())
+        events, reader = build_events(tree, item, self.schema)
         t0 = time.perf_counter()
         try:
             out = call_process(processor, events)
@@ -170,6 +236,7 @@ class ChunkJob:
             "out": out,
             "metrics": {
                 "bytesread": tree.bytes_requested - bytes_before,
+                "requests": tree.requests - requests_before,
                 "columns": set(reader.columns),
                 "entries": len(item),
                 "processtime": processtime,
@@ -177,6 +244,38 @@ class ChunkJob:
             },
             "processed": {item.key},
         }
+
+
+class EventsFactoryInfo:
+    """``events.attrs["@events_factory"]`` as coffea's processors read it: the open file and the columns
+    read so far (``access_log``)."""
+
+    def __init__(self, tree: Any, reader: Any):
+        self._tree, self._reader = tree, reader
+
+    @property
+    def file_handle(self) -> Any:
+        return self._tree.file
+
+    @property
+    def access_log(self) -> list[str]:
+        return sorted(self._reader.columns)
+
+
+def build_events(tree: Any, item: WorkItem, schema: Any) -> tuple[Any, Any]:
+    """The chunk's events: hpckit's lazy events, or coffea's when ``schema`` is one of coffea's schema
+    classes (coffea then builds them from the file hpckit has open; see ``coffea_events``)."""
+    if _is_coffea_schema(schema):
+        from hpckit.processor.coffea_bridge import coffea_events
+
+        return coffea_events(tree, item, schema)
+    events, reader = make_events(tree, item.entrystart, item.entrystop, schema, item.metadata())
+    events.attrs["@events_factory"] = EventsFactoryInfo(tree, reader)
+    return events, reader
+
+
+def _is_coffea_schema(schema: Any) -> bool:
+    return isinstance(schema, type) and any(c.__module__.startswith("coffea.") for c in schema.__mro__)
 
 
 @dataclass
@@ -187,19 +286,43 @@ class FileMetaTask:
     uproot_options: dict = field(default_factory=dict)
     retries: int = 3
     align_clusters: bool = False
+    format: str = "root"
 
     def __call__(self, spec: Any) -> dict:
-        def read() -> dict:
-            tree = open_tree(spec.filename, spec.treename, self.uproot_options)
+        replicas = tuple(getattr(spec, "replicas", ()))
+
+        def read(name: str) -> dict:
+            tree = open_tree(name, spec.treename, self.uproot_options, self.format)
             meta = {"numentries": tree.num_entries, "uuid": tree.uuid}
             if self.align_clusters:
-                meta["clusters"] = [int(c) for c in tree.tree.common_entry_offsets()]
+                meta["clusters"] = tree.cluster_starts()
             return meta
 
         try:
-            return retry_file_errors(read, spec.filename, self.retries)[0]
+            meta, served, _ = retry_file_errors(
+                lambda: with_replicas(spec.filename, replicas, read), spec.filename, self.retries
+            )[0]
         except FileAccessError as err:
             return {"error": err}
+        try:
+            self._same_file(spec.filename, replicas, served, meta["uuid"])
+        except FilesetError as err:
+            return {"error": err}
+        return meta
+
+    def _same_file(self, primary: str, replicas: tuple, served: str, uuid: str) -> None:
+        """Every other copy that answers must hold the same file; one that does not answer is left for
+        failover to find out (it may be down only now)."""
+        for name in (primary, *replicas):
+            if name == served:
+                continue
+            try:
+                other = file_uuid(name, self.uproot_options)
+            except FileAccessError:
+                forget(name)
+                continue
+            if other != uuid:
+                raise mismatch(served, name, other, uuid)
 
 
 def merge_payloads(payloads: list[Any], compression: int | None = 1) -> Any:

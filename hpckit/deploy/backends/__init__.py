@@ -10,6 +10,7 @@ Call :func:`render_all` for every artifact on disk, or the per-backend functions
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from pathlib import Path
 
 from hpckit.deploy.site import Site
@@ -17,8 +18,27 @@ from hpckit.deploy.site import Site
 BACKENDS = ("dask", "parsl", "taskvine")
 
 
+@dataclass(frozen=True)
+class Sizing:
+    """The final numbers of one launch, rendered into its files (so the run directory holds what ran).
+
+    ``jobs``: batch jobs (blocks, factory workers) started at once; ``workers``: worker processes in all
+    (the local site: processes on this machine); ``run_dir``: the launch's directory (batch logs go to its
+    ``logs/``); ``job_name``: the name the jobs carry (so they can be listed and cancelled by name).
+    """
+
+    jobs: int
+    workers: int
+    run_dir: str | None = None
+    job_name: str | None = None
+
+    @property
+    def log_dir(self) -> str | None:
+        return None if self.run_dir is None else str(Path(self.run_dir) / "logs")
+
+
 def render_files(site: Site, backend: str, manager_host: str = "127.0.0.1", port: int = 9123,
-                 out_dir: Path | None = None) -> dict[str, str]:
+                 out_dir: Path | None = None, sizing: Sizing | None = None) -> dict[str, str]:
     """Every artifact for ``backend`` as ``{file name: text}`` (what :func:`render_all` writes).
 
     * dask: ``dask_cluster.json`` (cluster_class + kwargs), ``job_script.sh`` (``job_script.sub`` for
@@ -27,6 +47,9 @@ def render_files(site: Site, backend: str, manager_host: str = "127.0.0.1", port
     * taskvine: ``vine_factory.json``, ``vine_factory.sh`` (the exact command), ``vine_worker_wrapper.sh``
       when needed;
     * every backend: ``worker_job.sh`` (+ ``worker_job.sub`` for HTCondor), a worker job to submit by hand.
+
+    ``sizing`` (a launch): the numbers that start exactly that many jobs, with logs in ``sizing.log_dir``;
+    without it the rendering is for a person (nothing started at load, the site's maximum as the cap).
     """
     from hpckit.deploy.backends.common import worker_job
 
@@ -36,21 +59,26 @@ def render_files(site: Site, backend: str, manager_host: str = "127.0.0.1", port
     if backend == "dask":
         from hpckit.deploy.backends.dask import render_dask
 
-        r = render_dask(site)
-        files["dask_cluster.json"] = json.dumps({"cluster_class": r.cluster_class, "kwargs": r.kwargs}, indent=2) + "\n"
+        r = render_dask(site, sizing)
+        doc = {"cluster_class": r.cluster_class, "kwargs": r.kwargs}
+        if sizing is not None:
+            doc["scale_jobs"] = sizing.jobs
+        files["dask_cluster.json"] = json.dumps(doc, indent=2) + "\n"
         if r.job_script is not None:
-            files["job_script.sub" if site.scheduler == "htcondor" else "job_script.sh"] = r.job_script
+            from hpckit.deploy.schedulers import scheduler_class
+
+            files[scheduler_class(site.scheduler).job_script_name()] = r.job_script
     elif backend == "parsl":
         from hpckit.deploy.backends.parsl import render_parsl
 
-        files["parsl_config.py"] = render_parsl(site)
+        files["parsl_config.py"] = render_parsl(site, sizing)
     else:
         from hpckit.deploy.backends.taskvine import WRAPPER_NAME, render_taskvine
 
         base = Path(out_dir) if out_dir is not None else None
         cfg = str(base / "vine_factory.json") if base else "vine_factory.json"
         wrp = str(base / WRAPPER_NAME) if base else WRAPPER_NAME
-        r = render_taskvine(site, manager_host, port, config_path=cfg, wrapper_path=wrp)
+        r = render_taskvine(site, manager_host, port, config_path=cfg, wrapper_path=wrp, sizing=sizing)
         files["vine_factory.json"] = json.dumps(r.config, indent=2) + "\n"
         files["vine_factory.sh"] = (
             "#!/bin/bash\n"
@@ -64,12 +92,12 @@ def render_files(site: Site, backend: str, manager_host: str = "127.0.0.1", port
 
 
 def render_all(site: Site, backend: str, out_dir: str | Path, manager_host: str = "127.0.0.1",
-               port: int = 9123) -> list[Path]:
+               port: int = 9123, sizing: Sizing | None = None) -> list[Path]:
     """Write every artifact of ``backend`` for ``site`` into ``out_dir`` (created); return their paths."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     paths = []
-    for name, text in render_files(site, backend, manager_host, port, out_dir=out.resolve()).items():
+    for name, text in render_files(site, backend, manager_host, port, out_dir=out.resolve(), sizing=sizing).items():
         p = out / name
         p.write_text(text)
         if name.endswith(".sh"):

@@ -2,28 +2,40 @@
 
 from __future__ import annotations
 
+import shlex
+
 from hpckit.deploy.render import job_context, render_template
+from hpckit.deploy.schedulers import scheduler_class
 from hpckit.deploy.site import Site
 
-_PREFIX = {"slurm": "#SBATCH ", "pbs": "#PBS "}
 
-
-def directive_lines(site: Site, backend: str, mode: str) -> list[str]:
+def directive_lines(site: Site, backend: str, mode: str, name: str | None = None) -> list[str]:
     """The scheduler header for ``mode`` (see :func:`job_context`) as lines.
 
     Slurm/PBS lines keep their ``#SBATCH``/``#PBS`` prefix; HTCondor lines are ``key = value``;
     a local site has none.
     """
-    if site.scheduler == "local":
+    if not scheduler_class(site.scheduler).batch:
         return []
-    text = render_template(f"{site.scheduler}/header.j2", site=site, job=job_context(site, backend, mode))
+    text = render_template(f"{site.scheduler}/header.j2", site=site, job=job_context(site, backend, mode, name))
     return [line for line in text.splitlines() if line.strip()]
 
 
-def directive_args(site: Site, backend: str, mode: str) -> list[str]:
-    """Slurm/PBS directives without the prefix (``--account='m1234; x'``), already shell-quoted."""
-    prefix = _PREFIX[site.scheduler]
-    return [line[len(prefix):] for line in directive_lines(site, backend, mode)]
+def directive_args(site: Site, backend: str, mode: str, name: str | None = None) -> list[str]:
+    """Slurm/PBS directives without the prefix (``--account=m1234``), as sbatch/qsub read them: the
+    values were validated (:data:`hpckit.deploy.site.Directive`), not quoted. :func:`directive_argv`
+    gives them shell-quoted for a command line."""
+    prefix = scheduler_class(site.scheduler).directive_prefix
+    if prefix is None:
+        raise ValueError(f"{site.scheduler} directives are not prefixed lines; use its header lines")
+    return [line[len(prefix):] for line in directive_lines(site, backend, mode, name)]
+
+
+def directive_argv(site: Site, backend: str, mode: str, extra: list[str] = ()) -> str:
+    """:func:`directive_args` (plus ``extra`` arguments) as one shell-quoted command-line fragment
+    (``--constraint='gpu&hbm80g'``)."""
+    args = [*directive_args(site, backend, mode), *extra]
+    return " ".join(shlex.join(arg.split(" ")) for arg in args)
 
 
 def htcondor_commands(site: Site, backend: str, mode: str) -> dict[str, str]:
@@ -65,9 +77,6 @@ def render_template_macro(name: str, site: Site) -> str:
         raise RenderError(f"template common/macros.j2 ({name}): undefined variable: {exc.message}") from None
 
 
-SUBMIT = {"slurm": "sbatch", "pbs": "qsub", "htcondor": "condor_submit", "local": "bash"}
-
-
 def worker_job(site: Site, backend: str) -> dict[str, str]:
     """Our own hand-submittable worker job: ``{"worker_job.sh": text}`` plus ``worker_job.sub`` for HTCondor.
 
@@ -75,8 +84,9 @@ def worker_job(site: Site, backend: str) -> dict[str, str]:
     + ``HPCKIT_PARSL_PORT`` or ``HPCKIT_VINE_MANAGER`` + ``HPCKIT_VINE_PORT`` in its environment.
     """
     job = job_context(site, backend, "script")
-    submit = "condor_submit worker_job.sub" if site.scheduler == "htcondor" else f"{SUBMIT[site.scheduler]} worker_job.sh"
+    sched = scheduler_class(site.scheduler)
+    submit = f"{sched.submit_command} worker_job{sched.script_suffix}"
     files = {"worker_job.sh": render_template("worker_job.sh.j2", site=site, job=job, submit_hint=submit)}
-    if site.scheduler == "htcondor":
+    if sched.script_suffix == ".sub":
         files["worker_job.sub"] = render_template("htcondor/submit.sub.j2", site=site, job=job, script_name="worker_job.sh")
     return files

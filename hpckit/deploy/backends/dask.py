@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib
 from dataclasses import dataclass
 from typing import Any
 
@@ -12,16 +11,10 @@ from hpckit.deploy.backends.common import (
     prologue_lines,
     wrapped_python,
 )
+from hpckit.deploy.schedulers import scheduler_class
+from hpckit.errors import MissingExtra
 from hpckit.deploy.site import Site, format_memory
 
-CLUSTER_CLASS = {
-    "slurm": "dask_jobqueue.SLURMCluster",
-    "pbs": "dask_jobqueue.PBSCluster",
-    "htcondor": "dask_jobqueue.HTCondorCluster",
-    "local": "distributed.LocalCluster",
-}
-# dask-jobqueue's own header lines all start with this; we skip them and give it ours (quoted, complete)
-_SKIP = {"slurm": ["#SBATCH"], "pbs": ["#PBS"]}
 # keyword arguments that belong to the cluster, not to the Job that writes the script
 _CLUSTER_ONLY = ("scheduler_options", "n_workers")
 PLACEHOLDER_SCHEDULER = "tcp://<insert-scheduler-address-here>:8786"
@@ -36,16 +29,18 @@ class DaskRendering:
     job_script: str | None
 
     def cluster_type(self) -> type:
-        """Import and return the cluster class."""
+        """Import and return the cluster class (:class:`MissingExtra` naming the extra when absent)."""
+        from hpckit.extras import require_module
+
         module, _, name = self.cluster_class.rpartition(".")
-        return getattr(importlib.import_module(module), name)
+        return getattr(require_module(module, f"the dask cluster {self.cluster_class}"), name)
 
     def make_cluster(self, **overrides: Any):
         """Build the real cluster object (starts a scheduler in this process; submits nothing until scaled)."""
         return self.cluster_type()(**{**self.kwargs, **overrides})
 
 
-def _local(site: Site) -> DaskRendering:
+def _local(site: Site, sizing: Any = None) -> DaskRendering:
     kwargs: dict[str, Any] = {
         "processes": True,
         "threads_per_worker": site.worker.cores,
@@ -53,34 +48,40 @@ def _local(site: Site) -> DaskRendering:
         "dashboard_address": "127.0.0.1:0",
         "memory_limit": format_memory(site.worker.memory) if site.worker.memory else "auto",
     }
-    if site.max_workers is not None:
+    if sizing is not None:
+        kwargs["n_workers"] = sizing.workers
+    elif site.max_workers is not None:
         kwargs["n_workers"] = site.max_workers
-    return DaskRendering(CLUSTER_CLASS["local"], kwargs, None)
+    return DaskRendering(scheduler_class("local").dask_cluster_class, kwargs, None)
 
 
-def render_dask(site: Site) -> DaskRendering:
+def render_dask(site: Site, sizing: Any = None) -> DaskRendering:
     """Keyword arguments for the dask-jobqueue cluster class of ``site.scheduler``, and its job script.
 
-    * job directives: from ``templates/<scheduler>/header.j2`` (values shell-quoted); dask-jobqueue's own
+    * job directives: from ``templates/<scheduler>/header.j2`` (values validated); dask-jobqueue's own
       ``#SBATCH``/``#PBS`` lines are skipped (``job_directives_skip``) so ours are the only ones;
       for HTCondor they are merged into its submit description (``job_extra_directives`` dict);
     * ``job_script_prologue``: ``templates/common/prologue.sh.j2``;
     * ``python``: the site's python inside its container runtime;
     * ``interface``; for a loopback site ``scheduler_options={"host": "127.0.0.1"}``;
-    * ``worker_extra_args``: ``--lifetime``/``--lifetime-stagger`` from the walltime (workers retire
+    * ``worker_extra_args``: ``--no-dashboard``, ``--lifetime``/``--lifetime-stagger`` from the walltime (workers retire
       before the batch system kills them), the worker port range.
 
     ``job_script`` is what the cluster would submit, built by dask-jobqueue's own Job class with a
     placeholder scheduler address, so no scheduler is started.
+
+    With ``sizing`` (a launch): the jobs carry ``sizing.job_name``, write their logs into ``sizing.log_dir``
+    and the scheduler's dashboard binds like the site (loopback for a loopback site).
     """
-    if site.scheduler == "local":
-        return _local(site)
+    sched = scheduler_class(site.scheduler)
+    if not sched.batch:
+        return _local(site, sizing)
     kwargs: dict[str, Any] = {
         "cores": site.job_cores,
         "memory": format_memory(site.job_memory),
         "processes": site.worker.per_job,
         "python": wrapped_python(site),
-        "job_name": "dask-worker",
+        "job_name": sizing.job_name if sizing is not None and sizing.job_name else "dask-worker",
         "shebang": "#!/usr/bin/env bash",
         "job_script_prologue": prologue_lines(site, "dask"),
     }
@@ -88,7 +89,13 @@ def render_dask(site: Site) -> DaskRendering:
         kwargs["interface"] = site.network.interface
     if site.loopback:
         kwargs["scheduler_options"] = {"host": "127.0.0.1"}
-    extra: list[str] = []
+    if sizing is not None:
+        # workers retire at their --lifetime and replacements come: a chunk cut short by a retiring worker is
+        # counted as "suspicious" by the scheduler, so allow a few more of those than dask's default 3.
+        # The scheduler's dashboard stays on loopback (reach it through an ssh tunnel).
+        kwargs["scheduler_options"] = {**kwargs.get("scheduler_options", {}), "allowed_failures": 8,
+                                       "dashboard_address": "127.0.0.1:0"}
+    extra: list[str] = ["--no-dashboard"]  # a worker dashboard would listen on every interface
     lifetime = site.lifetime()
     if lifetime:
         extra += ["--lifetime", f"{lifetime[0]}s", "--lifetime-stagger", f"{lifetime[1]}s"]
@@ -98,14 +105,21 @@ def render_dask(site: Site) -> DaskRendering:
     kwargs["worker_extra_args"] = extra
     if site.scratch:
         kwargs["local_directory"] = "$HPCKIT_SCRATCH"
-    if site.scheduler == "htcondor":
+    if sched.directive_prefix is None:  # HTCondor: submit commands, merged into its description
         kwargs["disk"] = format_memory(site.worker.disk * site.worker.per_job)
         kwargs["job_extra_directives"] = htcondor_commands(site, "dask", "dask")
     else:
-        kwargs["job_directives_skip"] = list(_SKIP[site.scheduler])
-        kwargs["job_extra_directives"] = directive_args(site, "dask", "dask")
-    rendering = DaskRendering(CLUSTER_CLASS[site.scheduler], kwargs, None)
-    rendering.job_script = job_script(rendering)
+        # dask-jobqueue's own header lines all start with the prefix; skip them and give it ours (quoted, complete)
+        kwargs["job_directives_skip"] = [sched.directive_prefix.strip()]
+        kwargs["job_extra_directives"] = directive_args(site, "dask", "dask",
+                                                        sizing.job_name if sizing is not None else None)
+        if sizing is not None and sizing.log_dir:
+            kwargs["job_extra_directives"] += sched.log_directives(sizing.log_dir, "dask-worker")
+    rendering = DaskRendering(sched.dask_cluster_class, kwargs, None)
+    try:
+        rendering.job_script = job_script(rendering)
+    except MissingExtra:  # a core install renders the kwargs; the script needs dask-jobqueue's Job class
+        rendering.job_script = None
     return rendering
 
 

@@ -6,24 +6,15 @@ from typing import Any
 
 from hpckit.deploy.backends.common import container_prefix, directive_lines, prologue_lines
 from hpckit.deploy.render import job_context, render_template
+from hpckit.deploy.schedulers import scheduler_class
 from hpckit.deploy.site import Site, format_walltime
-
-PROVIDER = {
-    "slurm": "SlurmProvider",
-    "pbs": "PBSProProvider",  # torque flavor: TorqueProvider
-    "htcondor": "CondorProvider",
-    "local": "LocalProvider",
-}
-
 
 def provider_name(site: Site) -> str:
     """The Parsl provider class for the site."""
-    if site.scheduler == "pbs" and site.pbs.flavor == "torque":
-        return "TorqueProvider"
-    return PROVIDER[site.scheduler]
+    return scheduler_class(site.scheduler).parsl_provider(site)
 
 
-def _provider_args(site: Site) -> dict[str, Any]:
+def _provider_args(site: Site, sizing: Any = None) -> dict[str, Any]:
     if site.scheduler == "local":
         return {"init_blocks": 1, "min_blocks": 0, "max_blocks": 1}
     args: dict[str, Any] = {
@@ -33,6 +24,8 @@ def _provider_args(site: Site) -> dict[str, Any]:
         "max_blocks": site.max_jobs,
         "walltime": format_walltime(site.walltime),
     }
+    if sizing is not None:  # a launch: exactly these blocks, submitted at parsl.load and kept (ended ones replaced)
+        args.update(init_blocks=sizing.jobs, min_blocks=sizing.jobs, max_blocks=sizing.jobs)
     job = job_context(site, "parsl", "parsl")
     if site.scheduler == "slurm":
         args["exclusive"] = False  # cores and memory are requested explicitly in SCHEDULER_OPTIONS
@@ -50,7 +43,7 @@ def _provider_args(site: Site) -> dict[str, Any]:
     return args
 
 
-def render_parsl(site: Site) -> str:
+def render_parsl(site: Site, sizing: Any = None) -> str:
     """``parsl_config.py`` text for ``site``: a module with ``get_config(run_dir="runinfo")`` and ``config``.
 
     Provider: SlurmProvider / PBSProProvider (TorqueProvider for ``pbs.flavor: torque``) / CondorProvider /
@@ -58,6 +51,9 @@ def render_parsl(site: Site) -> str:
     ``address_by_interface(<interface>)`` (``"127.0.0.1"`` for loopback sites); ``worker_init`` from the
     shared prologue; ``scheduler_options`` from the shared scheduler header (Parsl writes job name, nodes,
     walltime and log paths itself); workers inside the site's container via ``launch_cmd``.
+
+    With ``sizing`` (a launch): ``init_blocks = min_blocks = max_blocks = sizing.jobs``; the local site gets
+    ``sizing.workers`` workers; the executor label (in every block's job name) is ``sizing.job_name``.
     """
     job = job_context(site, "parsl", "parsl")
     sched_opts = directive_lines(site, "parsl", "parsl")
@@ -66,13 +62,15 @@ def render_parsl(site: Site) -> str:
         "site": site,
         "job": job,
         "provider": provider_name(site),
-        "provider_args": _provider_args(site),
+        "provider_args": _provider_args(site, sizing),
+        "label": sizing.job_name if sizing is not None and sizing.job_name else f"hpckit-{site.name}",
         "scheduler_options": sched_opts,
         "has_scheduler_options": site.scheduler != "local",
         "worker_init": prologue_lines(site, "parsl"),
         "container_prefix": prefix,
         "interface": site.network.interface,
         "loopback": site.loopback,
-        "max_workers_per_node": site.worker.per_job if site.scheduler != "local" else site.max_workers,
+        "max_workers_per_node": site.worker.per_job if site.scheduler != "local"
+        else (sizing.workers if sizing is not None else site.max_workers),
     }
     return render_template("parsl/config.py.j2", **ctx)

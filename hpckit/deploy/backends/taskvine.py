@@ -8,15 +8,15 @@ from typing import Any
 
 from hpckit.deploy.backends.common import (
     container_prefix,
-    directive_args,
+    directive_argv,
     directive_lines,
     prologue_lines,
     render_template_macro,
 )
 from hpckit.deploy.render import job_context
+from hpckit.deploy.schedulers import scheduler_class
 from hpckit.deploy.site import Site
 
-BATCH_TYPE = {"slurm": "slurm", "pbs": "pbs", "htcondor": "condor", "local": "local"}
 WRAPPER_NAME = "vine_worker_wrapper.sh"
 
 
@@ -41,9 +41,7 @@ class TaskVineRendering:
 
 def batch_type(site: Site) -> str:
     """vine_factory ``-T`` for the site."""
-    if site.scheduler == "pbs" and site.pbs.flavor == "torque":
-        return "torque"
-    return BATCH_TYPE[site.scheduler]
+    return scheduler_class(site.scheduler).taskvine_batch_type(site)
 
 
 def render_taskvine(
@@ -52,6 +50,7 @@ def render_taskvine(
     port: int = 9123,
     config_path: str = "vine_factory.json",
     wrapper_path: str = WRAPPER_NAME,
+    sizing: Any = None,
 ) -> TaskVineRendering:
     """vine_factory config, command line and batch options for workers that dial ``manager_host:port``.
 
@@ -62,6 +61,9 @@ def render_taskvine(
       sbatch/qsub on its command line); HTCondor: the header's submit commands, joined by newlines
       (how vine_factory inserts them into its submit file is not verified here);
     * the worker runs through ``wrapper_path`` (prologue + container) when the site needs one.
+
+    With ``sizing`` (a launch): ``min-workers = max-workers = sizing.jobs``, the jobs carry
+    ``sizing.job_name`` where the scheduler names jobs, the factory's scratch is ``<run dir>/vine-factory``.
     """
     job = job_context(site, "taskvine", "taskvine")
     config: dict[str, Any] = {
@@ -71,6 +73,8 @@ def render_taskvine(
         "timeout": 300,
         "cores": site.job_cores,
     }
+    if sizing is not None:
+        config["min-workers"] = config["max-workers"] = sizing.jobs
     if job["mem_mib"]:
         config["memory"] = job["mem_mib"]
     if job["disk_mib"]:
@@ -79,9 +83,13 @@ def render_taskvine(
         config["transfer-port"] = f"{site.network.port_range[0]}:{site.network.port_range[1]}"
     if job["lifetime"]:
         config["worker-extra-options"] = f"--wall-time={job['lifetime']}"
-    if site.scheduler in ("slurm", "pbs"):
-        batch_options = " ".join(directive_args(site, "taskvine", "taskvine"))
-    elif site.scheduler == "htcondor":
+    sched = scheduler_class(site.scheduler)
+    if sched.batch and sched.directive_prefix is not None:
+        extra = []
+        if sizing is not None and sizing.job_name and sched.job_name_directive(sizing.job_name):
+            extra.append(sched.job_name_directive(sizing.job_name))
+        batch_options = directive_argv(site, "taskvine", "taskvine", extra)
+    elif sched.batch:
         batch_options = "\n".join(directive_lines(site, "taskvine", "taskvine"))
     else:
         batch_options = ""
@@ -95,6 +103,8 @@ def render_taskvine(
             + [f'{render_template_macro("exec", site)}{prefix}"$@"', ""]
         )
     command = ["vine_factory", "-T", batch_type(site), "-C", config_path]
+    if sizing is not None and sizing.run_dir:
+        command += ["--scratch-dir", f"{sizing.run_dir}/vine-factory"]
     if batch_options:
         command += ["--batch-options", batch_options]
     if wrapper is not None:

@@ -8,7 +8,9 @@
   by the scheduler on its own (up to ``distributed.scheduler.allowed-failures``, then ``KilledWorker``).
   Every re-run (either kind) is counted from the scheduler's transition log into ``stats["retried"]``.
 * ``client=None``: a ``LocalCluster`` of process workers (one thread each, ``workers`` of them, default one
-  per core) is started for the call and closed after it.
+  per core) is started for the call and closed after it. It listens on 127.0.0.1 only and speaks TLS with
+  a certificate made for the run (:func:`hpckit.security.temporary_security`), so no other local user's
+  client can connect and run code; its dashboard binds to ``dashboard_address`` (loopback by default).
 * ``use_dataframes=True``: each chunk's output must be a pandas DataFrame; the run returns a
   ``dask.dataframe`` made of those chunk frames, still living on the workers (so it needs a ``client`` the
   caller keeps open), as the output handed to ``postprocess`` and returned. Metrics and the processed
@@ -25,12 +27,17 @@ from typing import Any
 from hpckit.errors import EngineError
 from hpckit.processor.executors._remote import chunk_failure, run_stats, tree_reduce
 from hpckit.processor.executors.base import ExecutorBase, missing_extra
+from hpckit.processor.accumulate import canonical_result
 from hpckit.processor.serialize import decompress
 from hpckit.processor.work import ChunkJob, merge_payloads
 
 
 def _run_chunk(item, job: ChunkJob):
     return job(item)
+
+
+def _the_job(job: ChunkJob) -> ChunkJob:
+    return job
 
 
 def _frame_of(result: dict) -> Any:
@@ -57,6 +64,9 @@ class DaskExecutor(ExecutorBase):
     priority: int = 0
     use_dataframes: bool = False
     workers: int | None = None  # only for client=None: size of the LocalCluster started for the run
+    heavy_input: Any = None  # coffea's; hpckit sends the processor once per worker whatever this says
+    worker_affinity: bool = False  # coffea's; hpckit always prefers the worker that has the chunk's file open
+    dashboard_address: str = "127.0.0.1:0"  # only for client=None: where its dashboard listens
     _session: Any = field(default=None, init=False, repr=False, compare=False)  # (client, cluster) we started
     _file_workers: dict = field(default_factory=dict, init=False, repr=False, compare=False)
 
@@ -113,15 +123,20 @@ class DaskExecutor(ExecutorBase):
             return self._session
         from distributed import Client, LocalCluster
 
+        from hpckit.security import temporary_security
+
+        security = temporary_security()
         cluster = LocalCluster(
             n_workers=self.workers,
             threads_per_worker=1,
             processes=True,
             host="127.0.0.1",
-            dashboard_address=":0",
+            protocol="tls://",
+            security=security,
+            dashboard_address=self.dashboard_address,
         )
         try:
-            self._session = (Client(cluster), cluster)
+            self._session = (Client(cluster, security=security), cluster)
         except BaseException:
             cluster.close()
             raise
@@ -130,6 +145,7 @@ class DaskExecutor(ExecutorBase):
     def run(self, items, job, progress) -> Any:
         if self.use_dataframes and job.checkpointer is not None:
             raise ValueError("use_dataframes=True cannot be combined with a checkpointer")
+        self.stats = {}
         opened_here = self.client is None and self._session is None
         client, cluster = self._client()
         prefix = f"hpckit-{uuid.uuid4().hex[:10]}-"
@@ -144,7 +160,7 @@ class DaskExecutor(ExecutorBase):
             futures.clear()
             if opened_here:
                 self.close()
-        self.stats = run_stats(result, retried, engine_workers)
+        self.stats = {**run_stats(result, retried, engine_workers), **self.stats}
         return result
 
     def _run(self, client, prefix, items, job, progress, futures) -> tuple[Any, int, set]:
@@ -152,7 +168,10 @@ class DaskExecutor(ExecutorBase):
 
         engine_workers = set(client.scheduler_info(n_workers=-1).get("workers", {}))
         progress.set_workers(len(engine_workers))
-        job_future = client.scatter(job, hash=False)  # the processor goes to the cluster once
+        # the processor goes to the cluster once, as a task whose input is the job itself: when every worker
+        # holding it is gone (walltime, preemption), the scheduler recomputes it on a new worker, where
+        # scattered data would be lost for good
+        job_future = client.submit(_the_job, job, key=f"{prefix}job", pure=False, retries=self.retries)
         futures.append(job_future)
         chunk_keys = [f"{prefix}chunk-{i}" for i in range(len(items))]
         by_key = dict(zip(chunk_keys, items))
@@ -160,8 +179,12 @@ class DaskExecutor(ExecutorBase):
         for i, item in enumerate(items):
             by_file.setdefault(item.filename, []).append(i)
         chunks: list[Any] = [None] * len(items)
-        for filename, idx in by_file.items():
-            where = self._file_workers.get(filename)
+        pool = sorted(engine_workers)
+        for k, (filename, idx) in enumerate(by_file.items()):
+            # the worker that opened the file in preprocessing, else one per file in turn: chunks of a
+            # file then meet their open file, and tasks with a (loose) place skip the scheduler's
+            # root-task queue, which costs a scheduler round trip between two tasks on a worker
+            where = self._file_workers.get(filename) or (pool[k % len(pool)] if pool else None)
             placement = {"workers": [where], "allow_other_workers": True} if where else {}
             placed = client.map(
                 _run_chunk, [items[i] for i in idx], job=job_future, key=[chunk_keys[i] for i in idx],
@@ -202,12 +225,14 @@ class DaskExecutor(ExecutorBase):
                 now = set(client.scheduler_info(n_workers=-1).get("workers", {}))
                 engine_workers |= now
                 progress.set_workers(len(now))
+        last_chunk = time.monotonic()
         engine_workers |= set(client.scheduler_info(n_workers=-1).get("workers", {}))
         try:
             payload = root.result()
         except Exception as err:
             raise chunk_failure("merging results", err, self.retries + 1) from err
-        result = decompress(payload)
+        result = canonical_result(decompress(payload))
+        self.stats = {"merge_tail_s": time.monotonic() - last_chunk}
         if frames is not None:
             import dask.dataframe as dd
 

@@ -4,14 +4,18 @@ from __future__ import annotations
 
 import concurrent.futures as cf
 import multiprocessing
+import os
 import sys
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
 from hpckit.errors import EngineError
-from hpckit.processor.accumulate import Merger
-from hpckit.processor.executors.base import ExecutorBase
+from hpckit.processor.accumulate import DEFAULT_TREE_WIDTH, MergeTree, accumulate, canonical_result
+from hpckit.processor.executors._remote import Completions
+from hpckit.processor.executors.base import ExecutorBase, warn_tailtimeout
 from hpckit.processor.fileset import WorkItem
+from hpckit.processor.lifeline import die_with_parent
 from hpckit.processor.serialize import decompress
 from hpckit.processor.work import merge_payloads, worker_id
 
@@ -24,33 +28,50 @@ def _run_inherited(key: int, item: Any) -> Any:
     return _INHERITED[key](item)
 
 
+
 def _default_pool(workers: int) -> cf.Executor:
     # fork starts a worker in milliseconds and inherits the open files from preprocessing; the
     # driver has no threads running yet when the pool is made (the progress bar starts after).
     method = "fork" if sys.platform.startswith("linux") else None
     ctx = multiprocessing.get_context(method)
-    return cf.ProcessPoolExecutor(max_workers=workers, mp_context=ctx)
+    # workers die with the driver (SIGKILL, OOM), not linger under PID 1
+    return cf.ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=die_with_parent,
+                                  initargs=(os.getpid(),))
 
 
-def _merging_plan(merging: Any) -> tuple[int, int, int] | None:
+def _merge_in_pool(merging: Any) -> bool:
+    """coffea's ``merging``: False merges in the driver; True or ``(n_batches, min, max)`` merges in the
+    pool. Group sizes always follow the fixed merge tree (``treereduction``), so results do not depend
+    on this choice."""
     if merging is False or merging is None:
-        return None
-    if merging is True:
-        return (5, 4, 100)
-    n_batches, min_size, max_size = merging
-    return (int(n_batches), int(min_size), int(max_size))
+        return False
+    if merging is not True:
+        n_batches, min_size, max_size = merging  # accepted for coffea compatibility (checked, unused)
+        int(n_batches), int(min_size), int(max_size)
+    return True
 
 
 @dataclass
 class FuturesExecutor(ExecutorBase):
     """``pool``: a ``concurrent.futures.Executor`` class (built with ``workers``) or an instance (used as
     is, not shut down). ``merging``: False (merge in the driver), True or ``(n_batches, min, max)``
-    (merge batches of finished results in the pool, so the driver never holds them all)."""
+    (merge in the pool, so the driver never holds them all). Either way groups of ``treereduction``
+    consecutive chunks are merged in the fixed tree order every executor follows."""
 
     workers: int = 1
     pool: Any = None
     merging: Any = False
+    # coffea's arguments, accepted with their meaning where hpckit has one: merges run in ``pool`` whatever
+    # ``mergepool`` says (it is never shut down or changed); ``recoverable`` is honoured by the Runner only
+    # for executors written coffea's way; ``tailtimeout`` is deprecated in coffea and ignored
+    mergepool: Any = None
+    recoverable: bool = False
+    tailtimeout: Any = None
+    treereduction: int = DEFAULT_TREE_WIDTH
     _session: Any = field(default=None, init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        warn_tailtimeout(self.tailtimeout)
 
     @property
     def _threads(self) -> bool:
@@ -95,7 +116,7 @@ class FuturesExecutor(ExecutorBase):
         warm = None
         if "error" not in first:
             s0 = specs[0]
-            warm = WorkItem(s0.dataset, s0.filename, s0.treename, 0, 0, first["uuid"], s0.metadata)
+            warm = WorkItem(s0.dataset, s0.filename, s0.treename, 0, 0, first["uuid"], s0.metadata, replicas=s0.replicas)
         pool, _ = self._open_pool(job, warm)
         return [first, *pool.map(task, specs[1:])]
 
@@ -108,50 +129,48 @@ class FuturesExecutor(ExecutorBase):
                 pool.shutdown(wait=not cancel, cancel_futures=cancel)
 
     def run(self, items, job, progress) -> Any:
-        plan = _merging_plan(self.merging)
+        in_pool = _merge_in_pool(self.merging)
         opened_here = self._session is None
         pool, key = self._open_pool(job, items[0] if items else None)
-        merged = Merger()
-        ready: list[Any] = []
+        tree = MergeTree(len(items), self.treereduction) if items else None
         workers: set[str] = set()
+        finished = Completions()
+        chunks_left, last_chunk = len(items), time.perf_counter()
         try:
             if key is not None:
-                todo = {pool.submit(_run_inherited, key, item): item for item in items}
+                todo = {finished.watch(pool.submit(_run_inherited, key, item)): (0, i) for i, item in enumerate(items)}
             else:
-                todo = {pool.submit(job, item): item for item in items}
-            merges: set[cf.Future] = set()
+                todo = {finished.watch(pool.submit(job, item)): (0, i) for i, item in enumerate(items)}
             progress.set_workers(self.workers)
-            while todo or merges:
-                done, _ = cf.wait(set(todo) | merges, return_when=cf.FIRST_COMPLETED)
-                for fut in done:
-                    if fut in merges:
-                        merges.discard(fut)
-                        ready.append(_result(fut, "merging results"))
-                        continue
-                    item = todo.pop(fut)
-                    payload = _result(fut, item.describe())
-                    progress.advance(1, len(item))
-                    if plan is None:
-                        merged.add(decompress(payload))
+            while todo:
+                for fut in finished.next_batch():
+                    level, index = todo.pop(fut)
+                    if level == 0:
+                        item = items[index]
+                        payload = _result(fut, item.describe())
+                        progress.advance(1, len(item))
+                        chunks_left -= 1
+                        if not chunks_left:
+                            last_chunk = time.perf_counter()
                     else:
-                        ready.append(payload)
-                if plan is not None:
-                    n_batches, min_size, max_size = plan
-                    size = max(min_size, min(max_size, len(todo) // max(n_batches, 1) or min_size))
-                    while len(ready) >= size or (not todo and len(ready) > 1 and not merges):
-                        batch, ready = ready[:max_size], ready[max_size:]
-                        merges.add(pool.submit(merge_payloads, batch, self.result_compression))
-            for payload in ready:
-                merged.add(decompress(payload))
+                        payload = _result(fut, "merging results")
+                    ready = tree.put(level, index, payload)
+                    while ready:
+                        node, group = ready.pop()
+                        if in_pool:
+                            todo[finished.watch(pool.submit(merge_payloads, group, self.result_compression))] = node
+                        else:
+                            ready.extend(tree.put(*node, accumulate(decompress(p) for p in group)))
         except BaseException:
             self.close(cancel=True)
             raise
         if opened_here:
             self.close()
-        result = merged.result
+        result = canonical_result(decompress(tree.root)) if tree is not None else None
         if result is not None:
             workers = set(result.get("metrics", {}).get("workers", ())) or {worker_id()}
-        self.stats = {"retried": 0, "workers": sorted(workers)}
+        self.stats = {"retried": 0, "workers": sorted(workers), "held_max": tree.held_max if tree else 0,
+                      "merge_tail_s": time.perf_counter() - last_chunk}
         return result
 
 

@@ -7,6 +7,12 @@ Which DataFlowKernel runs them:
 * none is loaded and ``config`` is given: load it for the run and clean it up afterwards (only it);
 * a different config is loaded, or none at all and no ``config``: a clear ``RuntimeError``.
 
+The processor travels once per worker, not with every task (Parsl has no scatter): each worker keeps
+the job in a module-level cache keyed by its fingerprint; the first tasks carry the job, later ones only
+the fingerprint, and a worker without it answers so and gets the task again with the job.
+Parsl's HighThroughputExecutor offers no per-task worker placement: chunks are submitted in file order,
+so consecutive chunks of a file mostly meet workers that already hold it open.
+
 ``retries``: a chunk (or merge) whose app failed is submitted again up to ``retries`` times, whatever the
 DFK's own ``Config(retries=...)`` (re-runs that Parsl did on its own are counted too). A worker that
 dies (killed, out of memory) fails its task with ``WorkerLost``; it is re-run on another worker.
@@ -14,17 +20,12 @@ dies (killed, out of memory) fails its task with ``WorkerLost``; it is re-run on
 
 from __future__ import annotations
 
-import concurrent.futures as cf
 from dataclasses import dataclass
 from typing import Any
 
-from hpckit.processor.executors._remote import StreamingDriver, run_stats
-from hpckit.processor.executors.base import ExecutorBase, missing_extra
+from hpckit.processor.executors._remote import Completions, JobRef, NotCached, StreamingDriver, run_cached, run_stats
+from hpckit.processor.executors.base import ExecutorBase, missing_extra, warn_tailtimeout
 from hpckit.processor.work import ChunkJob, merge_payloads
-
-
-def _run_chunk(item, job: ChunkJob):
-    return job(item)
 
 
 def _merge(payloads: list, compression):
@@ -42,31 +43,57 @@ def _current_dfk() -> Any:
 
 
 class _ParslEngine:
+    """Handles are plain ints: a task sent again after a cache miss keeps its handle."""
+
     def __init__(self, dfk: Any, job: ChunkJob, jobs_executors: Any, merges_executors: Any):
         from parsl.app.app import python_app
 
         self.job = job
-        self.chunk_app = python_app(_run_chunk, data_flow_kernel=dfk, executors=jobs_executors)
+        self.ref = JobRef.of(job)
+        self.light = self.ref.light()
+        self.chunk_app = python_app(run_cached, data_flow_kernel=dfk, executors=jobs_executors)
         self.merge_app = python_app(_merge, data_flow_kernel=dfk, executors=merges_executors)
+        # the first tasks carry the job: about one per worker slot (a miss costs one short round trip)
+        self.with_job = max(4, 2 * _connected_workers(dfk))
+        self.futures: dict[Any, tuple[int, Any]] = {}  # parsl future -> (handle, item or None)
+        self.next_handle = 0
+        self.misses = 0
+        self.completions = Completions()
+
+    def _track(self, fut: Any, handle: int, item: Any) -> int:
+        self.futures[fut] = (handle, item)
+        self.completions.watch(fut)
+        return handle
 
     def submit_chunk(self, item):
-        return self.chunk_app(item, self.job)
+        self.next_handle += 1
+        ref = self.ref if self.next_handle <= self.with_job else self.light
+        return self._track(self.chunk_app(ref, item), self.next_handle, item)
 
     def submit_merge(self, payloads):
-        return self.merge_app(payloads, self.job.compression)
+        self.next_handle += 1
+        return self._track(self.merge_app(payloads, self.job.compression), self.next_handle, None)
 
     def wait(self, handles):
-        done, _ = cf.wait(handles, return_when=cf.FIRST_COMPLETED)
-        out = []
-        for fut in done:
-            record = getattr(fut, "task_record", {}) or {}
-            extra = int(record.get("fail_count", 0) or 0)  # re-runs the DFK did itself
-            err = fut.exception()
-            if err is None:
-                out.append((fut, True, fut.result(), extra, ""))
-            else:
-                out.append((fut, False, err, max(0, extra - 1), ""))
-        return out
+        while True:
+            done = self.completions.next_batch()
+            out = []
+            for fut in done:
+                handle, item = self.futures.pop(fut)
+                record = getattr(fut, "task_record", {}) or {}
+                extra = int(record.get("fail_count", 0) or 0)  # re-runs the DFK did itself
+                err = fut.exception()
+                if err is not None:
+                    out.append((handle, False, err, max(0, extra - 1), ""))
+                    continue
+                value = fut.result()
+                if isinstance(value, NotCached):  # this worker lacks the job: send it along this time
+                    self.misses += 1
+                    self._track(self.chunk_app(self.ref, item), handle, item)
+                    continue
+                out.append((handle, True, value, extra, ""))
+            if out:
+                return out
 
 
 @dataclass
@@ -80,6 +107,7 @@ class ParslExecutor(ExecutorBase):
     recoverable: bool = False  # accepted for coffea compatibility (unused)
 
     def __post_init__(self) -> None:
+        warn_tailtimeout(self.tailtimeout)
         try:
             import parsl  # noqa: F401
         except ImportError:
@@ -118,6 +146,7 @@ class ParslExecutor(ExecutorBase):
             if owned:
                 dfk.cleanup()
         self.stats = run_stats(result, driver.retried, managers)
+        self.stats.update(held_max=driver.held_max, job_misses=engine.misses, merge_tail_s=driver.merge_tail)
         return result
 
 

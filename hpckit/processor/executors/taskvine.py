@@ -1,16 +1,24 @@
-"""Run chunks as TaskVine ``PythonTask``s on workers that connect back to a manager this executor starts.
+"""Run chunks on TaskVine workers that connect back to a manager this executor starts.
 
+* ``mode="serverless"`` (default): one TaskVine library (``LibraryTask``) per worker holds the imports,
+  the unpickled processor and the open-file cache; each chunk and each merge is a ``FunctionCall`` run
+  inside it (exec mode "direct": files stay open across calls). A chunk lists a tiny cached per-file
+  token as input, so TaskVine's file-aware scheduling prefers the worker that already ran (and opened)
+  that file, as Dask's locality does. The worker's ``python`` needs hpckit, ndcctools and threadpoolctl.
+* ``mode="tasks"``: every chunk is a ``PythonTask`` (a fresh ``python3`` per task: imports, unpickling
+  and file opening each time, about a second and a half a task); for workers that cannot run libraries.
 * Workers connect by host and port (``vine_worker HOST PORT``, or ``vine_factory``); a ``manager_name`` is
   only used when given (then the manager advertises itself to the catalog server named by
   ``CATALOG_HOST``, and workers may find it by name).
-* The ``ChunkJob`` (with the processor inside) is part of one function object shared by every chunk task:
+* Task mode: the ``ChunkJob`` (with the processor inside) is part of one function object shared by every chunk task:
   TaskVine declares it once and caches it on each worker, so the processor crosses the network once per
   worker. Each task carries only its chunk description. ``environment_file`` (a poncho/conda-pack
   tarball) is unpacked on each worker once and the task's ``python3`` comes from it; without one, the
   worker's own ``python3`` (with hpckit and the same cloudpickle) runs the tasks.
   ``extra_input_files`` are shipped (and cached) next to every task under their base names.
-* Results come back to the manager and are merged by merge tasks on the workers in batches of
-  ``treereduction`` (the shared streaming driver), so the driver never folds them one by one.
+* Results come back to the manager and are merged by merge calls on the workers in the fixed merge
+  tree (``treereduction`` consecutive chunks at a time; the shared streaming driver), so the output does
+  not depend on completion order and the driver never folds them one by one.
 * A task that raised is submitted again up to ``retries`` times; tasks whose worker disconnected are
   re-dispatched by TaskVine on its own. Both are counted in ``stats["retried"]``.
 
@@ -28,7 +36,14 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from hpckit.errors import EngineError
-from hpckit.processor.executors._remote import StreamingDriver, guarded, guarded_merge, run_stats
+from hpckit.processor.executors._remote import (
+    JobRef,
+    StreamingDriver,
+    guarded,
+    guarded_merge,
+    run_cached,
+    run_stats,
+)
 from hpckit.processor.executors.base import ExecutorBase
 
 
@@ -47,6 +62,20 @@ def _import_vine() -> Any:
     return taskvine
 
 
+def _library_setup(ref: JobRef) -> None:
+    """Runs once when the library starts on a worker: unpickle the job, import the event stack."""
+    ref.load()
+    import hpckit.events  # noqa: F401
+
+
+def hpckit_chunk(key: str, item: Any) -> Any:  # a library function: its name is the FunctionCall's
+    return guarded(run_cached, JobRef(key), item)
+
+
+def hpckit_merge(payloads: list, compression: Any) -> Any:
+    return guarded_merge(payloads, compression)
+
+
 class _VineEngine:
     def __init__(self, vine: Any, manager: Any, executor: "TaskVineExecutor", job: Any):
         self.vine = vine
@@ -54,11 +83,60 @@ class _VineEngine:
         self.ex = executor
         self.chunk_fn = functools.partial(guarded, job)  # one object: declared once, cached on workers
         self.merge_fn = functools.partial(guarded_merge, compression=job.compression)
+        self.compression = job.compression
         self.tasks: dict[int, Any] = {}
         self.submitted = 0
         self.inputs = [(manager.declare_file(p, cache=True), os.path.basename(p)) for p in executor.extra_input_files]
-        self.env = manager.declare_poncho(executor.environment_file, cache=True) if executor.environment_file else None
         self.proxy = manager.declare_file(executor.x509_proxy, cache=True) if executor.x509_proxy else None
+        if self.proxy is not None:
+            self.inputs.append((self.proxy, "x509_proxy"))
+        self.serverless = executor.mode == "serverless"
+        self.env = None
+        if self.serverless:
+            self.ref = JobRef.of(job)
+            self.library = f"hpckit-{self.ref.key}"
+            self.tokens: dict[str, Any] = {}
+            self._install_library(job)
+        elif executor.environment_file:
+            self.env = manager.declare_poncho(executor.environment_file, cache=True)
+
+    def _install_library(self, job: Any) -> None:
+        ex, m = self.ex, self.m
+        lib = m.create_library_from_functions(
+            self.library, hpckit_chunk, hpckit_merge,
+            poncho_env=ex.environment_file, add_env=bool(ex.environment_file),
+            exec_mode="direct", library_context_info=[_library_setup, [self.ref], {}],
+        )
+        lib.set_cores(ex.cores)
+        lib.set_function_slots(1)  # "direct": calls run one at a time inside the library process
+        if ex.memory is not None:
+            lib.set_memory(ex.memory)
+        if ex.disk is not None:
+            lib.set_disk(ex.disk)
+        if ex.gpus is not None:
+            lib.set_gpus(ex.gpus)
+        if self.proxy is not None:
+            lib.set_env_var("X509_USER_PROXY", "x509_proxy")  # relative: calls run in their sandbox
+        m.install_library(lib)
+
+    def _token(self, filename: str) -> Any:
+        """A few cached bytes per file: TaskVine sends a call to the worker holding most of its cached
+        inputs, so later chunks of a file prefer the worker that already opened it."""
+        token = self.tokens.get(filename)
+        if token is None:
+            token = self.tokens[filename] = self.m.declare_buffer(filename.encode(), cache=True)
+        return token
+
+    def _submit_call(self, call: Any, category: str) -> int:
+        call.set_category(category)
+        if self.ex.retries:
+            call.set_retries(self.ex.retries + 1)
+        for f, name in self.inputs:
+            call.add_input(f, name)
+        task_id = self.m.submit(call)
+        self.tasks[task_id] = call
+        self.submitted += 1
+        return task_id
 
     def _submit(self, task: Any, category: str) -> int:
         ex = self.ex
@@ -77,7 +155,6 @@ class _VineEngine:
         if self.env is not None:
             task.add_environment(self.env)
         if self.proxy is not None:
-            task.add_input(self.proxy, "x509_proxy")
             task.set_env_var("X509_USER_PROXY", "x509_proxy")
         task_id = self.m.submit(task)
         self.tasks[task_id] = task
@@ -85,9 +162,15 @@ class _VineEngine:
         return task_id
 
     def submit_chunk(self, item):
+        if self.serverless:
+            call = self.vine.FunctionCall(self.library, "hpckit_chunk", self.ref.key, item)
+            call.add_input(self._token(item.filename), "hpckit-file-token")
+            return self._submit_call(call, "chunk")
         return self._submit(self.vine.PythonTask(self.chunk_fn, item), "chunk")
 
     def submit_merge(self, payloads):
+        if self.serverless:
+            return self._submit_call(self.vine.FunctionCall(self.library, "hpckit_merge", payloads, self.compression), "merge")
         return self._submit(self.vine.PythonTask(self.merge_fn, payloads), "merge")
 
     def wait(self, handles):
@@ -99,6 +182,8 @@ class _VineEngine:
             worker = f"{task.hostname} {task.addrport}".strip() if task.addrport else ""
             if task.successful():
                 value = task.output
+                if isinstance(value, str) and self.serverless:  # the library's own failure text
+                    value = EngineError(f"TaskVine function call failed in the library:\n{value[-4000:]}")
                 return [(task.id, not isinstance(value, BaseException), value, 0, worker)]
             out = (task.std_output or "")[-4000:]
             err = EngineError(f"TaskVine task ended with result {task.result!r}, exit code {task.exit_code}; output:\n{out}")
@@ -107,7 +192,8 @@ class _VineEngine:
     @property
     def redispatched(self) -> int:
         stats = self.m.stats
-        return max(0, int(stats.tasks_dispatched) - self.submitted)
+        libraries = int(stats.workers_joined) if self.serverless else 0  # one library sent to each worker
+        return max(0, int(stats.tasks_dispatched) - self.submitted - libraries)
 
 
 @dataclass
@@ -126,11 +212,28 @@ class TaskVineExecutor(ExecutorBase):
     ssl: bool = False
     password_file: str | None = None
     wait_timeout: int = 2
+    # coffea's other TaskVineExecutor arguments, accepted with the same defaults; see docs/executors.md for
+    # which ones change what hpckit does
+    status_display_interval: int = 5
+    verbose: bool = False
+    print_stdout: bool = False
+    replicas: int = 1
+    disable_worker_transfers: bool = False
+    resource_monitor: str | None = "off"
+    resources_mode: str | None = "fixed"
+    fast_terminate_workers: int | None = None
+    split_on_exhaustion: bool = True
+    checkpoint_proportion: float = 0.1
+    concurrent_reads: int = 2
+    custom_init: Any = None
+    mode: str = "serverless"  # "serverless": a library per worker runs function calls; "tasks": a process per chunk
     # the live vine.Manager while run() runs (e.g. to read .port when port=0)
     manager: Any = field(default=None, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         _import_vine()
+        if self.mode not in ("serverless", "tasks"):
+            raise ValueError(f"TaskVineExecutor mode must be 'serverless' or 'tasks', got {self.mode!r}")
         if int(self.treereduction) < 2:
             raise ValueError(f"treereduction must be at least 2, got {self.treereduction}")
         self.extra_input_files = tuple(self.extra_input_files or ())
@@ -163,4 +266,5 @@ class TaskVineExecutor(ExecutorBase):
         driver = StreamingDriver(engine, self.retries, self.treereduction, progress)
         result = driver.run(items)
         self.stats = run_stats(result, driver.retried + engine.redispatched, driver.engine_workers)
+        self.stats.update(held_max=driver.held_max, merge_tail_s=driver.merge_tail)
         return result

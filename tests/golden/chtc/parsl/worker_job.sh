@@ -9,7 +9,7 @@ mkdir -p "$HPCKIT_SCRATCH"
 exec python3 -m parsl.executors.high_throughput.process_worker_pool \
     -a "${HPCKIT_PARSL_ADDRESSES:?export HPCKIT_PARSL_ADDRESSES=interchange-host}" \
     --port "${HPCKIT_PARSL_PORT:?export HPCKIT_PARSL_PORT=interchange-worker-port}" \
-    --cert_dir None \
+    --cert_dir "${HPCKIT_PARSL_CERT_DIR:-None}" \
     -c 1 --max_workers_per_node 1 -m 4.0 \
     --drain_period 71400 \
     --cpu-affinity none \

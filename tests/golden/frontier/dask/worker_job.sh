@@ -19,4 +19,5 @@ exec apptainer exec --bind /lustre/orion "${HPCKIT_IMAGE:?export HPCKIT_IMAGE=<t
     --lifetime 6600s --lifetime-stagger 150s \
     --interface hsn0 \
     --local-directory "$HPCKIT_SCRATCH" \
+    --no-dashboard \
     --nanny

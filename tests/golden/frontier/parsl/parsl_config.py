@@ -1,10 +1,8 @@
-"""Parsl configuration for site frontier (slurm), rendered by hpckit.
+"""Parsl configuration for a site, rendered by hpckit (SITE, SOURCES below).
 
     import parsl
     from parsl_config import get_config   # or: from parsl_config import config
     parsl.load(get_config())
-
-Facts from: https://docs.olcf.ornl.gov/systems/frontier_user_guide.html, https://docs.olcf.ornl.gov/software/workflows/parsl.html, https://docs.olcf.ornl.gov/software/containers_on_frontier.html (verified 2026-11-26).
 """
 
 from parsl.config import Config
@@ -14,7 +12,12 @@ from parsl.launchers import SingleNodeLauncher
 from parsl.providers import SlurmProvider
 from parsl.addresses import address_by_interface
 
-# Directives added to every block's job script (site values are shell-quoted).
+SITE = 'frontier'
+SCHEDULER = 'slurm'
+SOURCES = ['https://docs.olcf.ornl.gov/systems/frontier_user_guide.html', 'https://docs.olcf.ornl.gov/software/workflows/parsl.html', 'https://docs.olcf.ornl.gov/software/containers_on_frontier.html']  # where the facts come from
+VERIFIED_ON = '2026-11-26'
+
+# Directives added to every block's job script (site values validated: no spaces, quotes or shell characters).
 SCHEDULER_OPTIONS = "\n".join([
     '#SBATCH --partition=batch',
     '#SBATCH --cpus-per-task=56',
@@ -47,12 +50,13 @@ def _address():
 
 
 def get_config(run_dir: str = "runinfo") -> Config:
-    """A fresh parsl.Config for frontier."""
+    """A fresh parsl.Config for the site SITE."""
     return Config(
         executors=[
             HighThroughputExecutor(
                 label='hpckit-frontier',
                 address=_address(),
+                encrypted=True,  # CurveZMQ between interchange and workers; keys in run_dir (0700)
                 cores_per_worker=2,
                 mem_per_worker=16.0,
                 max_workers_per_node=28,

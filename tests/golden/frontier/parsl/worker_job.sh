@@ -16,7 +16,7 @@ mkdir -p "$HPCKIT_SCRATCH"
 exec apptainer exec --bind /lustre/orion "${HPCKIT_IMAGE:?export HPCKIT_IMAGE=<the image hpckit build --site frontier made>}" python3 -m parsl.executors.high_throughput.process_worker_pool \
     -a "${HPCKIT_PARSL_ADDRESSES:?export HPCKIT_PARSL_ADDRESSES=interchange-host}" \
     --port "${HPCKIT_PARSL_PORT:?export HPCKIT_PARSL_PORT=interchange-worker-port}" \
-    --cert_dir None \
+    --cert_dir "${HPCKIT_PARSL_CERT_DIR:-None}" \
     -c 2 --max_workers_per_node 28 -m 16.0 \
     --drain_period 6600 \
     --cpu-affinity none \

@@ -8,4 +8,5 @@ exec python3 -m distributed.cli.dask_worker "${HPCKIT_DASK_SCHEDULER:?export HPC
     --nthreads 1 \
     --interface lo \
     --local-directory "$HPCKIT_SCRATCH" \
+    --no-dashboard \
     --nanny

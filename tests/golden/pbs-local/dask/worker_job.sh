@@ -15,4 +15,5 @@ exec python3 -m distributed.cli.dask_worker "${HPCKIT_DASK_SCHEDULER:?export HPC
     --lifetime 1620s --lifetime-stagger 45s \
     --interface lo \
     --local-directory "$HPCKIT_SCRATCH" \
+    --no-dashboard \
     --nanny

@@ -1,10 +1,8 @@
-"""Parsl configuration for site perlmutter (slurm), rendered by hpckit.
+"""Parsl configuration for a site, rendered by hpckit (SITE, SOURCES below).
 
     import parsl
     from parsl_config import get_config   # or: from parsl_config import config
     parsl.load(get_config())
-
-Facts from: https://docs.nersc.gov/systems/perlmutter/architecture/, https://docs.nersc.gov/filesystems/perlmutter-scratch/, https://docs.nersc.gov/services/cvmfs/, https://docs.nersc.gov/jobs/policy/, https://docs.nersc.gov/jobs/workflow/, https://docs.nersc.gov/development/containers/, https://docs.nersc.gov/development/containers/podman-hpc/overview/ (verified 2026-11-26).
 """
 
 from parsl.config import Config
@@ -14,7 +12,12 @@ from parsl.launchers import SingleNodeLauncher
 from parsl.providers import SlurmProvider
 from parsl.addresses import address_by_interface
 
-# Directives added to every block's job script (site values are shell-quoted).
+SITE = 'perlmutter'
+SCHEDULER = 'slurm'
+SOURCES = ['https://docs.nersc.gov/systems/perlmutter/architecture/', 'https://docs.nersc.gov/filesystems/perlmutter-scratch/', 'https://docs.nersc.gov/services/cvmfs/', 'https://docs.nersc.gov/jobs/policy/', 'https://docs.nersc.gov/jobs/workflow/', 'https://docs.nersc.gov/development/containers/', 'https://docs.nersc.gov/development/containers/podman-hpc/overview/']  # where the facts come from
+VERIFIED_ON = '2026-11-26'
+
+# Directives added to every block's job script (site values validated: no spaces, quotes or shell characters).
 SCHEDULER_OPTIONS = "\n".join([
     '#SBATCH --qos=regular',
     '#SBATCH --constraint=cpu',
@@ -49,12 +52,13 @@ def _address():
 
 
 def get_config(run_dir: str = "runinfo") -> Config:
-    """A fresh parsl.Config for perlmutter."""
+    """A fresh parsl.Config for the site SITE."""
     return Config(
         executors=[
             HighThroughputExecutor(
                 label='hpckit-perlmutter',
                 address=_address(),
+                encrypted=True,  # CurveZMQ between interchange and workers; keys in run_dir (0700)
                 cores_per_worker=4,
                 mem_per_worker=15.0,
                 max_workers_per_node=32,

@@ -18,7 +18,7 @@ mkdir -p "$HPCKIT_SCRATCH"
 exec podman-hpc run --rm --net host "${HPCKIT_IMAGE:?export HPCKIT_IMAGE=<the image hpckit build --site perlmutter made>}" python3 -m parsl.executors.high_throughput.process_worker_pool \
     -a "${HPCKIT_PARSL_ADDRESSES:?export HPCKIT_PARSL_ADDRESSES=interchange-host}" \
     --port "${HPCKIT_PARSL_PORT:?export HPCKIT_PARSL_PORT=interchange-worker-port}" \
-    --cert_dir None \
+    --cert_dir "${HPCKIT_PARSL_CERT_DIR:-None}" \
     -c 4 --max_workers_per_node 32 -m 15.0 \
     --drain_period 6600 \
     --cpu-affinity none \

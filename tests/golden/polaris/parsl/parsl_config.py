@@ -1,10 +1,8 @@
-"""Parsl configuration for site polaris (pbs), rendered by hpckit.
+"""Parsl configuration for a site, rendered by hpckit (SITE, SOURCES below).
 
     import parsl
     from parsl_config import get_config   # or: from parsl_config import config
     parsl.load(get_config())
-
-Facts from: https://docs.alcf.anl.gov/polaris/, https://docs.alcf.anl.gov/polaris/running-jobs/, https://docs.alcf.anl.gov/polaris/workflows/parsl/, https://docs.alcf.anl.gov/polaris/data-science/containers/containers/ (verified 2026-11-26).
 """
 
 from parsl.config import Config
@@ -14,7 +12,12 @@ from parsl.launchers import SingleNodeLauncher
 from parsl.providers import PBSProProvider
 from parsl.addresses import address_by_interface
 
-# Directives added to every block's job script (site values are shell-quoted).
+SITE = 'polaris'
+SCHEDULER = 'pbs'
+SOURCES = ['https://docs.alcf.anl.gov/polaris/', 'https://docs.alcf.anl.gov/polaris/running-jobs/', 'https://docs.alcf.anl.gov/polaris/workflows/parsl/', 'https://docs.alcf.anl.gov/polaris/data-science/containers/containers/']  # where the facts come from
+VERIFIED_ON = '2026-11-26'
+
+# Directives added to every block's job script (site values validated: no spaces, quotes or shell characters).
 SCHEDULER_OPTIONS = "\n".join([
     '#PBS -q debug',
     '#PBS -l place=scatter',
@@ -49,12 +52,13 @@ def _address():
 
 
 def get_config(run_dir: str = "runinfo") -> Config:
-    """A fresh parsl.Config for polaris."""
+    """A fresh parsl.Config for the site SITE."""
     return Config(
         executors=[
             HighThroughputExecutor(
                 label='hpckit-polaris',
                 address=_address(),
+                encrypted=True,  # CurveZMQ between interchange and workers; keys in run_dir (0700)
                 cores_per_worker=1,
                 mem_per_worker=15.0,
                 max_workers_per_node=32,

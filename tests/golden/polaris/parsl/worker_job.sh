@@ -17,7 +17,7 @@ export APPTAINER_TMPDIR=/local/scratch/apptainer-tmp APPTAINER_CACHEDIR=/local/s
 exec apptainer exec --bind /lus/eagle "${HPCKIT_IMAGE:?export HPCKIT_IMAGE=<the image hpckit build --site polaris made>}" python3 -m parsl.executors.high_throughput.process_worker_pool \
     -a "${HPCKIT_PARSL_ADDRESSES:?export HPCKIT_PARSL_ADDRESSES=interchange-host}" \
     --port "${HPCKIT_PARSL_PORT:?export HPCKIT_PARSL_PORT=interchange-worker-port}" \
-    --cert_dir None \
+    --cert_dir "${HPCKIT_PARSL_CERT_DIR:-None}" \
     -c 1 --max_workers_per_node 32 -m 15.0 \
     --drain_period 3240 \
     --cpu-affinity none \

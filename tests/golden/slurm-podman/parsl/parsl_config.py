@@ -1,10 +1,8 @@
-"""Parsl configuration for site slurm-podman (slurm), rendered by hpckit.
+"""Parsl configuration for a site, rendered by hpckit (SITE, SOURCES below).
 
     import parsl
     from parsl_config import get_config   # or: from parsl_config import config
     parsl.load(get_config())
-
-Facts from: scripts/slurm-local.sh (partition 'debug'), scripts/podman-setup.sh (rootful podman, runc, no registry) (verified 2026-11-30).
 """
 
 from parsl.config import Config
@@ -13,7 +11,12 @@ from parsl.executors.high_throughput.executor import DEFAULT_LAUNCH_CMD
 from parsl.launchers import SingleNodeLauncher
 from parsl.providers import SlurmProvider
 
-# Directives added to every block's job script (site values are shell-quoted).
+SITE = 'slurm-podman'
+SCHEDULER = 'slurm'
+SOURCES = ["scripts/slurm-local.sh (partition 'debug'), scripts/podman-setup.sh (rootful podman, runc, no registry)"]  # where the facts come from
+VERIFIED_ON = '2026-11-30'
+
+# Directives added to every block's job script (site values validated: no spaces, quotes or shell characters).
 SCHEDULER_OPTIONS = "\n".join([
     '#SBATCH --partition=debug',
     '#SBATCH --cpus-per-task=1',
@@ -47,12 +50,13 @@ def _address():
 
 
 def get_config(run_dir: str = "runinfo") -> Config:
-    """A fresh parsl.Config for slurm-podman."""
+    """A fresh parsl.Config for the site SITE."""
     return Config(
         executors=[
             HighThroughputExecutor(
                 label='hpckit-slurm-podman',
                 address=_address(),
+                encrypted=True,  # CurveZMQ between interchange and workers; keys in run_dir (0700)
                 cores_per_worker=1,
                 mem_per_worker=1.074,
                 max_workers_per_node=1,

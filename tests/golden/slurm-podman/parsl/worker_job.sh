@@ -20,7 +20,7 @@ hpckit_podman() { hpckit_n=$((${hpckit_n:-0} + 1)); hpckit_sub=$1; shift; podman
 hpckit_podman run --rm --init --network=host --pull=never -v /tmp:/tmp "${HPCKIT_IMAGE:?export HPCKIT_IMAGE=<the image hpckit build --site slurm-podman made>}" python3 -m parsl.executors.high_throughput.process_worker_pool \
     -a "${HPCKIT_PARSL_ADDRESSES:?export HPCKIT_PARSL_ADDRESSES=interchange-host}" \
     --port "${HPCKIT_PARSL_PORT:?export HPCKIT_PARSL_PORT=interchange-worker-port}" \
-    --cert_dir None \
+    --cert_dir "${HPCKIT_PARSL_CERT_DIR:-None}" \
     -c 1 --max_workers_per_node 1 -m 1.074 \
     --drain_period 1620 \
     --cpu-affinity none \

@@ -8,17 +8,17 @@ from typing import List, Optional
 import typer
 from rich.console import Console
 
-from hpckit.cli import app
+from hpckit.errors import MissingExtra
 
 console = Console(soft_wrap=True)
 err = Console(stderr=True, soft_wrap=True)
 env_app = typer.Typer(no_args_is_help=True, help="The locked analysis environment.")
-app.add_typer(env_app, name="env")
 
 
 def _fail(msg: str, code: int = 1) -> None:
-    err.print(f"[bold red]error:[/] {msg}", highlight=False)
-    raise typer.Exit(code)
+    from hpckit.cli.common import fail
+
+    fail(msg, code)
 
 
 @env_app.command("lock")
@@ -38,7 +38,6 @@ def env_lock(
     console.print(f"wrote {output}: {len(lock.pins)} packages, Python {lock.python}, {lock.hash}", highlight=False)
 
 
-@app.command("build")
 def build_cmd(
     site: Optional[str] = typer.Option(None, "--site", help="Site whose container section to use."),
     runtime: Optional[str] = typer.Option(None, "--runtime", help="apptainer | podman | podman-hpc | shifter"),
@@ -85,7 +84,7 @@ def build_cmd(
                 console.print(f"# {note}", markup=False, highlight=False)
             return
         result = build(lock, spec, runtime, tag, output_dir=output_dir)
-    except (ContainerError, LockError) as exc:
+    except (ContainerError, LockError, MissingExtra) as exc:
         _fail(str(exc))
     plan = result.plan
     if not result.built:
@@ -102,13 +101,14 @@ def build_cmd(
         console.print(note, markup=False, highlight=False)
 
 
-@app.command("pack")
 def pack_cmd(
     lock_file: Optional[Path] = typer.Option(None, "--lock", help="Lock file; default: ./hpckit.lock if present, else hpckit's closure + worker packages."),
     output: Path = typer.Option(Path("env.tar.gz"), "--output", "-o", help="The tarball to write."),
     require: List[str] = typer.Option([], "--require", "-r", help="Extra requirement (without --lock)."),
     check: Optional[Path] = typer.Option(None, "--check", help="Check a packed tarball instead of packing."),
     module: List[str] = typer.Option([], "--module", "-m", help="Module to import in --check (default: listed)."),
+    fast: bool = typer.Option(False, "--fast", help="No byte-compiled files, gzip level 1: a larger-per-byte but "
+                              "faster pack, for throwaway tarballs (tests); workers compile on first import."),
 ) -> None:
     """Pack the locked environment as a relocatable tarball (run it with ENV/run_in_env CMD)."""
     from hpckit.deploy.envlock import LockError
@@ -124,8 +124,8 @@ def pack_cmd(
             return
         if lock_file is None and not require and Path("hpckit.lock").is_file():
             lock_file = Path("hpckit.lock")  # the lock `hpckit launch` uses when it is there
-        res = pack(lock_file, output, require=require)
-    except (LockError, PackError) as exc:
+        res = pack(lock_file, output, require=require, **({"compile": False, "compresslevel": 1} if fast else {}))
+    except (LockError, PackError, MissingExtra) as exc:
         _fail(str(exc))
     console.print(f"wrote {res.path}: {res.size / 2**20:.1f} MiB, {res.packages} packages, {res.lock_hash}, "
                   f"in {res.seconds:.1f} s", highlight=False)

@@ -9,21 +9,14 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from hpckit.cli import app
+from hpckit.cli.common import fail as _fail, say
 from hpckit.deploy import BACKENDS, SiteError, list_sites, load_site, render_all
 from hpckit.deploy.render import RenderError
 from hpckit.resources import data_dir
 
 console = Console()
-err = Console(stderr=True)
 
 sites_app = typer.Typer(help="List the known sites, or show one (merged, with where each value came from).")
-app.add_typer(sites_app, name="sites")
-
-
-def _fail(exc: Exception) -> None:
-    err.print(f"[red]error:[/red] {exc}", markup=True, highlight=False, soft_wrap=True)
-    raise typer.Exit(1)
 
 
 @sites_app.callback(invoke_without_command=True)
@@ -64,8 +57,7 @@ def show(
     console.print(table)
 
 
-@app.command("render")
-def render(
+def render_command(
     site: str = typer.Option(..., "--site", help="site name or path to a site YAML file"),
     backend: str = typer.Option(..., "--backend", help="dask, parsl or taskvine"),
     out: Path = typer.Option(..., "--out", help="directory to write the artifacts into"),
@@ -82,3 +74,8 @@ def render(
         _fail(exc)
     for p in paths:
         console.print(str(p), highlight=False, soft_wrap=True)
+    if backend == "dask" and not any(p.name.startswith("job_script") for p in paths) and \
+            load_site(site, set_ or []).site.scheduler != "local":
+        from hpckit.extras import INSTALL
+
+        say(f"note: no job_script rendered: dask-jobqueue is not installed ({INSTALL['dask_jobqueue']})")

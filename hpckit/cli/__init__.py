@@ -1,0 +1,5 @@
+"""The `hpckit` command line: thin commands (parse, call one library function, print)."""
+
+from hpckit.cli.app import app
+
+__all__ = ["app"]

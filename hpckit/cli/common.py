@@ -1,0 +1,67 @@
+"""What every command shares: the consoles, one way to fail, and each RunSpec option defined once."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import List, NoReturn, Optional
+
+import typer
+from rich.console import Console
+
+from hpckit.run import RunSpec
+
+out = Console(soft_wrap=True)
+err = Console(stderr=True, soft_wrap=True)
+
+
+def say(msg: str) -> None:
+    """One plain line on stderr (no markup, no highlighting: paths and job ids print as they are)."""
+    err.print(msg, highlight=False, soft_wrap=True, markup=False)
+
+
+def fail(exc: BaseException | str, code: int = 1) -> NoReturn:
+    """``error: <message>`` on stderr, exit ``code`` (no traceback)."""
+    err.print("[red]error:[/red] ", end="", markup=True)
+    err.print(str(exc), markup=False, highlight=False, soft_wrap=True)
+    raise typer.Exit(code)
+
+
+def _d(name: str):
+    return RunSpec.default(name)
+
+
+# ---- the options `run` and `launch` share (RunSpec fields: one default each) -------------------------
+ANALYSIS = typer.Argument(..., help="Python file defining a ProcessorABC subclass")
+FILESET = typer.Option(..., "--fileset", "-f", help="fileset JSON")
+PROCESSOR = typer.Option(_d("processor_name"), "--processor", "-p", help="processor class name")
+CHUNKSIZE = typer.Option(_d("chunksize"), "--chunksize", min=1, help="events per chunk")
+MAXCHUNKS = typer.Option(_d("maxchunks"), "--maxchunks", min=1, help="at most this many chunks per dataset")
+TREENAME = typer.Option(_d("treename"), "--treename", help="tree name when the fileset does not give one")
+SCHEMA = typer.Option(_d("schema"), "--schema", help="nanoaod or base (any case)")
+CHECKPOINT = typer.Option(_d("checkpoint"), "--checkpoint", help="checkpoint directory (a rerun resumes)")
+SKIPBADFILES = typer.Option(_d("skipbadfiles"), "--skipbadfiles", help="skip unreadable files, listing them")
+STATUS = typer.Option(_d("status"), "--status/--no-status", help="progress bar")
+PLOTS = typer.Option(_d("plots"), "--plots/--no-plots", help="a PNG per histogram next to the output")
+WORKERS = typer.Option(None, "--workers", "-j", min=1,
+                       help="workers (default: min(cores here or the site's maximum, chunks))")
+PORT = typer.Option(9123, "--port", help="TaskVine manager port (0: any free port)")
+SET = typer.Option(None, "--set", help="override a site key: key.path=value (repeatable)")
+SITE = typer.Option(..., "--site", help="site name or path to a site YAML file")
+
+
+def run_spec(analysis: Path, fileset: Path, processor_name: Optional[str], chunksize: int, maxchunks: Optional[int],
+             treename: Optional[str], schema: str, checkpoint: Optional[Path], skipbadfiles: bool,
+             output: Optional[Path], status: bool, plots: bool) -> RunSpec:
+    """A RunSpec from the shared options (a bad value is an error line, not a traceback)."""
+    from hpckit.errors import HpckitError
+
+    try:
+        return RunSpec(analysis=analysis, fileset=fileset, processor_name=processor_name, chunksize=chunksize,
+                       maxchunks=maxchunks, treename=treename, schema=schema, checkpoint=checkpoint,
+                       skipbadfiles=skipbadfiles, output=output, status=status, plots=plots)
+    except HpckitError as exc:
+        fail(exc)
+
+
+def overrides(set_: Optional[List[str]]) -> list[str]:
+    return list(set_ or [])

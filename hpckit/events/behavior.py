@@ -1,0 +1,251 @@
+"""coffea's candidate behaviours on top of ``vector``: every record name with pt/eta/phi/mass (a NanoAOD
+collection or one of coffea's names such as ``PtEtaPhiMCandidate``) is a Lorentz vector, and every pair
+of such names has the binary operations, so ``Muon + Electron`` or ``(j1 + j2) + j3`` works.
+
+vector registers ``numpy.add`` and friends for pairs of *its* names only; awkward looks up
+``behavior[ufunc, left_name, right_name]`` by exact names, so the pairs are registered here for every
+name once, generally (not case by case), from vector's own table.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Any, Callable
+
+import awkward as ak
+import numpy as np
+import vector.backends.awkward as vba
+
+from hpckit.errors import HpckitError
+
+# coffea's record names and the vector kind that computes them
+COFFEA_NAMES_4D = (
+    "LorentzVector", "PtEtaPhiMLorentzVector", "PtEtaPhiELorentzVector",
+    "Candidate", "PtEtaPhiMCandidate", "PtEtaPhiECandidate", "PtEtaPhiMCollection",
+)
+COFFEA_NAMES_3D = ("ThreeVector", "SphericalThreeVector")
+COFFEA_NAMES_2D = ("TwoVector", "PolarTwoVector", "MissingET")
+_BASES = {"Momentum4D": (vba.MomentumArray4D, vba.MomentumRecord4D),
+          "Momentum3D": (vba.MomentumArray3D, vba.MomentumRecord3D),
+          "Momentum2D": (vba.MomentumArray2D, vba.MomentumRecord2D)}
+
+# Methods and properties of coffea's NanoAOD collections that hpckit does not provide: touching one
+# names it instead of awkward's "no field named ...".
+COFFEA_ONLY = {
+    "constituents": "needs PFNano's PF-candidate collections",
+    "distinctChildrenDeep": "is generator-dependent (coffea warns it may be wrong)",
+    "systematics": "systematics (add_systematic) are a coffea-only feature",
+    "add_systematic": "systematics (add_systematic) are a coffea-only feature",
+    "explodes_how": "systematics are a coffea-only feature",
+    "boostvec": "use vector's to_beta3() instead",
+    "pvec": "use vector's to_Vector3D() / to_xyz() instead",
+    "pos": "build it with ak.zip({'x': ..., 'y': ..., 'z': ...}, with_name='ThreeVector')",
+    "p4": "build it with ak.zip({'pt': ..., 'eta': ..., 'phi': ..., 'mass': ...}, with_name='PtEtaPhiMLorentzVector')",
+    "_events": "hpckit's collections reach their events through attrs['@events'], not _events()",
+    "_apply_global_index": "hpckit resolves cross-references itself (see hpckit.events.crossref)",
+    "jet": "PFNano association collections are not built by hpckit",
+    "pf": "PFNano association collections are not built by hpckit",
+    "sv": "PFNano association collections are not built by hpckit",
+}
+
+
+class CoffeaMethodMissing(HpckitError, AttributeError):
+    """A coffea NanoEvents method or cross-reference that hpckit does not provide (or this file lacks)."""
+
+
+def missing_method(owner: str, name: str, why: str) -> CoffeaMethodMissing:
+    return CoffeaMethodMissing(
+        f"{owner}.{name} is a coffea NanoEvents method that hpckit does not provide ({why}). Compute it from "
+        f"the branches, or run the processor with coffea's own schema (schema=coffea.nanoevents.NanoAODSchema) "
+        f"so coffea builds the events."
+    )
+
+
+def _name_of(self) -> str:
+    layout = self.layout if isinstance(self, (ak.Array, ak.Record)) else None
+    try:
+        return ak.parameters(self).get("__record__") or (layout.purelist_parameter("__record__") if layout is not None else "?")
+    except Exception:  # noqa: BLE001
+        return type(self).__name__
+
+
+class NamesMissing:
+    """Touching a coffea-only method raises an error that names it, not awkward's "no field named"."""
+
+    def __getattr__(self, where):
+        try:
+            return super().__getattr__(where)
+        except AttributeError:
+            why = COFFEA_ONLY.get(where)
+            if why is not None:
+                raise missing_method(_name_of(self), where, why) from None
+            raise
+
+
+class CoffeaMethods(NamesMissing):
+    """coffea's spellings on top of vector's: delta_r, delta_phi, nearest, metric_table, sum, ..."""
+
+    def delta_r(self, other):
+        return self.deltaR(other)
+
+    def delta_r2(self, other):
+        return self.deltaR2(other)
+
+    def delta_phi(self, other):
+        return self.deltaphi(other)
+
+    def delta_eta(self, other):
+        return self.deltaeta(other)
+
+    def metric_table(self, other, axis=1, metric=lambda a, b: a.delta_r(b), return_combinations=False):
+        """``metric(a, b)`` for every pair of this and ``other`` (nested: one list of ``other`` per element)."""
+        if axis is None:
+            a, b = self, other
+        else:
+            a, b = ak.unzip(ak.cartesian([self, other], axis=axis, nested=True))
+        mval = metric(a, b)
+        if return_combinations:
+            return mval, (a, b)
+        return mval
+
+    def nearest(self, other, axis=1, metric=lambda a, b: a.delta_r(b), return_metric=False, threshold=None):
+        """The element of ``other`` nearest each element of this (None where ``other`` is empty or beyond
+        ``threshold``), as coffea's ``nearest``."""
+        mval, (_, b) = self.metric_table(other, axis, metric, return_combinations=True)
+        if axis is None:
+            axis = other.layout.purelist_depth - 2
+        mmin = ak.argmin(mval, axis=axis + 1, keepdims=True)
+        out = ak.firsts(b[mmin], axis=axis + 1)
+        best = ak.firsts(mval[mmin], axis=axis + 1)
+        if threshold is not None:
+            out = ak.mask(out, best <= threshold)
+        if return_metric:
+            return out, best
+        return out
+
+    def sum(self, axis=-1):
+        """Vector sum along ``axis`` (charge summed too where there is one), as coffea's ``.sum``."""
+        fields = {c: ak.sum(getattr(self, c), axis=axis) for c in ("x", "y", "z", "t")}
+        name = "LorentzVector"
+        if "charge" in self.fields:
+            fields["charge"] = ak.sum(self.charge, axis=axis)
+            name = "Candidate"
+        return ak.zip(fields, with_name=name, behavior=self.behavior, attrs=self.attrs)
+
+
+def _add_with_charge(vector_add: Callable) -> Callable:
+    """coffea's candidates: the sum of two records that both have a charge has the summed charge."""
+
+    def add(a, b):
+        out = vector_add(a, b)
+        if "charge" in ak.fields(a) and "charge" in ak.fields(b):
+            out = ak.with_field(out, a["charge"] + b["charge"], "charge")
+        return out
+
+    return add
+
+
+def _kind(name: str) -> str:
+    if name in _BASES:
+        return name
+    if name.startswith("Vector") or name.startswith("Momentum"):
+        return name
+    return "Momentum4D"
+
+
+def _pair_behaviors(groups: dict[str, list[str]]) -> dict:
+    """behavior[ufunc, left, right] for every left/right name, from vector's entries for their kinds."""
+    out: dict = {}
+    for key, fn in vba.behavior.items():
+        if not (isinstance(key, tuple) and len(key) == 3 and isinstance(key[0], np.ufunc)):
+            continue
+        ufunc, left, right = key
+        if not (isinstance(left, str) and isinstance(right, str)):
+            continue
+        if ufunc is np.add:
+            fn = _add_with_charge(fn)
+        for lname in groups.get(left, [left]):
+            for rname in groups.get(right, [right]):
+                out[ufunc, lname, rname] = fn
+    return out
+
+
+def _single_behaviors(kind: str, name: str) -> dict:
+    """vector's entries that name one record (``abs``, ``ak.sum``, ``*``, casts...) for ``name``."""
+    out = {}
+    for key, fn in vba.behavior.items():
+        if key == kind:
+            continue
+        if isinstance(key, tuple) and kind in key and not (len(key) == 3 and isinstance(key[1], str) and isinstance(key[2], str)):
+            out[tuple(name if k == kind else k for k in key)] = fn
+    return out
+
+
+class Behavior(dict):
+    """A behaviour dict that pickles as the recipe that built it (its values hold vector's lambdas, which
+    do not pickle), so arrays of events can cross process boundaries."""
+
+    def __init__(self, items: dict, recipe: tuple):
+        super().__init__(items)
+        self.recipe = recipe
+
+    def __reduce__(self):
+        return (_rebuild, self.recipe)
+
+
+def _rebuild(module: str, name: str, *args: Any) -> dict:
+    import importlib
+
+    return getattr(importlib.import_module(module), name)(*args)
+
+
+@functools.lru_cache(maxsize=64)
+def build_behavior(named: frozenset[tuple[str, str]]) -> Behavior:
+    """Behaviour for the record names ``named`` ({(name, kind)}, kind Momentum4D/3D/2D, or None: not a
+    vector) plus coffea's names."""
+    from hpckit.events.crossref import class_members  # noqa: PLC0415 - crossref imports this module
+
+    behavior_plain: dict = {}
+    kinds = {n: k for n, k in named if k is not None}
+    for name in sorted(n for n, k in named if k is None):  # PV, HLT, ...: only the named-missing errors
+        members = class_members(name)
+        behavior_plain[name] = type(name, (NamesMissing, ak.Record), dict(members))
+        behavior_plain["*", name] = type(f"{name}Array", (NamesMissing, ak.Array), dict(members))
+    for n in COFFEA_NAMES_4D:
+        kinds.setdefault(n, "Momentum4D")
+    for n in COFFEA_NAMES_3D:
+        kinds.setdefault(n, "Momentum3D")
+    for n in COFFEA_NAMES_2D:
+        kinds.setdefault(n, "Momentum2D")
+    behavior: dict = dict(vba.behavior)
+    behavior.update(behavior_plain)
+    groups: dict[str, list[str]] = {k: [k] for k in _BASES}
+    for name, kind in kinds.items():
+        groups[kind].append(name)
+        behavior.update(_single_behaviors(kind, name))
+        array_base, record_base = _BASES[kind]
+        members = class_members(name)
+        behavior[name] = type(name, (CoffeaMethods, record_base), dict(members))
+        behavior["*", name] = type(f"{name}Array", (CoffeaMethods, array_base), dict(members))
+    behavior.update(_pair_behaviors(groups))
+    return Behavior(behavior, (__name__, "build_behavior", named))
+
+
+def vector_kind(fields: list[str] | tuple[str, ...]) -> str | None:
+    """Which Lorentz-vector kind a record with these fields is (None: not a vector)."""
+    have = set(fields)
+    # vector refuses two spellings of one coordinate (SV has x, y, z and pt, eta, phi): not a vector then
+    if ({"x", "y"} <= have or "z" in have or "t" in have or "energy" in have and "mass" in have) and "pt" in have:
+        return None
+    if {"pt", "phi"} <= have:
+        if {"eta"} <= have and have & {"mass", "energy"}:
+            return "Momentum4D"
+        if "eta" in have:
+            return "Momentum3D"
+        return "Momentum2D"
+    return None
+
+
+def base_behavior() -> dict:
+    """coffea's record names alone (for ``ak.zip(..., with_name="PtEtaPhiMCandidate", behavior=...)``)."""
+    return build_behavior(frozenset())

@@ -1,0 +1,6 @@
+"""coffea's ``methods.candidate.behavior``: every coffea record name (LorentzVector, PtEtaPhiMCandidate, ...) as a
+vector Lorentz vector, with sums between any two of them."""
+
+from hpckit.events.behavior import base_behavior
+
+behavior = base_behavior()

@@ -1,0 +1,227 @@
+"""`hpckit launch`: site -> plan (rendered once, with the final numbers) -> pool -> the Runner -> teardown."""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import json
+import os
+import re
+import sys
+import threading
+import time
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Any, Callable
+
+from hpckit.deploy import delivery, load_site
+from hpckit.deploy.schedulers import scheduler_for
+from hpckit.errors import LaunchError
+from hpckit.launch.plan import LOCAL_BACKENDS, Plan, default_run_dir, manager_host, pick_backend, size
+from hpckit.launch.pools import make_pool
+from hpckit.launch.teardown import process_identity, raise_on_signals, signals_raise, teardown, wait_for_first_worker
+from hpckit.run import RunSpec, make_local_executor, run_with_executor
+from hpckit.units import plural
+
+
+@dataclass
+class LaunchOptions:
+    site: str
+    spec: RunSpec
+    backend: str | None = None  # None: the site's default_backend
+    workers: int | None = None  # None: min(site maximum, chunks)
+    overrides: list[str] = field(default_factory=list)
+    dry_run: bool = False
+    fallback: bool = True
+    worker_timeout: float = 300.0
+    run_dir: Path | None = None  # None: default_run_dir(site)
+    port: int = 9123  # TaskVine manager port
+    env: Path | None = None  # an `hpckit pack` tarball the workers run (env_delivery tarball)
+    say: Callable[[str], None] = field(default=lambda msg: print(msg, file=sys.stderr), repr=False)
+
+
+@dataclass
+class LaunchResult:
+    run_dir: Path
+    site: str
+    backend: str
+    mode: str  # "batch", "local", "fallback" or "dry-run"
+    job_ids: list[str] = field(default_factory=list)
+    written: list[Path] = field(default_factory=list)
+    metrics: dict | None = None
+    seconds_to_first_worker: float | None = None
+    seconds_to_result: float | None = None
+    planned: list[str] = field(default_factory=list)  # dry run: what would be submitted
+    notes: list[str] = field(default_factory=list)
+
+
+def _record(run_dir: Path, result: LaunchResult, extra: dict | None = None) -> None:
+    data = asdict(result)
+    data["run_dir"] = str(result.run_dir)
+    data["written"] = [str(p) for p in result.written]
+    data.pop("metrics", None)
+    data.update(extra or {})
+    tmp = run_dir / ".launch.json.part"
+    tmp.write_text(json.dumps(data, indent=2, default=str) + "\n")
+    os.replace(tmp, run_dir / "launch.json")
+
+
+def environment_check(say: Callable[[str], None] = print, lock: Any = None) -> Any:
+    """The client's environment fingerprint (of ``lock``, else of what is installed here), checked by every
+    worker before it takes work: a worker whose installed versions differ refuses with the list of
+    differing packages instead of failing later while unpickling; one that passes reports the lock hash it
+    runs (the run's ``worker_environments`` metrics). ``HPCKIT_NO_ENV_CHECK=1`` turns it off."""
+    if os.environ.get("HPCKIT_NO_ENV_CHECK") == "1":
+        return None
+    from hpckit.deploy.envlock import check_environment, current_fingerprint
+
+    fp = current_fingerprint(lock)
+    what = "the client's lock" if lock is not None else "hpckit and its dependencies"
+    say(f"hpckit: environment fingerprint {fp.hash} ({what}) checked on every worker")
+    return functools.partial(check_environment, fp.to_json())
+
+
+def launch(opts: LaunchOptions) -> LaunchResult:
+    """Render ``opts.site`` into a run directory with the final numbers, start exactly that, run the
+    processor, write the results, tear everything down (also on Ctrl-C and SIGTERM)."""
+    t0 = time.perf_counter()
+    say = opts.say
+    site = load_site(opts.site, list(opts.overrides) + delivery.env_overrides(opts.env)).site
+    backend = pick_backend(site, opts.backend)
+    opts.spec.check_inputs()
+    run_dir = Path(opts.run_dir).resolve() if opts.run_dir else default_run_dir(site)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    (run_dir / "logs").mkdir(exist_ok=True)
+    spec = opts.spec.resolved(Path(opts.spec.output) if opts.spec.output else run_dir / "out.pkl")
+    result = LaunchResult(run_dir=run_dir, site=site.name, backend=backend, mode="batch")
+    sched = scheduler_for(site, run_dir / "logs")
+    base = {"command": {"argv": sys.argv, "cwd": os.getcwd(), "overrides": list(opts.overrides)},
+            "scheduler": site.scheduler, "process": process_identity()}
+    if site.account_required and not site.account:
+        say(f"hpckit: WARNING: site {site.name} needs an account and none is set; the scheduler will likely "
+            "refuse the jobs (--set account=<your project>)")
+
+    local = backend in LOCAL_BACKENDS
+    if not local and sched.batch and sched.missing() and not opts.dry_run:
+        missing = sched.missing()
+        msg = (f"site {site.name} uses {site.scheduler}, but {', '.join(missing)} "
+               f"{'is' if len(missing) == 1 else 'are'} not on this machine's PATH")
+        if not opts.fallback:
+            raise LaunchError(msg + " (--no-fallback given; run on the site's login node, or drop --no-fallback "
+                                    "to run locally)")
+        say(f"hpckit: {msg}; running locally with FuturesExecutor instead")
+        result.notes.append(msg + "; fell back to a local run")
+        result.mode, backend, local = "fallback", "futures", True
+
+    chunks = spec.count_chunks() if opts.workers is None else None
+    if local:
+        workers = size(scheduler_free(site), opts.workers, chunks).workers
+        result.backend = backend
+        if result.mode != "fallback":
+            result.mode = "local"
+        line = (f"hpckit: {plural(chunks, 'chunk') + ' -> ' if chunks is not None else ''}"
+                f"{backend} executor with {plural(workers, 'worker')} on this machine")
+        if opts.dry_run:
+            result.mode = "dry-run"
+            result.planned = [line, "nothing is submitted"]
+            _record(run_dir, result, base)
+            return result
+        say(line)
+        _record(run_dir, result, base)
+        _, result.metrics, result.written = run_with_executor(spec, make_local_executor(backend, workers, spec.status))
+        result.seconds_to_result = time.perf_counter() - t0
+        _record(run_dir, result, {**base, "finished": True})
+        return result
+
+    # how the locked environment reaches the workers: resolved for the client's lock and checked here, before
+    # anything is rendered or submitted (DeliveryError names what is missing and the command that makes it)
+    prepared = delivery.prepare(site, check=not opts.dry_run)
+    site = prepared.site
+    result.notes += [f"{f.name}: {f.result}: {f.detail}" for f in prepared.findings]
+    sizing = replace(size(site, opts.workers, chunks), run_dir=str(run_dir),
+                     job_name=job_name_for(run_dir) if sched.batch else None)
+    plan = Plan(site, backend, run_dir, sizing, chunks, host=manager_host(site), port=opts.port)
+    plan.render()
+    base["job_name"] = sizing.job_name
+    base["rendered"] = [str(p) for p in plan.rendered]
+    if opts.dry_run:
+        result.mode = "dry-run"
+        result.planned = plan.describe()
+        _record(run_dir, result, base)
+        return result
+
+    say(plan.headline())
+    _record(run_dir, result, base)  # the launch's pid is on disk before the first job is
+    pool = make_pool(plan)
+    cwd = os.getcwd()
+    error: BaseException | None = None
+    left: list[str] = []
+    try:
+        with signals_raise():
+            say(f"hpckit: run dir {run_dir}")
+            if getattr(pool, "chdir_logs", False):
+                os.chdir(run_dir / "logs")  # Parsl's providers submit from (and PBS writes logs to) the cwd
+            pool.start()
+            raise_on_signals()
+            helpers = [process_identity(pid) for pid in pool.helper_pids()]
+            if helpers:
+                base["helpers"] = helpers
+                _record(run_dir, result, base)
+            if backend != "taskvine":  # TaskVine's manager only exists inside the executor's run
+                wait_for_first_worker(pool, sched, opts.worker_timeout, sizing.jobs if sched.batch else 0)
+                result.seconds_to_first_worker = time.perf_counter() - t0
+                say(f"hpckit: first worker connected after {result.seconds_to_first_worker:.1f} s")
+            with keeper(pool, replacement_cap(sizing.jobs)):
+                _, result.metrics, result.written = run_with_executor(spec, pool.executor(spec.status),
+                                                                      environment_check(say, prepared.lock))
+            result.seconds_to_result = time.perf_counter() - t0
+    except BaseException as exc:
+        error = exc
+        raise
+    finally:
+        try:
+            left = teardown(pool, sched, say, failed=error is not None)
+        finally:
+            os.chdir(cwd)
+        result.job_ids = pool.job_ids()
+        extra = {**base, "finished": True, "jobs_left_after_teardown": left,
+                 "error": None if error is None else f"{type(error).__name__}: {error}"}
+        if sched.batch and result.job_ids:
+            with contextlib.suppress(Exception):
+                extra["job_states"] = {j: s.state.value for j, s in sched.status(result.job_ids).items()}
+        _record(run_dir, result, extra)
+    return result
+
+
+def replacement_cap(jobs: int) -> int:
+    """At most this many jobs in all per launch: the plan's jobs and up to 9 replacements each."""
+    return 10 * jobs
+
+
+@contextlib.contextmanager
+def keeper(pool, cap: int, every: float = 5.0):
+    """While inside: every few seconds the pool replaces jobs that ended (walltime, preemption)."""
+    stop = threading.Event()
+
+    def loop() -> None:
+        while not stop.wait(every):
+            with contextlib.suppress(Exception):
+                pool.keep_alive(cap)
+
+    t = threading.Thread(target=loop, name="hpckit-keeper", daemon=True)
+    t.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        t.join(timeout=10)
+
+
+def job_name_for(run_dir: Path) -> str:
+    """``hpckit-<run id>``: the name every batch job of the run carries (safe in any directive)."""
+    return "hpckit-" + re.sub(r"[^A-Za-z0-9_.-]", "_", run_dir.name)[:50]
+
+
+def scheduler_free(site):
+    """The site as a local run sees it: workers are processes here (the local executors ignore jobs)."""
+    return site.model_copy(update={"scheduler": "local", "max_workers": None})

@@ -1,0 +1,140 @@
+"""Plan a launch before anything starts: the run directory, the backend, how many workers and jobs (the one
+conversion from workers to jobs), the manager host, and the rendering with those final numbers."""
+
+from __future__ import annotations
+
+import datetime as _dt
+import math
+import os
+import socket
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from hpckit.deploy import render_all
+from hpckit.deploy.backends import Sizing
+from hpckit.deploy.schedulers import Scheduler, scheduler_for
+from hpckit.deploy.site import Site
+from hpckit.errors import LaunchError
+from hpckit.units import plural
+
+BACKENDS = ("dask", "parsl", "taskvine", "futures", "iterative")
+BATCH_BACKENDS = ("dask", "parsl", "taskvine")
+LOCAL_BACKENDS = ("futures", "iterative")
+
+
+def _expand(path: str) -> str | None:
+    expanded = os.path.expanduser(os.path.expandvars(path))
+    return None if "$" in expanded else expanded
+
+
+def default_run_dir(site: Site, now: _dt.datetime | None = None) -> Path:
+    """``<site scratch>/hpckit-runs/<id>`` for a batch site whose scratch resolves to an existing
+    directory here, else ``./hpckit-runs/<id>``; ``<id>`` is ``YYYYmmdd-HHMMSS-<6 hex>``."""
+    now = now or _dt.datetime.now()
+    run_id = f"{now:%Y%m%d-%H%M%S}-{uuid.uuid4().hex[:6]}"
+    if scheduler_for(site).batch and site.scratch:
+        base = _expand(site.scratch)
+        if base and os.path.isdir(base) and os.access(base, os.W_OK):
+            return Path(base) / "hpckit-runs" / run_id
+    return Path("hpckit-runs").resolve() / run_id
+
+
+def pick_backend(site: Site, backend: str | None) -> str:
+    """``backend``, or the site's ``default_backend``."""
+    if backend is None:
+        return site.default_backend
+    backend = backend.lower()
+    if backend not in BACKENDS:
+        raise LaunchError(f"unknown backend {backend!r}; expected one of {', '.join(BACKENDS)}")
+    return backend
+
+
+def worker_limit(site: Site) -> int:
+    """The most workers the site allows at once (the local site: the cores here)."""
+    return site.max_workers or os.cpu_count() or 1
+
+
+def size(site: Site, workers: int | None, chunks: int | None) -> Sizing:
+    """The one conversion from workers to jobs.
+
+    ``workers`` defaults to ``min(site maximum, chunks)``: no more workers than there are chunks to give them;
+    an explicit number is capped at the site's maximum. Batch sites round up to whole jobs of
+    ``worker.per_job`` workers.
+    """
+    limit = worker_limit(site)
+    n = workers if workers else min(limit, chunks or limit)
+    n = max(1, min(n, limit))
+    if not scheduler_for(site).batch:
+        return Sizing(jobs=1, workers=n)
+    return Sizing(jobs=max(1, math.ceil(n / site.worker.per_job)), workers=n)
+
+
+def manager_host(site: Site) -> str:
+    """The address workers dial back to: 127.0.0.1 for loopback and local sites, else the address of the
+    site's interface here (any address of this host when it names none, or lacks it here)."""
+    if site.loopback or not scheduler_for(site).batch:
+        return "127.0.0.1"
+    iface = site.network.interface
+    if iface:
+        try:
+            import psutil
+        except ImportError:
+            psutil = None
+        if psutil is not None:
+            for a in psutil.net_if_addrs().get(iface, []):
+                if a.family == socket.AF_INET:
+                    return a.address
+    return socket.gethostname()
+
+
+@dataclass
+class Plan:
+    """Everything decided before the first job: rendered into ``run_dir`` by :meth:`render`."""
+
+    site: Site
+    backend: str
+    run_dir: Path
+    sizing: Sizing
+    chunks: int | None
+    host: str = "127.0.0.1"
+    port: int = 9123
+    rendered: list[Path] = field(default_factory=list)
+
+    @property
+    def scheduler(self) -> Scheduler:
+        return scheduler_for(self.site, self.run_dir / "logs")
+
+    def render(self) -> list[Path]:
+        """Write the backend's files with the final numbers; the pools start exactly these."""
+        self.rendered = render_all(self.site, self.backend, self.run_dir, manager_host=self.host, port=self.port,
+                                   sizing=self.sizing)
+        return self.rendered
+
+    def headline(self) -> str:
+        """``8 chunks -> 2 workers in 2 batch jobs (slurm-local, dask)``, printed before submission."""
+        what = (f"{plural(self.sizing.workers, 'worker')} in {plural(self.sizing.jobs, 'batch job')}"
+                if self.scheduler.batch else f"{plural(self.sizing.workers, 'local worker')}")
+        chunks = f"{plural(self.chunks, 'chunk')} -> " if self.chunks is not None else ""
+        return f"hpckit: {chunks}{what} ({self.site.name}, {self.backend})"
+
+    def describe(self) -> list[str]:
+        """The dry run's text: what was rendered and what would be started."""
+        site, s, sched, run_dir = self.site, self.sizing, self.scheduler, self.run_dir
+        lines = [self.headline(), f"rendered into {run_dir}: " + ", ".join(p.name for p in self.rendered)]
+        if not sched.batch:
+            lines.append(f"would start {self.backend} with {plural(s.workers, 'local worker process', 'local worker processes')}; "
+                         "nothing is submitted")
+        elif self.backend == "dask":
+            if not (run_dir / sched.job_script_name()).exists():
+                lines.append("(no job script rendered: dask-jobqueue is not installed; pip install 'hpckit[dask]')")
+            lines.append(f"would submit {plural(s.jobs, 'job')} of {run_dir / sched.job_script_name()} with "
+                         f"{sched.submit_command} (dask-jobqueue {site.scheduler}), "
+                         f"{plural(site.worker.per_job, 'worker')} each")
+        elif self.backend == "parsl":
+            lines.append(f"would load {run_dir / 'parsl_config.py'} with {plural(s.jobs, 'block')} "
+                         f"({sched.submit_command} via Parsl)")
+        else:
+            cmd = (run_dir / "vine_factory.sh").read_text().splitlines()[-1].removeprefix("exec ")
+            lines.append(f"would run: {cmd}  ({plural(s.jobs, 'worker job')} via {sched.submit_command})")
+        return lines

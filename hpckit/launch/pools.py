@@ -1,0 +1,335 @@
+"""Worker pools: start exactly what the plan rendered into the run directory (a dask-jobqueue cluster or a
+LocalCluster from ``dask_cluster.json``, the rendered ``parsl_config.py``, the rendered ``vine_factory.sh``),
+record every batch job id in ``jobs.txt`` as it is submitted, report connected workers, make the executor."""
+
+from __future__ import annotations
+
+import contextlib
+import importlib
+import importlib.util
+import json
+import logging
+import os
+import shlex
+import subprocess
+import threading
+import uuid
+from pathlib import Path
+from typing import Any
+
+from hpckit.deploy.schedulers import SubmitError
+from hpckit.extras import require_command, require_module
+from hpckit.launch.plan import Plan
+
+
+class JobRecord:
+    """``jobs.txt`` of a run: each job id appended (and flushed to disk) the moment it is known, and the
+    scheduler's refusals kept for the error message."""
+
+    def __init__(self, run_dir: Path):
+        self.path = Path(run_dir) / "jobs.txt"
+        self.ids: list[str] = []
+        self.refusals: list[str] = []
+        self.refused_count = 0
+        self._lock = threading.Lock()
+
+    def add(self, job_id: Any) -> None:
+        job_id = str(job_id).strip()
+        with self._lock:
+            if not job_id or job_id in self.ids:
+                return
+            self.ids.append(job_id)
+            with open(self.path, "a") as fh:
+                fh.write(job_id + "\n")
+                fh.flush()
+                os.fsync(fh.fileno())
+
+    def refused(self, message: str) -> None:
+        with self._lock:
+            if message.strip() not in self.refusals:
+                self.refusals.append(message.strip())
+            self.refused_count += 1
+
+
+class _QuietRefusals(logging.Filter):
+    """Drops the tracebacks tornado and asyncio log for a refused submission: launch reports it once, with
+    the scheduler's words first."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        exc = record.exc_info[1] if record.exc_info else None
+        return not isinstance(exc, SubmitError)
+
+
+_QUIET = _QuietRefusals()
+
+
+def quiet_refusal_tracebacks() -> None:
+    for name in ("tornado.application", "asyncio", "distributed.deploy.spec"):
+        logging.getLogger(name).addFilter(_QUIET)  # idempotent: a filter is added once
+
+
+def _stderr_of(exc: BaseException) -> str:
+    """The command's own stderr from dask-jobqueue's RuntimeError ("...stderr:\\n<text>"), else the message."""
+    text = str(exc)
+    _, sep, tail = text.partition("stderr:\n")
+    return (tail.strip() or text) if sep else text
+
+
+def recording_job_class(base: type, record: JobRecord, cwd: str) -> type:
+    """A subclass of dask-jobqueue's Job class for one launch: submits from ``cwd`` (the logs directory, where
+    schedulers that ignore -o/-e write), records each job id the moment the submit command prints it, and
+    keeps the scheduler's refusal."""
+
+    class RecordingJob(base):  # type: ignore[misc, valid-type]
+        async def _submit_job(self, script_filename):
+            try:
+                return await self._call(shlex.split(self.submit_command) + [script_filename], cwd=cwd)
+            except Exception as exc:
+                message = f"{_stderr_of(exc)} ({self.submit_command} refused the job)"
+                record.refused(message)
+                raise SubmitError(message) from None
+
+        def _job_id_from_submit_output(self, out):
+            job_id = super()._job_id_from_submit_output(out)
+            record.add(job_id)
+            return job_id
+
+    RecordingJob.__name__ = RecordingJob.__qualname__ = f"Recording{base.__name__}"
+    return RecordingJob
+
+
+class Pool:
+    """Starts the workers of one plan. ``job_ids()``: every batch job it submitted so far (also in jobs.txt)."""
+
+    name = "base"
+
+    def __init__(self, plan: Plan):
+        self.plan = plan
+        self.site = plan.site
+        self.run_dir = plan.run_dir
+        self.record = JobRecord(plan.run_dir)
+
+    def start(self) -> None: ...
+
+    def poll_ids(self) -> None:
+        """Record job ids this pool only learns by asking (Parsl blocks, vine_factory's jobs)."""
+
+    def job_ids(self) -> list[str]:
+        self.poll_ids()
+        return list(self.record.ids)
+
+    def refusals(self) -> list[str]:
+        """The scheduler's own words for each refused submission."""
+        return list(self.record.refusals)
+
+    def connected(self) -> int | None:
+        """Workers connected now; None when this pool cannot tell before the run starts."""
+        return None
+
+    def keep_alive(self, cap: int) -> None:
+        """Submit replacements for jobs that ended (walltime, preemption, node failure) so the plan's jobs
+        stay up, while fewer than ``cap`` jobs were submitted in all. Parsl and vine_factory do this
+        themselves (``min_blocks`` / ``min-workers`` are the plan's jobs)."""
+
+    def helper_pids(self) -> list[int]:
+        """Processes on this machine the pool started that outlive a SIGKILLed launch (Parsl's interchange,
+        vine_factory); `hpckit cancel` ends them."""
+        return []
+
+    def executor(self, status: bool) -> Any:
+        raise NotImplementedError
+
+    def close(self) -> None: ...
+
+
+class DaskPool(Pool):
+    """The cluster class and keyword arguments of the rendered ``dask_cluster.json``, scaled to its
+    ``scale_jobs`` (a LocalCluster of ``n_workers`` for the local site)."""
+
+    name = "dask"
+
+    def __init__(self, plan: Plan):
+        super().__init__(plan)
+        self.cluster = None
+        self.client = None
+
+    def start(self) -> None:
+        require_module("distributed", "the dask backend")
+        doc = json.loads((self.run_dir / "dask_cluster.json").read_text())
+        module, _, cls_name = doc["cluster_class"].rpartition(".")
+        cluster_cls = getattr(require_module(module, "the dask backend"), cls_name)
+        kwargs = dict(doc["kwargs"])
+        batch = "scale_jobs" in doc and self.plan.scheduler.batch
+        if batch:
+            quiet_refusal_tracebacks()
+            kwargs["job_cls"] = recording_job_class(cluster_cls.job_cls, self.record, str(self.run_dir / "logs"))
+        import dask
+        from distributed import Client
+
+        # a worker that retired (its --lifetime) is forgotten after this long, and then replaced by keep_alive
+        dask.config.set({"distributed.deploy.lost-worker-timeout": "2s"})
+        self.cluster = cluster_cls(**kwargs)
+        if batch:
+            self.cluster.scale(jobs=int(doc["scale_jobs"]))
+        self.client = Client(self.cluster)
+
+    def keep_alive(self, cap: int) -> None:
+        if self.cluster is None or not self.plan.scheduler.batch or len(self.record.ids) >= cap:
+            return
+        # scale() to the same size re-opens every planned job whose worker has gone (SpecCluster forgets
+        # a lost worker after distributed.deploy.lost-worker-timeout, then _correct_state submits anew)
+        self.cluster.scale(jobs=self.plan.sizing.jobs)
+
+    def connected(self) -> int | None:
+        if self.client is None:
+            return 0
+        try:
+            return len(self.client.scheduler_info(n_workers=-1).get("workers", {}))
+        except TypeError:  # older distributed without n_workers
+            return len(self.client.scheduler_info().get("workers", {}))
+        except Exception:  # noqa: BLE001 - scheduler going away
+            return 0
+
+    def executor(self, status: bool) -> Any:
+        from hpckit.processor import DaskExecutor
+
+        return DaskExecutor(client=self.client, status=status)
+
+    def close(self) -> None:
+        with contextlib.suppress(Exception):
+            if self.client is not None:
+                self.client.close(timeout=10)
+        with contextlib.suppress(Exception):
+            if self.cluster is not None:
+                self.cluster.close(timeout=20)
+        self.client = self.cluster = None
+
+
+class ParslPool(Pool):
+    """The rendered ``parsl_config.py``, ``get_config(<run dir>/runinfo)``: its blocks are submitted at
+    ``parsl.load``. Parsl's providers submit from the current directory, so the launch runs from ``logs/``."""
+
+    name = "parsl"
+    chdir_logs = True
+
+    def __init__(self, plan: Plan):
+        super().__init__(plan)
+        self.config = None
+        self.dfk = None
+
+    def start(self) -> None:
+        parsl = require_module("parsl", "the parsl backend")
+        path = self.run_dir / "parsl_config.py"
+        spec = importlib.util.spec_from_file_location(f"hpckit_parsl_config_{uuid.uuid4().hex[:8]}", path)
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        self.config = module.get_config(run_dir=str(self.run_dir / "runinfo"))
+        self.dfk = parsl.load(self.config)
+        self.poll_ids()
+
+    def _htex(self) -> list[Any]:
+        if self.dfk is None:
+            return []
+        return [ex for ex in self.dfk.executors.values() if hasattr(ex, "connected_managers")]
+
+    def helper_pids(self) -> list[int]:
+        return [ex.interchange_proc.pid for ex in self._htex() if getattr(ex, "interchange_proc", None) is not None]
+
+    def poll_ids(self) -> None:
+        if not self.plan.scheduler.batch:
+            return
+        for ex in self._htex():
+            for j in list(dict(getattr(ex, "blocks_to_job_id", {}) or {}).values()):
+                if j is not None:
+                    self.record.add(j)
+
+    def refusals(self) -> list[str]:
+        out = list(self.record.refusals)
+        for ex in self._htex():
+            with contextlib.suppress(Exception):
+                for st in ex.status().values():
+                    if str(getattr(st.state, "name", st.state)) == "FAILED" and st.message and \
+                            "Failed to start block" in st.message:
+                        out.append(st.message)
+        return out
+
+    def connected(self) -> int | None:
+        n = 0
+        for ex in self._htex():
+            with contextlib.suppress(Exception):
+                n += sum(int(m.get("worker_count", 0)) for m in ex.connected_managers() if m.get("active", True))
+        return n
+
+    def executor(self, status: bool) -> Any:
+        from hpckit.processor import ParslExecutor
+
+        return ParslExecutor(config=self.config, status=status)
+
+    def close(self) -> None:
+        self.poll_ids()
+        if self.dfk is not None:
+            import parsl
+
+            with contextlib.suppress(Exception):
+                self.dfk.cleanup()
+            with contextlib.suppress(Exception):
+                parsl.clear()
+        self.dfk = None
+
+
+class TaskVinePool(Pool):
+    """The rendered ``vine_factory.sh`` as a subprocess; it keeps worker jobs for the executor's manager and
+    removes them on SIGTERM. Its jobs carry the run's job name, so they are listed (and cancelled) by name.
+    ``CATALOG_HOST`` defaults to 127.0.0.1 (cctools' compiled-in catalog is a public host)."""
+
+    name = "taskvine"
+
+    def __init__(self, plan: Plan):
+        super().__init__(plan)
+        self.proc: subprocess.Popen | None = None
+
+    def start(self) -> None:
+        require_command("vine_factory", "the taskvine backend")
+        require_module("ndcctools.taskvine", "the taskvine backend")
+        (self.run_dir / "vine-factory").mkdir(exist_ok=True)
+        env = dict(os.environ)
+        env.setdefault("CATALOG_HOST", "127.0.0.1")
+        with open(self.run_dir / "logs" / "vine_factory.log", "ab") as log:
+            self.proc = subprocess.Popen(["bash", str(self.run_dir / "vine_factory.sh")], cwd=self.run_dir / "logs",
+                                         env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+
+    def poll_ids(self) -> None:
+        name = self.plan.sizing.job_name
+        if name and self.plan.scheduler.batch and not self.plan.scheduler.missing():
+            for j in self.plan.scheduler.ids_named(name):
+                self.record.add(j)
+
+    def helper_pids(self) -> list[int]:
+        return [self.proc.pid] if self.proc is not None else []
+
+    def executor(self, status: bool) -> Any:
+        from hpckit.processor import TaskVineExecutor
+
+        # tarball delivery: every task runs inside the packed environment, staged by TaskVine
+        d = self.plan.site.env_delivery
+        env_file = os.path.expandvars(d.path) if d.mode == "tarball" and d.path else None
+        return TaskVineExecutor(port=self.plan.port, status=status, filepath=str(self.run_dir),
+                                environment_file=env_file)
+
+    def close(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()  # the factory removes its worker jobs on SIGTERM
+            try:
+                self.proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.poll_ids()
+        self.proc = None
+
+
+POOLS: dict[str, type[Pool]] = {"dask": DaskPool, "parsl": ParslPool, "taskvine": TaskVinePool}
+
+
+def make_pool(plan: Plan) -> Pool:
+    return POOLS[plan.backend](plan)

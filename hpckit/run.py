@@ -1,0 +1,214 @@
+"""RunSpec: what to run and how the Runner runs it, shared by `hpckit run` and `hpckit launch`.
+
+Each option has one default, here; the CLI defines each option once from these fields. The run itself
+(load the processor, run it with an executor, write the results) is :func:`run_with_executor`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from hpckit.errors import UsageError
+from hpckit.units import format_bytes, format_rate, plural
+
+SCHEMAS = ("nanoaod", "base")
+LOCAL_EXECUTORS = ("iterative", "futures")
+EXECUTORS = ("iterative", "futures", "dask", "parsl", "taskvine")
+
+
+@dataclass
+class RunSpec:
+    """The analysis, its input, and the Runner's options (``schema`` is case-insensitive)."""
+
+    analysis: Path
+    fileset: Path
+    processor_name: str | None = None
+    chunksize: int = 100_000
+    maxchunks: int | None = None
+    treename: str | None = None
+    schema: str = "nanoaod"
+    checkpoint: Path | None = None
+    skipbadfiles: bool = False
+    output: Path | None = None  # `run`: out.pkl here; `launch`: <run dir>/out.pkl
+    status: bool = True
+    plots: bool = True
+
+    def __post_init__(self) -> None:
+        self.schema = str(self.schema).lower()
+        if self.schema not in SCHEMAS:
+            raise UsageError(f"unknown schema {self.schema!r}; expected one of {', '.join(SCHEMAS)} (any case)")
+        if int(self.chunksize) < 1:
+            raise UsageError(f"chunksize must be a positive integer, got {self.chunksize}")
+
+    @classmethod
+    def default(cls, name: str) -> Any:
+        """The one default of option ``name`` (for the CLI)."""
+        f = {f.name: f for f in dataclasses.fields(cls)}[name]
+        return f.default
+
+    def resolved(self, output: Path | None = None) -> RunSpec:
+        """A copy with absolute paths (so a later chdir or a worker elsewhere sees the same files)."""
+        out = output if output is not None else (self.output or Path("out.pkl"))
+        return dataclasses.replace(
+            self, analysis=Path(self.analysis).resolve(), fileset=Path(self.fileset).resolve(),
+            checkpoint=Path(self.checkpoint).resolve() if self.checkpoint else None, output=Path(out).resolve())
+
+    def check_inputs(self) -> None:
+        for p, what in ((self.analysis, "analysis file"), (self.fileset, "fileset")):
+            if not Path(p).exists():
+                raise UsageError(f"{what} not found: {p}")
+            if not Path(p).is_file():
+                raise UsageError(f"{what} {p} is not a regular file (a device, pipe or directory cannot be read as one)")
+
+    def count_chunks(self) -> int:
+        """How many chunks the fileset makes at this chunksize (opens each file's tree; no processing)."""
+        from hpckit.processor import IterativeExecutor
+
+        runner = self._runner(IterativeExecutor(status=False))
+        return sum(1 for _ in runner.preprocess(str(self.fileset), treename=self.treename))
+
+    def schema_class(self) -> Any:
+        from hpckit.events import BaseSchema, NanoAODSchema
+
+        return {"nanoaod": NanoAODSchema, "base": BaseSchema}[self.schema]
+
+    def _runner(self, executor: Any, worker_check: Any = None) -> Any:
+        from hpckit.processor import Runner, SimpleCheckpointer
+
+        return Runner(
+            executor, schema=self.schema_class(), chunksize=self.chunksize, maxchunks=self.maxchunks,
+            skipbadfiles=self.skipbadfiles, savemetrics=True,
+            checkpointer=SimpleCheckpointer(self.checkpoint) if self.checkpoint else None, worker_check=worker_check,
+        )
+
+
+def make_local_executor(name: str, workers: int, status: bool) -> Any:
+    """IterativeExecutor or FuturesExecutor(workers)."""
+    from hpckit.processor import FuturesExecutor, IterativeExecutor
+
+    if name == "iterative":
+        return IterativeExecutor(status=status)
+    if name == "futures":
+        return FuturesExecutor(workers=workers, status=status)
+    raise UsageError(f"unknown local executor {name!r}; expected one of {', '.join(LOCAL_EXECUTORS)}")
+
+
+def run_with_executor(spec: RunSpec, executor: Any, worker_check: Any = None) -> tuple[Any, dict, list[Path]]:
+    """Load the processor, run it with ``executor``, write the results; returns (out, metrics, written)."""
+    from hpckit.analysis import load_processor
+    from hpckit.outputs import write_results
+
+    processor = load_processor(spec.analysis, spec.processor_name)
+    out, metrics = spec._runner(executor, worker_check)(str(spec.fileset), processor_instance=processor,
+                                                         treename=spec.treename)
+    written = write_results(spec.output or Path("out.pkl"), out, metrics, plots=spec.plots)
+    return out, metrics, written
+
+
+def summarize(metrics: dict, written: list[Path]) -> str:
+    """Two or three lines for a person: events, chunks, rate, bytes read; skipped files; files written."""
+    lines = [
+        f"{plural(metrics['entries'], 'event')} in {plural(metrics['chunks'], 'chunk')} "
+        f"({metrics['chunks_from_checkpoint']} from checkpoint) in {metrics['walltime']:.2f} s "
+        f"= {format_rate(metrics['events_per_second'])}; {format_bytes(metrics['bytesread'])} read "
+        f"from {plural(len(metrics['columns']), 'column')}",
+    ]
+    if metrics["skipped"]:
+        lines.append(f"skipped {len(metrics['skipped'])}: " + "; ".join(s["error"] for s in metrics["skipped"]))
+    lines += [f"wrote {p}" for p in written]
+    return "\n".join(lines)
+
+
+@dataclass
+class EngineOptions:
+    """Which executor `hpckit run` uses and how it reaches its engine."""
+
+    executor: str = "futures"
+    workers: int | None = None  # None: min(cores here, chunks)
+    scheduler: str | None = None  # dask: address of a running scheduler
+    parsl_config: Path | None = None  # parsl: file with get_config() or config
+    port: int = 9123  # taskvine manager port
+
+    def __post_init__(self) -> None:
+        self.executor = str(self.executor).lower()
+        if self.executor not in EXECUTORS:
+            raise UsageError(f"unknown executor {self.executor!r}; expected one of {', '.join(EXECUTORS)}")
+
+
+def default_workers(limit: int, chunks: int) -> int:
+    """The default worker count: as many as useful, ``min(limit, chunks)``, at least 1."""
+    return max(1, min(limit, chunks))
+
+
+def load_parsl_config(path: Path) -> Any:
+    """``get_config()`` (or ``config``) of the Python file ``path``."""
+    import importlib.util
+    import uuid
+
+    path = Path(path)
+    if not path.is_file():
+        raise UsageError(f"Parsl config file not found: {path}")
+    spec = importlib.util.spec_from_file_location(f"hpckit_parsl_config_{uuid.uuid4().hex[:8]}", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    if hasattr(module, "get_config"):
+        return module.get_config()
+    if hasattr(module, "config"):
+        return module.config
+    raise UsageError(f"{path} defines neither get_config() nor config")
+
+
+def local_parsl_config(workers: int, run_dir: str = "runinfo") -> Any:
+    """A HighThroughputExecutor with ``workers`` workers on this machine, on loopback."""
+    from hpckit.extras import require_module
+
+    require_module("parsl", "the parsl executor")
+    from parsl.config import Config
+    from parsl.executors import HighThroughputExecutor
+    from parsl.providers import LocalProvider
+
+    return Config(executors=[HighThroughputExecutor(
+        label="hpckit-local", address="127.0.0.1", max_workers_per_node=workers, cores_per_worker=1,
+        provider=LocalProvider(init_blocks=1, min_blocks=0, max_blocks=1))], run_dir=run_dir)
+
+
+def run_here(spec: RunSpec, engine: EngineOptions, say: Any = print) -> tuple[Any, dict, list[Path]]:
+    """`hpckit run`: make the executor ``engine`` names, run ``spec`` with it, close what was opened."""
+    import os
+
+    from hpckit.extras import require_module
+
+    spec.check_inputs()
+    workers = engine.workers
+    if workers is None and engine.executor in ("futures", "dask", "parsl") and not engine.scheduler \
+            and not engine.parsl_config:
+        chunks = spec.count_chunks()
+        workers = default_workers(os.cpu_count() or 1, chunks)
+        say(f"hpckit: {plural(chunks, 'chunk')}; {plural(workers, 'worker')} ({engine.executor})")
+    workers = workers or 1
+    if engine.executor in LOCAL_EXECUTORS:
+        return run_with_executor(spec, make_local_executor(engine.executor, workers, spec.status))
+    if engine.executor == "dask":
+        require_module("distributed", "the dask executor")
+        from hpckit.processor import DaskExecutor
+
+        if engine.scheduler:
+            from distributed import Client
+
+            with Client(engine.scheduler) as client:
+                return run_with_executor(spec, DaskExecutor(client=client, status=spec.status))
+        return run_with_executor(spec, DaskExecutor(workers=workers, status=spec.status))
+    if engine.executor == "parsl":
+        require_module("parsl", "the parsl executor")
+        from hpckit.processor import ParslExecutor
+
+        config = load_parsl_config(engine.parsl_config) if engine.parsl_config else local_parsl_config(workers)
+        return run_with_executor(spec, ParslExecutor(config=config, status=spec.status))
+    require_module("ndcctools.taskvine", "the taskvine executor")
+    from hpckit.processor import TaskVineExecutor
+
+    say(f"hpckit: TaskVine manager on port {engine.port}; start workers with: vine_worker <this host> {engine.port}")
+    return run_with_executor(spec, TaskVineExecutor(port=engine.port, status=spec.status))

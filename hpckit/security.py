@@ -1,0 +1,82 @@
+"""Credentials for the engines hpckit starts: per-run TLS for Dask (scheduler, workers, client).
+
+A Dask scheduler without TLS runs any pickled function a connecting client sends it, as the user who
+started it. hpckit's own clusters therefore use TLS with a certificate made for the run, and a client
+without that certificate is refused.
+
+* :func:`temporary_security`: in memory (``distributed.security.Security.temporary()``), for clusters
+  whose workers are started by this process (``DaskExecutor()``'s LocalCluster);
+* :func:`write_tls_files`: the same, written to a 0700 directory (key 0600), for workers that start
+  elsewhere and read the files over a shared filesystem (batch jobs of ``hpckit launch``).
+  ``TLSFiles.security()`` is what the scheduler side and the client use, ``TLSFiles.worker_args()``
+  what a hand-written ``dask worker`` command line needs; dask-jobqueue adds the latter itself when given
+  ``security=TLSFiles.security()`` and ``protocol="tls://"``.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from hpckit.paths import private_dir
+
+__all__ = ["TLSFiles", "temporary_security", "write_tls_files"]
+
+
+def _security_cls() -> Any:
+    try:
+        from distributed.security import Security
+    except ImportError:
+        raise ImportError("dask distributed is not installed; install it with: pip install 'hpckit[dask]'") from None
+    return Security
+
+
+def temporary_security() -> Any:
+    """A fresh in-memory self-signed certificate and key for every role, encryption required."""
+    try:
+        return _security_cls().temporary()
+    except ImportError as exc:
+        if "cryptography" in str(exc):
+            raise ImportError("TLS for Dask needs `cryptography`; install it with: pip install 'hpckit[dask]'") from None
+        raise
+
+
+@dataclass(frozen=True)
+class TLSFiles:
+    """A run's certificate (also its own CA) and private key on disk."""
+
+    directory: Path
+    ca: Path
+    cert: Path
+    key: Path
+
+    def security(self) -> Any:
+        """``Security`` for the scheduler, workers and client, from the files; encryption required."""
+        c, k = str(self.cert), str(self.key)
+        return _security_cls()(
+            tls_ca_file=str(self.ca), tls_scheduler_cert=c, tls_scheduler_key=k, tls_worker_cert=c,
+            tls_worker_key=k, tls_client_cert=c, tls_client_key=k, require_encryption=True,
+        )
+
+    def worker_args(self) -> list[str]:
+        """``dask worker`` arguments that make a worker use these files."""
+        return ["--tls-ca-file", str(self.ca), "--tls-cert", str(self.cert), "--tls-key", str(self.key)]
+
+
+def _write_private(path: Path, text: str, mode: int) -> None:
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0), mode)
+    with os.fdopen(fd, "w") as fh:
+        fh.write(text)
+
+
+def write_tls_files(directory: str | os.PathLike) -> TLSFiles:
+    """Make a new certificate and key in ``directory`` (created 0700, must be new or empty of them):
+    ``cert.pem`` (0600; also the CA) and ``key.pem`` (0600)."""
+    d = private_dir(directory)
+    sec = temporary_security()
+    cert, key = d / "cert.pem", d / "key.pem"
+    _write_private(cert, sec.tls_scheduler_cert, 0o600)
+    _write_private(key, sec.tls_scheduler_key, 0o600)
+    return TLSFiles(directory=d, ca=cert, cert=cert, key=key)

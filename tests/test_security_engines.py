@@ -1,0 +1,103 @@
+"""Engines hpckit starts are authenticated: a client (or worker) without the run's certificate is refused.
+
+Real parts: a Dask LocalCluster, a `dask worker` process, dask-jobqueue's job script writer.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+import subprocess
+import sys
+import time
+
+import psutil
+import pytest
+
+pytest.importorskip("distributed")
+from distributed import Client, LocalCluster  # noqa: E402
+
+from hpckit import processor  # noqa: E402
+from hpckit.security import write_tls_files  # noqa: E402
+
+
+class Count(processor.ProcessorABC):
+    def process(self, events):
+        return {"n": len(events)}
+
+
+def _refused(address: str, **kwargs) -> str:
+    try:
+        c = Client(address, timeout=5, **kwargs)
+    except Exception as exc:  # noqa: BLE001 - any failure to connect is a refusal
+        return f"{type(exc).__name__}: {exc}"
+    c.close()
+    return ""
+
+
+def _listening(pids: set[int]) -> list:
+    return [c.laddr for c in psutil.net_connections("tcp") if c.status == psutil.CONN_LISTEN and c.pid in pids]
+
+
+def test_dask_executor_own_cluster_refuses_clients_without_the_certificate(fileset_path):
+    ex = processor.DaskExecutor(workers=1, status=False)
+    client, cluster = ex._client()  # the cluster a run starts (kept until close)
+    try:
+        addr = cluster.scheduler_address
+        assert addr.startswith("tls://127.0.0.1:")
+        assert _refused(addr), "a client without credentials connected"
+        assert _refused(addr.replace("tls://", "tcp://")), "a plain TCP client connected"
+        from distributed.security import Security
+
+        assert _refused(addr, security=Security.temporary()), "a client with another certificate connected"
+        with Client(addr, security=cluster.security, timeout=30) as ok:  # with the run's credentials: works
+            assert ok.submit(lambda: 41 + 1).result(timeout=60) == 42
+        pids = {os.getpid()} | {p.pid for p in psutil.Process().children(recursive=True)}
+        addresses = _listening(pids)
+        assert addresses and all(a.ip == "127.0.0.1" for a in addresses), addresses  # dashboard included
+        out = processor.Runner(ex, chunksize=20)(str(fileset_path), processor_instance=Count())
+        assert out == {"n": 80}
+    finally:
+        ex.close()
+
+
+def test_tls_files_for_batch_workers(tmp_path):
+    """The files a launch would put in its run dir: private, and a real `dask worker` needs them."""
+    files = write_tls_files(tmp_path / "run" / "tls")
+    assert stat.S_IMODE(files.directory.stat().st_mode) == 0o700
+    assert stat.S_IMODE(files.key.stat().st_mode) == 0o600
+    sec = files.security()
+    with LocalCluster(n_workers=0, host="127.0.0.1", protocol="tls://", security=sec,
+                      dashboard_address="127.0.0.1:0") as cluster, Client(cluster, security=sec) as client:
+        addr = cluster.scheduler_address
+        assert _refused(addr)
+        cmd = [sys.executable, "-m", "distributed.cli.dask_worker", addr, "--nthreads", "1", "--no-nanny",
+               "--host", "127.0.0.1", "--no-dashboard"]
+        with_tls = subprocess.Popen(cmd + files.worker_args(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        without = subprocess.Popen(cmd + ["--death-timeout", "20"], stdout=subprocess.DEVNULL,
+                                   stderr=subprocess.DEVNULL)
+        try:
+            client.wait_for_workers(1, timeout=120)
+            time.sleep(3)  # give the worker without credentials its chance to register
+            assert len(client.scheduler_info()["workers"]) == 1
+            assert client.submit(lambda: 7).result(timeout=60) == 7
+        finally:
+            for p in (with_tls, without):
+                p.terminate()
+                try:
+                    p.wait(timeout=30)
+                except subprocess.TimeoutExpired:
+                    p.kill()
+                    p.wait()
+
+
+def test_dask_jobqueue_job_script_carries_the_tls_arguments(tmp_path):
+    """What `hpckit launch` passes to dask-jobqueue: security=TLSFiles.security(), protocol tls."""
+    pytest.importorskip("dask_jobqueue")
+    from dask_jobqueue.slurm import SLURMJob
+
+    files = write_tls_files(tmp_path / "tls")
+    script = SLURMJob("tls://127.0.0.1:1", name="x", cores=1, memory="1GB", security=files.security(),
+                      protocol="tls://").job_script()
+    for arg in files.worker_args():
+        assert arg in script

@@ -1,0 +1,265 @@
+"""Nothing from a site becomes code: hostile values in every site field, rendered for every backend,
+then every generated file EXECUTED (parsl_config.py imported, shell scripts run, the vine_factory
+command line run through a shell, the HTCondor job's Arguments run by /bin/sh, Slurm scripts given to
+the real `sbatch --test-only`). Each value is either refused with an error naming the field, or inert:
+the marker file never appears.
+
+Real parts: Parsl (imported configs), bash, /bin/sh, the local Slurm's sbatch, htcondor2's submit
+parser. The worker programs themselves (python3, vine_worker, apptainer, module, ...) are stand-ins on
+PATH that record their arguments: starting real workers is not what is tested here.
+Not covered on purpose: `worker_init` lines, which are the site's own shell by design (documented).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+try:
+    from tests.site_util import isolated_sites  # noqa: F401
+except ImportError:
+    from site_util import isolated_sites  # noqa: F401
+
+from hpckit.deploy import BACKENDS, SiteError, load_site, render_files
+from hpckit.resources import data_dir
+
+HOSTILE = [
+    'x"""; __import__("os").system("touch {M}"); """',
+    "$(touch {M})",
+    "`touch {M}`",
+    "'; touch {M}; '",
+    '"; touch {M}; "',
+    "x\ntouch {M}",
+    "x' + __import__('os').system('touch {M}') + '",
+    "{{__import__('os').system('touch {M}')}}",
+    "${{IFS}}x;touch${{IFS}}{M}",
+    "a b|touch {M}&",
+]
+
+# field -> (how the value is placed, companion overrides, schedulers it applies to or None for all)
+FIELDS = {
+    "description": ("scalar", {}, None),
+    "source": ("list", {}, None),
+    "unverified": ("list", {}, None),
+    "account": ("scalar", {}, None),
+    "partition": ("scalar", {}, {"slurm"}),
+    "qos": ("scalar", {}, {"slurm"}),
+    "constraint": ("scalar", {}, {"slurm"}),
+    "queue": ("scalar", {}, {"pbs"}),
+    "scratch": ("scalar", {}, None),
+    "modules": ("list", {}, None),
+    "python": ("scalar", {}, None),
+    "extra_directives": ("list", {}, None),
+    "network.interface": ("scalar", {}, None),
+    "container.image": ("scalar", {"container.runtime": "apptainer"}, None),
+    "container.binds": ("list", {"container.runtime": "apptainer", "container.image": "/i.sif"}, None),
+    "container.options": ("list", {"container.runtime": "apptainer", "container.image": "/i.sif"}, None),
+    "env_delivery.path": ("scalar", {"env_delivery.mode": "tarball"}, None),
+    "pbs.select_extra": ("scalar", {}, {"pbs"}),
+    "pbs.place": ("scalar", {}, {"pbs"}),
+    "htcondor.requirements": ("scalar", {}, {"htcondor"}),
+    "htcondor.submit": ("dictvalue", {}, {"htcondor"}),
+    "htcondor.submit.key": ("dictkey", {}, {"htcondor"}),
+    "name": ("scalar", {}, None),
+}
+SITES = ["slurm-local", "pbs-local", "polaris", "lpc", "local"]
+STUBS = ["python3", "vine_worker", "vine_factory", "process_worker_pool.py", "apptainer", "shifter",
+         "podman-hpc", "module", "sbatch", "qsub", "condor_submit"]
+
+
+def _override(field: str, value: str) -> dict:
+    how, companions, _ = FIELDS[field]
+    if how == "list":
+        return {**companions, field: [value]}
+    if how == "dictvalue":
+        return {**companions, "htcondor.submit": {"request_gpus": value}}
+    if how == "dictkey":
+        return {**companions, "htcondor.submit": {value: "1"}}
+    return {**companions, field: value}
+
+
+def _condor_args(value: str) -> list[str]:
+    """HTCondor's "new" Arguments syntax: "..." around all, '' and "" doubled, '...' groups."""
+    s = value.strip()
+    assert s.startswith('"') and s.endswith('"'), value
+    s = s[1:-1]
+    out, cur, i, quoted, have = [], "", 0, False, False
+    while i < len(s):
+        c = s[i]
+        if c == '"' and s[i : i + 2] == '""':
+            cur, i, have = cur + '"', i + 2, True
+            continue
+        if c == "'":
+            if quoted and s[i : i + 2] == "''":
+                cur, i = cur + "'", i + 2
+                continue
+            quoted, i, have = not quoted, i + 1, True
+            continue
+        if c == " " and not quoted:
+            if have:
+                out.append(cur)
+            cur, have, i = "", False, i + 1
+            continue
+        cur, i, have = cur + c, i + 1, True
+    if have:
+        out.append(cur)
+    return out
+
+
+@pytest.fixture(scope="module")
+def stubs(tmp_path_factory):
+    d = tmp_path_factory.mktemp("stubs")
+    for name in STUBS:
+        p = d / name
+        p.write_text('#!/bin/sh\necho "stub $(basename "$0") $*" >> "${STUB_LOG:-/dev/null}"\nexit 0\n')
+        p.chmod(0o755)
+    return d
+
+
+def _run_shell(argv: list[str], cwd: Path, stubs: Path, tmp: Path) -> subprocess.CompletedProcess:
+    cwd.mkdir(parents=True, exist_ok=True)
+    env = {"PATH": f"{stubs}:/usr/bin:/bin", "HOME": str(tmp), "STUB_LOG": str(cwd / "stub.log"),
+           "HPCKIT_DASK_SCHEDULER": "tcp://127.0.0.1:9", "HPCKIT_PARSL_ADDRESSES": "127.0.0.1",
+           "HPCKIT_PARSL_PORT": "9", "HPCKIT_VINE_MANAGER": "127.0.0.1", "HPCKIT_VINE_PORT": "9"}
+    return subprocess.run(argv, cwd=cwd, env=env, capture_output=True, text=True, timeout=60)
+
+
+def _no_set_e(text: str) -> str:
+    # run every line, not just up to the first that fails (a missing module, tarball or venv)
+    return re.sub(r"^set -e$", "set +e", text, flags=re.M)
+
+
+def test_every_py_template_value_goes_through_repr_or_identifier():
+    """Every {{ }} in a template that renders Python ends in |py or |pyident (or is a constant)."""
+    from jinja2 import nodes
+
+    from hpckit.deploy.render import environment
+
+    env, n = environment(), 0
+    for path in data_dir("templates").rglob("*.py.j2"):
+        tree = env.parse(path.read_text())
+        for out in tree.find_all(nodes.Output):
+            for node in out.nodes:
+                if isinstance(node, nodes.TemplateData):
+                    continue
+                n += 1
+                ok = isinstance(node, nodes.Const) or (isinstance(node, nodes.Filter) and node.name in ("py", "pyident"))
+                assert ok, f"{path.name}:{node.lineno}: a value reaches generated Python without |py: {node}"
+    assert n >= 10
+
+
+def test_hostile_values_refused_or_inert(tmp_path, stubs):
+    marker = tmp_path / "PWNED"
+    values = [v.format(M=marker) for v in HOSTILE]
+    accepted, refused = {}, 0
+    for site_name in SITES:
+        sched = load_site(site_name).site.scheduler
+        for value in values:
+            ok = {}
+            for field, (_, _, only) in FIELDS.items():
+                if only is not None and sched not in only:
+                    continue
+                over = _override(field, value)
+                try:
+                    load_site(site_name, over)
+                except SiteError as exc:
+                    msg = str(exc)
+                    key = "htcondor.submit" if field.startswith("htcondor.submit") else field
+                    assert key in msg, f"{site_name} {field}={value!r}: error does not name the field: {msg}"
+                    assert len(msg) < 2000
+                    refused += 1
+                    continue
+                ok.update(over)
+            accepted[(site_name, value)] = ok
+    assert refused > 0
+
+    # every accepted hostile value at once, per site and value, rendered for every backend
+    py_files, n_exec, n_sbatch = [], 0, 0
+    have_sbatch = shutil.which("sbatch") is not None
+    for i, ((site_name, value), over) in enumerate(accepted.items()):
+        merged = dict(over)
+        if "htcondor.submit" in merged:  # the key case and the value case both in one dict
+            merged["htcondor.submit"] = {**accepted[(site_name, value)].get("htcondor.submit", {})}
+        s = load_site(site_name, merged).site
+        for backend in BACKENDS:
+            files = render_files(s, backend)
+            where = tmp_path / f"r{i}-{backend}"
+            where.mkdir()
+            for fname, text in files.items():
+                (where / fname).write_text(text)
+                if fname.endswith(".py"):
+                    py_files.append(str(where / fname))
+                elif fname.endswith(".sh"):
+                    r = subprocess.run(["bash", "-n", str(where / fname)], capture_output=True, text=True)
+                    assert r.returncode == 0, f"{site_name}/{backend}/{fname} with {value!r}: {r.stderr}"
+                    (where / (fname + ".run")).write_text(_no_set_e(text))
+                    args = [str(where / "stubcmd")] if fname == "vine_worker_wrapper.sh" else []
+                    _run_shell(["bash", str(where / (fname + ".run")), *args], where / f"cwd-{fname}", stubs, tmp_path)
+                    n_exec += 1
+                    if have_sbatch and s.scheduler == "slurm" and fname in ("worker_job.sh", "job_script.sh"):
+                        r = subprocess.run(["sbatch", "--test-only", str(where / fname)], capture_output=True,
+                                           text=True, cwd=where, timeout=60)
+                        assert "unrecognized option" not in r.stderr and "invalid option" not in r.stderr, r.stderr
+                        n_sbatch += 1
+                elif fname.endswith(".json"):
+                    json.loads(text)
+                elif fname.endswith(".sub"):
+                    import htcondor2
+
+                    sub = htcondor2.Submit(text)
+                    keys = {k.lower() for k in sub.keys()}
+                    for k in keys:  # no command smuggled in as a new line or key
+                        assert re.fullmatch(r"(my\.|\+)?[a-z_][a-z0-9_.]*", k), f"{fname}: submit key {k!r}"
+                    if "arguments" in keys and sub.get("Executable", sub.get("executable")) == "/bin/sh":
+                        argv = _condor_args(sub.get("Arguments", sub.get("arguments")))
+                        cmd = (where / "condor-cmd.sh")
+                        cmd.write_text(argv[-1])
+                        _run_shell(["/bin/sh", str(cmd)], where / "cwd-condor", stubs, tmp_path)
+                        n_exec += 1
+    # import every generated parsl_config.py in one fresh interpreter
+    script = (
+        "import runpy, sys\n"
+        "for p in sys.argv[1:]:\n"
+        "    mod = runpy.run_path(p)\n"
+        "    assert type(mod['config']).__name__ == 'Config', p\n"
+        "print('imported', len(sys.argv) - 1)\n"
+    )
+    r = subprocess.run([sys.executable, "-c", script, *py_files], capture_output=True, text=True, timeout=300,
+                       cwd=tmp_path)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert f"imported {len(py_files)}" in r.stdout
+    assert len(py_files) == len(accepted) and n_exec > 3 * len(accepted)
+    if os.environ.get("CI") or have_sbatch:
+        assert n_sbatch > 0
+    assert not marker.exists(), "a hostile site value was executed"
+
+
+def test_issue_case_through_cli(tmp_path):
+    """The issue's exploit, as typed: `hpckit render --backend parsl --set source=[...]`, then import it."""
+    marker = tmp_path / "PWNED"
+    value = f'x"""; __import__("os").system("touch {marker}"); """'
+    out = tmp_path / "out"
+    r = subprocess.run([sys.executable, "-m", "hpckit", "render", "--site", "slurm-local", "--backend", "parsl",
+                        "--set", "source=" + json.dumps([value]), "--out", str(out)],
+                       capture_output=True, text=True, timeout=120, cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    r = subprocess.run([sys.executable, "-c", "import runpy; m = runpy.run_path('parsl_config.py'); print(m['SOURCES'])"],
+                       capture_output=True, text=True, timeout=120, cwd=out)
+    assert r.returncode == 0, r.stderr
+    assert value in r.stdout  # the value survived as data
+    assert not marker.exists()
+
+
+def test_directive_error_names_field_and_truncates():
+    with pytest.raises(SiteError) as exc:
+        load_site("slurm-local", {"account": "a b" + "x" * 100_000})
+    msg = str(exc.value)
+    assert "account" in msg and "--set" in msg and len(msg) < 1000
+    load_site("perlmutter", {"constraint": "gpu&hbm80g", "account": "m1234_g"})  # real values still work
