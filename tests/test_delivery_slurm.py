@@ -8,7 +8,7 @@ ran in the metrics. An image or tarball that claims the client's lock but holds 
 version (six 1.16.0, installed after the build) is refused by the workers, and the launch ends with the
 differing package and no job in the queue.
 
-One image and one tarball per session (session fixtures); needs Slurm (scripts/slurm-local.sh), rootful
+One image and one tarball per session, shared with test_env_slow (tests/conftest.py); needs Slurm (scripts/slurm-local.sh), rootful
 podman and the local Debian base (scripts/podman-setup.sh, scripts/debian-base.sh).
 """
 
@@ -24,7 +24,7 @@ import zipfile
 from pathlib import Path
 
 import pytest
-from launch_util import ANALYSIS, REPO, assert_same_output, env, hpckit, load, run_jobs, squeue_ids
+from launch_util import ANALYSIS, REPO, assert_same_output, hpckit, load, run_jobs, squeue_ids
 from slurm_util import require_slurm
 
 pytestmark = [pytest.mark.slurm, pytest.mark.slow]
@@ -53,34 +53,22 @@ def work(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="session")
-def lock_hash(work) -> str:
-    r = subprocess.run([sys.executable, "-c", "from hpckit.deploy.delivery import default_lock; print(default_lock().hash)"],
-                       capture_output=True, text=True, env=env(), cwd=work)
-    assert r.returncode == 0, r.stderr
-    return r.stdout.strip()
+def lock_hash(default_lock_file) -> str:
+    from hpckit.deploy.envlock import read_lock
+
+    return read_lock(default_lock_file).hash
 
 
-@pytest.fixture(scope="session")
-def image(work, lock_hash) -> str:
-    """`hpckit build --site slurm-podman`: the image of the client's lock, tagged by its hash."""
-    if shutil.which("podman") is None:
-        pytest.fail("podman missing: run scripts/podman-setup.sh")
-    subprocess.run(["bash", str(REPO / "scripts" / "debian-base.sh")], check=True, capture_output=True)
-    r = hpckit(["build", "--site", "slurm-podman"], cwd=work, timeout=900)
-    assert r.returncode == 0, r.stdout + r.stderr
-    tag = f"localhost/hpckit-env:{lock_hash.split(':')[1][:12]}"
-    assert tag in r.stdout
-    yield tag
-    assert not _podman("ps", "-q", "--filter", f"ancestor={tag}").stdout.strip(), "a worker container is still running"
-    _podman("rmi", "-f", tag)
+@pytest.fixture
+def image(built_image) -> str:
+    """The session's `hpckit build --site slurm-podman` image (tests/conftest.py)."""
+    return built_image
 
 
-@pytest.fixture(scope="session")
-def packed(work, lock_hash) -> Path:
-    r = hpckit(["pack", "-o", str(work / "env.tar.gz")], cwd=work, timeout=900)
-    assert r.returncode == 0, r.stdout + r.stderr
-    assert lock_hash in r.stdout
-    return work / "env.tar.gz"
+@pytest.fixture
+def packed(packed_env) -> Path:
+    """The session's `hpckit pack` tarball (tests/conftest.py)."""
+    return packed_env
 
 
 @pytest.fixture(scope="session")
@@ -182,21 +170,26 @@ def test_image_with_another_package_version_is_refused(work, image, other_wheel)
 
 
 def _tampered_tarball(packed: Path, wheel: Path, dest: Path) -> Path:
-    """The packed environment with six 1.16.0 in place of 1.17.0; the manifest still names the client's lock."""
-    tree = dest.parent / "tampered-tree"
-    with tarfile.open(packed) as tf:
-        tf.extractall(tree, filter="data")
-    site = next(tree.glob("lib/python3.*/site-packages"))
-    for p in list(site.glob("six-1.17.0.dist-info")) + [site / "six.py"]:
-        shutil.rmtree(p) if p.is_dir() else p.unlink()
-    with zipfile.ZipFile(wheel) as z:  # a pure-Python wheel unpacked into site-packages is installed
-        z.extractall(site)
-    with tarfile.open(dest, "w:gz", compresslevel=1) as out:
-        out.add(tree / "hpckit-env.json", "hpckit-env.json")
-        for p in sorted(tree.iterdir()):
-            if p.name != "hpckit-env.json":
-                out.add(p, p.name)
-    shutil.rmtree(tree)
+    """The packed environment with six 1.16.0 in place of 1.17.0, copied member by member (nothing unpacked
+    to disk); the manifest stays first and still names the client's lock."""
+    import io
+
+    with tarfile.open(packed) as src, tarfile.open(dest, "w:gz", compresslevel=1) as out:
+        site = None
+        for m in src:
+            parts = m.name.removeprefix("./").split("/")
+            if len(parts) >= 4 and parts[0] == "lib" and parts[2] == "site-packages":
+                site = "/".join(parts[:3])
+                if parts[3] == "six.py" or parts[3].startswith("six-1.17.0.dist-info"):
+                    continue
+            out.addfile(m, src.extractfile(m) if m.isfile() else None)
+        assert site, "no site-packages in the tarball"
+        with zipfile.ZipFile(wheel) as z:  # a pure-Python wheel unpacked into site-packages is installed
+            for name in z.namelist():
+                data = z.read(name)
+                info = tarfile.TarInfo(f"{site}/{name}")
+                info.size, info.mode = len(data), 0o644
+                out.addfile(info, io.BytesIO(data))
     return dest
 
 
@@ -267,7 +260,8 @@ def test_taskvine_tasks_run_inside_the_packed_environment(work, packed, lock_has
                                str(work / f"vine-w{i}"), "127.0.0.1", str(port)], env=clean,
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL) for i in range(2)]
     try:
-        ex = processor.TaskVineExecutor(port=port, environment_file=str(packed), status=False)
+        # tasks, not serverless: a TaskVine library imports ndcctools inside the environment (not on PyPI)
+        ex = processor.TaskVineExecutor(port=port, environment_file=str(packed), status=False, mode="tasks")
         runner = processor.Runner(ex, chunksize=int(CHUNK), savemetrics=True,
                                   worker_check=functools.partial(check_environment, fp))
         out, metrics = runner(str(work / "fileset.json"), processor_instance=DimuonProcessor())
@@ -298,7 +292,7 @@ def test_launch_taskvine_passes_the_tarball_by_default(work, packed):
         ex = pool.executor(False)
     except ImportError:
         pytest.skip("ndcctools (TaskVine) is not importable: conda install -c conda-forge ndcctools")
-    assert ex.environment_file == str(packed)
+    assert ex.environment_file == str(packed) and ex.mode == "tasks"
 
 
 @pytest.mark.timeout(300)

@@ -67,7 +67,7 @@ def build_cmd(
 
             lock = default_lock()
         if tag is None and site and (runtime or spec.runtime) == "apptainer":
-            # envdeliver: `image: built` names a .sif of this lock; the printed apptainer line makes that file
+            # `image: built` names a .sif of this lock: the printed apptainer line makes that file
             from hpckit.deploy import delivery, load_site
 
             loaded = load_site(site).site

@@ -310,11 +310,14 @@ class TaskVinePool(Pool):
     def executor(self, status: bool) -> Any:
         from hpckit.processor import TaskVineExecutor
 
-        # tarball delivery: every task runs inside the packed environment, staged by TaskVine
+        # tarball delivery: every task runs inside the packed environment, staged by TaskVine. As tasks: a
+        # serverless library imports ndcctools inside the environment, which `hpckit pack` cannot hold
+        # (ndcctools is not on PyPI)
         d = self.plan.site.env_delivery
-        env_file = os.path.expandvars(d.path) if d.mode == "tarball" and d.path else None
-        return TaskVineExecutor(port=self.plan.port, status=status, filepath=str(self.run_dir),
-                                environment_file=env_file)
+        if d.mode == "tarball" and d.path:
+            return TaskVineExecutor(port=self.plan.port, status=status, filepath=str(self.run_dir),
+                                    environment_file=os.path.expandvars(d.path), mode="tasks")
+        return TaskVineExecutor(port=self.plan.port, status=status, filepath=str(self.run_dir))
 
     def close(self) -> None:
         if self.proc is not None and self.proc.poll() is None:
