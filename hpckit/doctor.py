@@ -107,30 +107,24 @@ def check_container(site: Site) -> list[Check]:
                              f"{exe} not on PATH here (it must exist on the compute nodes)", hint))
         else:
             out.append(Check("container runtime", "pass", f"{exe} found"))
-    if c.image and (c.runtime != "none"):
-        img = os.path.expandvars(c.image)
-        if "://" in img or not img.startswith("/"):
-            out.append(Check("container image", "skip", f"{c.image} is pulled by the runtime (not a local path)"))
-        elif os.path.exists(img):
-            out.append(Check("container image", "pass", f"{img} present"))
-        else:
-            out.append(Check("container image", "fail", f"{img} not found here",
-                             "build it (hpckit build --site SITE) or fix container.image; /cvmfs must be mounted"))
-    env = site.env_delivery
-    if env.mode in ("tarball", "venv"):
-        p = os.path.expandvars(env.path)
-        if "$" in p:
-            out.append(Check("packed environment", "skip", f"{env.path}: variables unset here"))
-        elif env.mode == "venv" and not os.path.isfile(os.path.join(p, "bin", "activate")):
-            out.append(Check("packed environment", "fail", f"venv {p} has no bin/activate",
-                             f"python -m venv {p} && {p}/bin/pip install 'hpckit[all]'"))
-        elif env.mode == "tarball" and not os.path.isfile(p):
-            out.append(Check("packed environment", "fail", f"tarball {p} not found", f"hpckit pack -o {p}"))
-        else:
-            out.append(Check("packed environment", "pass", f"{env.mode} {p} present"))
+    # the image / tarball / interpreter themselves: check_delivery (the checks launch makes)
     if not out:
-        out.append(Check("container / environment", "pass", "no container image or packed environment used"))
+        out.append(Check("container runtime", "pass", "no container runtime used"))
     return out
+
+
+def check_delivery(site: Site) -> list[Check]:
+    """The same checks `launch` makes before submitting (hpckit.deploy.delivery.preflight)."""
+    from hpckit.deploy import delivery
+
+    try:
+        lock, src = delivery.client_lock(site)
+    except delivery.DeliveryError as exc:
+        return [Check("client lock", "fail", str(exc).split("\nfix: ")[0], str(exc).partition("\nfix: ")[2])]
+    resolved = delivery.resolve(site, lock)
+    found = delivery.preflight(resolved, lock, src)
+    head = Check("env delivery", "pass", f"{site.env_delivery.mode}; client lock {lock.hash[:19]}... from {src}")
+    return [head] + [Check(f.name, f.result, f.detail, f.fix) for f in found]
 
 
 def _proxy_seconds_left(path: str) -> tuple[int | None, str]:
@@ -195,7 +189,7 @@ def run_checks(site_name: str, overrides: list[str] | None = None, backend: str 
     if sched.batch and not sched.missing():
         steps.append(lambda: sched.doctor_checks(site))
     steps += [lambda: check_interface(site), lambda: check_ports(site, backend), lambda: check_container(site),
-              lambda: check_x509(site)]
+              lambda: check_delivery(site), lambda: check_x509(site)]
     if fileset is not None:
         from hpckit.storage_check import check_fileset_storage
 

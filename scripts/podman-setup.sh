@@ -7,7 +7,9 @@
 #  - crun rejects the kernel's hybrid cgroups here, so runtime = "runc";
 #  - no systemd session: cgroup_manager = "cgroupfs", events_logger = "file";
 #  - default ulimits are raised to 16384 (nofile, nproc) so pip and Python work inside;
-#  - no container registry is reachable: netns = "none" by default and always --pull=never.
+#  - no container registry is reachable: netns = "none" by default and always --pull=never;
+#  - `podman run --init` (hpckit's worker jobs) uses Debian's catatonit, so a worker that is PID 1 still
+#    gets the SIGTERM of a cancelled job.
 set -euo pipefail
 
 if [ "$(id -u)" != 0 ]; then
@@ -16,7 +18,7 @@ if [ "$(id -u)" != 0 ]; then
 fi
 
 need=()
-for cmd_pkg in podman:podman buildah:buildah debootstrap:debootstrap runc:runc patchelf:patchelf; do
+for cmd_pkg in podman:podman buildah:buildah debootstrap:debootstrap runc:runc patchelf:patchelf catatonit:catatonit; do
     cmd=${cmd_pkg%%:*}; pkg=${cmd_pkg##*:}
     command -v "$cmd" >/dev/null 2>&1 || need+=("$pkg")
 done
@@ -34,6 +36,7 @@ want=$(cat <<'CONF'
 # written by hpckit scripts/podman-setup.sh
 [containers]
 netns = "none"
+init_path = "/usr/bin/catatonit"
 default_ulimits = [
   "nofile=16384:16384",
   "nproc=16384:16384",

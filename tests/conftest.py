@@ -69,6 +69,63 @@ def fileset_path(tmp_path: Path) -> Path:
     return p
 
 
+# ---- the locked environment, made once per session and shared (test_env_slow, test_delivery_slurm) -----
+# Building the image and packing the tarball are the slowest steps of the suite: each is done once, from
+# the lock `hpckit build`, `hpckit pack` and `hpckit launch` use by default, and every test reuses it.
+
+
+@pytest.fixture(scope="session")
+def default_lock_file(tmp_path_factory) -> Path:
+    """The default lock (hpckit's closure plus its worker packages), written to a file."""
+    from hpckit.deploy.delivery import default_lock
+
+    return default_lock().write(tmp_path_factory.mktemp("lock") / "hpckit.lock")
+
+
+def _podman(*args: str, timeout: float = 600):
+    import subprocess
+
+    return subprocess.run(["podman", *args], capture_output=True, text=True, timeout=timeout)
+
+
+@pytest.fixture(scope="session")
+def built_image(default_lock_file, tmp_path_factory) -> str:
+    """`hpckit build --site slurm-podman` in a directory without a lock file: the image of the default lock
+    on the local Debian base, tagged by the lock's hash. Removed at the end of the session."""
+    import shutil
+    import subprocess
+
+    from hpckit.deploy.container import default_tag
+    from hpckit.deploy.envlock import read_lock
+    from launch_util import hpckit
+
+    if shutil.which("podman") is None:
+        pytest.fail("podman missing: run scripts/podman-setup.sh")
+    subprocess.run(["bash", str(REPO / "scripts" / "debian-base.sh")], check=True, capture_output=True)
+    tag = default_tag(read_lock(default_lock_file))
+    r = hpckit(["build", "--site", "slurm-podman"], cwd=tmp_path_factory.mktemp("build"), timeout=1200)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert tag in r.stdout, r.stdout
+    yield tag
+    left = _podman("ps", "-q", "--filter", f"ancestor={tag}").stdout.strip()
+    _podman("rmi", "-f", tag)
+    assert not left, f"a container of {tag} was still running at the end of the session"
+
+
+@pytest.fixture(scope="session")
+def packed_env(default_lock_file, tmp_path_factory) -> Path:
+    """`hpckit pack --fast` (no .pyc, gzip level 1: the same environment, packed faster) of the default lock,
+    under /tmp so that podman's /tmp bind shows it to containers."""
+    from hpckit.deploy.envlock import read_lock
+    from launch_util import hpckit
+
+    out = tmp_path_factory.mktemp("packed") / "env.tar.gz"
+    r = hpckit(["pack", "--fast", "-o", str(out)], cwd=out.parent, timeout=1200)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert read_lock(default_lock_file).hash in r.stdout, r.stdout
+    return out
+
+
 # In CI (CI=true) a skipped test of a real service proves nothing: only TaskVine may skip there, since
 # ndcctools is not on PyPI. Any other skip is turned into a failure that shows the skip's reason.
 _CI_MAY_SKIP = ("taskvine", "ndcctools", "vine_factory", "vine_worker")

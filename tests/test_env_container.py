@@ -8,6 +8,7 @@ image is really built with podman in test_env_slow.py.
 from __future__ import annotations
 
 import shlex
+import shutil
 
 import pytest
 from spython.main.parse.parsers import SingularityParser
@@ -148,5 +149,23 @@ def test_cli_build_dry_run_site(tmp_path, monkeypatch, lock):
 
 def test_cli_build_missing_lock(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    res = CliRunner().invoke(app, ["build", "--dry-run"])
+    res = CliRunner().invoke(app, ["build", "--dry-run", "--lock", "missing.lock"])
     assert res.exit_code == 1 and "hpckit env lock" in res.output
+
+
+def test_cli_build_apptainer_site_prints_the_sif_the_site_runs(tmp_path, monkeypatch):
+    """frontier's `image: built` is <env_delivery.path>/hpckit-env_<hash>.sif; without apptainer here the
+    printed line converts the archive of the podman image built from the same lock into exactly that file."""
+    from hpckit.deploy import delivery, load_site
+
+    monkeypatch.chdir(tmp_path)
+    res = CliRunner().invoke(app, ["build", "--site", "frontier", "--dry-run"])
+    assert res.exit_code == 0, res.output
+    lock = delivery.default_lock()
+    sif = delivery.resolve(load_site("frontier").site, lock).container.image
+    tag = container.default_tag(lock)
+    archive = tag.rsplit("/", 1)[-1].replace(":", "_") + ".tar"
+    if shutil.which("apptainer") is None:
+        assert f"podman save --format docker-archive -o {archive} {tag}" in res.output
+        assert f"apptainer build {sif} docker-archive://{archive}" in res.output
+    assert f"apptainer build --fakeroot {sif} hpckit.def" in res.output

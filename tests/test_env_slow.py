@@ -32,7 +32,6 @@ pytestmark = [
 
 REPO = Path(__file__).resolve().parents[1]
 BASE = container.LOCAL_BASE
-TAG = f"localhost/hpckit-env:pytest-{os.getpid()}"
 TIMINGS: dict[str, float] = {}
 
 
@@ -52,20 +51,15 @@ def base_image():
 
 
 @pytest.fixture(scope="module")
-def lock(tmp_path_factory):
-    lk = envlock.make_lock(closure=True)
-    path = lk.write(tmp_path_factory.mktemp("lock") / "hpckit.lock")
-    return path
+def lock(default_lock_file):
+    """The default lock (tests/conftest.py), so that the image and tarball are the session's shared ones."""
+    return default_lock_file
 
 
 @pytest.fixture(scope="module")
-def image(base_image, lock):
-    spec = ContainerSpec(runtime="podman", base=base_image, binds=("/cvmfs",))
-    res = container.build(lock, spec, tag=TAG)
-    assert res.built
-    TIMINGS["image build"] = res.seconds
-    yield TAG
-    podman("rmi", "-f", TAG, check=False)
+def image(base_image, built_image):
+    """The session's image (`hpckit build --site slurm-podman` on the local Debian base, tests/conftest.py)."""
+    return built_image
 
 
 @pytest.fixture(scope="module")
@@ -124,21 +118,17 @@ def test_example_analysis_in_image_matches_host(image, analysis_dir):
     assert_same(host, ctr)
 
 
-def test_pack_unpack_runs_analysis_in_debian_container(base_image, lock, analysis_dir, tmp_path):
-    """The packed env runs where the original interpreter does not exist: the Debian container has no
-    /root/.pyenv; its own Python is /usr/bin/python3 (3.11.2)."""
-    t0 = time.perf_counter()
-    res = envpack.pack(lock, tmp_path / "env.tar.gz")
-    TIMINGS["pack"] = time.perf_counter() - t0
-    TIMINGS["tarball MiB"] = res.size / 2**20
-    with tarfile.open(res.path) as tf:
+def test_pack_unpack_runs_analysis_in_debian_container(base_image, packed_env, analysis_dir):
+    """The packed env (the session's `hpckit pack`) runs where the original interpreter does not exist: the
+    Debian container has no /root/.pyenv; its own Python is /usr/bin/python3 (3.11.2)."""
+    TIMINGS["tarball MiB"] = packed_env.stat().st_size / 2**20
+    with tarfile.open(packed_env) as tf:
         names = set(tf.getnames())
         assert "pyvenv.cfg" not in names and "run_in_env" in names and "hpckit.lock" in names
         py = tf.getmember("bin/python3")
         assert py.issym() and py.linkname.startswith("python3.")  # a link to the carried binary
         assert tf.getmember("bin/" + py.linkname).isfile()
-    t0 = time.perf_counter()
-    chk = envpack.check(res.path)
+    chk = envpack.check(packed_env)
     TIMINGS["check: unpack"] = chk.unpack_seconds
     assert chk.ok, chk.output
     assert {"hpckit", "numpy", "uproot", "awkward"} <= set(chk.modules)
@@ -149,7 +139,7 @@ def test_pack_unpack_runs_analysis_in_debian_container(base_image, lock, analysi
         "echo UNPACK $s $e; cd /w && /env/run_in_env hpckit " + " ".join(run_args("/w/out/packed.pkl"))
         + " && /env/bin/python3 -c 'import sys; print(\"PREFIX\", sys.prefix)'"
     )
-    proc = podman("run", "--rm", "--pull=never", "--network=none", "-v", f"{res.path}:/in/env.tar.gz:ro",
+    proc = podman("run", "--rm", "--pull=never", "--network=none", "-v", f"{packed_env}:/in/env.tar.gz:ro",
                   "-v", f"{analysis_dir}:/w", base_image, "bash", "-c", script)
     assert "PREFIX /env" in proc.stdout
     s, e = [float(x) for x in proc.stdout.split("UNPACK ")[1].split()[:2]]
@@ -169,7 +159,7 @@ def test_apptainer_runtime_without_apptainer_saves_archive(image, lock, tmp_path
     """No image is built with Apptainer on this machine: the OCI image is saved as a docker-archive and
     the `apptainer build ... docker-archive://...` command for the site is given."""
     spec = ContainerSpec(runtime="apptainer", base=BASE)
-    res = container.build(lock, spec, runtime="apptainer", tag=TAG, output_dir=tmp_path)
+    res = container.build(lock, spec, runtime="apptainer", tag=image, output_dir=tmp_path)  # podman's cache: no rebuild
     assert res.built and res.plan.artifact
     archive = tmp_path / res.plan.artifact
     with tarfile.open(archive) as tf:

@@ -85,7 +85,8 @@ def test_parsl_config_imports_and_builds_config(name, tmp_path, rendered):
     if s.scheduler != "local":
         assert htex.provider.walltime and htex.provider.max_blocks == s.max_jobs
     if s.wrap_in_container:
-        assert htex.launch_cmd.startswith(s.container.runtime)
+        # podman runs through the job's hpckit_podman function (stops the container when the job is cancelled)
+        assert htex.launch_cmd.startswith("hpckit_podman run" if s.container.runtime == "podman" else s.container.runtime)
 
 
 DASK_SITES = [n for n in SHIPPED if site(n).scheduler != "local"]
@@ -176,7 +177,8 @@ def test_htcondor_submit_descriptions_parse():
                 if s.htcondor.x509_proxy:
                     assert sub["use_x509userproxy"] == "true"
                 if s.htcondor.singularity_image_attr:
-                    assert sub["MY.SingularityImage"] == f'"{s.container.image}"'
+                    assert sub["MY.SingularityImage"] == ('"$ENV(HPCKIT_IMAGE)"' if s.container.image == "built"
+                                                         else f'"{s.container.image}"')
     assert n >= 4
     with pytest.raises(Exception):
         htcondor2.Submit("universe = vanilla\nthis is not a submit line\n")
@@ -191,7 +193,7 @@ def test_taskvine_rendering():
     assert "--account=m1234" in r.batch_options
     assert "'--constraint=gpu&hbm80g'" in r.batch_options  # a shell runs sbatch with these: quoted
     assert "--time=02:00:00" in r.batch_options and "--job-name" not in r.batch_options
-    assert r.wrapper is not None and 'exec shifter --image=' in r.wrapper
+    assert r.wrapper is not None and "exec podman-hpc run --rm --net host" in r.wrapper
     assert subprocess.run(["bash", "-n"], input=r.wrapper, text=True).returncode == 0
     assert render_taskvine(site("pbs-local")).command[2] == "torque"
     assert render_taskvine(site("lpc")).config["transfer-port"] == "10000:10070"

@@ -42,7 +42,8 @@ def build_cmd(
     site: Optional[str] = typer.Option(None, "--site", help="Site whose container section to use."),
     runtime: Optional[str] = typer.Option(None, "--runtime", help="apptainer | podman | podman-hpc | shifter"),
     base: Optional[str] = typer.Option(None, "--base", help="Base image (must already exist locally for podman)."),
-    lock_file: Path = typer.Option(Path("hpckit.lock"), "--lock", help="Lock file (hpckit env lock)."),
+    lock_file: Optional[Path] = typer.Option(
+        None, "--lock", help="Lock file; default: ./hpckit.lock if present, else hpckit's closure + worker packages."),
     tag: Optional[str] = typer.Option(None, "--tag", help="Image tag (or .sif name for apptainer)."),
     dry_run: bool = typer.Option(False, "--dry-run", help="Only render the definition and print the commands."),
     output_dir: Path = typer.Option(Path("."), "--output-dir", help="Where archives/.sif files and contexts go."),
@@ -57,7 +58,21 @@ def build_cmd(
         spec = site_container(site) if site else ContainerSpec(runtime=runtime or "podman")
         if base:
             spec = replace(spec, base=base)
-        lock = read_lock(lock_file)
+        if lock_file is None and Path("hpckit.lock").is_file():
+            lock_file = Path("hpckit.lock")
+        if lock_file is not None:
+            lock = read_lock(lock_file)
+        else:  # the lock `hpckit launch` uses by default (hpckit.deploy.delivery)
+            from hpckit.deploy.delivery import default_lock
+
+            lock = default_lock()
+        if tag is None and site and (runtime or spec.runtime) == "apptainer":
+            # `image: built` names a .sif of this lock: the printed apptainer line makes that file
+            from hpckit.deploy import delivery, load_site
+
+            loaded = load_site(site).site
+            if loaded.container.image == delivery.BUILT and delivery.built_image(loaded, lock).endswith(".sif"):
+                tag = delivery.built_image(loaded, lock)
         if dry_run:
             plan = plan_build(lock, spec, runtime, tag)
             for name, text in plan.files.items():
@@ -77,7 +92,8 @@ def build_cmd(
                   "Copy it to the site and run there:", highlight=False)
         console.print(f"cd {result.context}\n{plan.shell()}", markup=False, highlight=False)
         raise typer.Exit(2)
-    console.print(f"built {plan.tag} ({plan.runtime}) in {result.seconds:.1f} s from {lock_file} ({lock.hash})",
+    console.print(f"built {plan.tag} ({plan.runtime}) in {result.seconds:.1f} s from {lock_file or 'the default lock'} "
+                  f"({lock.hash})",
                   highlight=False)
     if plan.artifact:
         console.print(f"wrote {output_dir / plan.artifact}", highlight=False)
@@ -86,11 +102,13 @@ def build_cmd(
 
 
 def pack_cmd(
-    lock_file: Optional[Path] = typer.Option(None, "--lock", help="Lock file; default: hpckit's closure here."),
+    lock_file: Optional[Path] = typer.Option(None, "--lock", help="Lock file; default: ./hpckit.lock if present, else hpckit's closure + worker packages."),
     output: Path = typer.Option(Path("env.tar.gz"), "--output", "-o", help="The tarball to write."),
     require: List[str] = typer.Option([], "--require", "-r", help="Extra requirement (without --lock)."),
     check: Optional[Path] = typer.Option(None, "--check", help="Check a packed tarball instead of packing."),
     module: List[str] = typer.Option([], "--module", "-m", help="Module to import in --check (default: listed)."),
+    fast: bool = typer.Option(False, "--fast", help="No byte-compiled files, gzip level 1: a larger-per-byte but "
+                              "faster pack, for throwaway tarballs (tests); workers compile on first import."),
 ) -> None:
     """Pack the locked environment as a relocatable tarball (run it with ENV/run_in_env CMD)."""
     from hpckit.deploy.envlock import LockError
@@ -104,7 +122,9 @@ def pack_cmd(
             console.print(f"{check}: ok, Python {res.python}, imported {', '.join(res.modules)} "
                           f"(unpack {res.unpack_seconds:.1f} s, imports {res.import_seconds:.1f} s)", highlight=False)
             return
-        res = pack(lock_file, output, require=require)
+        if lock_file is None and not require and Path("hpckit.lock").is_file():
+            lock_file = Path("hpckit.lock")  # the lock `hpckit launch` uses when it is there
+        res = pack(lock_file, output, require=require, **({"compile": False, "compresslevel": 1} if fast else {}))
     except (LockError, PackError, MissingExtra) as exc:
         _fail(str(exc))
     console.print(f"wrote {res.path}: {res.size / 2**20:.1f} MiB, {res.packages} packages, {res.lock_hash}, "

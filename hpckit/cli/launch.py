@@ -31,6 +31,7 @@ def launch_command(
     worker_timeout: float = typer.Option(300.0, "--worker-timeout", min=1, help="seconds to wait for a first worker"),
     run_dir: Optional[Path] = typer.Option(None, "--run-dir", help="run directory (default: scratch or ./hpckit-runs)"),
     port: int = c.PORT,
+    env: Optional[Path] = typer.Option(None, "--env", help="hpckit pack tarball the workers run (env_delivery tarball)"),
     status: bool = c.STATUS,
     plots: bool = c.PLOTS,
     data: Optional[List[str]] = c.DATA,
@@ -45,7 +46,7 @@ def launch_command(
                       skipbadfiles, output, status, plots, data, plot_split)
     opts = LaunchOptions(site=site, spec=spec, backend=backend, workers=workers, overrides=c.overrides(set_),
                          dry_run=dry_run, fallback=not no_fallback, worker_timeout=worker_timeout, run_dir=run_dir,
-                         port=port, say=c.say)
+                         port=port, env=env, say=c.say)
     try:
         result = launch(opts)
     except Terminated:

@@ -79,7 +79,7 @@ def site_container(name: str) -> ContainerSpec:
         where = ", ".join(str(f) for f in loaded.files) or name
         raise ContainerError(f"site {name} has no container section ({where}); "
                              f"give --runtime instead of --site, or add a container: section to the site")
-    return ContainerSpec(runtime=c.runtime, image=c.image, binds=tuple(c.binds))
+    return ContainerSpec(runtime=c.runtime, image=c.image, binds=tuple(c.binds), base=c.base)
 
 
 # -- rendering (pure) -----------------------------------------------------------------------------
@@ -195,7 +195,7 @@ def plan_build(
         # No apptainer here (or no build rights on the site): build the same environment as an OCI
         # image with podman, save it as an archive, and let the site convert it.
         oci_tag = tag if not tag.endswith(".sif") else default_tag(lock)
-        archive = sif.removesuffix(".sif") + ".tar"
+        archive = sif.rsplit("/", 1)[-1].removesuffix(".sif") + ".tar"  # written here, next to the context
         cmds = [[*oci_build[:-2], oci_tag, "."], ["podman", "save", "--format", "docker-archive", "-o", archive, oci_tag]]
         site_cmd = f"apptainer build {sif} docker-archive://{archive}"
         return BuildPlan(

@@ -27,6 +27,8 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping
 
+from hpckit.errors import HpckitError
+
 LOCK_HEADER = "# hpckit lock"
 DEFAULT_LOCK = "hpckit.lock"
 # The installer itself is never pinned: every venv brings its own, and pinning it would make pip
@@ -329,20 +331,32 @@ def differences(fp: Fingerprint, dists: Mapping[str, str] | None = None) -> list
 
 
 @functools.lru_cache(maxsize=8)
-def _check_cached(fp_json: str) -> None:
+def _check_cached(fp_json: str) -> str:
     fp = Fingerprint.from_json(fp_json)
     diff = differences(fp)
     if diff:
         raise EnvironmentMismatch(diff, fp.hash)
+    return worker_environment(fp.hash)
 
 
-def check_environment(fp: Fingerprint | str) -> None:
-    """Raise :class:`EnvironmentMismatch` if this process's packages differ from ``fp``.
+def worker_environment(lock_hash: str) -> str:
+    """What a worker reports in the run's metrics once its check passed: the lock hash it runs (its
+    installed versions equal the lock's), its interpreter and where its environment came from."""
+    import os
+
+    return json.dumps({"lock_hash": lock_hash, "python": sys.executable,
+                       "delivered": os.environ.get("HPCKIT_LOCK_HASH", ""),
+                       "env_dir": os.environ.get("HPCKIT_ENV_DIR", sys.prefix)}, sort_keys=True)
+
+
+def check_environment(fp: Fingerprint | str) -> str:
+    """Raise :class:`EnvironmentMismatch` if this process's packages differ from ``fp``; else return
+    :func:`worker_environment` (JSON) for the metrics.
 
     Cached per process and fingerprint, so a worker pays for it once (a passing check is cached; a
     failing one is recomputed, which is cheap and keeps the error fresh).
     """
-    _check_cached(fp if isinstance(fp, str) else fp.to_json())
+    return _check_cached(fp if isinstance(fp, str) else fp.to_json())
 
 
 def _run_guarded(fp_json: str, payload: bytes, *args: Any, **kwargs: Any) -> Any:

@@ -25,8 +25,7 @@ a command ``./env/run_in_env hpckit ...``; the untarred environment is cached on
 
 from __future__ import annotations
 
-from hpckit.errors import HpckitError
-
+import io
 import json
 import os
 import shutil
@@ -39,7 +38,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from hpckit.deploy.envlock import Lock, LockError, make_lock, python_minor, read_lock, wheelhouse
+from hpckit.deploy.envlock import Lock, LockError, python_minor, read_lock, wheelhouse
+from hpckit.errors import HpckitError
 
 MANIFEST = "hpckit-env.json"
 # Parts of the stdlib that no worker needs and that are large.
@@ -48,7 +48,7 @@ STDLIB_SKIP = {"site-packages", "test", "idlelib", "tkinter", "turtledemo", "ens
 RUN_IN_ENV = """#!/bin/sh
 # run_in_env: run a command inside this unpacked hpckit environment (lock {hash}).
 #   usage: path/to/env/run_in_env COMMAND [ARGS...]
-env_dir=$(cd "$(dirname "$0")" && pwd -P)
+env_dir=$(cd "$(dirname "$0")/{up}" && pwd -P)
 PATH="$env_dir/bin:$PATH"
 PYTHONNOUSERSITE=1
 HPCKIT_ENV_DIR="$env_dir"
@@ -139,6 +139,15 @@ def carry_interpreter(env: Path, python: str = sys.executable) -> None:
         _run([patchelf, "--set-rpath", "$ORIGIN/../lib", str(exe)], "patchelf")
 
 
+def _compile(env: Path) -> None:
+    """Byte-compile the environment with its own interpreter, so workers started from the unpacked copy
+    do not each compile every module on first import (seconds per worker); timestamp-checked .pyc files
+    stay valid because tar keeps the sources' modification times. Files that do not compile are left
+    as they are (as pip does)."""
+    subprocess.run([str(env / "bin" / "python3"), "-I", "-m", "compileall", "-q", "-j", "0", str(env / "lib")],
+                   capture_output=True, text=True)
+
+
 def _stage_env(lock: Lock, stage: Path, python: str) -> Path:
     env = stage / "env"
     wheels = stage / "wheels"
@@ -177,16 +186,22 @@ def pack(
     require: list[str] | None = None,
     python: str = sys.executable,
     compresslevel: int = 6,
+    compile: bool = True,
 ) -> PackResult:
     """Pack the environment pinned by ``lock`` (default: hpckit's closure in the running environment,
-    plus ``require``) into a relocatable ``output`` tarball. Nothing is left at ``output`` on failure."""
+    plus ``require``) into a relocatable ``output`` tarball. Nothing is left at ``output`` on failure.
+
+    ``compile=False`` leaves out the byte-compiled files (a smaller tarball, packed faster; the first worker
+    on a node compiles what it imports into its unpacked copy)."""
     from hpckit.extras import require_module
 
     venv_pack = require_module("venv_pack", "hpckit pack")
 
     t0 = time.perf_counter()
     if lock is None:
-        lock = make_lock(require=require or [], closure=True)
+        from hpckit.deploy.delivery import default_lock
+
+        lock = default_lock(require or [])
     elif not isinstance(lock, Lock):
         lock = read_lock(lock)
     have = _run([python, "-c", "import platform;print(platform.python_version())"], "python").stdout.strip()
@@ -201,12 +216,15 @@ def pack(
         stage = Path(tmp)
         env = _stage_env(lock, stage, python)
         carry_interpreter(env, python)
+        if compile:
+            _compile(env)
         modules = _modules_to_check(env, lock)
         raw = stage / "raw.tar"
         venv_pack.pack(prefix=str(env), output=str(raw), format="tar", force=True)
         manifest = {
             "lock_hash": lock.hash,
             "python": have,
+            "platform": lock.platform,
             "fingerprint": json.loads(lock.fingerprint().to_json()),
             "modules": modules,
             "packer": f"venv-pack2 {_version('venv-pack2')} + carried interpreter",
@@ -214,22 +232,23 @@ def pack(
         extra = {
             MANIFEST: (json.dumps(manifest, indent=1) + "\n", 0o644),
             "hpckit.lock": (lock.text(), 0o644),
-            "run_in_env": (RUN_IN_ENV.format(hash=lock.hash), 0o755),
+            "run_in_env": (RUN_IN_ENV.format(hash=lock.hash, up="."), 0o755),
+            # where TaskVine's poncho environments keep it (declare_poncho runs ENV/bin/run_in_env CMD)
+            "bin/run_in_env": (RUN_IN_ENV.format(hash=lock.hash, up=".."), 0o755),
         }
         try:
             with tarfile.open(raw) as src, tarfile.open(part, "w:gz", compresslevel=compresslevel) as dst:
+                # the manifest first: a worker job reads its lock hash without reading the whole archive
+                for name, (text, mode) in extra.items():
+                    data = text.encode()
+                    info = tarfile.TarInfo(name)
+                    info.size, info.mode, info.mtime = len(data), mode, int(time.time())
+                    dst.addfile(info, io.BytesIO(data))
                 for member in src:
                     name = member.name.removeprefix("./")
                     if name == "pyvenv.cfg":  # names the original interpreter: leave it out (see above)
                         continue
                     dst.addfile(member, src.extractfile(member) if member.isfile() else None)
-                for name, (text, mode) in extra.items():
-                    data = text.encode()
-                    info = tarfile.TarInfo(name)
-                    info.size, info.mode, info.mtime = len(data), mode, int(time.time())
-                    import io
-
-                    dst.addfile(info, io.BytesIO(data))
             part.replace(output)
         finally:
             part.unlink(missing_ok=True)

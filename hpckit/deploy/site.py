@@ -250,28 +250,46 @@ class Network(_Strict):
 
 
 class Container(_Strict):
-    runtime: Literal["none", "apptainer", "shifter", "podman-hpc"] = "none"
-    image: Str | None = None
+    runtime: Literal["none", "apptainer", "shifter", "podman-hpc", "podman"] = "none"
+    image: Str | None = Field(
+        None, description="image the workers run; 'built' = the one `hpckit build --site NAME` made from the lock")
     binds: list[Str] = Field(default_factory=list, description="host paths (or host:container) to mount")
     options: list[Str] = Field(default_factory=list, description="extra arguments to the runtime")
+    base: Str | None = Field(None, description="base image `hpckit build` starts from (default: python:<X.Y>-slim)")
+    registry: Str | None = Field(None, description="where a 'built' image is pushed for runtimes that pull "
+                                                   "(shifter, apptainer docker://), e.g. docker.io/<user>")
 
     @model_validator(mode="after")
     def _image(self) -> Container:
         if self.runtime != "none" and not self.image:
-            raise ValueError(f"container runtime {self.runtime!r} needs an image (container.image)")
+            raise ValueError(f"container runtime {self.runtime!r} needs an image (container.image, or 'built')")
         return self
 
 
 class EnvDelivery(_Strict):
-    """How the analysis' Python environment reaches the workers."""
+    """How the analysis' Python environment reaches the workers (resolved by hpckit.deploy.delivery).
+
+    * ``venv``: workers share the file system and run ``path``/bin/python, or, without a path, the
+      client's own interpreter by absolute path;
+    * ``image``: workers run in ``container.image`` (``built``: the image of the client's lock);
+    * ``tarball``: the ``hpckit pack`` tarball at ``path`` is unpacked once per node into
+      ``node_scratch`` and the worker runs from it;
+    * ``none``: the site's ``python`` as found on the worker's PATH.
+    """
 
     mode: Literal["none", "image", "tarball", "venv"] = "none"
-    path: Str | None = Field(None, description="tarball or venv path (may use $VARS)")
+    path: Str | None = Field(None, description="tarball (or venv directory) path (may use $VARS)")
+    lock: Str | None = Field(None, description="lock file of the client's environment (default: ./hpckit.lock "
+                                                "if present, else hpckit's closure with its worker packages)")
+    node_scratch: Str = Field("${TMPDIR:-/tmp}", description="node-local directory the tarball is unpacked into")
+    base_path: Str = Field("/usr/local/bin:/usr/bin:/bin",
+                           description="PATH of image/tarball worker jobs before modules (nothing of the client's)")
+    lock_hash: Str | None = Field(None, description="filled in by launch: the client's lock hash")
 
     @model_validator(mode="after")
     def _path(self) -> EnvDelivery:
-        if self.mode in ("tarball", "venv") and not self.path:
-            raise ValueError(f"env_delivery mode {self.mode!r} needs a path (env_delivery.path)")
+        if self.mode == "tarball" and not self.path:
+            raise ValueError("env_delivery mode 'tarball' needs a path (env_delivery.path, or launch --env FILE)")
         return self
 
 

@@ -14,7 +14,7 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable
 
-from hpckit.deploy import load_site
+from hpckit.deploy import delivery, load_site
 from hpckit.deploy.schedulers import scheduler_for
 from hpckit.errors import LaunchError
 from hpckit.paths import private_dir
@@ -38,6 +38,7 @@ class LaunchOptions:
     worker_timeout: float = 300.0
     run_dir: Path | None = None  # None: default_run_dir(site)
     port: int = 9123  # TaskVine manager port
+    env: Path | None = None  # an `hpckit pack` tarball the workers run (env_delivery tarball)
     say: Callable[[str], None] = field(default=lambda msg: print(msg, file=sys.stderr), repr=False)
 
 
@@ -67,16 +68,18 @@ def _record(run_dir: Path, result: LaunchResult, extra: dict | None = None) -> N
     os.replace(tmp, run_dir / "launch.json")
 
 
-def environment_check(say: Callable[[str], None] = print) -> Any:
-    """The client's environment fingerprint, checked by every worker before it takes work: a worker
-    whose installed versions differ refuses with the list of differing packages instead of failing
-    later while unpickling. ``HPCKIT_NO_ENV_CHECK=1`` turns it off."""
+def environment_check(say: Callable[[str], None] = print, lock: Any = None) -> Any:
+    """The client's environment fingerprint (of ``lock``, else of what is installed here), checked by every
+    worker before it takes work: a worker whose installed versions differ refuses with the list of
+    differing packages instead of failing later while unpickling; one that passes reports the lock hash it
+    runs (the run's ``worker_environments`` metrics). ``HPCKIT_NO_ENV_CHECK=1`` turns it off."""
     if os.environ.get("HPCKIT_NO_ENV_CHECK") == "1":
         return None
     from hpckit.deploy.envlock import check_environment, current_fingerprint
 
-    fp = current_fingerprint()
-    say(f"hpckit: environment fingerprint {fp.hash} (hpckit and its dependencies) checked on every worker")
+    fp = current_fingerprint(lock)
+    what = "the client's lock" if lock is not None else "hpckit and its dependencies"
+    say(f"hpckit: environment fingerprint {fp.hash} ({what}) checked on every worker")
     return functools.partial(check_environment, fp.to_json())
 
 
@@ -85,7 +88,7 @@ def launch(opts: LaunchOptions) -> LaunchResult:
     processor, write the results, tear everything down (also on Ctrl-C and SIGTERM), write report.html."""
     t0 = time.perf_counter()
     say = opts.say
-    site = load_site(opts.site, opts.overrides).site
+    site = load_site(opts.site, list(opts.overrides) + delivery.env_overrides(opts.env)).site
     backend = pick_backend(site, opts.backend)
     opts.spec.check_inputs()
     run_dir = Path(opts.run_dir).resolve() if opts.run_dir else default_run_dir(site)
@@ -142,6 +145,11 @@ def launch(opts: LaunchOptions) -> LaunchResult:
             run_record.report()
         return result
 
+    # how the locked environment reaches the workers: resolved for the client's lock and checked here, before
+    # anything is rendered or submitted (DeliveryError names what is missing and the command that makes it)
+    prepared = delivery.prepare(site, check=not opts.dry_run)
+    site = prepared.site
+    result.notes += [f"{f.name}: {f.result}: {f.detail}" for f in prepared.findings]
     sizing = replace(size(site, opts.workers, chunks), run_dir=str(run_dir),
                      job_name=job_name_for(run_dir) if sched.batch else None)
     plan = Plan(site, backend, run_dir, sizing, chunks, host=manager_host(site), port=opts.port)
@@ -178,7 +186,7 @@ def launch(opts: LaunchOptions) -> LaunchResult:
                 wait_for_first_worker(pool, sched, opts.worker_timeout, sizing.jobs if sched.batch else 0)
                 result.seconds_to_first_worker = time.perf_counter() - t0
                 say(f"hpckit: first worker connected after {result.seconds_to_first_worker:.1f} s")
-            check = environment_check(say)
+            check = environment_check(say, prepared.lock)
             run_record.lock_hash = lock_hash(check)
             with keeper(pool, replacement_cap(sizing.jobs)):
                 _, result.metrics, result.written = run_with_executor(spec, pool.executor(spec.status), check)

@@ -316,6 +316,13 @@ class TaskVinePool(Pool):
     def executor(self, status: bool) -> Any:
         from hpckit.processor import TaskVineExecutor
 
+        # tarball delivery: every task runs inside the packed environment, staged by TaskVine. As tasks: a
+        # serverless library imports ndcctools inside the environment, which `hpckit pack` cannot hold
+        # (ndcctools is not on PyPI)
+        d = self.plan.site.env_delivery
+        if d.mode == "tarball" and d.path:
+            return TaskVineExecutor(port=self.plan.port, status=status, filepath=str(self.run_dir),
+                                    environment_file=os.path.expandvars(d.path), mode="tasks")
         return TaskVineExecutor(port=self.plan.port, status=status, filepath=str(self.run_dir))
 
     def close(self) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 import warnings
 from collections.abc import Generator
@@ -371,6 +372,9 @@ class Runner:
             "retries": int(m.get("retries", 0)) + int(stats.get("retried", 0)),
             "workers": sorted(set(m.get("workers", ())) | set(stats.get("workers", ()))),
             "engine_workers": sorted(str(w) for w in stats.get("engine_workers", ())),
+            # per worker, what its worker_check returned (launch: the lock hash it runs, its python)
+            "worker_environments": [{"worker": w, "environment": json.loads(e) if e.startswith("{") else e}
+                                    for w, e in sorted(m.get("environments", ()))],
             "skipped": skipped,
             # remote data: requests made, which copy served how many chunks, switches to another copy
             "requests": int(m.get("requests", 0)),

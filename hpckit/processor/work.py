@@ -169,8 +169,7 @@ class ChunkJob:
         return result
 
     def _run(self, item: WorkItem) -> dict:
-        if self.worker_check is not None:
-            self.worker_check()
+        env = self.worker_check() if self.worker_check is not None else None
         if self.checkpointer is not None:  # a chunk recomputed after its worker left (walltime) reuses its result
             saved = self.checkpointer.load(item, self.fingerprint)
             if saved is not None:
@@ -193,6 +192,8 @@ class ChunkJob:
                 result, attempt = retry_file_errors(served, item.filename, self.retries)
             result["metrics"]["retries"] = attempt
             result["metrics"]["failovers"] = failovers
+            if isinstance(env, str):  # what the check says this worker runs (e.g. its lock hash)
+                result["metrics"]["environments"] = {(worker_id(), env)}
         except FileAccessError as last:
             if skip_matches(self.skipbadfiles, last):
                 if self.raise_skippable:

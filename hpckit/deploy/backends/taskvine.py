@@ -6,7 +6,13 @@ import shlex
 from dataclasses import dataclass
 from typing import Any
 
-from hpckit.deploy.backends.common import container_prefix, directive_argv, directive_lines, prologue_lines
+from hpckit.deploy.backends.common import (
+    container_prefix,
+    directive_argv,
+    directive_lines,
+    prologue_lines,
+    render_template_macro,
+)
 from hpckit.deploy.render import job_context
 from hpckit.deploy.schedulers import scheduler_class
 from hpckit.deploy.site import Site
@@ -94,7 +100,7 @@ def render_taskvine(
         wrapper = "\n".join(
             ["#!/bin/bash", f"# hpckit: runs each vine_worker for site {site.name} (prologue, container)", "set -e"]
             + prologue
-            + [f'exec {prefix}"$@"', ""]
+            + [f'{render_template_macro("exec", site)}{prefix}"$@"', ""]
         )
     command = ["vine_factory", "-T", batch_type(site), "-C", config_path]
     if sizing is not None and sizing.run_dir:

@@ -2,6 +2,8 @@
 # hpckit dask worker job for site chtc, rendered from templates/worker_job.sh.j2.
 # Submit by hand: condor_submit worker_job.sub
 set -e
+unset PYTHONPATH PYTHONHOME PYTHONSTARTUP PYTHONUSERBASE VIRTUAL_ENV CONDA_PREFIX CONDA_DEFAULT_ENV
+export PATH=/usr/local/bin:/usr/bin:/bin
 export HPCKIT_SCRATCH="${_CONDOR_SCRATCH_DIR}"
 mkdir -p "$HPCKIT_SCRATCH"
 exec python3 -m distributed.cli.dask_worker "${HPCKIT_DASK_SCHEDULER:?export HPCKIT_DASK_SCHEDULER=tcp://host:port}" \

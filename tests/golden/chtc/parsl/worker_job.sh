@@ -2,9 +2,11 @@
 # hpckit parsl worker job for site chtc, rendered from templates/worker_job.sh.j2.
 # Submit by hand: condor_submit worker_job.sub
 set -e
+unset PYTHONPATH PYTHONHOME PYTHONSTARTUP PYTHONUSERBASE VIRTUAL_ENV CONDA_PREFIX CONDA_DEFAULT_ENV
+export PATH=/usr/local/bin:/usr/bin:/bin
 export HPCKIT_SCRATCH="${_CONDOR_SCRATCH_DIR}"
 mkdir -p "$HPCKIT_SCRATCH"
-exec process_worker_pool.py \
+exec python3 -m parsl.executors.high_throughput.process_worker_pool \
     -a "${HPCKIT_PARSL_ADDRESSES:?export HPCKIT_PARSL_ADDRESSES=interchange-host}" \
     --port "${HPCKIT_PARSL_PORT:?export HPCKIT_PARSL_PORT=interchange-worker-port}" \
     --cert_dir "${HPCKIT_PARSL_CERT_DIR:-None}" \

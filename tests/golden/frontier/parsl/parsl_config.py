@@ -26,13 +26,20 @@ SCHEDULER_OPTIONS = "\n".join([
 
 # Shell run before the worker pool starts.
 WORKER_INIT = "\n".join([
+    'unset PYTHONPATH PYTHONHOME PYTHONSTARTUP PYTHONUSERBASE VIRTUAL_ENV CONDA_PREFIX CONDA_DEFAULT_ENV',
+    'export PATH=/usr/local/bin:/usr/bin:/bin',
     'export HPCKIT_SCRATCH=/lustre/orion/"${HPCKIT_PROJECT}"/scratch/"${USER}"',
     'mkdir -p "$HPCKIT_SCRATCH"',
 ])
 
-# Workers run inside the site's container.
-# Parsl fills DEFAULT_LAUNCH_CMD with str.format: braces of the prefix (as in "${VAR}") are doubled.
-LAUNCH_CMD = 'apptainer exec --bind /lustre/orion /lustre/orion/"${HPCKIT_PROJECT}"/world-shared/coffea.sif '.replace("{", "{{").replace("}", "}}") + DEFAULT_LAUNCH_CMD
+# Workers run the site's python by path (inside its container, if any), not whatever
+# process_worker_pool.py the job's PATH finds. Parsl formats LAUNCH_CMD twice (its options, then each
+# block's id), so the braces of shell variables are doubled twice.
+WORKER_PYTHON = 'apptainer exec --bind /lustre/orion "${HPCKIT_IMAGE:?export HPCKIT_IMAGE=<the image hpckit build --site frontier made>}" python3'
+
+LAUNCH_CMD = (WORKER_PYTHON.replace("{", "{{{{").replace("}", "}}}}")
+              + " -m parsl.executors.high_throughput.process_worker_pool "
+              + DEFAULT_LAUNCH_CMD.split(" ", 1)[1])
 
 
 def _address():

@@ -9,9 +9,11 @@
 # hpckit taskvine worker job for site frontier, rendered from templates/worker_job.sh.j2.
 # Submit by hand: sbatch worker_job.sh
 set -e
+unset PYTHONPATH PYTHONHOME PYTHONSTARTUP PYTHONUSERBASE VIRTUAL_ENV CONDA_PREFIX CONDA_DEFAULT_ENV
+export PATH=/usr/local/bin:/usr/bin:/bin
 export HPCKIT_SCRATCH=/lustre/orion/"${HPCKIT_PROJECT}"/scratch/"${USER}"
 mkdir -p "$HPCKIT_SCRATCH"
-exec apptainer exec --bind /lustre/orion /lustre/orion/"${HPCKIT_PROJECT}"/world-shared/coffea.sif vine_worker \
+exec apptainer exec --bind /lustre/orion "${HPCKIT_IMAGE:?export HPCKIT_IMAGE=<the image hpckit build --site frontier made>}" vine_worker \
     --cores 56 --memory 427247 --disk 534058 \
     --wall-time 6600 \
     --workdir "$HPCKIT_SCRATCH" \

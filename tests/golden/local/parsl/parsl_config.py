@@ -7,6 +7,7 @@
 
 from parsl.config import Config
 from parsl.executors import HighThroughputExecutor
+from parsl.executors.high_throughput.executor import DEFAULT_LAUNCH_CMD
 from parsl.launchers import SingleNodeLauncher
 from parsl.providers import LocalProvider
 
@@ -25,6 +26,15 @@ WORKER_INIT = "\n".join([
     'mkdir -p "$HPCKIT_SCRATCH"',
 ])
 
+# Workers run the site's python by path (inside its container, if any), not whatever
+# process_worker_pool.py the job's PATH finds. Parsl formats LAUNCH_CMD twice (its options, then each
+# block's id), so the braces of shell variables are doubled twice.
+WORKER_PYTHON = 'python3'
+
+LAUNCH_CMD = (WORKER_PYTHON.replace("{", "{{{{").replace("}", "}}}}")
+              + " -m parsl.executors.high_throughput.process_worker_pool "
+              + DEFAULT_LAUNCH_CMD.split(" ", 1)[1])
+
 
 def _address():
     return "127.0.0.1"
@@ -39,6 +49,7 @@ def get_config(run_dir: str = "runinfo") -> Config:
                 address=_address(),
                 encrypted=True,  # CurveZMQ between interchange and workers; keys in run_dir (0700)
                 cores_per_worker=1,
+                launch_cmd=LAUNCH_CMD,
                 provider=LocalProvider(
                     init_blocks=1,
                     min_blocks=0,

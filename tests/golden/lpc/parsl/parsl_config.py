@@ -7,6 +7,7 @@
 
 from parsl.config import Config
 from parsl.executors import HighThroughputExecutor
+from parsl.executors.high_throughput.executor import DEFAULT_LAUNCH_CMD
 from parsl.launchers import SingleNodeLauncher
 from parsl.providers import CondorProvider
 
@@ -18,7 +19,7 @@ VERIFIED_ON = '2026-11-26'
 # Directives added to every block's job script (site values validated: no spaces, quotes or shell characters).
 SCHEDULER_OPTIONS = "\n".join([
     'universe = vanilla',
-    '+SingularityImage = "/cvmfs/unpacked.cern.ch/registry.hub.docker.com/coffeateam/coffea-dask-almalinux9:latest"',
+    '+SingularityImage = "$ENV(HPCKIT_IMAGE)"',
     'use_x509userproxy = true',
     'should_transfer_files = YES',
     'when_to_transfer_output = ON_EXIT_OR_EVICT',
@@ -27,9 +28,20 @@ SCHEDULER_OPTIONS = "\n".join([
 
 # Shell run before the worker pool starts.
 WORKER_INIT = "\n".join([
+    'unset PYTHONPATH PYTHONHOME PYTHONSTARTUP PYTHONUSERBASE VIRTUAL_ENV CONDA_PREFIX CONDA_DEFAULT_ENV',
+    'export PATH=/usr/local/bin:/usr/bin:/bin',
     'export HPCKIT_SCRATCH=/srv',
     'mkdir -p "$HPCKIT_SCRATCH"',
 ])
+
+# Workers run the site's python by path (inside its container, if any), not whatever
+# process_worker_pool.py the job's PATH finds. Parsl formats LAUNCH_CMD twice (its options, then each
+# block's id), so the braces of shell variables are doubled twice.
+WORKER_PYTHON = 'python3'
+
+LAUNCH_CMD = (WORKER_PYTHON.replace("{", "{{{{").replace("}", "}}}}")
+              + " -m parsl.executors.high_throughput.process_worker_pool "
+              + DEFAULT_LAUNCH_CMD.split(" ", 1)[1])
 
 
 def _address():
@@ -48,6 +60,7 @@ def get_config(run_dir: str = "runinfo") -> Config:
                 mem_per_worker=2.0,
                 max_workers_per_node=1,
                 worker_port_range=(10000, 10070),
+                launch_cmd=LAUNCH_CMD,
                 provider=CondorProvider(
                     nodes_per_block=1,
                     init_blocks=0,

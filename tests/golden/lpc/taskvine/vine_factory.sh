@@ -1,7 +1,7 @@
 #!/bin/bash
 # hpckit: TaskVine factory for site lpc; workers dial 127.0.0.1:9123
 exec vine_factory -T condor -C vine_factory.json --batch-options 'universe = vanilla
-+SingularityImage = "/cvmfs/unpacked.cern.ch/registry.hub.docker.com/coffeateam/coffea-dask-almalinux9:latest"
++SingularityImage = "$ENV(HPCKIT_IMAGE)"
 use_x509userproxy = true
 should_transfer_files = YES
 when_to_transfer_output = ON_EXIT_OR_EVICT

@@ -2,6 +2,8 @@
 # hpckit taskvine worker job for site lpc, rendered from templates/worker_job.sh.j2.
 # Submit by hand: condor_submit worker_job.sub
 set -e
+unset PYTHONPATH PYTHONHOME PYTHONSTARTUP PYTHONUSERBASE VIRTUAL_ENV CONDA_PREFIX CONDA_DEFAULT_ENV
+export PATH=/usr/local/bin:/usr/bin:/bin
 export HPCKIT_SCRATCH=/srv
 mkdir -p "$HPCKIT_SCRATCH"
 exec vine_worker \

@@ -7,6 +7,7 @@
 
 from parsl.config import Config
 from parsl.executors import HighThroughputExecutor
+from parsl.executors.high_throughput.executor import DEFAULT_LAUNCH_CMD
 from parsl.launchers import SingleNodeLauncher
 from parsl.providers import TorqueProvider
 
@@ -27,6 +28,15 @@ WORKER_INIT = "\n".join([
     'mkdir -p "$HPCKIT_SCRATCH"',
 ])
 
+# Workers run the site's python by path (inside its container, if any), not whatever
+# process_worker_pool.py the job's PATH finds. Parsl formats LAUNCH_CMD twice (its options, then each
+# block's id), so the braces of shell variables are doubled twice.
+WORKER_PYTHON = 'python3'
+
+LAUNCH_CMD = (WORKER_PYTHON.replace("{", "{{{{").replace("}", "}}}}")
+              + " -m parsl.executors.high_throughput.process_worker_pool "
+              + DEFAULT_LAUNCH_CMD.split(" ", 1)[1])
+
 
 def _address():
     return "127.0.0.1"
@@ -43,6 +53,7 @@ def get_config(run_dir: str = "runinfo") -> Config:
                 cores_per_worker=1,
                 mem_per_worker=1.074,
                 max_workers_per_node=1,
+                launch_cmd=LAUNCH_CMD,
                 provider=TorqueProvider(
                     nodes_per_block=1,
                     init_blocks=0,

@@ -9,6 +9,8 @@
 #SBATCH --mem=457764M
 #SBATCH --time=02:00:00
 #SBATCH --module=cvmfs
+unset PYTHONPATH PYTHONHOME PYTHONSTARTUP PYTHONUSERBASE VIRTUAL_ENV CONDA_PREFIX CONDA_DEFAULT_ENV
+export PATH=/usr/local/bin:/usr/bin:/bin
 export HPCKIT_SCRATCH="${SCRATCH}"
 mkdir -p "$HPCKIT_SCRATCH"
-shifter --image=docker:coffeateam/coffea-dask-almalinux9:latest python3 -m distributed.cli.dask_worker tcp://<insert-scheduler-address-here>:8786 --name dummy-name --nthreads 4 --memory-limit 13.97GiB --nworkers 32 --nanny --death-timeout 60 --local-directory $HPCKIT_SCRATCH --no-dashboard --lifetime 6600s --lifetime-stagger 150s --interface hsn0
+podman-hpc run --rm --net host "${HPCKIT_IMAGE:?export HPCKIT_IMAGE=<the image hpckit build --site perlmutter made>}" python3 -m distributed.cli.dask_worker tcp://<insert-scheduler-address-here>:8786 --name dummy-name --nthreads 4 --memory-limit 13.97GiB --nworkers 32 --nanny --death-timeout 60 --local-directory $HPCKIT_SCRATCH --no-dashboard --lifetime 6600s --lifetime-stagger 150s --interface hsn0

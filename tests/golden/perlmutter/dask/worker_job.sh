@@ -11,9 +11,11 @@
 # hpckit dask worker job for site perlmutter, rendered from templates/worker_job.sh.j2.
 # Submit by hand: sbatch worker_job.sh
 set -e
+unset PYTHONPATH PYTHONHOME PYTHONSTARTUP PYTHONUSERBASE VIRTUAL_ENV CONDA_PREFIX CONDA_DEFAULT_ENV
+export PATH=/usr/local/bin:/usr/bin:/bin
 export HPCKIT_SCRATCH="${SCRATCH}"
 mkdir -p "$HPCKIT_SCRATCH"
-exec shifter --image=docker:coffeateam/coffea-dask-almalinux9:latest python3 -m distributed.cli.dask_worker "${HPCKIT_DASK_SCHEDULER:?export HPCKIT_DASK_SCHEDULER=tcp://host:port}" \
+exec podman-hpc run --rm --net host "${HPCKIT_IMAGE:?export HPCKIT_IMAGE=<the image hpckit build --site perlmutter made>}" python3 -m distributed.cli.dask_worker "${HPCKIT_DASK_SCHEDULER:?export HPCKIT_DASK_SCHEDULER=tcp://host:port}" \
     --nthreads 4 --nworkers 32 \
     --memory-limit 15000000000 \
     --lifetime 6600s --lifetime-stagger 150s \

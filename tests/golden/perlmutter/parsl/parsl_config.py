@@ -14,7 +14,7 @@ from parsl.addresses import address_by_interface
 
 SITE = 'perlmutter'
 SCHEDULER = 'slurm'
-SOURCES = ['https://docs.nersc.gov/systems/perlmutter/architecture/', 'https://docs.nersc.gov/filesystems/perlmutter-scratch/', 'https://docs.nersc.gov/services/cvmfs/', 'https://docs.nersc.gov/jobs/policy/', 'https://docs.nersc.gov/jobs/workflow/', 'https://docs.nersc.gov/development/containers/']  # where the facts come from
+SOURCES = ['https://docs.nersc.gov/systems/perlmutter/architecture/', 'https://docs.nersc.gov/filesystems/perlmutter-scratch/', 'https://docs.nersc.gov/services/cvmfs/', 'https://docs.nersc.gov/jobs/policy/', 'https://docs.nersc.gov/jobs/workflow/', 'https://docs.nersc.gov/development/containers/', 'https://docs.nersc.gov/development/containers/podman-hpc/overview/']  # where the facts come from
 VERIFIED_ON = '2026-11-26'
 
 # Directives added to every block's job script (site values validated: no spaces, quotes or shell characters).
@@ -28,13 +28,20 @@ SCHEDULER_OPTIONS = "\n".join([
 
 # Shell run before the worker pool starts.
 WORKER_INIT = "\n".join([
+    'unset PYTHONPATH PYTHONHOME PYTHONSTARTUP PYTHONUSERBASE VIRTUAL_ENV CONDA_PREFIX CONDA_DEFAULT_ENV',
+    'export PATH=/usr/local/bin:/usr/bin:/bin',
     'export HPCKIT_SCRATCH="${SCRATCH}"',
     'mkdir -p "$HPCKIT_SCRATCH"',
 ])
 
-# Workers run inside the site's container.
-# Parsl fills DEFAULT_LAUNCH_CMD with str.format: braces of the prefix (as in "${VAR}") are doubled.
-LAUNCH_CMD = 'shifter --image=docker:coffeateam/coffea-dask-almalinux9:latest '.replace("{", "{{").replace("}", "}}") + DEFAULT_LAUNCH_CMD
+# Workers run the site's python by path (inside its container, if any), not whatever
+# process_worker_pool.py the job's PATH finds. Parsl formats LAUNCH_CMD twice (its options, then each
+# block's id), so the braces of shell variables are doubled twice.
+WORKER_PYTHON = 'podman-hpc run --rm --net host "${HPCKIT_IMAGE:?export HPCKIT_IMAGE=<the image hpckit build --site perlmutter made>}" python3'
+
+LAUNCH_CMD = (WORKER_PYTHON.replace("{", "{{{{").replace("}", "}}}}")
+              + " -m parsl.executors.high_throughput.process_worker_pool "
+              + DEFAULT_LAUNCH_CMD.split(" ", 1)[1])
 
 
 def _address():

@@ -11,9 +11,11 @@
 # hpckit parsl worker job for site perlmutter, rendered from templates/worker_job.sh.j2.
 # Submit by hand: sbatch worker_job.sh
 set -e
+unset PYTHONPATH PYTHONHOME PYTHONSTARTUP PYTHONUSERBASE VIRTUAL_ENV CONDA_PREFIX CONDA_DEFAULT_ENV
+export PATH=/usr/local/bin:/usr/bin:/bin
 export HPCKIT_SCRATCH="${SCRATCH}"
 mkdir -p "$HPCKIT_SCRATCH"
-exec shifter --image=docker:coffeateam/coffea-dask-almalinux9:latest process_worker_pool.py \
+exec podman-hpc run --rm --net host "${HPCKIT_IMAGE:?export HPCKIT_IMAGE=<the image hpckit build --site perlmutter made>}" python3 -m parsl.executors.high_throughput.process_worker_pool \
     -a "${HPCKIT_PARSL_ADDRESSES:?export HPCKIT_PARSL_ADDRESSES=interchange-host}" \
     --port "${HPCKIT_PARSL_PORT:?export HPCKIT_PARSL_PORT=interchange-worker-port}" \
     --cert_dir "${HPCKIT_PARSL_CERT_DIR:-None}" \

@@ -11,9 +11,11 @@
 # hpckit taskvine worker job for site perlmutter, rendered from templates/worker_job.sh.j2.
 # Submit by hand: sbatch worker_job.sh
 set -e
+unset PYTHONPATH PYTHONHOME PYTHONSTARTUP PYTHONUSERBASE VIRTUAL_ENV CONDA_PREFIX CONDA_DEFAULT_ENV
+export PATH=/usr/local/bin:/usr/bin:/bin
 export HPCKIT_SCRATCH="${SCRATCH}"
 mkdir -p "$HPCKIT_SCRATCH"
-exec shifter --image=docker:coffeateam/coffea-dask-almalinux9:latest vine_worker \
+exec podman-hpc run --rm --net host "${HPCKIT_IMAGE:?export HPCKIT_IMAGE=<the image hpckit build --site perlmutter made>}" vine_worker \
     --cores 128 --memory 457764 --disk 610352 \
     --wall-time 6600 \
     --workdir "$HPCKIT_SCRATCH" \

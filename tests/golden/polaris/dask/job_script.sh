@@ -6,8 +6,10 @@
 #PBS -l place=scatter
 #PBS -l walltime=01:00:00
 #PBS -l filesystems=home:eagle
+unset PYTHONPATH PYTHONHOME PYTHONSTARTUP PYTHONUSERBASE VIRTUAL_ENV CONDA_PREFIX CONDA_DEFAULT_ENV
+export PATH=/usr/local/bin:/usr/bin:/bin
 module load apptainer
 export HPCKIT_SCRATCH=/local/scratch
 mkdir -p "$HPCKIT_SCRATCH"
 export APPTAINER_TMPDIR=/local/scratch/apptainer-tmp APPTAINER_CACHEDIR=/local/scratch/apptainer-cache
-apptainer exec --bind /lus/eagle /lus/eagle/projects/"${HPCKIT_PROJECT}"/coffea.sif python3 -m distributed.cli.dask_worker tcp://<insert-scheduler-address-here>:8786 --name dummy-name --nthreads 1 --memory-limit 13.97GiB --nworkers 32 --nanny --death-timeout 60 --local-directory $HPCKIT_SCRATCH --no-dashboard --lifetime 3240s --lifetime-stagger 90s --interface bond0
+apptainer exec --bind /lus/eagle "${HPCKIT_IMAGE:?export HPCKIT_IMAGE=<the image hpckit build --site polaris made>}" python3 -m distributed.cli.dask_worker tcp://<insert-scheduler-address-here>:8786 --name dummy-name --nthreads 1 --memory-limit 13.97GiB --nworkers 32 --nanny --death-timeout 60 --local-directory $HPCKIT_SCRATCH --no-dashboard --lifetime 3240s --lifetime-stagger 90s --interface bond0

@@ -8,11 +8,13 @@
 # hpckit taskvine worker job for site polaris, rendered from templates/worker_job.sh.j2.
 # Submit by hand: qsub worker_job.sh
 set -e
+unset PYTHONPATH PYTHONHOME PYTHONSTARTUP PYTHONUSERBASE VIRTUAL_ENV CONDA_PREFIX CONDA_DEFAULT_ENV
+export PATH=/usr/local/bin:/usr/bin:/bin
 module load apptainer
 export HPCKIT_SCRATCH=/local/scratch
 mkdir -p "$HPCKIT_SCRATCH"
 export APPTAINER_TMPDIR=/local/scratch/apptainer-tmp APPTAINER_CACHEDIR=/local/scratch/apptainer-cache
-exec apptainer exec --bind /lus/eagle /lus/eagle/projects/"${HPCKIT_PROJECT}"/coffea.sif vine_worker \
+exec apptainer exec --bind /lus/eagle "${HPCKIT_IMAGE:?export HPCKIT_IMAGE=<the image hpckit build --site polaris made>}" vine_worker \
     --cores 32 --memory 457764 --disk 610352 \
     --wall-time 3240 \
     --workdir "$HPCKIT_SCRATCH" \

@@ -11,7 +11,7 @@
 set -e
 export HPCKIT_SCRATCH=/tmp
 mkdir -p "$HPCKIT_SCRATCH"
-exec process_worker_pool.py \
+exec python3 -m parsl.executors.high_throughput.process_worker_pool \
     -a "${HPCKIT_PARSL_ADDRESSES:?export HPCKIT_PARSL_ADDRESSES=interchange-host}" \
     --port "${HPCKIT_PARSL_PORT:?export HPCKIT_PARSL_PORT=interchange-worker-port}" \
     --cert_dir "${HPCKIT_PARSL_CERT_DIR:-None}" \

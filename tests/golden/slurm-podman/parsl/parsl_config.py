@@ -1,0 +1,81 @@
+"""Parsl configuration for a site, rendered by hpckit (SITE, SOURCES below).
+
+    import parsl
+    from parsl_config import get_config   # or: from parsl_config import config
+    parsl.load(get_config())
+"""
+
+from parsl.config import Config
+from parsl.executors import HighThroughputExecutor
+from parsl.executors.high_throughput.executor import DEFAULT_LAUNCH_CMD
+from parsl.launchers import SingleNodeLauncher
+from parsl.providers import SlurmProvider
+
+SITE = 'slurm-podman'
+SCHEDULER = 'slurm'
+SOURCES = ["scripts/slurm-local.sh (partition 'debug'), scripts/podman-setup.sh (rootful podman, runc, no registry)"]  # where the facts come from
+VERIFIED_ON = '2026-11-30'
+
+# Directives added to every block's job script (site values validated: no spaces, quotes or shell characters).
+SCHEDULER_OPTIONS = "\n".join([
+    '#SBATCH --partition=debug',
+    '#SBATCH --cpus-per-task=1',
+    '#SBATCH --mem=1024M',
+])
+
+# Shell run before the worker pool starts.
+WORKER_INIT = "\n".join([
+    'unset PYTHONPATH PYTHONHOME PYTHONSTARTUP PYTHONUSERBASE VIRTUAL_ENV CONDA_PREFIX CONDA_DEFAULT_ENV',
+    'export PATH=/usr/local/bin:/usr/bin:/bin',
+    'export HPCKIT_SCRATCH=/tmp',
+    'mkdir -p "$HPCKIT_SCRATCH"',
+    'hpckit_job="hpckit-worker-${SLURM_JOB_ID:-${PBS_JOBID:-job}}-$$"',
+    'hpckit_stop() { podman ps -q --filter "name=^$hpckit_job-" | xargs -r podman stop --time 2 >/dev/null 2>&1; }',
+    'trap hpckit_stop TERM INT HUP',
+    'hpckit_podman() { hpckit_n=$((${hpckit_n:-0} + 1)); hpckit_sub=$1; shift; podman "$hpckit_sub" --name "$hpckit_job-$hpckit_n-$(date +%s%N)" "$@" & hpckit_p=$!; hpckit_rc=0; wait "$hpckit_p" || hpckit_rc=$?; if [ "$hpckit_rc" -gt 128 ]; then hpckit_rc=0; wait "$hpckit_p" || hpckit_rc=$?; fi; return "$hpckit_rc"; }',
+])
+
+# Workers run the site's python by path (inside its container, if any), not whatever
+# process_worker_pool.py the job's PATH finds. Parsl formats LAUNCH_CMD twice (its options, then each
+# block's id), so the braces of shell variables are doubled twice.
+WORKER_PYTHON = 'hpckit_podman run --rm --init --network=host --pull=never -v /tmp:/tmp "${HPCKIT_IMAGE:?export HPCKIT_IMAGE=<the image hpckit build --site slurm-podman made>}" python3'
+
+LAUNCH_CMD = (WORKER_PYTHON.replace("{", "{{{{").replace("}", "}}}}")
+              + " -m parsl.executors.high_throughput.process_worker_pool "
+              + DEFAULT_LAUNCH_CMD.split(" ", 1)[1])
+
+
+def _address():
+    return "127.0.0.1"
+
+
+def get_config(run_dir: str = "runinfo") -> Config:
+    """A fresh parsl.Config for the site SITE."""
+    return Config(
+        executors=[
+            HighThroughputExecutor(
+                label='hpckit-slurm-podman',
+                address=_address(),
+                encrypted=True,  # CurveZMQ between interchange and workers; keys in run_dir (0700)
+                cores_per_worker=1,
+                mem_per_worker=1.074,
+                max_workers_per_node=1,
+                launch_cmd=LAUNCH_CMD,
+                provider=SlurmProvider(
+                    nodes_per_block=1,
+                    init_blocks=0,
+                    min_blocks=0,
+                    max_blocks=4,
+                    walltime='00:30:00',
+                    exclusive=False,
+                    worker_init=WORKER_INIT,
+                    scheduler_options=SCHEDULER_OPTIONS,
+                    launcher=SingleNodeLauncher(),
+                ),
+            )
+        ],
+        run_dir=run_dir,
+    )
+
+
+config = get_config()

@@ -1,0 +1,310 @@
+"""Workers that run the locked environment, end to end on the local Slurm: real worker jobs whose Python
+comes from the image `hpckit build --site slurm-podman` made (`podman run --network=host --pull=never`,
+rootful podman inside the Slurm job) or from the `hpckit pack` tarball unpacked once per node, through
+Dask and Parsl. No host venv in the workers: the jobs' PATH and PYTHONPATH hold nothing of the client's.
+
+Each run equals `hpckit run --executor iterative`; every worker reports the lock hash and interpreter it
+ran in the metrics. An image or tarball that claims the client's lock but holds one package at another
+version (six 1.16.0, installed after the build) is refused by the workers, and the launch ends with the
+differing package and no job in the queue.
+
+One image and one tarball per session, shared with test_env_slow (tests/conftest.py); needs Slurm (scripts/slurm-local.sh), rootful
+podman and the local Debian base (scripts/podman-setup.sh, scripts/debian-base.sh).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tarfile
+import zipfile
+from pathlib import Path
+
+import pytest
+from launch_util import ANALYSIS, REPO, assert_same_output, hpckit, load, run_jobs, squeue_ids
+from slurm_util import require_slurm
+
+pytestmark = [pytest.mark.slurm, pytest.mark.slow]
+
+CHUNK = "10"
+OTHER = "six==1.16.0"  # the lock has six 1.17.0 (python-dateutil needs six>=1.5)
+
+
+def _podman(*args: str, timeout: float = 600) -> subprocess.CompletedProcess:
+    return subprocess.run(["podman", *args], capture_output=True, text=True, timeout=timeout)
+
+
+@pytest.fixture(scope="session")
+def work(tmp_path_factory) -> Path:
+    """Under /tmp (bound into the containers): the input files, a fileset, and the iterative reference."""
+    d = tmp_path_factory.mktemp("delivery")
+    fs = {}
+    for ds, name in (("DYJetsToLL", "nano_dy.root"), ("DoubleMuon", "nano_dimuon.root")):
+        shutil.copy(REPO / "data" / name, d / name)
+        fs[ds] = {"files": {str(d / name): "Events"}}
+    (d / "fileset.json").write_text(json.dumps(fs))
+    r = hpckit(["run", str(ANALYSIS), "--fileset", str(d / "fileset.json"), "--executor", "iterative", "--chunksize",
+                CHUNK, "--no-status", "--no-plots", "--output", str(d / "ref.pkl")], cwd=d)
+    assert r.returncode == 0, r.stderr
+    return d
+
+
+@pytest.fixture(scope="session")
+def lock_hash(default_lock_file) -> str:
+    from hpckit.deploy.envlock import read_lock
+
+    return read_lock(default_lock_file).hash
+
+
+@pytest.fixture
+def image(built_image) -> str:
+    """The session's `hpckit build --site slurm-podman` image (tests/conftest.py)."""
+    return built_image
+
+
+@pytest.fixture
+def packed(packed_env) -> Path:
+    """The session's `hpckit pack` tarball (tests/conftest.py)."""
+    return packed_env
+
+
+@pytest.fixture(scope="session")
+def other_wheel(work) -> Path:
+    """The six 1.16.0 wheel (from the index once, then hpckit's wheel cache)."""
+    from hpckit.deploy.envlock import wheel_cache
+
+    cached = sorted(wheel_cache().glob("six-1.16.0-*.whl"))
+    if not cached:
+        wheel_cache().mkdir(parents=True, exist_ok=True)
+        r = subprocess.run([sys.executable, "-m", "pip", "download", "--no-deps", "-q", "-d", str(wheel_cache()), OTHER],
+                           capture_output=True, text=True)
+        assert r.returncode == 0, r.stderr
+        cached = sorted(wheel_cache().glob("six-1.16.0-*.whl"))
+    dest = work / cached[0].name
+    shutil.copy(cached[0], dest)
+    return dest
+
+
+def _launch(work: Path, run_dir: Path, site: str, backend: str, *extra: str, timeout: float = 240):
+    return hpckit(["launch", str(ANALYSIS), "--site", site, "--backend", backend, "--workers", "2",
+                   "--fileset", str(work / "fileset.json"), "--chunksize", CHUNK, "--run-dir", str(run_dir),
+                   "--worker-timeout", "120", "--no-status", "--no-plots", *extra], cwd=work, timeout=timeout)
+
+
+def _no_jobs_left(run_dir: Path) -> list[str]:
+    jobs = run_jobs(run_dir)
+    assert not set(jobs) & squeue_ids(), f"jobs of the run still in squeue: {jobs}"
+    return jobs
+
+
+def _worker_envs(run_dir: Path) -> list[dict]:
+    metrics = json.loads((run_dir / "out.metrics.json").read_text())
+    envs = metrics["worker_environments"]
+    assert envs and {e["worker"] for e in envs} <= set(metrics["workers"]), metrics
+    return [e["environment"] for e in envs]
+
+
+@pytest.mark.timeout(900)
+@pytest.mark.parametrize("backend", ["dask", "parsl"])
+def test_image_workers_equal_run(backend, work, image, lock_hash):
+    require_slurm()
+    run_dir = work / f"image-{backend}"
+    r = _launch(work, run_dir, "slurm-podman", backend)
+    assert r.returncode == 0, r.stderr
+    assert_same_output(load(run_dir / "out.pkl"), load(work / "ref.pkl"))
+    assert len(_no_jobs_left(run_dir)) == 2
+    for e in _worker_envs(run_dir):  # the worker ran the image's interpreter, from the client's lock
+        assert e["lock_hash"] == lock_hash and e["delivered"] == lock_hash, e
+        assert e["python"].startswith("/opt/hpckit/env/bin/python"), e
+    assert not _podman("ps", "-q", "--filter", f"ancestor={image}").stdout.strip()
+
+
+@pytest.mark.timeout(900)
+@pytest.mark.parametrize("backend", ["dask", "parsl"])
+def test_tarball_workers_equal_run_and_reuse_the_unpacked_env(backend, work, packed, lock_hash):
+    """dask runs first (cold: the node has no unpacked copy), parsl second (warm: the same copy reused)."""
+    require_slurm()
+    node = work / "node-scratch"
+    env_dir = node / "hpckit-envs" / lock_hash.split(":")[1][:16]
+    before = env_dir.stat().st_ino if env_dir.exists() else None
+    run_dir = work / f"tarball-{backend}"
+    r = _launch(work, run_dir, "slurm-tarball", backend, "--env", str(packed),
+                "--set", f"env_delivery.node_scratch={node}")
+    assert r.returncode == 0, r.stderr
+    assert_same_output(load(run_dir / "out.pkl"), load(work / "ref.pkl"))
+    assert len(_no_jobs_left(run_dir)) == 2
+    for e in _worker_envs(run_dir):
+        assert e["lock_hash"] == lock_hash and e["delivered"] == lock_hash, e
+        assert e["python"].startswith(str(env_dir) + "/bin/python"), e
+    assert sorted(p.name for p in env_dir.parent.iterdir()) == sorted([env_dir.name, env_dir.name + ".lock"])
+    if before is not None:
+        assert env_dir.stat().st_ino == before, "the unpacked environment was replaced, not reused"
+
+
+@pytest.mark.timeout(900)
+def test_image_with_another_package_version_is_refused(work, image, other_wheel):
+    """An image derived from the built one (so it keeps the lock label) with six 1.16.0 installed over it."""
+    require_slurm()
+    tag = f"localhost/hpckit-test-tampered:{os.getpid()}"
+    ctx = work / "tampered-image"
+    ctx.mkdir()
+    shutil.copy(other_wheel, ctx / other_wheel.name)
+    (ctx / "Containerfile").write_text(
+        f"FROM {image}\nCOPY {other_wheel.name} /tmp/\n"
+        f"RUN /opt/hpckit/env/bin/python -m pip install -q --no-deps --no-index /tmp/{other_wheel.name} && rm /tmp/*.whl\n")
+    b = _podman("build", "--pull=never", "--network=none", "-t", tag, str(ctx))
+    assert b.returncode == 0, b.stderr
+    try:
+        run_dir = work / "tampered-image-run"
+        r = _launch(work, run_dir, "slurm-podman", "dask", "--set", f"container.image={tag}")
+        assert r.returncode == 1, r.stderr
+        assert "six: client 1.17.0, worker 1.16.0" in r.stderr and "refusing work" in r.stderr, r.stderr
+        assert not (run_dir / "out.pkl").exists()
+        assert _no_jobs_left(run_dir)
+        assert not _podman("ps", "-q", "--filter", f"ancestor={tag}").stdout.strip()
+    finally:
+        _podman("rmi", "-f", tag)
+
+
+def _tampered_tarball(packed: Path, wheel: Path, dest: Path) -> Path:
+    """The packed environment with six 1.16.0 in place of 1.17.0, copied member by member (nothing unpacked
+    to disk); the manifest stays first and still names the client's lock."""
+    import io
+
+    with tarfile.open(packed) as src, tarfile.open(dest, "w:gz", compresslevel=1) as out:
+        site = None
+        for m in src:
+            parts = m.name.removeprefix("./").split("/")
+            if len(parts) >= 4 and parts[0] == "lib" and parts[2] == "site-packages":
+                site = "/".join(parts[:3])
+                if parts[3] == "six.py" or parts[3].startswith("six-1.17.0.dist-info"):
+                    continue
+            out.addfile(m, src.extractfile(m) if m.isfile() else None)
+        assert site, "no site-packages in the tarball"
+        with zipfile.ZipFile(wheel) as z:  # a pure-Python wheel unpacked into site-packages is installed
+            for name in z.namelist():
+                data = z.read(name)
+                info = tarfile.TarInfo(f"{site}/{name}")
+                info.size, info.mode = len(data), 0o644
+                out.addfile(info, io.BytesIO(data))
+    return dest
+
+
+@pytest.mark.timeout(900)
+def test_tarball_with_another_package_version_is_refused(work, packed, other_wheel):
+    require_slurm()
+    bad = _tampered_tarball(packed, other_wheel, work / "tampered.tar.gz")
+    run_dir = work / "tampered-tarball-run"
+    r = _launch(work, run_dir, "slurm-tarball", "parsl", "--env", str(bad),
+                "--set", f"env_delivery.node_scratch={work / 'node-tampered'}")
+    assert r.returncode == 1, r.stderr
+    assert "six: client 1.17.0, worker 1.16.0" in r.stderr, r.stderr
+    assert not (run_dir / "out.pkl").exists()
+    assert _no_jobs_left(run_dir)
+
+
+@pytest.mark.timeout(300)
+def test_missing_image_and_tarball_stop_before_submitting(work, tmp_path):
+    require_slurm()
+    r = _launch(work, tmp_path / "a", "slurm-podman", "dask", "--set", "container.image=localhost/hpckit-none:1")
+    assert r.returncode == 1 and "image localhost/hpckit-none:1 does not exist" in r.stderr, r.stderr
+    assert "fix: hpckit build --site slurm-podman" in r.stderr
+    r = _launch(work, tmp_path / "b", "slurm-tarball", "dask", "--env", str(tmp_path / "none.tar.gz"))
+    assert r.returncode == 1 and f"env tarball {tmp_path / 'none.tar.gz'} not found" in r.stderr, r.stderr
+    assert f"fix: hpckit pack -o {tmp_path / 'none.tar.gz'}" in r.stderr
+    assert run_jobs(tmp_path / "a") == [] and run_jobs(tmp_path / "b") == []
+
+
+def _taskvine() -> tuple[str, str | None]:
+    """(directory of vine_worker, extra sys.path entry for ndcctools or None); skips naming why."""
+    import glob
+    import importlib.util
+
+    if importlib.util.find_spec("ndcctools") is not None and shutil.which("vine_worker"):
+        return os.path.dirname(shutil.which("vine_worker")), None
+    roots = sorted(glob.glob("/tmp/engines/*/bin/vine_worker"))
+    pkgs = sorted(glob.glob("/tmp/engines/*/lib/python3*/site-packages/ndcctools/taskvine"))
+    if not roots or not pkgs:
+        pytest.skip("no TaskVine here: ndcctools is not importable and /tmp/engines has no cctools build "
+                    "(conda install -c conda-forge ndcctools); TaskVine is not on PyPI, so CI cannot run this")
+    return os.path.dirname(roots[0]), str(Path(pkgs[0]).parents[1])
+
+
+@pytest.mark.timeout(600)
+def test_taskvine_tasks_run_inside_the_packed_environment(work, packed, lock_hash, monkeypatch):
+    """vine_workers whose PATH is only /usr/bin:/bin: every task's python comes from the staged tarball."""
+    import socket
+
+    bindir, pypath = _taskvine()
+    if pypath:
+        monkeypatch.syspath_prepend(pypath)
+    monkeypatch.setenv("CATALOG_HOST", "127.0.0.1")
+    from dimuon import DimuonProcessor
+
+    from hpckit import processor
+    from hpckit.deploy.envlock import check_environment, read_lock
+    import functools
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    lock_file = work / "tv.lock"
+    with tarfile.open(packed) as tf:
+        lock_file.write_bytes(tf.extractfile("hpckit.lock").read())
+    fp = read_lock(lock_file).fingerprint().to_json()
+    clean = {"PATH": "/usr/bin:/bin", "HOME": str(work), "CATALOG_HOST": "127.0.0.1"}
+    procs = [subprocess.Popen([f"{bindir}/vine_worker", "-t", "60", "--cores", "1", "--workdir",
+                               str(work / f"vine-w{i}"), "127.0.0.1", str(port)], env=clean,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL) for i in range(2)]
+    try:
+        # tasks, not serverless: a TaskVine library imports ndcctools inside the environment (not on PyPI)
+        ex = processor.TaskVineExecutor(port=port, environment_file=str(packed), status=False, mode="tasks")
+        runner = processor.Runner(ex, chunksize=int(CHUNK), savemetrics=True,
+                                  worker_check=functools.partial(check_environment, fp))
+        out, metrics = runner(str(work / "fileset.json"), processor_instance=DimuonProcessor())
+    finally:
+        for p in procs:
+            p.terminate()
+            p.wait(timeout=30)
+    assert_same_output(out, load(work / "ref.pkl"))
+    envs = [e["environment"] for e in metrics["worker_environments"]]
+    assert envs and all(e["lock_hash"] == lock_hash for e in envs)
+    assert all(not e["python"].startswith(sys.prefix) for e in envs), envs
+
+
+def test_launch_taskvine_passes_the_tarball_by_default(work, packed):
+    """`launch --backend taskvine` on a tarball site: vine_factory gets --python-env and the executor the
+    environment_file (rendered here; the run itself needs TaskVine, above)."""
+    from hpckit.deploy import delivery, load_site
+    from hpckit.deploy.backends import Sizing
+    from hpckit.deploy.backends.taskvine import render_taskvine
+    from hpckit.launch import Plan
+    from hpckit.launch.pools import make_pool
+
+    site = delivery.resolve(load_site("slurm-tarball", [f"env_delivery.path={packed}"]).site, delivery.default_lock())
+    r = render_taskvine(site)
+    assert r.command[r.command.index("--python-env") + 1] == str(packed)
+    pool = make_pool(Plan(site, "taskvine", work, Sizing(jobs=1, workers=1), chunks=None))
+    try:
+        ex = pool.executor(False)
+    except ImportError:
+        pytest.skip("ndcctools (TaskVine) is not importable: conda install -c conda-forge ndcctools")
+    assert ex.environment_file == str(packed) and ex.mode == "tasks"
+
+
+@pytest.mark.timeout(300)
+def test_unwritable_node_scratch_fails_at_the_first_worker(work, packed, tmp_path):
+    """The worker jobs cannot unpack (node scratch under /proc): launch shows their message and fix and
+    leaves no job behind."""
+    require_slurm()
+    run_dir = tmp_path / "run"
+    r = _launch(work, run_dir, "slurm-tarball", "dask", "--env", str(packed),
+                "--set", "env_delivery.node_scratch=/proc/hpckit-not-writable")
+    assert r.returncode == 1, r.stderr
+    assert "node-local scratch /proc/hpckit-not-writable/hpckit-envs is not writable" in r.stderr, r.stderr
+    assert "fix: --set env_delivery.node_scratch=" in r.stderr
+    assert "every worker job ended before a worker connected" in r.stderr
+    assert len(_no_jobs_left(run_dir)) == 2
