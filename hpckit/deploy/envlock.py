@@ -13,8 +13,6 @@ package as (name, client version, worker version), instead of failing later with
 
 from __future__ import annotations
 
-from hpckit.errors import HpckitError
-
 import functools
 import hashlib
 import json
