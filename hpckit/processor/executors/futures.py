@@ -29,14 +29,51 @@ def _run_inherited(key: int, item: Any) -> Any:
 
 
 
-def _default_pool(workers: int) -> cf.Executor:
+class _InFlight:
+    """Which chunk each worker process of the default pool is running, in shared memory the workers
+    inherit: when a worker dies (SIGKILL, OOM) the pool breaks and every future fails alike; this says
+    which chunks were actually cut short, so only they use up one of their ``retries``."""
+
+    def __init__(self, ctx: Any, workers: int):
+        self.slots = ctx.RawArray("q", max(1, workers))  # chunk index + 1 per worker process, 0: idle
+        self.claimed = ctx.Value("i", 0)
+
+    def running(self) -> set[int]:
+        return {int(v) - 1 for v in self.slots if v > 0}
+
+
+_SLOT: tuple[Any, int] | None = None  # in a worker: (its in-flight array, its slot)
+
+
+def _init_worker(parent: int, inflight: _InFlight) -> None:
+    global _SLOT
+    die_with_parent(parent)  # workers die with the driver (SIGKILL, OOM), not linger under PID 1
+    with inflight.claimed.get_lock():
+        slot = inflight.claimed.value % len(inflight.slots)
+        inflight.claimed.value += 1
+    _SLOT = (inflight.slots, slot)
+
+
+def _tracked(index: int, fn: Any, *args: Any) -> Any:
+    slots, slot = _SLOT if _SLOT is not None else (None, 0)
+    if slots is not None:
+        slots[slot] = index + 1
+    try:
+        return fn(*args)
+    finally:
+        if slots is not None:
+            slots[slot] = 0
+
+
+def _default_pool(workers: int) -> tuple[cf.Executor, _InFlight]:
     # fork starts a worker in milliseconds and inherits the open files from preprocessing; the
     # driver has no threads running yet when the pool is made (the progress bar starts after).
     method = "fork" if sys.platform.startswith("linux") else None
     ctx = multiprocessing.get_context(method)
-    # workers die with the driver (SIGKILL, OOM), not linger under PID 1
-    return cf.ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=die_with_parent,
-                                  initargs=(os.getpid(),))
+    inflight = _InFlight(ctx, workers)
+    pool = cf.ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=_init_worker,
+                                  initargs=(os.getpid(), inflight))
+    return pool, inflight
 
 
 def _merge_in_pool(merging: Any) -> bool:
@@ -69,6 +106,7 @@ class FuturesExecutor(ExecutorBase):
     tailtimeout: Any = None
     treereduction: int = DEFAULT_TREE_WIDTH
     _session: Any = field(default=None, init=False, repr=False, compare=False)
+    _replaced: int = field(default=0, init=False, repr=False, compare=False)  # pools replaced in this run
 
     def __post_init__(self) -> None:
         warn_tailtimeout(self.tailtimeout)
@@ -83,12 +121,13 @@ class FuturesExecutor(ExecutorBase):
     def result_compression(self) -> int | None:
         return None if self._threads else self.compression
 
-    def _make_pool(self) -> tuple[cf.Executor, bool]:
+    def _make_pool(self) -> tuple[cf.Executor, bool, _InFlight | None]:
         if self.pool is None:
-            return _default_pool(self.workers), True
+            pool, inflight = _default_pool(self.workers)
+            return pool, True, inflight
         if isinstance(self.pool, type):
-            return self.pool(max_workers=self.workers), True
-        return self.pool, False
+            return self.pool(max_workers=self.workers), True, None
+        return self.pool, False, None
 
     def _open_pool(self, job: Any, warm_item: Any) -> tuple[cf.Executor, int | None]:
         """The pool of this run, kept from preprocessing to processing. The default pool forks its
@@ -102,10 +141,18 @@ class FuturesExecutor(ExecutorBase):
                     job.warm_up(warm_item)
                 key = id(job)
                 _INHERITED[key] = job
-            pool, owned = self._make_pool()
-            self._session = (pool, owned, key)
-        pool, _, key = self._session
+            pool, owned, inflight = self._make_pool()
+            self._session = (pool, owned, key, inflight)
+        pool, _, key, _ = self._session
         return pool, key
+
+    def _replace_pool(self) -> cf.Executor:
+        """A fresh default pool after one broke (a worker process died); the job stays inherited."""
+        pool, owned, key, _ = self._session
+        pool.shutdown(wait=False, cancel_futures=True)
+        new, inflight = _default_pool(self.workers)
+        self._session = (new, owned, key, inflight)
+        return new
 
     def map_files(self, task, specs, job=None) -> list:
         # With few workers the driver opens every file itself before forking, so every worker inherits
@@ -122,7 +169,7 @@ class FuturesExecutor(ExecutorBase):
 
     def close(self, cancel: bool = False) -> None:
         if self._session is not None:
-            pool, owned, key = self._session
+            pool, owned, key, _ = self._session
             self._session = None
             _INHERITED.pop(key, None)
             if owned:
@@ -136,15 +183,39 @@ class FuturesExecutor(ExecutorBase):
         workers: set[str] = set()
         finished = Completions()
         chunks_left, last_chunk = len(items), time.perf_counter()
-        try:
-            if key is not None:
-                todo = {finished.watch(pool.submit(_run_inherited, key, item)): (0, i) for i, item in enumerate(items)}
+        todo: dict[cf.Future, tuple[int, int]] = {}
+        merges: dict[tuple[int, int], list] = {}  # a merge's inputs, kept until it is done (resubmitted if lost)
+        lost: dict[int, int] = {}  # chunk index -> times a dying pool process cut it short
+        self._replaced = 0
+
+        def submit(node: tuple[int, int]) -> None:
+            level, index = node
+            if level:
+                fut = pool.submit(_tracked, -1, merge_payloads, merges[node], self.result_compression)
+            elif key is not None:
+                fut = pool.submit(_tracked, index, _run_inherited, key, items[index])
             else:
-                todo = {finished.watch(pool.submit(job, item)): (0, i) for i, item in enumerate(items)}
+                fut = pool.submit(_tracked, index, job, items[index])
+            todo[finished.watch(fut)] = node
+
+        try:
+            for i in range(len(items)):
+                submit((0, i))
             progress.set_workers(self.workers)
             while todo:
                 for fut in finished.next_batch():
-                    level, index = todo.pop(fut)
+                    if fut not in todo:
+                        continue  # a future of a pool that broke, already resubmitted
+                    level, index = node = todo[fut]
+                    if _broken(fut) and self._recoverable():
+                        # a pool process died: every unfinished future of that pool is lost with it
+                        pool = self._recover(fut, lost, items)
+                        nodes = sorted(todo.values())
+                        todo.clear()
+                        for n in nodes:
+                            submit(n)
+                        break
+                    todo.pop(fut)
                     if level == 0:
                         item = items[index]
                         payload = _result(fut, item.describe())
@@ -154,11 +225,13 @@ class FuturesExecutor(ExecutorBase):
                             last_chunk = time.perf_counter()
                     else:
                         payload = _result(fut, "merging results")
+                        merges.pop(node, None)
                     ready = tree.put(level, index, payload)
                     while ready:
                         node, group = ready.pop()
                         if in_pool:
-                            todo[finished.watch(pool.submit(merge_payloads, group, self.result_compression))] = node
+                            merges[node] = group
+                            submit(node)
                         else:
                             ready.extend(tree.put(*node, accumulate(decompress(p) for p in group)))
         except BaseException:
@@ -169,9 +242,35 @@ class FuturesExecutor(ExecutorBase):
         result = canonical_result(decompress(tree.root)) if tree is not None else None
         if result is not None:
             workers = set(result.get("metrics", {}).get("workers", ())) or {worker_id()}
-        self.stats = {"retried": 0, "workers": sorted(workers), "held_max": tree.held_max if tree else 0,
-                      "merge_tail_s": time.perf_counter() - last_chunk}
+        self.stats = {"retried": sum(lost.values()), "workers": sorted(workers), "held_max": tree.held_max if tree else 0,
+                      "merge_tail_s": time.perf_counter() - last_chunk, "pools_replaced": self._replaced}
         return result
+
+    def _recoverable(self) -> bool:
+        """Only the default process pool is replaced; a pool the caller gave is theirs to mend."""
+        return self._session is not None and self._session[3] is not None
+
+    def _recover(self, fut: cf.Future, lost: dict[int, int], items: list) -> cf.Executor:
+        """A pool process died: charge one attempt to each chunk that was running (over ``retries``: the
+        run fails naming it), start a fresh pool; the caller resubmits everything not finished."""
+        inflight = self._session[3]
+        for index in sorted(inflight.running()):
+            if index < 0 or index >= len(items):
+                continue
+            lost[index] = lost.get(index, 0) + 1
+            if lost[index] > self.retries:
+                raise EngineError(
+                    f"{items[index].describe()}: the pool process running it died {lost[index]} times (killed, or "
+                    f"out of memory; retries={self.retries}); finished chunks are kept if a checkpointer is set"
+                ) from fut.exception()
+        if self._replaced >= max(8, 2 * len(items)):
+            _result(fut, "the run")  # the pool keeps dying with nothing to blame: give up
+        self._replaced += 1
+        return self._replace_pool()
+
+
+def _broken(fut: cf.Future) -> bool:
+    return fut.done() and not fut.cancelled() and isinstance(fut.exception(), cf.process.BrokenProcessPool)
 
 
 def _result(fut: cf.Future, what: str) -> Any:
