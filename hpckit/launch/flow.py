@@ -8,7 +8,6 @@ import json
 import os
 import re
 import sys
-import threading
 import time
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -18,6 +17,7 @@ from hpckit.deploy import delivery, load_site
 from hpckit.deploy.schedulers import scheduler_for
 from hpckit.errors import LaunchError
 from hpckit.paths import private_dir
+from hpckit.launch.keeper import keeper, resume_hint
 from hpckit.launch.plan import LOCAL_BACKENDS, Plan, default_run_dir, manager_host, pick_backend, size
 from hpckit.launch.pools import make_pool
 from hpckit.launch.teardown import process_identity, raise_on_signals, signals_raise, teardown, wait_for_first_worker
@@ -188,7 +188,7 @@ def launch(opts: LaunchOptions) -> LaunchResult:
                 say(f"hpckit: first worker connected after {result.seconds_to_first_worker:.1f} s")
             check = environment_check(say, prepared.lock)
             run_record.lock_hash = lock_hash(check)
-            with keeper(pool, replacement_cap(sizing.jobs)):
+            with keeper(pool, sched if sched.batch else None, resume_hint(spec.checkpoint)):
                 _, result.metrics, result.written = run_with_executor(spec, pool.executor(spec.status), check)
             result.seconds_to_result = time.perf_counter() - t0
     except BaseException as exc:
@@ -208,30 +208,6 @@ def launch(opts: LaunchOptions) -> LaunchResult:
         _record(run_dir, result, extra)
         run_record.report()
     return result
-
-
-def replacement_cap(jobs: int) -> int:
-    """At most this many jobs in all per launch: the plan's jobs and up to 9 replacements each."""
-    return 10 * jobs
-
-
-@contextlib.contextmanager
-def keeper(pool, cap: int, every: float = 5.0):
-    """While inside: every few seconds the pool replaces jobs that ended (walltime, preemption)."""
-    stop = threading.Event()
-
-    def loop() -> None:
-        while not stop.wait(every):
-            with contextlib.suppress(Exception):
-                pool.keep_alive(cap)
-
-    t = threading.Thread(target=loop, name="hpckit-keeper", daemon=True)
-    t.start()
-    try:
-        yield
-    finally:
-        stop.set()
-        t.join(timeout=10)
 
 
 def job_name_for(run_dir: Path) -> str:

@@ -13,12 +13,15 @@ import os
 import shlex
 import subprocess
 import threading
+import time
 import uuid
 from pathlib import Path
 from typing import Any
 
+from hpckit.deploy.retire import RetireBeforeWalltime
 from hpckit.deploy.schedulers import SubmitError
 from hpckit.extras import require_command, require_module
+from hpckit.launch.keeper import failures_allowed
 from hpckit.launch.plan import Plan
 
 
@@ -126,10 +129,15 @@ class Pool:
         """Workers connected now; None when this pool cannot tell before the run starts."""
         return None
 
-    def keep_alive(self, cap: int) -> None:
-        """Submit replacements for jobs that ended (walltime, preemption, node failure) so the plan's jobs
-        stay up, while fewer than ``cap`` jobs were submitted in all. Parsl and vine_factory do this
-        themselves (``min_blocks`` / ``min-workers`` are the plan's jobs)."""
+    def keep_alive(self) -> None:
+        """Submit replacements for jobs that ended or are retiring (walltime, preemption, node failure) so
+        the plan's jobs stay up while the run lasts; stop once jobs keep ending without a worker connecting
+        (:meth:`stop_reason` says so). Parsl and vine_factory replace blocks themselves (``min_blocks`` /
+        ``min-workers`` are the plan's jobs)."""
+
+    def stop_reason(self) -> str | None:
+        """Why no more workers will come (replacing stopped, the engine gave up), else None."""
+        return None
 
     def helper_pids(self) -> list[int]:
         """Processes on this machine the pool started that outlive a SIGKILLed launch (Parsl's interchange,
@@ -152,6 +160,7 @@ class DaskPool(Pool):
         super().__init__(plan)
         self.cluster = None
         self.client = None
+        self.generations = JobGenerations(failures_allowed(plan.sizing.jobs))
 
     def start(self) -> None:
         require_module("distributed", "the dask backend")
@@ -178,21 +187,59 @@ class DaskPool(Pool):
         if batch:
             self.cluster.scale(jobs=int(doc["scale_jobs"]))
         self.client = Client(self.cluster, security=security)
+        lifetime = self.site.lifetime()
+        if batch and lifetime:  # workers leave between chunks before the walltime (hpckit.deploy.retire)
+            self.client.register_plugin(RetireBeforeWalltime(int(self.site.walltime), *lifetime))
 
-    def keep_alive(self, cap: int) -> None:
-        if self.cluster is None or not self.plan.scheduler.batch or len(self.record.ids) >= cap:
+    def keep_alive(self) -> None:
+        """One job per planned job that is up and not retiring: a retiring worker's replacement is
+        submitted when it starts retiring, so its data has somewhere to go."""
+        cluster = self.cluster
+        if cluster is None or not self.plan.scheduler.batch or self.generations.stopped:
             return
-        # scale() to the same size re-opens every planned job whose worker has gone (SpecCluster forgets
-        # a lost worker after distributed.deploy.lost-worker-timeout, then _correct_state submits anew)
-        self.cluster.scale(jobs=self.plan.sizing.jobs)
+        workers = self._workers_info()
+        spec = list(cluster.worker_spec)
+        statuses: dict[str, set[str]] = {}
+        for w in workers.values():
+            job = _job_of(str(w.get("name")), spec)
+            if job is not None:
+                statuses.setdefault(job, set()).add(str(w.get("status", "running")))
+        jobs = dict(cluster.workers)  # name -> dask-jobqueue Job (submitted)
+        ended = self._ended_without_worker(jobs, statuses)
+        gone = self.generations.update(jobs, statuses, ended)
+        for name in gone:  # left for good (retired, ended, lost): forget it; _correct_state closes what remains
+            cluster.worker_spec.pop(name, None)
+        if self.generations.stopped:
+            return
+        up = sum(1 for n in cluster.worker_spec if n not in statuses or statuses[n] & {"running", "paused", "init"})
+        want = self.plan.sizing.jobs - up
+        if want > 0 or gone:
+            cluster.scale(jobs=len(cluster.worker_spec) + max(0, want))
+
+    def _ended_without_worker(self, jobs: dict, statuses: dict) -> set[str]:
+        """Submitted jobs with no worker that the scheduler lists as ended (every 10 s)."""
+        waiting = {n: str(j.job_id) for n, j in jobs.items() if n not in statuses and getattr(j, "job_id", None)}
+        now = time.monotonic()
+        if not waiting or now - self.generations.last_status < 10:
+            return set()
+        self.generations.last_status = now
+        states = self.plan.scheduler.status(list(waiting.values()))
+        return {n for n, j in waiting.items() if j in states and states[j].terminal}
+
+    def stop_reason(self) -> str | None:
+        return self.generations.reason
+
+    def _workers_info(self) -> dict:
+        if self.client is None:
+            return {}
+        try:
+            return dict(self.client.scheduler_info(n_workers=-1).get("workers", {}))
+        except TypeError:  # older distributed without n_workers
+            return dict(self.client.scheduler_info().get("workers", {}))
 
     def connected(self) -> int | None:
-        if self.client is None:
-            return 0
         try:
-            return len(self.client.scheduler_info(n_workers=-1).get("workers", {}))
-        except TypeError:  # older distributed without n_workers
-            return len(self.client.scheduler_info().get("workers", {}))
+            return len(self._workers_info())
         except Exception:  # noqa: BLE001 - scheduler going away
             return 0
 
@@ -209,6 +256,49 @@ class DaskPool(Pool):
             if self.cluster is not None:
                 self.cluster.close(timeout=20)
         self.client = self.cluster = None
+
+
+def _job_of(worker_name: str, spec: list) -> str | None:
+    """The dask-jobqueue job (worker_spec name) a worker belongs to: its name, or ``<job>-<i>`` for a job
+    of several worker processes."""
+    if worker_name in spec:
+        return worker_name
+    head = worker_name.rsplit("-", 1)[0]
+    return head if head in spec else None
+
+
+class JobGenerations:
+    """Which submitted jobs did work (a worker connected) and which left; replacing stops after
+    ``allowed`` jobs in a row ended without a worker."""
+
+    def __init__(self, allowed: int):
+        self.allowed = allowed
+        self.worked: set[str] = set()
+        self.submitted: set[str] = set()
+        self.failed_in_a_row = 0
+        self.reason: str | None = None
+        self.last_status = 0.0
+
+    @property
+    def stopped(self) -> bool:
+        return self.reason is not None
+
+    def update(self, jobs: dict, statuses: dict, ended: set[str]) -> set[str]:
+        """Record this look; returns the jobs that are gone for good."""
+        for name in statuses:
+            if name not in self.worked:
+                self.worked.add(name)
+                self.failed_in_a_row = 0
+        self.submitted |= set(jobs)
+        gone = {n for n in self.submitted if n not in jobs} | set(ended)
+        for name in sorted(gone):
+            self.submitted.discard(name)
+            if name not in self.worked:
+                self.failed_in_a_row += 1
+        if self.failed_in_a_row >= self.allowed and self.reason is None:
+            self.reason = (f"{self.failed_in_a_row} worker jobs in a row ended without a worker connecting, so no "
+                           "more are submitted (see their stderr in the run directory's logs/)")
+        return gone
 
 
 class ParslPool(Pool):
@@ -258,6 +348,12 @@ class ParslPool(Pool):
                             "Failed to start block" in st.message:
                         out.append(st.message)
         return out
+
+    def stop_reason(self) -> str | None:
+        for ex in self._htex():
+            if getattr(ex, "bad_state_is_set", False):
+                return f"Parsl gave up on its blocks: {getattr(ex, 'executor_exception', None)}"
+        return None
 
     def connected(self) -> int | None:
         n = 0

@@ -11,6 +11,7 @@ from hpckit.deploy.backends.common import (
     prologue_lines,
     wrapped_python,
 )
+from hpckit.deploy.retire import JOB_START_LINE
 from hpckit.deploy.schedulers import scheduler_class
 from hpckit.errors import MissingExtra
 from hpckit.deploy.site import Site, format_memory
@@ -65,7 +66,8 @@ def render_dask(site: Site, sizing: Any = None) -> DaskRendering:
     * ``python``: the site's python inside its container runtime;
     * ``interface``; for a loopback site ``scheduler_options={"host": "127.0.0.1"}``;
     * ``worker_extra_args``: ``--no-dashboard``, ``--lifetime``/``--lifetime-stagger`` from the walltime (workers retire
-      before the batch system kills them), the worker port range.
+      before the batch system kills them; a launch retires them itself instead, see :mod:`hpckit.deploy.retire`),
+      the worker port range.
 
     ``job_script`` is what the cluster would submit, built by dask-jobqueue's own Job class with a
     placeholder scheduler address, so no scheduler is started.
@@ -97,8 +99,12 @@ def render_dask(site: Site, sizing: Any = None) -> DaskRendering:
                                        "dashboard_address": "127.0.0.1:0"}
     extra: list[str] = ["--no-dashboard"]  # a worker dashboard would listen on every interface
     lifetime = site.lifetime()
-    if lifetime:
+    if lifetime and sizing is None:
         extra += ["--lifetime", f"{lifetime[0]}s", "--lifetime-stagger", f"{lifetime[1]}s"]
+    elif lifetime:
+        # a launch retires its workers itself, between chunks, counted from the job's start
+        # (hpckit.deploy.retire): dask's --lifetime would close a worker mid-chunk when no other can take its data
+        kwargs["job_script_prologue"] = [JOB_START_LINE, *kwargs["job_script_prologue"]]
     if site.network.port_range:
         lo, hi = site.network.port_range
         extra += ["--worker-port", f"{lo}:{hi}"]

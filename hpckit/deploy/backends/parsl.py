@@ -43,6 +43,13 @@ def _provider_args(site: Site, sizing: Any = None) -> dict[str, Any]:
     return args
 
 
+def _drain_period(site: Site) -> int | None:
+    """Seconds after a block's worker pool starts when it drains (takes no new task, finishes the running ones
+    and exits) before the walltime: the site's worker lifetime, less its stagger (Parsl has no stagger)."""
+    lifetime = site.lifetime() if scheduler_class(site.scheduler).batch else None
+    return None if lifetime is None else max(1, lifetime[0] - lifetime[1])
+
+
 def render_parsl(site: Site, sizing: Any = None) -> str:
     """``parsl_config.py`` text for ``site``: a module with ``get_config(run_dir="runinfo")`` and ``config``.
 
@@ -54,6 +61,8 @@ def render_parsl(site: Site, sizing: Any = None) -> str:
 
     With ``sizing`` (a launch): ``init_blocks = min_blocks = max_blocks = sizing.jobs``; the local site gets
     ``sizing.workers`` workers; the executor label (in every block's job name) is ``sizing.job_name``.
+    With a walltime, ``drain_period`` ends each block's pool between tasks before the walltime (Parsl then
+    replaces the block: ``min_blocks``).
     """
     job = job_context(site, "parsl", "parsl")
     sched_opts = directive_lines(site, "parsl", "parsl")
@@ -70,6 +79,7 @@ def render_parsl(site: Site, sizing: Any = None) -> str:
         "container_prefix": prefix,
         "interface": site.network.interface,
         "loopback": site.loopback,
+        "drain_period": _drain_period(site),
         "max_workers_per_node": site.worker.per_job if site.scheduler != "local"
         else (sizing.workers if sizing is not None else site.max_workers),
     }

@@ -58,6 +58,7 @@ def get_config(run_dir: str = "runinfo") -> Config:
                 cores_per_worker=1,
                 mem_per_worker=4.0,
                 max_workers_per_node=1,
+                drain_period=71250,  # stop taking tasks, finish the running ones, end before the walltime
                 launch_cmd=LAUNCH_CMD,
                 provider=CondorProvider(
                     nodes_per_block=1,

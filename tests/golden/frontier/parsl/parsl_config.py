@@ -60,6 +60,7 @@ def get_config(run_dir: str = "runinfo") -> Config:
                 cores_per_worker=2,
                 mem_per_worker=16.0,
                 max_workers_per_node=28,
+                drain_period=6450,  # stop taking tasks, finish the running ones, end before the walltime
                 launch_cmd=LAUNCH_CMD,
                 provider=SlurmProvider(
                     nodes_per_block=1,

@@ -59,6 +59,7 @@ def get_config(run_dir: str = "runinfo") -> Config:
                 cores_per_worker=1,
                 mem_per_worker=2.0,
                 max_workers_per_node=1,
+                drain_period=28050,  # stop taking tasks, finish the running ones, end before the walltime
                 worker_port_range=(10000, 10070),
                 launch_cmd=LAUNCH_CMD,
                 provider=CondorProvider(

@@ -62,6 +62,7 @@ def get_config(run_dir: str = "runinfo") -> Config:
                 cores_per_worker=1,
                 mem_per_worker=15.0,
                 max_workers_per_node=32,
+                drain_period=3150,  # stop taking tasks, finish the running ones, end before the walltime
                 launch_cmd=LAUNCH_CMD,
                 provider=PBSProProvider(
                     nodes_per_block=1,

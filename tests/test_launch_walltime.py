@@ -1,0 +1,71 @@
+"""Runs outlive walltime, on the real local Slurm: 1-minute worker jobs (--set walltime=00:01:00), chunks of
+~8 s, over three walltimes of work in all. Workers retire between chunks before the walltime and
+replacement jobs follow the work, so the run ends with the local run's output, no job killed by its time
+limit and no job left in squeue; with and without --checkpoint, Dask and Parsl.
+
+Slow (about 2-3 minutes each); each test has its own run directory and job name, so they can run side by
+side under pytest-xdist (they share the 8 CPUs of the local Slurm).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from launch_util import ANALYSIS, assert_same_output, hpckit, load, run_jobs, squeue_ids
+from slurm_util import require_slurm
+
+pytestmark = [pytest.mark.slurm, pytest.mark.slow]
+
+SLOW = Path(__file__).parent / "slow_dimuon.py"
+CHUNK = "4"  # 2 files x 40 events -> 20 chunks
+SLEEP = "9"  # 20 chunks x 9 s = 180 s of work: three 1-minute walltimes
+
+
+@pytest.fixture(scope="module")
+def local_out(tmp_path_factory) -> dict:
+    d = tmp_path_factory.mktemp("local")
+    r = hpckit(["run", str(ANALYSIS), "--fileset", str(_fileset(d)), "--executor", "iterative", "--chunksize", CHUNK,
+                "--no-status", "--no-plots", "--output", str(d / "ref.pkl")], cwd=d)
+    assert r.returncode == 0, r.stderr
+    return load(d / "ref.pkl")
+
+
+def _fileset(d: Path) -> Path:
+    from conftest import DATASETS
+
+    p = d / "fileset.json"
+    p.write_text(json.dumps({ds: {"files": {str(f): "Events"}} for ds, f in DATASETS.items()}))
+    return p
+
+
+def _killed_by_time_limit(run_dir: Path) -> list[str]:
+    """Batch logs of the run where slurmstepd says it cancelled the job DUE TO TIME LIMIT (no accounting here:
+    sacct cannot tell)."""
+    return [str(p) for p in run_dir.rglob("*") if p.is_file() and p.suffix in (".err", ".stderr", ".out", ".stdout")
+            and "DUE TO TIME LIMIT" in p.read_text(errors="replace")]
+
+
+@pytest.mark.timeout(420)
+@pytest.mark.parametrize("checkpoint", [False, True], ids=["no-checkpoint", "checkpoint"])
+@pytest.mark.parametrize("backend", ["dask", "parsl"])
+def test_run_of_three_walltimes_with_one_minute_workers(backend, checkpoint, tmp_path, local_out):
+    require_slurm()
+    run_dir = tmp_path / "run"
+    args = ["launch", str(SLOW), "--site", "slurm-local", "--backend", backend, "--workers", "2",
+            "--fileset", str(_fileset(tmp_path)), "--chunksize", CHUNK, "--run-dir", str(run_dir),
+            "--set", "walltime=00:01:00", "--worker-timeout", "120", "--no-status", "--no-plots"]
+    if checkpoint:
+        args += ["--checkpoint", str(tmp_path / "ckpt")]
+    r = hpckit(args, cwd=tmp_path, timeout=400, HPCKIT_TEST_SLEEP=SLEEP)
+    jobs = run_jobs(run_dir)
+    assert not set(jobs) & squeue_ids(), "jobs of the run still in squeue"
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert "KilledWorker" not in r.stderr
+    assert_same_output(load(run_dir / "out.pkl"), local_out)
+    assert len(jobs) > 2, f"no replacement job: {jobs}"  # one generation of workers cannot do it
+    killed = _killed_by_time_limit(run_dir)
+    assert not killed, f"jobs killed by their walltime: {killed}"
+    metrics = json.loads((run_dir / "out.metrics.json").read_text())
+    assert metrics["chunks"] == 20
