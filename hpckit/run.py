@@ -217,6 +217,9 @@ def _run_on_engine(spec: RunSpec, engine: EngineOptions, say: Any) -> tuple[Any,
     workers = workers or 1
     if engine.executor in LOCAL_EXECUTORS:
         return run_with_executor(spec, make_local_executor(engine.executor, workers, spec.status))
+    from hpckit.processor.lifeline import guard_descendants
+
+    guard_descendants()  # the engine's processes (nannies, interchange, worker pools) end with this one
     if engine.executor == "dask":
         require_module("distributed", "the dask executor")
         from hpckit.processor import DaskExecutor
@@ -231,7 +234,10 @@ def _run_on_engine(spec: RunSpec, engine: EngineOptions, say: Any) -> tuple[Any,
         require_module("parsl", "the parsl executor")
         from hpckit.processor import ParslExecutor
 
-        config = load_parsl_config(engine.parsl_config) if engine.parsl_config else local_parsl_config(workers)
+        runinfo = str(spec.records_dir() / "runinfo")  # Parsl's logs and keys next to the run's records
+        config = load_parsl_config(engine.parsl_config) if engine.parsl_config else local_parsl_config(workers, runinfo)
+        if config.run_dir == "runinfo":  # Parsl's default: the current directory
+            config.run_dir = runinfo
         return run_with_executor(spec, ParslExecutor(config=config, status=spec.status))
     require_module("ndcctools.taskvine", "the taskvine executor")
     from hpckit.processor import TaskVineExecutor

@@ -10,16 +10,26 @@ import typer
 from hpckit.cli import common as c
 
 
+RUNS_HELP = ("directory holding run directories (default: ./hpckit-runs and <scratch>/hpckit-runs-<user> of "
+             "every site, where launches put them)")
+
+
+def _roots(runs: Optional[Path]) -> list[Path]:
+    from hpckit.launch.plan import run_roots
+
+    return [runs] if runs is not None else run_roots()
+
+
 def jobs_command(
     run: Optional[Path] = typer.Option(None, "--run", help="one run directory (default: every run under --runs)"),
-    runs: Path = typer.Option(Path("hpckit-runs"), "--runs", help="directory holding run directories"),
+    runs: Optional[Path] = typer.Option(None, "--runs", help=RUNS_HELP),
 ) -> None:
     """List the batch jobs of earlier launches with their scheduler state and whether the launch is alive."""
     from hpckit.errors import HpckitError
     from hpckit.launch.teardown import find_runs, run_jobs_table
 
     try:
-        rows = run_jobs_table(find_runs(run, runs))
+        rows = run_jobs_table(find_runs(run, _roots(runs) if run is None else []))
     except HpckitError as exc:
         c.fail(exc)
     if not rows:
@@ -32,17 +42,20 @@ def jobs_command(
 def cancel_command(
     run: Optional[Path] = typer.Argument(None, help="run directory whose jobs to cancel"),
     all_orphans: bool = typer.Option(False, "--all-orphans", help="every run under --runs whose launch is gone"),
-    runs: Path = typer.Option(Path("hpckit-runs"), "--runs", help="directory holding run directories"),
-    force: bool = typer.Option(False, "--force", help="cancel even when the launch process is still alive"),
+    runs: Optional[Path] = typer.Option(None, "--runs", help=RUNS_HELP),
+    force: bool = typer.Option(False, "--force", help="cancel even when the launch process is still alive "
+                               "(an `hpckit run` output directory: end that run)"),
 ) -> None:
-    """Cancel the jobs of a launch whose process is gone (SIGKILL, lost login session)."""
+    """Cancel the jobs of a launch whose process is gone (SIGKILL, lost login session), or end what an `hpckit run`
+    left. Exits 1 when a named run is not cancelled (its launch still runs: --force)."""
     from hpckit.errors import HpckitError
     from hpckit.launch.teardown import cancel_runs, find_runs
 
     if run is None and not all_orphans:
         c.fail("give a run directory, or --all-orphans")
     try:
-        for line in cancel_runs(find_runs(run, runs) if run is not None else find_runs(None, runs), force=force):
+        found = find_runs(run, []) if run is not None else find_runs(None, _roots(runs))
+        for line in cancel_runs(found, force=force, strict=run is not None):
             c.say(line)
     except HpckitError as exc:
         c.fail(exc)

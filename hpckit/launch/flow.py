@@ -20,6 +20,7 @@ from hpckit.paths import private_dir
 from hpckit.launch.keeper import keeper, resume_hint
 from hpckit.launch.plan import LOCAL_BACKENDS, Plan, default_run_dir, manager_host, pick_backend, size
 from hpckit.launch.pools import make_pool
+from hpckit.processor.lifeline import children_ignore_terminal_interrupt, guard_descendants
 from hpckit.launch.teardown import process_identity, raise_on_signals, signals_raise, teardown, wait_for_first_worker
 from hpckit.report.hooks import JobStateRecorder, RunRecord, lock_hash
 from hpckit.run import RunSpec, make_local_executor, run_with_executor
@@ -176,7 +177,9 @@ def launch(opts: LaunchOptions) -> LaunchResult:
             say(f"hpckit: run dir {run_dir}")
             if getattr(pool, "chdir_logs", False):
                 os.chdir(run_dir / "logs")  # Parsl's providers submit from (and PBS writes logs to) the cwd
-            pool.start()
+            guard_descendants()  # a SIGKILLed launch leaves no interchange, LocalCluster or vine_factory behind
+            with children_ignore_terminal_interrupt():  # Ctrl-C: this process ends the engine, in order
+                pool.start()
             raise_on_signals()
             helpers = [process_identity(pid) for pid in pool.helper_pids()]
             if helpers:

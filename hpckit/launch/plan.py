@@ -14,7 +14,7 @@ from pathlib import Path
 from hpckit.deploy import render_all
 from hpckit.deploy.backends import Sizing
 from hpckit.deploy.schedulers import Scheduler, scheduler_for
-from hpckit.deploy.site import Site
+from hpckit.deploy.site import Site, load_site
 from hpckit.errors import LaunchError
 from hpckit.paths import user_run_root
 from hpckit.units import plural
@@ -39,6 +39,27 @@ def default_run_dir(site: Site, now: _dt.datetime | None = None) -> Path:
         if base and os.path.isdir(base) and os.access(base, os.W_OK):
             return user_run_root(base) / run_id  # <scratch>/hpckit-runs-<user>, 0700
     return Path("hpckit-runs").resolve() / run_id
+
+
+def run_roots() -> list[Path]:
+    """Every directory :func:`default_run_dir` may put run directories in: ``./hpckit-runs`` and
+    ``<scratch>/hpckit-runs-<user>`` of each site whose scratch exists here (for `hpckit jobs` / `cancel`)."""
+    import getpass
+
+    from hpckit.deploy.site import list_sites
+
+    roots = [Path("hpckit-runs").resolve()]
+    for name in list_sites():
+        try:
+            site = load_site(name).site
+        except Exception:  # noqa: BLE001 - a broken user site does not hide the others' runs
+            continue
+        base = _expand(site.scratch) if site.scratch and scheduler_for(site).batch else None
+        if base and os.path.isdir(base):
+            root = (Path(base) / f"hpckit-runs-{getpass.getuser()}").resolve()
+            if root not in roots:
+                roots.append(root)
+    return roots
 
 
 def pick_backend(site: Site, backend: str | None) -> str:

@@ -367,16 +367,29 @@ class ParslPool(Pool):
 
         return ParslExecutor(config=self.config, status=status)
 
-    def close(self) -> None:
+    def close(self, wait: float = 30.0) -> None:
+        """``DFK.cleanup``, for ``wait`` seconds at most (it waits without end on an interchange that died);
+        then the interchange is ended and the launch cancels the jobs itself."""
         self.poll_ids()
         if self.dfk is not None:
             import parsl
 
-            with contextlib.suppress(Exception):
-                self.dfk.cleanup()
+            helpers = self.helper_pids()
+            t = threading.Thread(target=self._cleanup, name="hpckit-parsl-cleanup", daemon=True)
+            t.start()
+            t.join(wait)
+            if t.is_alive():
+                logging.getLogger("hpckit.launch").warning("hpckit: Parsl's cleanup did not finish in %.0f s", wait)
+                for pid in helpers:
+                    with contextlib.suppress(OSError):
+                        os.kill(pid, 9)
             with contextlib.suppress(Exception):
                 parsl.clear()
         self.dfk = None
+
+    def _cleanup(self) -> None:
+        with contextlib.suppress(Exception):
+            self.dfk.cleanup()
 
 
 class TaskVinePool(Pool):

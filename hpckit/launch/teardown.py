@@ -237,11 +237,35 @@ class RunJobs:
         return ids
 
 
+def _local_run(run_dir: Path) -> RunJobs:
+    """An `hpckit run` (no launch): its ``run.json`` names the process; no batch jobs."""
+    f = run_dir / "run.json"
+    try:
+        info = json.loads(f.read_text())
+    except ValueError as exc:
+        raise LaunchError(f"{f}: not valid JSON ({exc})") from None
+    pid, started = info.get("pid"), info.get("started") or 0
+    ticks = _start_ticks(int(pid)) if pid else None
+    same = ticks is not None and _ticks_epoch(ticks) <= float(started) + 2 and float(started) - _ticks_epoch(ticks) < 3600
+    record = {"process": {"pid": pid, "host": info.get("host"), "start_ticks": ticks if same else "gone"},
+              "finished": info.get("finished"), "state": "failed" if info.get("error") else "finished"}
+    return RunJobs(run_dir, record, [])
+
+
+def _ticks_epoch(ticks: str) -> float:
+    with open("/proc/stat") as fh:
+        btime = next(int(line.split()[1]) for line in fh if line.startswith("btime"))
+    return btime + int(ticks) / os.sysconf("SC_CLK_TCK")
+
+
 def _read_run(run_dir: Path) -> RunJobs:
     run_dir = Path(run_dir)
     f = run_dir / "launch.json"
+    if not f.is_file() and (run_dir / "run.json").is_file():
+        return _local_run(run_dir)
     if not f.is_file():
-        raise LaunchError(f"{run_dir} is not a launch run directory (no launch.json)")
+        raise LaunchError(f"{run_dir} is neither a launch run directory nor an `hpckit run` output directory "
+                          "(no launch.json, no run.json)")
     try:
         record = json.loads(f.read_text())
     except ValueError as exc:
@@ -251,16 +275,20 @@ def _read_run(run_dir: Path) -> RunJobs:
     return RunJobs(run_dir, record, ids)
 
 
-def find_runs(run: Path | None, runs_dir: Path) -> list[RunJobs]:
-    """One run directory, or every run directory under ``runs_dir`` (newest last)."""
+def find_runs(run: Path | None, runs_dir: Path | list[Path]) -> list[RunJobs]:
+    """One run directory, or every run directory under ``runs_dir`` (one directory or several; by name,
+    which starts with the launch's date and time, so newest last)."""
     if run is not None:
         return [_read_run(run)]
-    if not Path(runs_dir).is_dir():
-        return []
-    return [_read_run(d) for d in sorted(Path(runs_dir).iterdir()) if (d / "launch.json").is_file()]
+    roots = [runs_dir] if isinstance(runs_dir, (str, Path)) else list(runs_dir)
+    found = [d for root in roots if Path(root).is_dir() for d in Path(root).iterdir() if (d / "launch.json").is_file()]
+    return [_read_run(d) for d in sorted(found, key=lambda d: (d.name, str(d)))]
 
 
-def _alive_word(alive: bool | None) -> str:
+def _alive_word(record: dict) -> str:
+    if record.get("finished"):
+        return f"launch {record.get('state') or 'finished'}"  # its jobs were ended by the launch itself
+    alive = launch_alive(record)
     return {True: "launch running", False: "launch gone", None: "launch on another host"}[alive]
 
 
@@ -272,7 +300,11 @@ def run_jobs_table(runs: list[RunJobs]) -> list[str]:
         sched = r.scheduler
         if not ids or sched is None or not sched.batch:
             continue
-        alive = _alive_word(launch_alive(r.record))
+        alive = _alive_word(r.record)
+        if r.record.get("finished"):  # the launch ended and cancelled what was left: nothing to look up
+            left = r.record.get("jobs_left_after_teardown") or []
+            rows += [f"{r.run_dir}  {j}  {'LEFT AFTER TEARDOWN' if j in left else 'ENDED'}  {alive}" for j in ids]
+            continue
         states = sched.status(ids) if not sched.missing() else {}
         for j in ids:
             st = states.get(j)
@@ -281,22 +313,37 @@ def run_jobs_table(runs: list[RunJobs]) -> list[str]:
     return rows
 
 
-def cancel_runs(runs: list[RunJobs], force: bool = False, wait: float = 30.0) -> list[str]:
-    """Cancel the still-listed jobs of each run whose launch process is gone (every run with ``force``)."""
+class CancelRefused(LaunchError):
+    """`hpckit cancel` did not cancel a run it was asked to (its launch still runs); the lines say which."""
+
+    def __init__(self, lines: list[str]):
+        super().__init__("\n".join(lines))
+        self.lines = lines
+
+
+def cancel_runs(runs: list[RunJobs], force: bool = False, wait: float = 30.0, strict: bool = False) -> list[str]:
+    """Cancel the still-listed jobs of each run whose launch process is gone (every run with ``force``).
+    ``strict`` (one named run): a run left alone because its launch still runs raises :class:`CancelRefused`."""
     lines = []
+    refused = False
     for r in runs:
         sched = r.scheduler
         alive = launch_alive(r.record)
         if alive and not force:
-            if sched is not None and sched.batch or r.record.get("helpers"):
+            if sched is not None and sched.batch or r.record.get("helpers") or strict:
                 lines.append(f"{r.run_dir}: launch still running (pid {r.record['process']['pid']}); "
                              "not cancelling (--force to cancel anyway)")
+                refused = True
             continue
         if sched is not None and sched.batch:
             lines.append(_cancel_jobs(r, sched, wait))
         ended = end_helpers(list(r.record.get("helpers") or []))
+        if alive and force and not (sched is not None and sched.batch) and r.record.get("process"):
+            ended += end_helpers([r.record["process"]])  # a local engine run: its guardian ends the engine
         if ended:
-            lines.append(f"{r.run_dir}: ended helper process(es) {' '.join(map(str, ended))}")
+            lines.append(f"{r.run_dir}: ended process(es) {' '.join(map(str, ended))}")
+    if refused and strict:
+        raise CancelRefused(lines)
     return lines
 
 

@@ -10,11 +10,13 @@ Two mechanisms, used together in the worker's initializer:
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import os
 import signal
 import sys
 import threading
+from typing import Iterator
 
 PR_SET_PDEATHSIG = 1
 
@@ -42,3 +44,125 @@ def die_with_parent(parent: int, interval: float = 1.0) -> None:
     if os.getppid() != parent:  # the parent died before prctl took effect
         os._exit(1)
     threading.Thread(target=_watch, args=(parent, interval), name="hpckit-parent-watch", daemon=True).start()
+
+
+# ------------------------------------------------------------------------------------------------
+# engines (Dask nannies and workers, Parsl's interchange and worker pools, vine_factory) start processes of
+# their own that prctl cannot reach and that double-fork away from their parent (Parsl's LocalProvider). A
+# guardian process watches this one: it keeps a list of this process's descendants (this process becomes a
+# child subreaper, so orphaned grandchildren stay descendants) and SIGKILLs them the moment this process is
+# gone, whatever ended it (SIGKILL, OOM, a crash). It learns that through a pipe only this process holds.
+
+PR_SET_CHILD_SUBREAPER = 36
+_GUARDIAN: "subprocess.Popen | None" = None
+
+
+def _subreaper() -> bool:
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        return ctypes.CDLL(None, use_errno=True).prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) == 0
+    except (OSError, AttributeError):
+        return False
+
+
+def guard_descendants() -> int | None:
+    """Start (once per process) the guardian that kills this process's descendants when it dies; returns
+    its pid (None where it cannot run: no psutil)."""
+    global _GUARDIAN
+    if _GUARDIAN is not None and _GUARDIAN.poll() is None:
+        return _GUARDIAN.pid
+    try:
+        import psutil  # noqa: F401 - every engine (distributed, parsl) depends on it
+    except ImportError:
+        return None
+    import subprocess
+
+    _subreaper()
+    read, write = os.pipe()  # not inheritable: only this process holds the write end
+    # run by path, isolated: the guardian imports nothing of hpckit (a lean process, started in ~50 ms)
+    _GUARDIAN = subprocess.Popen([sys.executable, "-I", os.path.abspath(__file__), str(os.getpid())], stdin=read,
+                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    os.close(read)
+    _KEEP.append(write)  # closed by the kernel when this process ends, however it ends
+    return _GUARDIAN.pid
+
+
+_KEEP: list[int] = []
+
+
+def _guard(parent: int, interval: float = 0.5) -> None:
+    """The guardian's loop: refresh the list of ``parent``'s descendants until stdin reaches EOF, then kill them."""
+    import select
+
+    import psutil
+
+    me = os.getpid()
+    known: dict[int, float] = {}
+    try:
+        root = psutil.Process(parent)
+    except psutil.Error:
+        return
+    while True:
+        ready, _, _ = select.select([sys.stdin.fileno()], [], [], interval)
+        if ready and not os.read(sys.stdin.fileno(), 4096):
+            break  # the parent is gone
+        try:  # a forked (not exec'd) child may hold the pipe too: look at the parent itself as well
+            if not root.is_running() or root.status() == psutil.STATUS_ZOMBIE:
+                break
+            for p in root.children(recursive=True):
+                if p.pid != me and p.pid not in known:
+                    known[p.pid] = p.create_time()
+        except psutil.Error:
+            break
+    _end(known)
+
+
+def _end(known: dict[int, float], grace: float = 3.0) -> None:
+    """SIGTERM every listed process that is still the one listed (pids are reused), and the children they
+    have now; SIGKILL whatever is left after ``grace`` seconds (a vine_factory removes its jobs on SIGTERM)."""
+    import time
+
+    import psutil
+
+    procs: dict[int, "psutil.Process"] = {}
+    for pid, created in known.items():
+        try:
+            p = psutil.Process(pid)
+            if p.create_time() == created:
+                procs[pid] = p
+                for kid in p.children(recursive=True):
+                    procs.setdefault(kid.pid, kid)
+        except psutil.Error:
+            continue
+    for p in procs.values():
+        try:
+            p.terminate()
+        except psutil.Error:
+            pass
+    _, alive = psutil.wait_procs(list(procs.values()), timeout=grace)
+    for p in alive:
+        try:
+            p.kill()
+        except psutil.Error:
+            pass
+
+
+if __name__ == "__main__":  # the guardian: python lifeline.py PARENT_PID
+    _guard(int(sys.argv[1]))
+
+
+@contextlib.contextmanager
+def children_ignore_terminal_interrupt() -> Iterator[None]:
+    """Inside (main thread): SIGINT is blocked, so the processes an engine starts now inherit a blocked SIGINT
+    and a Ctrl-C in the terminal (SIGINT to the whole process group) reaches only this process, which then
+    shuts the engine down in order. (Parsl's interchange killed by that SIGINT leaves ``DFK.cleanup`` waiting
+    for it forever.) A Ctrl-C that arrives meanwhile is held and delivered on the way out."""
+    if threading.current_thread() is not threading.main_thread() or not hasattr(signal, "pthread_sigmask"):
+        yield
+        return
+    old = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, old)
