@@ -26,21 +26,24 @@ def _descendants(pid: int) -> list[psutil.Process]:
         return []
 
 
-def _engine_started(proc: subprocess.Popen, executor: str) -> list[psutil.Process]:
-    """Wait until the engine's processes run a chunk (the worker pool for Parsl, a worker for Dask)."""
-    want = "process_worker_pool" if executor == "parsl" else "distributed"
+def _engine(proc: subprocess.Popen, where: Path) -> list[psutil.Process]:
+    """The run's descendants, and Parsl worker pools started for it (they double-fork away from it)."""
+    found = {p.pid: p for p in _descendants(proc.pid)}
+    for p in psutil.process_iter():
+        cmd = " ".join(_cmd(p))
+        if "process_worker_pool" in cmd and str(where) in cmd:
+            found.setdefault(p.pid, p)
+    return list(found.values())
+
+
+def _engine_started(proc: subprocess.Popen, executor: str, where: Path) -> list[psutil.Process]:
+    """Wait until the engine's processes run chunks (the worker pool for Parsl, workers for Dask)."""
+    want = "process_worker_pool" if executor == "parsl" else "spawn"
     deadline = time.monotonic() + 90
     while time.monotonic() < deadline and proc.poll() is None:
-        kids = _descendants(proc.pid)
-        cmds = []
-        for k in kids:
-            try:
-                cmds.append(" ".join(k.cmdline()))
-            except psutil.Error:
-                pass
-        if sum(want in c or "spawn" in c for c in cmds) >= 2:
-            time.sleep(2)  # let it get into a chunk
-            return _descendants(proc.pid)
+        if sum(want in " ".join(_cmd(p)) for p in _engine(proc, where)) >= (1 if executor == "parsl" else 2):
+            time.sleep(3)  # let it get into a chunk
+            return _engine(proc, where)
         time.sleep(0.3)
     raise AssertionError(f"{executor}: engine processes did not start: {proc.poll()}")
 
@@ -55,10 +58,7 @@ def test_sigkilled_engine_run_leaves_no_process(executor, tmp_path, fileset_path
                              "--output", str(out), "--no-status", "--no-plots"], cwd=tmp_path,
                             env=env(HPCKIT_TEST_SLEEP="3"), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     try:
-        started = _engine_started(proc, executor)
-        if executor == "parsl":  # the worker pool double-forks: ask for it by its command line too
-            started += [p for p in psutil.process_iter() if "process_worker_pool" in " ".join(_cmd(p))
-                        and str(tmp_path) in " ".join(_cmd(p))]
+        started = _engine_started(proc, executor, tmp_path)
         proc.send_signal(signal.SIGKILL)
         proc.wait(timeout=30)
     finally:
@@ -129,3 +129,67 @@ def _running(jobs: list[str]) -> list[str]:
         return []
     out = subprocess.run(["squeue", "-h", "-o", "%i %T", "-j", ",".join(jobs)], capture_output=True, text=True)
     return [line.split()[0] for line in out.stdout.splitlines() if line.endswith("RUNNING")]
+
+
+@pytest.mark.slurm
+@pytest.mark.timeout(200)
+def test_jobs_finds_a_launch_in_the_site_scratch_and_lists_it_finished(tmp_path, fileset_path):
+    """A launch without --run-dir puts its run directory under the site's scratch (<scratch>/hpckit-runs-<user>);
+    `hpckit jobs`, from another directory and without --runs, lists its jobs there, as ended by a finished
+    launch (not CANCELLED, not "launch gone")."""
+    import json as _json
+
+    from launch_util import ANALYSIS, hpckit
+    from slurm_util import require_slurm
+
+    require_slurm()
+    r = hpckit(["launch", str(ANALYSIS), "--site", "slurm-local", "--backend", "dask", "--workers", "1",
+                "--fileset", str(fileset_path), "--worker-timeout", "90", "--no-status", "--no-plots"],
+               cwd=tmp_path, timeout=180)
+    assert r.returncode == 0, r.stderr[-2000:]
+    run_dir = Path(next(line.split("run dir ", 1)[1].strip() for line in r.stderr.splitlines() if "run dir " in line))
+    try:
+        assert not str(run_dir).startswith(str(tmp_path)), run_dir  # the site's scratch, not ./hpckit-runs
+        jobs = (run_dir / "jobs.txt").read_text().split()
+        other = tmp_path / "elsewhere"
+        other.mkdir()
+        listed = hpckit(["jobs"], cwd=other, timeout=120)
+        assert listed.returncode == 0, listed.stderr
+        rows = [line for line in listed.stdout.splitlines() if line.startswith(str(run_dir))]
+        assert {row.split()[1] for row in rows} == set(jobs), listed.stdout
+        assert all("launch finished" in row and "CANCELLED" not in row for row in rows), rows
+        assert _json.loads((run_dir / "launch.json").read_text())["state"] == "finished"
+    finally:
+        import shutil
+
+        shutil.rmtree(run_dir, ignore_errors=True)
+
+
+@pytest.mark.timeout(150)
+def test_cancel_finds_a_local_engine_run_refuses_while_it_runs_and_ends_it_with_force(tmp_path, fileset_path):
+    """`hpckit cancel DIR` on the output directory of a running `hpckit run --executor parsl`: refused (exit 1,
+    saying why); with --force the run and every process of its engine end."""
+    from launch_util import hpckit
+
+    out = tmp_path / "out" / "out.pkl"
+    out.parent.mkdir()
+    proc = subprocess.Popen([sys.executable, "-m", "hpckit", "run", str(TESTS / "slow_dimuon.py"), "--fileset",
+                             str(fileset_path), "--executor", "parsl", "--workers", "2", "--chunksize", "5",
+                             "--output", str(out), "--no-status", "--no-plots"], cwd=tmp_path,
+                            env=env(HPCKIT_TEST_SLEEP="3"), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        started = _engine_started(proc, "parsl", tmp_path)
+        refused = hpckit(["cancel", str(out.parent)], cwd=tmp_path, timeout=60)
+        assert refused.returncode == 1 and "still running" in refused.stderr, refused.stderr
+        assert proc.poll() is None
+        forced = hpckit(["cancel", "--force", str(out.parent)], cwd=tmp_path, timeout=60)
+        assert forced.returncode == 0 and "ended process" in forced.stderr, forced.stderr
+        proc.wait(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    _, alive = psutil.wait_procs([p for p in started if p.is_running()], timeout=15)
+    left = [" ".join(_cmd(p))[:120] for p in alive if p.status() != psutil.STATUS_ZOMBIE]
+    for p in alive:
+        p.kill()
+    assert not left, left
