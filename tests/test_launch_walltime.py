@@ -47,7 +47,7 @@ def _killed_by_time_limit(run_dir: Path) -> list[str]:
             and "DUE TO TIME LIMIT" in p.read_text(errors="replace")]
 
 
-@pytest.mark.timeout(420)
+@pytest.mark.timeout(600)
 @pytest.mark.parametrize("checkpoint", [False, True], ids=["no-checkpoint", "checkpoint"])
 @pytest.mark.parametrize("backend", ["dask", "parsl"])
 def test_run_of_three_walltimes_with_one_minute_workers(backend, checkpoint, tmp_path, local_out):
@@ -58,7 +58,7 @@ def test_run_of_three_walltimes_with_one_minute_workers(backend, checkpoint, tmp
             "--set", "walltime=00:01:00", "--worker-timeout", "120", "--no-status", "--no-plots"]
     if checkpoint:
         args += ["--checkpoint", str(tmp_path / "ckpt")]
-    r = hpckit(args, cwd=tmp_path, timeout=400, HPCKIT_TEST_SLEEP=SLEEP)
+    r = hpckit(args, cwd=tmp_path, timeout=580, HPCKIT_TEST_SLEEP=SLEEP)
     jobs = run_jobs(run_dir)
     assert not set(jobs) & squeue_ids(), "jobs of the run still in squeue"
     assert r.returncode == 0, r.stderr[-3000:]
@@ -69,3 +69,42 @@ def test_run_of_three_walltimes_with_one_minute_workers(backend, checkpoint, tmp
     assert not killed, f"jobs killed by their walltime: {killed}"
     metrics = json.loads((run_dir / "out.metrics.json").read_text())
     assert metrics["chunks"] == 20
+
+
+@pytest.mark.timeout(300)
+def test_launch_stops_when_no_worker_can_come(tmp_path):
+    """The first worker job runs; every later one exits before its worker starts (worker_init fails once a
+    file exists). Once the first worker has retired, replacing stops after a few such jobs, and the launch
+    ends within a minute or so, saying what happened and how to resume, with no job left (today: replacements
+    up to a cap of 10 x jobs, then it waits for ever)."""
+    import subprocess
+    import sys
+    import time
+
+    from launch_util import env
+
+    require_slurm()
+    run_dir, stop = tmp_path / "run", tmp_path / "stop"
+    args = ["launch", str(SLOW), "--site", "slurm-local", "--backend", "dask", "--workers", "1",
+            "--fileset", str(_fileset(tmp_path)), "--chunksize", CHUNK, "--run-dir", str(run_dir),
+            "--set", "walltime=00:01:00", "--set", f'worker_init=["test ! -e {stop} || exit 3"]',
+            "--worker-timeout", "120", "--no-status", "--no-plots"]
+    proc = subprocess.Popen([sys.executable, "-m", "hpckit", *args], cwd=tmp_path, env=env(HPCKIT_TEST_SLEEP=SLEEP),
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and proc.poll() is None and not list((run_dir / "logs").glob("*.err")
+                                                                                if run_dir.exists() else []):
+            time.sleep(0.5)
+        time.sleep(5)  # the first job is past its worker_init
+        stop.touch()
+        _, err = proc.communicate(timeout=260)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    jobs = run_jobs(run_dir)
+    assert not set(jobs) & squeue_ids()
+    assert proc.returncode == 1, err[-3000:]
+    assert "no worker left and none can come" in err and "ended without a worker connecting" in err, err[-3000:]
+    assert "--checkpoint" in err and "Traceback" not in err, err[-3000:]
+    assert 2 <= len(jobs) <= 8, jobs
