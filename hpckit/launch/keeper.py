@@ -4,8 +4,10 @@
 * Replacements follow the work: the pool replaces a job that ended (walltime, retirement, preemption) for as
   long as the run needs workers, with no fixed cap; it stops when ``failures_allowed`` jobs in a row ended
   without a worker ever connecting (a broken environment, a site that kills them), and says so.
-* Stalled: no worker connected and no job of the run pending or running, for ``grace`` seconds (long enough
-  for a replacement to be submitted and listed): nothing will ever finish the chunks. The main thread gets a
+* Stalled: no worker connected and no job of the run pending or running, for ``grace`` seconds once the pool
+  says why (replacing stopped, a refused submission, the engine gave up), or for the pool's
+  ``quiet_allowed()`` when nothing says why (Parsl replaces ended blocks only at its next poll): nothing will
+  ever finish the chunks. The main thread gets a
   :class:`Stalled` error naming what happened (the pool's reason, the scheduler's refusal) and how to resume.
 """
 
@@ -59,7 +61,8 @@ class Watch:
             self.idle_since = None
             return None
         self.idle_since = self.idle_since or now
-        if now - self.idle_since < self.grace:
+        known = bool(self.pool.stop_reason() or self.pool.refusals())
+        if now - self.idle_since < (self.grace if known else max(self.grace, self.pool.quiet_allowed())):
             return None
         return self.message()
 

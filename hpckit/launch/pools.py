@@ -139,6 +139,11 @@ class Pool:
         """Why no more workers will come (replacing stopped, the engine gave up), else None."""
         return None
 
+    def quiet_allowed(self) -> float:
+        """Seconds with no worker and no job listed before the launch is stalled, when nothing says why (the
+        engine may still be about to replace its jobs)."""
+        return 30.0
+
     def helper_pids(self) -> list[int]:
         """Processes on this machine the pool started that outlive a SIGKILLed launch (Parsl's interchange,
         vine_factory); `hpckit cancel` ends them."""
@@ -320,8 +325,22 @@ class ParslPool(Pool):
         module = importlib.util.module_from_spec(spec)
         spec.loader.exec_module(module)
         self.config = module.get_config(run_dir=str(self.run_dir / "runinfo"))
+        for ex in self.config.executors:
+            _poll_jobs_every(ex.provider, self._poll_interval(ex.provider))
         self.dfk = parsl.load(self.config)
         self.poll_ids()
+
+    def _poll_interval(self, provider: Any) -> float:
+        """Parsl replaces a block that drained only when it next polls the scheduler (every 60 s for Slurm,
+        PBS, HTCondor): with short walltimes, poll every sixth of the walltime (at least 10 s)."""
+        every = getattr(provider, "status_polling_interval", 60) or 60
+        if self.site.walltime:
+            every = min(every, max(10, int(self.site.walltime) // 6))
+        return every
+
+    def quiet_allowed(self) -> float:
+        every = max((self._poll_interval(ex.provider) for ex in self._htex()), default=60)
+        return 2 * every + 15
 
     def _htex(self) -> list[Any]:
         if self.dfk is None:
@@ -390,6 +409,16 @@ class ParslPool(Pool):
     def _cleanup(self) -> None:
         with contextlib.suppress(Exception):
             self.dfk.cleanup()
+
+
+def _poll_jobs_every(provider: Any, seconds: float) -> None:
+    """Make ``provider`` report ``status_polling_interval = seconds`` (a read-only class property in Parsl):
+    its class is swapped for a subclass that says so."""
+    if provider is None or getattr(provider, "status_polling_interval", None) == seconds:
+        return
+    cls = type(provider)
+    provider.__class__ = type(cls.__name__, (cls,), {"status_polling_interval": property(lambda self: seconds),
+                                                      "__module__": cls.__module__})
 
 
 class TaskVinePool(Pool):
