@@ -27,6 +27,8 @@ import random
 import time
 from typing import Any
 
+from hpckit.deploy.backends.common import JOB_START_ENV
+
 try:  # distributed refuses duck-typed plugins; a core install (no distributed) only renders
     from distributed.diagnostics.plugin import WorkerPlugin as _PluginBase
 except ImportError:  # pragma: no cover - the dask extra is missing
@@ -34,8 +36,6 @@ except ImportError:  # pragma: no cover - the dask extra is missing
 
 logger = logging.getLogger("hpckit.retire")
 
-JOB_START_ENV = "HPCKIT_JOB_START"
-JOB_START_LINE = f'export {JOB_START_ENV}="$(date +%s)"'  # first line of a launch's dask job script
 
 
 def job_start() -> float:

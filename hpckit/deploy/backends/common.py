@@ -9,6 +9,10 @@ from hpckit.deploy.schedulers import scheduler_class
 from hpckit.deploy.site import Site
 
 
+JOB_START_ENV = "HPCKIT_JOB_START"
+JOB_START_LINE = f'export {JOB_START_ENV}="$(date +%s)"'  # a launch's dask job script: when the job began
+
+
 def directive_lines(site: Site, backend: str, mode: str, name: str | None = None) -> list[str]:
     """The scheduler header for ``mode`` (see :func:`job_context`) as lines.
 

@@ -6,12 +6,12 @@ from dataclasses import dataclass
 from typing import Any
 
 from hpckit.deploy.backends.common import (
+    JOB_START_LINE,
     directive_args,
     htcondor_commands,
     prologue_lines,
     wrapped_python,
 )
-from hpckit.deploy.retire import JOB_START_LINE
 from hpckit.deploy.schedulers import scheduler_class
 from hpckit.errors import MissingExtra
 from hpckit.deploy.site import Site, format_memory
@@ -92,8 +92,8 @@ def render_dask(site: Site, sizing: Any = None) -> DaskRendering:
     if site.loopback:
         kwargs["scheduler_options"] = {"host": "127.0.0.1"}
     if sizing is not None:
-        # workers retire at their --lifetime and replacements come: a chunk cut short by a retiring worker is
-        # counted as "suspicious" by the scheduler, so allow a few more of those than dask's default 3.
+        # a worker lost for real (node failure, preemption) makes its chunk "suspicious"; allow a few more of
+        # those than dask's default 3 (a worker retiring before its walltime counts nothing: hpckit.deploy.retire).
         # The scheduler's dashboard stays on loopback (reach it through an ssh tunnel).
         kwargs["scheduler_options"] = {**kwargs.get("scheduler_options", {}), "allowed_failures": 8,
                                        "dashboard_address": "127.0.0.1:0"}
