@@ -83,6 +83,7 @@ def _cmd(p: psutil.Process) -> list[str]:
 
 
 @pytest.mark.slurm
+@pytest.mark.slow
 @pytest.mark.timeout(200)
 @pytest.mark.parametrize("backend", ["dask", "parsl"])
 def test_ctrl_c_to_the_process_group_ends_a_launch_in_seconds(backend, tmp_path, fileset_path):
@@ -132,6 +133,7 @@ def _running(jobs: list[str]) -> list[str]:
 
 
 @pytest.mark.slurm
+@pytest.mark.slow
 @pytest.mark.timeout(200)
 def test_jobs_finds_a_launch_in_the_site_scratch_and_lists_it_finished(tmp_path, fileset_path):
     """A launch without --run-dir puts its run directory under the site's scratch (<scratch>/hpckit-runs-<user>);
