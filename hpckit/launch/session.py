@@ -285,6 +285,7 @@ class Session:
             out, metrics, written = run_with_executor(spec, self.executor(spec.status if status is None else status),
                                                       self.check)
         finally:
+            forget_edited_modules()  # notes the modules this run imported, as they are now
             report = write_report_quietly(out_dir, spec.plots)
         return out, metrics, written + ([report] if report is not None else [])
 
@@ -321,10 +322,23 @@ class Session:
                 "age_s": time.time() - self.started_at, "dashboard": self.dashboard_link()}
 
 
+_FINGERPRINTS: dict[tuple, str] = {}
+
+
 def _fingerprint_now() -> str:
+    """The client's environment fingerprint, recomputed (0.3-0.5 s) only when a directory on sys.path
+    changed (an install or removal adds or deletes a ``*.dist-info`` directory there)."""
     from hpckit.deploy.envlock import current_fingerprint
 
-    return current_fingerprint().to_json()
+    key = []
+    for p in sys.path:
+        with contextlib.suppress(OSError):
+            key.append((p, os.stat(p or ".").st_mtime_ns))
+    key_t = tuple(key)
+    if key_t not in _FINGERPRINTS:
+        _FINGERPRINTS.clear()
+        _FINGERPRINTS[key_t] = current_fingerprint().to_json()
+    return _FINGERPRINTS[key_t]
 
 
 _GUARDED: dict[type, type] = {}
@@ -360,7 +374,7 @@ _SEEN: dict[str, tuple[float, int]] = {}
 
 def forget_edited_modules() -> list[str]:
     """Drop from ``sys.modules`` the user's own modules (outside the install directories, not hpckit) whose
-    file changed on disk since they were first seen here, so the next import reads the new code (and the
+    file changed on disk since they were first seen here (called before and after every run), so the next import reads the new code (and the
     processor, pickled by value with them, carries it to the workers). Returns their names."""
     import linecache
 
