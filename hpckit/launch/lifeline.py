@@ -74,6 +74,8 @@ def watch(run_dir: Path, stream=None, owner: int | None = None, poll: float = 1.
     stream = stream if stream is not None else sys.stdin.buffer
     if not _owner_gone(stream, owner if owner is not None else os.getppid(), poll):
         return []
+    print(f"{time.strftime('%Y-%m-%d %H:%M:%S')} lifeline: the owner of {run_dir} is gone; cancelling its jobs",
+          flush=True)
     from hpckit.launch.teardown import cancel_runs, find_runs
 
     lines = []
