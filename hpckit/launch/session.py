@@ -228,15 +228,15 @@ class Session:
                 ex = self._executors[status] = _guard(self.pool.executor(status), self)
             return ex
 
-    def check_environment(self) -> None:
-        """Refuse (:class:`EnvironmentChanged`, with the package list) when the client's packages differ
-        from those the workers started with."""
+    def check_environment(self, client: str | None = None) -> None:
+        """Refuse (:class:`EnvironmentChanged`, with the package list) when the client's packages - this
+        process's now, or the fingerprint JSON ``client`` sent - differ from those the workers started with."""
         if self.fingerprint is None:
             return
         from hpckit.deploy.envlock import Fingerprint, differences
 
         before = Fingerprint.from_json(self.fingerprint)
-        now = Fingerprint.from_json(_fingerprint_now())
+        now = Fingerprint.from_json(client or _fingerprint_now())
         if now.hash == before.hash:
             return
         diff = differences(before, now.pins)
