@@ -182,8 +182,8 @@ def down(name: str, wait: float = 90.0) -> str:
 
 
 def list_pools() -> list[dict]:
-    """Every registered pool: name, state, site, backend, workers, jobs, age; entries of ended pools are
-    removed once read (their run directories stay)."""
+    """Every standing pool (up or starting): name, state, site, backend, workers, jobs, age; the entries of
+    ended pools are removed (their run directories stay)."""
     rows = []
     for entry in sorted(pools_dir().glob("*.json")):
         try:
@@ -202,7 +202,8 @@ def list_pools() -> list[dict]:
                                runs=answer.get("runs"), busy=answer.get("busy"))
             except Exception:  # noqa: BLE001 - listed without the live numbers
                 pass
-        elif st.get("state") in ("down", "failed", "gone") or not st:
-            entry.unlink(missing_ok=True)
+        elif st.get("state") != "starting":
+            entry.unlink(missing_ok=True)  # ended (down, failed, idle timeout, killed): not standing any more
+            continue
         rows.append(row)
     return rows
