@@ -50,6 +50,7 @@ def pool(tmp_path_factory, pools):
     assert not set(jobs) & squeue_ids()
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(300)
 def test_up_run_on_down(pool, pools, tmp_path):
     name, run_dir = pool
