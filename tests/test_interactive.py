@@ -39,8 +39,20 @@ def pool(tmp_path_factory):
     import hpckit
 
     run_dir = tmp_path_factory.mktemp("pool") / f"pool-{uuid.uuid4().hex[:6]}"
-    c = hpckit.cluster("slurm-local", backend="dask", workers=2, run_dir=run_dir, status=False,
-                       worker_timeout=120)
+    # a directory on the workers' PYTHONPATH (batch jobs inherit this process's environment), so a helper
+    # module written there later could be imported - and kept - by the workers themselves
+    shared = tmp_path_factory.mktemp("shared")
+    old = os.environ.get("PYTHONPATH")
+    os.environ["PYTHONPATH"] = os.pathsep.join([str(shared)] + ([old] if old else []))
+    try:
+        c = hpckit.cluster("slurm-local", backend="dask", workers=2, run_dir=run_dir, status=False,
+                           worker_timeout=120)
+    finally:
+        if old is None:
+            os.environ.pop("PYTHONPATH")
+        else:
+            os.environ["PYTHONPATH"] = old
+    c.shared = shared
     jobs = c.job_ids()
     try:
         yield c
@@ -100,22 +112,24 @@ class Marked(processor.ProcessorABC):
 @pytest.mark.timeout(240)
 def test_edited_processor_and_helper_run_new_code(pool, tmp_path):
     """Edit the analysis file and the helper module it imports between two runs on the same workers:
-    the second run returns what the new code computes (nothing stale from the workers' or the client's
-    sys.modules). The helper sits next to the analysis, importable here only."""
+    the second run returns what the new code computes, nothing stale from the client's or the workers'
+    sys.modules. The helper sits in a directory on the workers' PYTHONPATH too, so a worker that imported
+    it by name would keep serving the first version (hpckit sends it by value, like the analysis)."""
     helper = f"cuts_{uuid.uuid4().hex[:8]}"
     analysis = tmp_path / "marked.py"
-    (tmp_path / f"{helper}.py").write_text('MARK = "old-helper/"\n')
+    shared = pool.shared
+    (shared / f"{helper}.py").write_text('MARK = "old-helper/"\n')
     analysis.write_text(_V.format(helper=helper, mark="v1"))
-    sys.path.insert(0, str(tmp_path))
+    sys.path.insert(0, str(shared))
     try:
         fileset = _fileset(tmp_path)
         out1 = pool.run(analysis, fileset, chunksize=20, schema="base", plots=False, status=False)
         time.sleep(0.01)
-        (tmp_path / f"{helper}.py").write_text('MARK = "new-helper/"\n')
+        (shared / f"{helper}.py").write_text('MARK = "new-helper/"\n')
         analysis.write_text(_V.format(helper=helper, mark="v2"))
         out2 = pool.run(analysis, fileset, chunksize=20, schema="base", plots=False, status=False)
     finally:
-        sys.path.remove(str(tmp_path))
+        sys.path.remove(str(shared))
     assert out1["mark"] == {"old-helper/v1": 80}
     assert out2["mark"] == {"new-helper/v2": 80}
     runs = sorted((pool.run_dir / "runs").iterdir())
