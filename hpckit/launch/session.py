@@ -29,6 +29,7 @@ from hpckit.deploy import delivery, load_site
 from hpckit.deploy.schedulers import scheduler_for
 from hpckit.errors import LaunchError
 from hpckit.launch.plan import LOCAL_BACKENDS, Plan, default_run_dir, manager_host, pick_backend, size
+from hpckit.launch.changes import fingerprint_now, forget_edited_modules, guarded
 from hpckit.launch.pools import make_pool
 from hpckit.launch.teardown import process_identity, teardown, wait_for_first_worker
 from hpckit.paths import private_dir
@@ -166,7 +167,7 @@ class Session:
             from hpckit.launch.flow import environment_check, keeper, replacement_cap
 
             self.check = environment_check(self.say, prepared.lock)
-            self.fingerprint = _fingerprint_now()
+            self.fingerprint = fingerprint_now()
             if not opts.adapt:  # adaptive scaling replaces ended jobs itself
                 self._stack.enter_context(keeper(pool, replacement_cap(sizing.jobs)))
         except BaseException:
@@ -225,7 +226,7 @@ class Session:
         with self._lock:
             ex = self._executors.get(status)
             if ex is None:
-                ex = self._executors[status] = _guard(self.pool.executor(status), self)
+                ex = self._executors[status] = guarded(self.pool.executor(status), self)
             return ex
 
     def check_environment(self, client: str | None = None) -> None:
@@ -236,7 +237,7 @@ class Session:
         from hpckit.deploy.envlock import Fingerprint, differences
 
         before = Fingerprint.from_json(self.fingerprint)
-        now = Fingerprint.from_json(client or _fingerprint_now())
+        now = Fingerprint.from_json(client or fingerprint_now())
         if now.hash == before.hash:
             return
         diff = differences(before, now.pins)
@@ -320,82 +321,3 @@ class Session:
         return {"name": self.run_dir.name, "site": self.site.name, "backend": self.backend, "state": self.state,
                 "run_dir": str(self.run_dir), "jobs": self.job_ids(), "workers": self.workers(),
                 "age_s": time.time() - self.started_at, "dashboard": self.dashboard_link()}
-
-
-_FINGERPRINTS: dict[tuple, str] = {}
-
-
-def _fingerprint_now() -> str:
-    """The client's environment fingerprint, recomputed (0.3-0.5 s) only when a directory on sys.path
-    changed (an install or removal adds or deletes a ``*.dist-info`` directory there)."""
-    from hpckit.deploy.envlock import current_fingerprint
-
-    key = []
-    for p in sys.path:
-        with contextlib.suppress(OSError):
-            key.append((p, os.stat(p or ".").st_mtime_ns))
-    key_t = tuple(key)
-    if key_t not in _FINGERPRINTS:
-        _FINGERPRINTS.clear()
-        _FINGERPRINTS[key_t] = current_fingerprint().to_json()
-    return _FINGERPRINTS[key_t]
-
-
-_GUARDED: dict[type, type] = {}
-
-
-def _guard(executor: Any, session: Session) -> Any:
-    """The pool's executor, refusing a run when the environment changed and giving every run the
-    workers' environment check (a user's own ``Runner`` passes none)."""
-    base = type(executor)
-    cls = _GUARDED.get(base)
-    if cls is None:
-        def run(self, items, job, progress):
-            owner = self.__dict__.get("_hpckit_session")
-            if owner is not None:
-                owner.check_environment()
-                if job.worker_check is None:
-                    job.worker_check = owner.check
-            return base.run(self, items, job, progress)
-
-        cls = _GUARDED[base] = type(base.__name__, (base,), {"run": run, "__module__": base.__module__,
-                                                              "__qualname__": base.__qualname__})
-    executor.__class__ = cls
-    executor.__dict__["_hpckit_session"] = session
-    return executor
-
-
-# ------------------------------------------------------------------------------------------------
-# code edited between two runs
-
-
-_SEEN: dict[str, tuple[float, int]] = {}
-
-
-def forget_edited_modules() -> list[str]:
-    """Drop from ``sys.modules`` the user's own modules (outside the install directories, not hpckit) whose
-    file changed on disk since they were first seen here (called before and after every run), so the next import reads the new code (and the
-    processor, pickled by value with them, carries it to the workers). Returns their names."""
-    import linecache
-
-    from hpckit.processor.serialize import _is_installed
-
-    dropped = []
-    for name, module in list(sys.modules.items()):
-        path = getattr(module, "__file__", None)
-        if not path or name.partition(".")[0] in ("hpckit", "__main__") or name in sys.stdlib_module_names \
-                or _is_installed(module):
-            continue
-        try:
-            st = os.stat(path)
-        except OSError:
-            continue
-        stamp = (st.st_mtime, st.st_size)
-        if _SEEN.setdefault(path, stamp) != stamp:
-            del sys.modules[name]
-            _SEEN[path] = stamp
-            dropped.append(name)
-    if dropped:
-        linecache.checkcache()
-    return dropped
-

@@ -149,14 +149,14 @@ def run_on(name: str, spec: Any, say: Callable[[str], None] = print) -> dict:
     """Run ``spec`` (a RunSpec) on the pool ``name``; returns the final answer (summary, written files)."""
     from dataclasses import fields
 
-    from hpckit.launch.session import _fingerprint_now
+    from hpckit.launch.changes import fingerprint_now
 
     spec.check_inputs()
     spec = spec.resolved()  # absolute paths: the pool's process runs elsewhere; records go to its runs/NNN
     data = {f.name: getattr(spec, f.name) for f in fields(spec) if f.name != "run_dir"}
     data = {k: (str(v) if isinstance(v, Path) else v) for k, v in data.items()}
     final: dict = {}
-    for answer in request(name, {"op": "run", "spec": data, "fingerprint": _fingerprint_now()}):
+    for answer in request(name, {"op": "run", "spec": data, "fingerprint": fingerprint_now()}):
         if "say" in answer:
             say(answer["say"])
         if "ok" in answer:
