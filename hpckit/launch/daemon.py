@@ -73,6 +73,7 @@ class Daemon:
         self.session = Session(opts)
         self.session.record(kind="pool", name=o["name"], idle_timeout=self.idle_timeout)
         self.session.up()
+        self.session.check_environment()  # records the environment this pool serves: later clients must match
 
     def serve(self) -> None:
         self.server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)

@@ -169,11 +169,14 @@ def launch(opts: LaunchOptions) -> LaunchResult:
         with signals_raise():
             session.up()
             result.notes += session.notes
-            result.seconds_to_first_worker = session.seconds_to_first_worker
+            if session.first_worker_at is not None:  # from the launch() call, as before the pool was split out
+                result.seconds_to_first_worker = session.first_worker_at - t0
             if getattr(session.pool, "chdir_logs", False):
                 os.chdir(run_dir / "logs")  # Parsl's providers submit replacements from the cwd
             run_record.lock_hash = lock_hash(session.check)
-            _, result.metrics, result.written = run_with_executor(spec, session.executor(spec.status), session.check)
+            # one run: the pool's plain executor (no environment-change guard, which only matters between runs)
+            _, result.metrics, result.written = run_with_executor(spec, session.pool.executor(spec.status),
+                                                                  session.check)
             result.seconds_to_result = time.perf_counter() - t0
     except BaseException as exc:
         error = exc

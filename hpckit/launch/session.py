@@ -81,11 +81,12 @@ class Session:
         self._record = record
         self.state = "new"
         self.started_at = time.time()
-        self.seconds_to_first_worker: float | None = None
+        self.seconds_to_first_worker: float | None = None  # from the pool's start
+        self.first_worker_at: float | None = None  # time.perf_counter() then
         self.pool: Any = None
         self.plan: Plan | None = None
         self.check: Any = None  # the environment check every worker runs before its first chunk
-        self.fingerprint: str | None = None  # the client's environment when the workers started
+        self.fingerprint: str | None = None  # the client's environment the workers serve (at the first executor)
         self.notes: list[str] = []
         self.dashboard_token: str | None = None  # kept in memory and in <run dir>/dashboard (0600), never logged
         self.base: dict = {}
@@ -162,12 +163,12 @@ class Session:
                 self._adapt(*opts.adapt)
             if self.backend != "taskvine":  # TaskVine's manager only exists inside the executor's run
                 wait_for_first_worker(pool, self.sched, opts.worker_timeout, sizing.jobs if self.sched.batch else 0)
-                self.seconds_to_first_worker = time.perf_counter() - t0
+                self.first_worker_at = time.perf_counter()
+                self.seconds_to_first_worker = self.first_worker_at - t0
                 self.say(f"hpckit: first worker connected after {self.seconds_to_first_worker:.1f} s")
             from hpckit.launch.flow import environment_check, keeper, replacement_cap
 
             self.check = environment_check(self.say, prepared.lock)
-            self.fingerprint = fingerprint_now()
             if not opts.adapt:  # adaptive scaling replaces ended jobs itself
                 self._stack.enter_context(keeper(pool, replacement_cap(sizing.jobs)))
         except BaseException:
@@ -224,6 +225,8 @@ class Session:
         if self.state != "up":
             raise LaunchError(f"the pool {self.run_dir.name} is {self.state}; start one with hpckit.cluster(...)")
         with self._lock:
+            if self.fingerprint is None:  # the environment the workers serve, as of the first executor
+                self.fingerprint = fingerprint_now()
             ex = self._executors.get(status)
             if ex is None:
                 ex = self._executors[status] = guarded(self.pool.executor(status), self)
@@ -233,7 +236,7 @@ class Session:
         """Refuse (:class:`EnvironmentChanged`, with the package list) when the client's packages - this
         process's now, or the fingerprint JSON ``client`` sent - differ from those the workers started with."""
         if self.fingerprint is None:
-            return
+            self.fingerprint = fingerprint_now()
         from hpckit.deploy.envlock import Fingerprint, differences
 
         before = Fingerprint.from_json(self.fingerprint)
