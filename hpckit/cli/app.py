@@ -7,7 +7,7 @@ from typing import Optional
 import typer
 
 from hpckit import __version__
-from hpckit.cli import deploy, env, jobs, launch, report, run
+from hpckit.cli import deploy, env, jobs, launch, pools, report, run
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, help="hpckit: one processor, any executor, any site.",
                   context_settings={"help_option_names": ["-h", "--help"]})
@@ -27,6 +27,8 @@ def _main(version: Optional[bool] = typer.Option(None, "--version", "-V", callba
 
 app.command("run")(run.run_command)
 app.command("launch")(launch.launch_command)
+app.command("up")(pools.up_command)
+app.command("down")(pools.down_command)
 app.command("doctor")(launch.doctor_command)
 app.command("jobs")(jobs.jobs_command)
 app.command("cancel")(jobs.cancel_command)

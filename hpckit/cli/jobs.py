@@ -28,8 +28,11 @@ def jobs_command(
     from hpckit.errors import HpckitError
     from hpckit.launch.teardown import find_runs, run_jobs_table
 
+    from hpckit.cli.pools import pool_rows
+
     try:
         rows = run_jobs_table(find_runs(run, _roots(runs) if run is None else []))
+        rows = (pool_rows() if run is None else []) + rows
     except HpckitError as exc:
         c.fail(exc)
     if not rows:

@@ -41,6 +41,7 @@ def run_command(
     plots: bool = c.PLOTS,
     data: Optional[List[str]] = c.DATA,
     plot_split: bool = c.PLOT_SPLIT,
+    on: Optional[str] = typer.Option(None, "--on", help="run on the standing pool of this name (hpckit up)"),
 ) -> None:
     """Run ANALYSIS over FILESET; write the output pickle, metrics JSON, histogram plots and report.html."""
     from hpckit.errors import HpckitError
@@ -49,6 +50,10 @@ def run_command(
 
     spec = c.run_spec(analysis, fileset, processor_name, chunksize, maxchunks, treename, schema, checkpoint,
                       skipbadfiles, output, status, plots, data, plot_split)
+    if on:
+        from hpckit.cli.pools import run_on
+
+        return run_on(on, spec)
     engine = EngineOptions(executor=executor.value, workers=workers, scheduler=scheduler, parsl_config=parsl_config,
                            port=port)
     try:

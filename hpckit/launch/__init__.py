@@ -5,7 +5,11 @@
 * :mod:`hpckit.launch.pools` - start what was rendered (dask-jobqueue / LocalCluster, Parsl, vine_factory),
   record job ids as they are submitted;
 * :mod:`hpckit.launch.teardown` - signals, cancelling, waiting for workers, `hpckit jobs` / `hpckit cancel`;
-* :mod:`hpckit.launch.flow` - :func:`launch` with :class:`LaunchOptions` -> :class:`LaunchResult`.
+* :mod:`hpckit.launch.flow` - :func:`launch` with :class:`LaunchOptions` -> :class:`LaunchResult`;
+* :mod:`hpckit.launch.session` - the pool between runs (launch = up + run + down), used by launch and by
+  :mod:`hpckit.launch.cluster` (``hpckit.cluster(...)``) and :mod:`hpckit.launch.daemon` (`hpckit up`, named
+  through :mod:`hpckit.launch.standing`); :mod:`hpckit.launch.lifeline` cancels a pool's jobs when its owner
+  dies; :mod:`hpckit.launch.dashboard` keeps the Dask dashboard on loopback behind a token.
 """
 
 from hpckit.deploy.schedulers import JobState, JobStatus, SubmitError

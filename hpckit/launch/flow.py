@@ -9,7 +9,7 @@ import os
 import re
 import sys
 import time
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
@@ -18,11 +18,9 @@ from hpckit.deploy.schedulers import scheduler_for
 from hpckit.errors import LaunchError
 from hpckit.paths import private_dir
 from hpckit.launch.keeper import keeper, resume_hint
-from hpckit.launch.plan import LOCAL_BACKENDS, Plan, default_run_dir, manager_host, pick_backend, size
-from hpckit.launch.pools import make_pool
-from hpckit.processor.lifeline import children_ignore_terminal_interrupt, guard_descendants
-from hpckit.launch.teardown import process_identity, raise_on_signals, signals_raise, teardown, wait_for_first_worker
-from hpckit.report.hooks import JobStateRecorder, RunRecord, lock_hash
+from hpckit.launch.plan import LOCAL_BACKENDS, default_run_dir, pick_backend, size
+from hpckit.launch.teardown import process_identity, signals_raise
+from hpckit.report.hooks import RunRecord, lock_hash
 from hpckit.run import RunSpec, make_local_executor, run_with_executor
 from hpckit.units import plural
 
@@ -146,64 +144,50 @@ def launch(opts: LaunchOptions) -> LaunchResult:
             run_record.report()
         return result
 
-    # how the locked environment reaches the workers: resolved for the client's lock and checked here, before
-    # anything is rendered or submitted (DeliveryError names what is missing and the command that makes it)
-    prepared = delivery.prepare(site, check=not opts.dry_run)
-    site = prepared.site
-    result.notes += [f"{f.name}: {f.result}: {f.detail}" for f in prepared.findings]
-    sizing = replace(size(site, opts.workers, chunks), run_dir=str(run_dir),
-                     job_name=job_name_for(run_dir) if sched.batch else None)
-    plan = Plan(site, backend, run_dir, sizing, chunks, host=manager_host(site), port=opts.port)
-    plan.render()
-    base["job_name"] = sizing.job_name
-    base["rendered"] = [str(p) for p in plan.rendered]
+    # batch: launch = up + run + down, the pool of hpckit.launch.session (which `hpckit up` keeps up)
+    from hpckit.launch.session import PoolOptions, Session
+
+    def record(pool_facts: dict) -> None:  # the pool's facts join the launch's own record
+        base.update({k: v for k, v in pool_facts.items() if k not in _RUN_KEYS})
+        _record(run_dir, result, base)
+
+    session = Session(PoolOptions(site=opts.site, backend=backend, workers=opts.workers, overrides=opts.overrides,
+                                  run_dir=run_dir, worker_timeout=opts.worker_timeout, port=opts.port, env=opts.env,
+                                  lifeline=False, say=say), chunks=chunks, record=record, site=site)
     if opts.dry_run:
+        session.up(dry_run=True)
+        result.notes += session.notes
         result.mode = "dry-run"
-        result.planned = plan.describe()
+        result.planned = session.plan.describe()
         _record(run_dir, result, base)
         return result
-
-    say(plan.headline())
-    base.update(run_record.started(sizing.workers))
+    base.update(run_record.started(size(session.site, opts.workers, chunks).workers))
     _record(run_dir, result, base)  # the launch's pid is on disk before the first job is
-    pool = make_pool(plan)
     cwd = os.getcwd()
     error = None
-    left: list[str] = []
-    job_states = JobStateRecorder(pool.job_ids, sched if sched.batch else None, run_dir / "jobs.jsonl")
     try:
-        job_states.start()
         with signals_raise():
-            say(f"hpckit: run dir {run_dir}")
-            if getattr(pool, "chdir_logs", False):
-                os.chdir(run_dir / "logs")  # Parsl's providers submit from (and PBS writes logs to) the cwd
-            guard_descendants()  # a SIGKILLed launch leaves no interchange, LocalCluster or vine_factory behind
-            with children_ignore_terminal_interrupt():  # Ctrl-C: this process ends the engine, in order
-                pool.start()
-            raise_on_signals()
-            helpers = [process_identity(pid) for pid in pool.helper_pids()]
-            if helpers:
-                base["helpers"] = helpers
-                _record(run_dir, result, base)
-            if backend != "taskvine":  # TaskVine's manager only exists inside the executor's run
-                wait_for_first_worker(pool, sched, opts.worker_timeout, sizing.jobs if sched.batch else 0)
-                result.seconds_to_first_worker = time.perf_counter() - t0
-                say(f"hpckit: first worker connected after {result.seconds_to_first_worker:.1f} s")
-            check = environment_check(say, prepared.lock)
-            run_record.lock_hash = lock_hash(check)
-            with keeper(pool, sched if sched.batch else None, resume_hint(spec.checkpoint)):
-                _, result.metrics, result.written = run_with_executor(spec, pool.executor(spec.status), check)
+            session.up()
+            result.notes += session.notes
+            if session.first_worker_at is not None:  # from the launch() call, as before the pool was split out
+                result.seconds_to_first_worker = session.first_worker_at - t0
+            if getattr(session.pool, "chdir_logs", False):
+                os.chdir(run_dir / "logs")  # Parsl's providers submit replacements from the cwd
+            run_record.lock_hash = lock_hash(session.check)
+            # one run: the pool's plain executor (no environment-change guard, which only matters between runs)
+            with keeper(session.pool, sched if sched.batch else None, resume_hint(spec.checkpoint)):
+                _, result.metrics, result.written = run_with_executor(spec, session.pool.executor(spec.status),
+                                                                      session.check)
             result.seconds_to_result = time.perf_counter() - t0
     except BaseException as exc:
         error = exc
         raise
     finally:
         try:
-            left = teardown(pool, sched, say, failed=error is not None)
+            left = session.down(failed=error is not None)
         finally:
             os.chdir(cwd)
-            job_states.stop()
-        result.job_ids = pool.job_ids()
+        result.job_ids = session.job_ids()
         extra = {**base, "jobs_left_after_teardown": left, **run_record.ended(error)}
         if sched.batch and result.job_ids:
             with contextlib.suppress(Exception):
@@ -211,6 +195,9 @@ def launch(opts: LaunchOptions) -> LaunchResult:
         _record(run_dir, result, extra)
         run_record.report()
     return result
+
+
+_RUN_KEYS = ("state", "finished", "workers", "site", "backend")  # the launch's own, not the pool's
 
 
 def job_name_for(run_dir: Path) -> str:

@@ -34,6 +34,33 @@ def failures_allowed(jobs: int) -> int:
     return max(3, 2 * jobs)
 
 
+_KEEP_LOCK = threading.Lock()  # one keep_alive at a time, whichever loop calls it
+
+
+def _keep_alive(pool: Any) -> None:
+    with _KEEP_LOCK, contextlib.suppress(Exception):
+        pool.keep_alive()
+
+
+@contextlib.contextmanager
+def keep_up(pool: Any, every: float = 5.0) -> Iterator[None]:
+    """Between the runs of a standing pool: replace ended jobs, and never stop anything (an idle notebook is
+    not a stalled launch; :func:`keeper` watches for that during a run)."""
+    stop = threading.Event()
+
+    def loop() -> None:
+        while not stop.wait(every):
+            _keep_alive(pool)
+
+    t = threading.Thread(target=loop, name="hpckit-keep-up", daemon=True)
+    t.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        t.join(timeout=10)
+
+
 class Watch:
     """One look every ``every`` seconds: ``pool.keep_alive()``, then the stall check."""
 
@@ -47,8 +74,7 @@ class Watch:
 
     def step(self, now: float) -> str | None:
         """Returns the stall message once the launch should stop, else None."""
-        with contextlib.suppress(Exception):
-            self.pool.keep_alive()
+        _keep_alive(self.pool)
         if (self.pool.connected() or 0) > 0:
             self.idle_since = None
             return None

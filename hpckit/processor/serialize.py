@@ -6,6 +6,7 @@ import functools
 import os
 import pickle
 import sys
+import types
 from typing import Any
 
 import cloudpickle
@@ -45,21 +46,46 @@ def _is_installed(module: Any) -> bool:
     return path.startswith(_install_dirs())
 
 
+def _user_module(name: Any) -> Any:
+    """The module ``name`` when it is the user's own (loaded, with a file, in no install directory), else None."""
+    if not isinstance(name, str):
+        return None
+    top = name.partition(".")[0]
+    if not name or name == "__main__" or top in sys.stdlib_module_names or top in ("builtins", "hpckit"):
+        return None
+    module = sys.modules.get(name)
+    if module is None or not getattr(module, "__file__", None) or _is_installed(module):
+        return None
+    return module
+
+
+def _imported_user_modules(module: Any, found: list[Any], depth: int) -> None:
+    """Add the user's modules that ``module`` uses (``import cuts``, ``from cuts import select``)."""
+    for value in list(vars(module).values()):
+        try:
+            name = value.__name__ if isinstance(value, types.ModuleType) else getattr(value, "__module__", None)
+        except Exception:  # noqa: BLE001 - an odd object's attribute access
+            continue
+        used = _user_module(name)
+        if used is not None and used not in found:
+            found.append(used)
+            if depth > 1:
+                _imported_user_modules(used, found, depth - 1)
+
+
 def user_modules(obj: Any) -> list[Any]:
     """Modules defining ``obj``'s class hierarchy (or ``obj`` itself, for a function) that belong to no
-    installed distribution: the user's own analysis files. Remote workers cannot import those."""
-    found = []
+    installed distribution: the user's own analysis files, and the user's modules those use (a helper
+    next to the analysis). Remote workers cannot import those - or would import them once and keep
+    serving that version after the file is edited, where a pool stays up between runs."""
+    found: list[Any] = []
     owners = type(obj).__mro__ if not callable(obj) or not hasattr(obj, "__code__") else (obj,)
     for owner in owners:
-        name = getattr(owner, "__module__", None) or ""
-        top = name.partition(".")[0]
-        if not name or name == "__main__" or top in sys.stdlib_module_names or top in ("builtins", "hpckit"):
-            continue
-        module = sys.modules.get(name)
-        if module is None or _is_installed(module):
-            continue
-        if getattr(module, "__file__", None) and module not in found:
+        module = _user_module(getattr(owner, "__module__", None) or "")
+        if module is not None and module not in found:
             found.append(module)
+    for module in list(found):
+        _imported_user_modules(module, found, depth=3)
     return found
 
 

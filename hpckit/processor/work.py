@@ -38,6 +38,9 @@ def _processor(blob: bytes) -> Any:
     if proc is None:
         if len(_PROCESSORS) > 8:
             _PROCESSORS.clear()
+        import linecache
+
+        linecache.checkcache()  # a new processor (edited code on a long-lived worker): no stale source lines
         proc = _PROCESSORS[key] = load_processor(blob)
     return proc
 

@@ -65,9 +65,9 @@ def render_dask(site: Site, sizing: Any = None) -> DaskRendering:
     * ``job_script_prologue``: ``templates/common/prologue.sh.j2``;
     * ``python``: the site's python inside its container runtime;
     * ``interface``; for a loopback site ``scheduler_options={"host": "127.0.0.1"}``;
-    * ``worker_extra_args``: ``--no-dashboard``, ``--lifetime``/``--lifetime-stagger`` from the walltime (workers retire
-      before the batch system kills them; a launch retires them itself instead, see :mod:`hpckit.deploy.retire`),
-      the worker port range.
+    * ``worker_extra_args``: ``--no-dashboard`` (its HTTP server on loopback), ``--lifetime``/``--lifetime-stagger``
+      from the walltime (workers retire before the batch system kills them; a launch retires them itself instead,
+      see :mod:`hpckit.deploy.retire`), the worker port range.
 
     ``job_script`` is what the cluster would submit, built by dask-jobqueue's own Job class with a
     placeholder scheduler address, so no scheduler is started.
@@ -97,7 +97,8 @@ def render_dask(site: Site, sizing: Any = None) -> DaskRendering:
         # The scheduler's dashboard stays on loopback (reach it through an ssh tunnel).
         kwargs["scheduler_options"] = {**kwargs.get("scheduler_options", {}), "allowed_failures": 8,
                                        "dashboard_address": "127.0.0.1:0"}
-    extra: list[str] = ["--no-dashboard"]  # a worker dashboard would listen on every interface
+    # no worker dashboard; the HTTP server a worker starts anyway (health, metrics) stays on its loopback
+    extra: list[str] = ["--no-dashboard", "--dashboard-address", "127.0.0.1:0"]
     lifetime = site.lifetime()
     if lifetime and sizing is None:
         extra += ["--lifetime", f"{lifetime[0]}s", "--lifetime-stagger", f"{lifetime[1]}s"]

@@ -11,5 +11,5 @@ exec python3 -m distributed.cli.dask_worker "${HPCKIT_DASK_SCHEDULER:?export HPC
     --memory-limit 4000000000 \
     --lifetime 71400s --lifetime-stagger 150s \
     --local-directory "$HPCKIT_SCRATCH" \
-    --no-dashboard \
+    --no-dashboard --dashboard-address 127.0.0.1:0 \
     --nanny
