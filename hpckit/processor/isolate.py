@@ -11,7 +11,8 @@ takes the processor's state once, as it is when the run starts, and hands out an
   (a few microseconds); rebinding an attribute in ``process()`` touches only that chunk's copy;
 * otherwise the state is pickled once and unpickled per chunk (the cost coffea pays, without
   rebuilding the class);
-* anything else (a custom ``__reduce__``, a plain function) is copied through its pickled bytes.
+* anything else (a custom ``__reduce__``) is copied through its pickled bytes;
+* a plain function (``processor_instance=lambda events: ...``) has no instance state: it is used as it is.
 
 A shared accumulator that no copy can isolate (a class attribute or a module global that ``process()``
 fills and returns) is caught by :func:`check_not_shared`: the chunk fails with an error naming the
@@ -22,6 +23,7 @@ from __future__ import annotations
 
 import copyreg
 import enum
+import functools
 import pickle
 import types
 from collections.abc import Mapping
@@ -72,6 +74,11 @@ class ProcessorCopies:
         self._state: Any = None  # fast path: the state itself (immutable values only)
         self._state_bytes: bytes | None = None  # state pickled once
         self._bytes: bytes | None = None  # the whole processor pickled once (fallback)
+        self._function: Any = None  # a plain function: no state of its own to copy
+        if isinstance(processor, (types.FunctionType, types.BuiltinFunctionType, functools.partial)):
+            self._function = processor
+            self._persistent = _persistent_objects(processor)
+            return
         rv = _reduce(processor)
         if rv is None:
             self._bytes = cloudpickle.dumps(processor, protocol=pickle.HIGHEST_PROTOCOL)
@@ -91,9 +98,11 @@ class ProcessorCopies:
     @property
     def cheap(self) -> bool:
         """Whether copies cost no unpickling (the processor holds no mutable state)."""
-        return self._new is not None and self._state_bytes is None
+        return self._function is not None or (self._new is not None and self._state_bytes is None)
 
     def fresh(self) -> Any:
+        if self._function is not None:
+            return self._function
         if self._new is None:
             return pickle.loads(self._bytes)
         cls, args = self._new
@@ -172,12 +181,16 @@ def _persistent_objects(processor: Any) -> dict[int, tuple[Any, str]]:
     """Mutable objects reachable from the processor's class attributes and its module's globals (two levels
     deep), by id; the objects are kept so that an id cannot be reused while this lives."""
     owners: list[tuple[str, Mapping]] = []
-    fn = processor if isinstance(processor, types.FunctionType) else None
+    fn = processor.func if isinstance(processor, functools.partial) else processor
+    fn = fn if isinstance(fn, types.FunctionType) else None
+    if isinstance(processor, functools.partial):
+        owners.append(("an argument of the partial", {f"arg{i}": a for i, a in enumerate(processor.args)}
+                       | dict(processor.keywords)))
     if fn is not None:
         owners.append((f"a global of module {fn.__module__}", fn.__globals__))
         cells = {f"cell{i}": c.cell_contents for i, c in enumerate(fn.__closure__ or ()) if _cell_full(c)}
         owners.append((f"a variable {fn.__qualname__} closes over", cells))
-    else:
+    elif not isinstance(processor, (types.BuiltinFunctionType, functools.partial)):
         import sys
 
         for klass in type(processor).__mro__:
