@@ -26,7 +26,7 @@ import enum
 import functools
 import pickle
 import types
-from collections.abc import Mapping
+from collections.abc import Mapping, MutableSet
 from typing import Any
 
 import cloudpickle
@@ -69,7 +69,7 @@ class ProcessorCopies:
     """Fresh, isolated copies of one processor, as it was when this was made (see the module docstring)."""
 
     def __init__(self, processor: Any):
-        self.processor_class = type(processor).__name__
+        self.processor_class = getattr(processor, "__qualname__", None) or type(processor).__name__
         self._new: Any = None
         self._state: Any = None  # fast path: the state itself (immutable values only)
         self._state_bytes: bytes | None = None  # state pickled once
@@ -119,7 +119,7 @@ class ProcessorCopies:
         if not self._persistent:
             return
         for path, obj in _mutable_parts(out):
-            if id(obj) in self._persistent:
+            if id(obj) in self._persistent and not isinstance(obj, MutableSet):  # a union is idempotent
                 raise ProcessorError(
                     f"{self.processor_class}.process() returned {path}, an object that lives on after the chunk "
                     f"({self._persistent[id(obj)][1]}): every chunk would add it to the total again; {_FIX}",
