@@ -112,19 +112,14 @@ LOCAL = {
     "iterative": lambda: processor.IterativeExecutor(status=False),
     "futures-process": lambda: processor.FuturesExecutor(workers=2, status=False),  # forked, job inherited
     "futures-process-pickled": lambda: processor.FuturesExecutor(workers=2, pool=cf.ProcessPoolExecutor, status=False),
+    # threads: every chunk's copy is made from the user's one live processor object
     "futures-thread": lambda: processor.FuturesExecutor(workers=2, pool=cf.ThreadPoolExecutor, status=False),
-    "futures-merge-in-pool": lambda: processor.FuturesExecutor(workers=2, merging=True, status=False),
 }
 
 
 @pytest.mark.parametrize("executor", sorted(LOCAL))
 def test_local_executors_count_each_chunk_once(executor, truth, one_chunk):
     _check_both(LOCAL[executor], truth, one_chunk)
-
-
-def test_single_events_chunks_with_threads(truth, one_chunk):
-    """40 one-event chunks on 4 threads sharing the user's live processor object."""
-    _check_both(lambda: processor.FuturesExecutor(workers=4, pool=cf.ThreadPoolExecutor, status=False), truth, one_chunk, 1)
 
 
 def test_dask_counts_each_chunk_once(truth, one_chunk):
