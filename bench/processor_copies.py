@@ -42,7 +42,8 @@ class BigHistogram(TutorialOutput):
 
     def __init__(self):
         super().__init__()
-        self.output["big"] = hist.Hist.new.Reg(100, 0, 1, name="a").Reg(100, 0, 1, name="b").Reg(10, 0, 1, name="c").Double()
+        big = hist.Hist.new.Reg(100, 0, 1, name="a").Reg(100, 0, 1, name="b").Reg(10, 0, 1, name="c")
+        self.output["big"] = big.Double()
 
 
 def _per_call(fn, number: int) -> float:

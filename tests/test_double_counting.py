@@ -96,7 +96,8 @@ def _check(out: dict, truth: dict, one_chunk: dict) -> None:
 
 @pytest.fixture(scope="module")
 def one_chunk() -> dict:
-    return {cls: _run(processor.IterativeExecutor(status=False), cls(), 100_000) for cls in (FillSelfOutput, SharedHistAttribute)}
+    return {cls: _run(processor.IterativeExecutor(status=False), cls(), 100_000)
+            for cls in (FillSelfOutput, SharedHistAttribute)}
 
 
 def _check_both(make_executor, truth, one_chunk, chunksize=10):
@@ -147,7 +148,8 @@ def test_parsl_counts_each_chunk_once(truth, one_chunk, tmp_path):
 
 @needs_vine
 def test_taskvine_counts_each_chunk_once(workers, truth, one_chunk, tmp_path):  # noqa: F811
-    _check_both(lambda: processor.TaskVineExecutor(port=workers, status=False, filepath=str(tmp_path)), truth, one_chunk)
+    _check_both(lambda: processor.TaskVineExecutor(port=workers, status=False, filepath=str(tmp_path)),
+                truth, one_chunk)
 
 
 @pytest.mark.parametrize("executor", ["iterative", "futures-process"])

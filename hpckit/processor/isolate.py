@@ -135,7 +135,8 @@ def _reduce(processor: Any) -> tuple[type, tuple, Any] | None:
         rv = processor.__reduce_ex__(pickle.HIGHEST_PROTOCOL)
     except Exception:  # noqa: BLE001
         return None
-    if not isinstance(rv, tuple) or len(rv) < 2 or rv[0] is not copyreg.__newobj__ or any(x is not None for x in rv[3:]):
+    plain = isinstance(rv, tuple) and len(rv) >= 2 and rv[0] is copyreg.__newobj__
+    if not plain or any(x is not None for x in rv[3:]):
         return None
     args = rv[1]
     if not args or not isinstance(args[0], type):
