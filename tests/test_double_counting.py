@@ -181,3 +181,17 @@ def test_copies_are_cheap_without_mutable_state():
     first.process([1])
     assert first is not second and second.name == "dimuon" and second.cuts == (20.0, 2.4)
     assert not ProcessorCopies(FillSelfOutput()).cheap
+
+
+def test_function_returning_what_it_closes_over_stops_the_run():
+    """A plain function is not copied: returning an accumulator it closes over is refused by name."""
+    total = {"events": 0}
+
+    def count(events):
+        total["events"] += len(events)
+        return total
+
+    with pytest.raises(ProcessorError, match=r"count\(\) returned the output, .*closes over.*"
+                                             r"return a new accumulator from process\(\)"):
+        _run(processor.IterativeExecutor(status=False), count, 10)
+    assert _run(processor.IterativeExecutor(status=False), lambda events: {"events": len(events)}, 10) == {"events": 40}

@@ -69,7 +69,8 @@ class ProcessorCopies:
     """Fresh, isolated copies of one processor, as it was when this was made (see the module docstring)."""
 
     def __init__(self, processor: Any):
-        self.processor_class = getattr(processor, "__qualname__", None) or type(processor).__name__
+        name = getattr(processor.func if isinstance(processor, functools.partial) else processor, "__qualname__", None)
+        self.call = f"{name}()" if name else f"{type(processor).__name__}.process()"  # for error messages
         self._new: Any = None
         self._state: Any = None  # fast path: the state itself (immutable values only)
         self._state_bytes: bytes | None = None  # state pickled once
@@ -121,7 +122,7 @@ class ProcessorCopies:
         for path, obj in _mutable_parts(out):
             if id(obj) in self._persistent and not isinstance(obj, MutableSet):  # a union is idempotent
                 raise ProcessorError(
-                    f"{self.processor_class}.process() returned {path}, an object that lives on after the chunk "
+                    f"{self.call} returned {path}, an object that lives on after the chunk "
                     f"({self._persistent[id(obj)][1]}): every chunk would add it to the total again; {_FIX}",
                     where,
                 )
