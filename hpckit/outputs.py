@@ -22,15 +22,17 @@ def metrics_path(output: Path) -> Path:
 
 
 def write_results(output: str | Path, out: Any, metrics: dict, plots: bool = True, data: Iterable[str] = (),
-                  plot_split: bool = False, known: Iterable[str] = ()) -> list[Path]:
+                  plot_split: bool = False, known: Iterable[str] = (), nominal: str | None = None,
+                  band: bool = False) -> list[Path]:
     """Write everything and return the paths written. ``data``: datasets drawn as data points;
-    ``plot_split``: also one PNG per category value; ``known``: the run's dataset names."""
+    ``plot_split``: also one PNG per category value; ``known``: the run's dataset names; ``nominal``,
+    ``band``: how a variation axis is drawn (:mod:`hpckit.report.plots`)."""
     output = Path(output)
     written = [output, metrics_path(output)]
     _atomic_write(output, pickle.dumps(out, protocol=pickle.HIGHEST_PROTOCOL))
     _atomic_write(written[1], json.dumps(metrics, indent=2, default=_jsonable).encode())
     if plots:
-        written += plot_histograms(out, output.with_name(output.stem), data, plot_split, known)
+        written += plot_histograms(out, output.with_name(output.stem), data, plot_split, known, nominal, band)
     return written
 
 
@@ -41,8 +43,8 @@ def _jsonable(obj: Any) -> Any:
 
 
 def plot_histograms(out: Any, stem: Path, data: Iterable[str] = (), split: bool = False,
-                    known: Iterable[str] = ()) -> list[Path]:
+                    known: Iterable[str] = (), nominal: str | None = None, band: bool = False) -> list[Path]:
     """One PNG per histogram and a PDF with all of them: see :mod:`hpckit.report.plots`."""
     from hpckit.report.plots import plot_histograms as plot
 
-    return plot(out, stem, data=data, split=split, known=known)
+    return plot(out, stem, data=data, split=split, known=known, nominal=nominal, band=band)

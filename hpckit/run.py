@@ -37,6 +37,8 @@ class RunSpec:
     plots: bool = True
     data: tuple[str, ...] = ()  # datasets drawn as data points (besides fileset metadata isData: true)
     plot_split: bool = False  # also one PNG per category value
+    nominal: str | None = None  # the bin of a variation axis drawn (None: the one called "nominal")
+    band: bool = False  # draw the envelope of a variation axis as a band around the nominal
     run_dir: Path | None = None  # where run.json, chunks.jsonl and report.html go (None: the output's directory)
 
     def __post_init__(self) -> None:
@@ -112,14 +114,17 @@ def run_with_executor(spec: RunSpec, executor: Any, worker_check: Any = None) ->
     The run is recorded for its report as it goes (``run.json``, ``chunks.jsonl`` in ``spec.records_dir()``)."""
     from hpckit.analysis import load_processor
     from hpckit.outputs import write_results
+    from hpckit.report.cutflow import find_cutflows
     from hpckit.report.hooks import RunInfo
 
     processor = load_processor(spec.analysis, spec.processor_name)
     with RunInfo(spec, processor, executor) as info:
         out, metrics = spec._runner(executor, worker_check, info.recorder)(
             str(spec.fileset), processor_instance=processor, treename=spec.treename)
+        metrics["cutflow"] = find_cutflows(out)  # printed by summarize, shown in report.html
         written = write_results(spec.output or Path("out.pkl"), out, metrics, plots=spec.plots, data=info.data,
-                                plot_split=spec.plot_split, known=info.datasets)
+                                plot_split=spec.plot_split, known=info.datasets, nominal=spec.nominal,
+                                band=spec.band)
     return out, metrics, written
 
 
@@ -133,6 +138,10 @@ def summarize(metrics: dict, written: list[Path]) -> str:
     ]
     if metrics["skipped"]:
         lines.append(f"skipped {len(metrics['skipped'])}: " + "; ".join(s["error"] for s in metrics["skipped"]))
+    if metrics.get("cutflow"):
+        from hpckit.report.cutflow import format_cutflows
+
+        lines.append(format_cutflows(metrics["cutflow"]))
     lines += [f"wrote {p}" for p in written]
     return "\n".join(lines)
 

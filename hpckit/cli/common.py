@@ -44,7 +44,11 @@ STATUS = typer.Option(_d("status"), "--status/--no-status", help="progress bar")
 PLOTS = typer.Option(_d("plots"), "--plots/--no-plots", help="a PNG per histogram next to the output")
 DATA = typer.Option(None, "--data", help="dataset drawn as data points (repeatable; fileset metadata "
                     "isData: true also marks one)")
-PLOT_SPLIT = typer.Option(_d("plot_split"), "--plot-split", help="also one PNG per category value (e.g. per dataset)")
+PLOT_SPLIT = typer.Option(_d("plot_split"), "--plot-split", help="also one PNG per category value (e.g. per dataset); "
+                          "needed for histograms with a category axis other than dataset and variation")
+NOMINAL = typer.Option(_d("nominal"), "--nominal", help="the value of a variation axis (syst, variation, shift, ...) "
+                       "that plots draw (default: its bin called 'nominal'); docs/physics.md")
+BAND = typer.Option(_d("band"), "--band/--no-band", help="draw a variation axis' envelope as a band around the nominal")
 WORKERS = typer.Option(None, "--workers", "-j", min=1,
                        help="workers (default: min(cores here or the site's maximum, chunks))")
 PORT = typer.Option(9123, "--port", help="TaskVine manager port (0: any free port)")
@@ -55,7 +59,7 @@ SITE = typer.Option(..., "--site", help="site name or path to a site YAML file")
 def run_spec(analysis: Path, fileset: Path, processor_name: Optional[str], chunksize: int, maxchunks: Optional[int],
              treename: Optional[str], schema: str, checkpoint: Optional[Path], skipbadfiles: bool,
              output: Optional[Path], status: bool, plots: bool, data: Optional[List[str]],
-             plot_split: bool) -> RunSpec:
+             plot_split: bool, nominal: Optional[str] = None, band: bool = False) -> RunSpec:
     """A RunSpec from the shared options (a bad value is an error line, not a traceback)."""
     from hpckit.errors import HpckitError
 
@@ -63,7 +67,7 @@ def run_spec(analysis: Path, fileset: Path, processor_name: Optional[str], chunk
         return RunSpec(analysis=analysis, fileset=fileset, processor_name=processor_name, chunksize=chunksize,
                        maxchunks=maxchunks, treename=treename, schema=schema, checkpoint=checkpoint,
                        skipbadfiles=skipbadfiles, output=output, status=status, plots=plots, data=tuple(data or ()),
-                       plot_split=plot_split)
+                       plot_split=plot_split, nominal=nominal, band=band)
     except HpckitError as exc:
         fail(exc)
 

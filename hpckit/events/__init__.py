@@ -4,5 +4,8 @@ from hpckit.events.behavior import CoffeaMethodMissing
 from hpckit.events.factory import NanoEventsArray, make_events
 from hpckit.events.nanoevents import NanoEventsFactory
 from hpckit.events.schema import BaseSchema, NanoAODSchema
+from hpckit.events.show import install as _install_show
+
+_install_show()  # printing lazy events shows values (hpckit.events.show)
 
 __all__ = ["BaseSchema", "CoffeaMethodMissing", "NanoAODSchema", "NanoEventsArray", "NanoEventsFactory", "make_events"]

@@ -9,7 +9,9 @@ from typing import Any
 class ProcessorABC(ABC):
     """Subclass and implement ``process(events)``; ``postprocess`` runs once on the merged output.
 
-    The instance is pickled and shipped to workers, so keep no state on it that ``process`` changes.
+    Every chunk runs on its own copy of the instance as it was when the run started (as in coffea), so
+    state that ``process`` changes is never shared between chunks; return a new accumulator from
+    ``process`` (docs/physics.md).
     """
 
     @abstractmethod

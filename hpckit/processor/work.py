@@ -24,25 +24,27 @@ from hpckit.events.reader import file_uuid, forget, open_tree
 from hpckit.processor.abc import call_process
 from hpckit.processor.accumulate import accumulate
 from hpckit.processor.fileset import WorkItem
+from hpckit.processor.isolate import ProcessorCopies
 from hpckit.processor.records import batch_job_id
 from hpckit.processor.replicas import candidates, is_permanent, mismatch, with_replicas
 from hpckit.processor.serialize import compress, decompress, load_processor
 from hpckit.processor.timeout import chunk_deadline
 
-_PROCESSORS: dict[int, Any] = {}  # per worker process: processor bytes -> loaded processor
+_PROCESSORS: dict[int, ProcessorCopies] = {}  # per worker process: processor bytes -> its copies
 
 
-def _processor(blob: bytes) -> Any:
+def _copies(blob: bytes) -> ProcessorCopies:
+    """The processor is unpickled once per worker process; every chunk then gets its own copy."""
     key = hash(blob)
-    proc = _PROCESSORS.get(key)
-    if proc is None:
+    copies = _PROCESSORS.get(key)
+    if copies is None:
         if len(_PROCESSORS) > 8:
             _PROCESSORS.clear()
         import linecache
 
         linecache.checkcache()  # a new processor (edited code on a long-lived worker): no stale source lines
-        proc = _PROCESSORS[key] = load_processor(blob)
-    return proc
+        copies = _PROCESSORS[key] = ProcessorCopies(load_processor(blob))
+    return copies
 
 
 def worker_id() -> str:
@@ -136,16 +138,25 @@ class ChunkJob:
     raise_skippable: bool = False
     # a ChunkRecorder (hpckit.processor.records) or None: one record per finished or failed chunk
     recorder: Any = None
+    # copies of processor_object, one per chunk (hpckit.processor.isolate); made on first use
+    _object_copies: Any = field(default=None, init=False, repr=False, compare=False)
 
     def __getstate__(self) -> dict:
         state = self.__dict__.copy()
         state["processor_object"] = None
+        state["_object_copies"] = None
         return state
 
+    def _copies(self) -> ProcessorCopies:
+        if self.processor_object is None:
+            return _copies(self.processor_blob)
+        if self._object_copies is None:  # the live object's state now, before any chunk ran
+            self._object_copies = ProcessorCopies(self.processor_object)
+        return self._object_copies
+
     def _processor(self) -> Any:
-        if self.processor_object is not None:
-            return self.processor_object
-        return _processor(self.processor_blob)
+        """A processor of this chunk's own: what one chunk's process() changes on it no other chunk sees."""
+        return self._copies().fresh()
 
     def __call__(self, item: WorkItem) -> Any:
         return compress(self.run(item), self.compression)
@@ -264,6 +275,7 @@ class ChunkJob:
                 "(dict, number, set, list, hist.Hist, ...)",
                 item.describe(),
             )
+        self._copies().check_not_shared(out, item.describe())
         return {
             "out": out,
             "metrics": {

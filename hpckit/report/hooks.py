@@ -53,6 +53,7 @@ class RunInfo:
             "executor": type(executor).__name__.removesuffix("Executor").lower(),
             **({"workers": workers} if workers else {}), "chunksize": spec.chunksize,
             "output": str(Path(spec.output or "out.pkl").resolve()), "plot_split": spec.plot_split,
+            "nominal": spec.nominal, "band": spec.band,
             "argv": sys.argv, "host": socket.gethostname(), "pid": os.getpid(), "started": time.time(),
             "finished": None, "error": None,
         }

@@ -21,6 +21,7 @@ SECTIONS = {  # id -> heading, in page order
     "per-worker": "Per worker",
     "io": "Bytes read, retries, skipped files",
     "failures": "Failures",
+    "cutflow": "Cutflow",
     "histograms": "Histograms",
 }
 
@@ -262,7 +263,8 @@ def _histograms(run: RunData, plots: bool = True) -> str:
     info = run.info
     figs = []
     for name, fig in figures(run.output, info.get("data", []), bool(info.get("plot_split")),
-                             known=(info.get("datasets") or {}).keys()):
+                             known=(info.get("datasets") or {}).keys(), nominal=info.get("nominal"),
+                             band=bool(info.get("band"))):
         try:
             png = base64.b64encode(png_bytes(fig)).decode()
         finally:
@@ -272,6 +274,25 @@ def _histograms(run: RunData, plots: bool = True) -> str:
     if not figs:
         return _section("histograms", "<p class='muted'>The output holds no histogram.</p>")
     return _section("histograms", f'<div class="plots">{"".join(figs)}</div>')
+
+
+def _cutflows(run: RunData) -> str:
+    """The run's cutflows (hpckit.report.cutflow): from its metrics file, else found in its output."""
+    from hpckit.report.cutflow import find_cutflows
+
+    tables = (run.metrics or {}).get("cutflow")
+    if tables is None and run.output is not None:
+        tables = find_cutflows(run.output)
+    if not tables:
+        return _section("cutflow", "<p class='muted'>The output holds no cutflow.</p>")
+    from hpckit.report.cutflow import cell
+
+    parts = []
+    for t in tables:
+        rows = [[escape(str(label)), *(escape(cell(v)) for v in values)] for label, values in t["rows"]]
+        parts.append(f"<h3>{escape(str(t['name']))}</h3>"
+                     + _table(["cut", *map(str, t["columns"])], rows, set(range(1, len(t["columns"]) + 1))))
+    return _section("cutflow", "".join(parts))
 
 
 def render(run: RunData, plots: bool = True) -> str:
@@ -284,7 +305,7 @@ def render(run: RunData, plots: bool = True) -> str:
         first += " (more under Failures)"
     body = "".join([
         _what_ran(run), _workers(run, rows), _chunks_over_time(run), _throughput(run), _per_worker(run, rows),
-        _io(run), _failures(run, rows), _histograms(run, plots),
+        _io(run), _failures(run, rows), _cutflows(run), _histograms(run, plots),
     ])
     return (f"<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'><title>{escape(title)}</title>"
             f"<meta name='viewport' content='width=device-width, initial-scale=1'><style>{CSS}</style></head>"

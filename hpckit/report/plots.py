@@ -6,6 +6,15 @@ it the same artists are drawn in matplotlib's plain style.
 Error bars on data are sqrt(N) (sqrt of the summed squared weights for Weight storage): symmetric,
 what the test checks, and within a few per cent of the Garwood interval once N exceeds ~20; bins with
 no data entry get no marker.
+
+Category axes are never summed over behind the reader's back (docs/physics.md):
+
+* the dataset axis stacks simulation under data;
+* a variation axis (named ``syst``, ``systematic``, ``variation``, ``shift``, ... see ``VARIATION_AXES``) is
+  drawn at its nominal only: the value ``nominal=`` names (``--nominal``), else its bin called
+  ``nominal``; with ``band=True`` the envelope of all its values (lowest to highest, per bin) is a
+  shaded band around the nominal;
+* any other category axis is a PlotError naming it, unless ``split`` draws one plot per category.
 """
 
 from __future__ import annotations
@@ -23,6 +32,10 @@ import numpy as np
 from hpckit.errors import HpckitError
 
 DATA_KEYS = ("isData", "is_data")  # fileset metadata marking a dataset as data; is_mc/isMC false also does
+# names (any case) of a category axis holding systematic variations: drawn at its nominal, never summed
+VARIATION_AXES = frozenset({"syst", "systs", "systematic", "systematics", "variation", "variations", "shift",
+                            "shifts", "unc", "uncertainty", "uncertainties"})
+NOMINAL = "nominal"  # the bin drawn when no --nominal is given
 
 
 class PlotError(HpckitError):
@@ -102,10 +115,33 @@ def _is_category(axis: Any) -> bool:
     return axis.traits.discrete and not axis.traits.ordered
 
 
+def variation_axis(h: Any) -> Any | None:
+    """The category axis holding systematic variations (its name is one of ``VARIATION_AXES``), if any."""
+    found = [a for a in h.axes if _is_category(a) and str(a.name).lower() in VARIATION_AXES]
+    if len(found) > 1:
+        raise PlotError(f"histogram has two variation axes ({', '.join(a.name for a in found)}); "
+                        "draw one at a time (select a value of the other in the output first)")
+    return found[0] if found else None
+
+
+def nominal_value(axis: Any, nominal: str | None = None, name: str = "") -> Any:
+    """The value of variation ``axis`` to draw: ``nominal`` (``--nominal``), else the bin called "nominal"."""
+    values = list(axis)
+    wanted = nominal if nominal is not None else NOMINAL
+    for v in values:
+        if str(v) == str(wanted) or (nominal is None and str(v).lower() == NOMINAL):
+            return v
+    shown = ", ".join(map(str, values[:8])) + (", ..." if len(values) > 8 else "")
+    how = f"--nominal {nominal!r} is not one of them" if nominal is not None else \
+        "none is called 'nominal': name the one to draw with --nominal NAME"
+    raise PlotError(f"histogram {name!r} has the variation axis {axis.name!r} ({shown}); {how}")
+
+
 def dataset_axis(h: Any, known: Iterable[str] = ()) -> Any | None:
     """The category axis that holds datasets: the one named ``dataset``, else one whose values are
-    dataset names of the run, else the only category axis."""
-    cats = [a for a in h.axes if _is_category(a)]
+    dataset names of the run, else the only category axis (a variation axis never is)."""
+    var = variation_axis(h)
+    cats = [a for a in h.axes if _is_category(a) and a is not var]
     for a in cats:
         if a.name == "dataset":
             return a
@@ -122,16 +158,32 @@ def _values_variances(h: Any) -> tuple[np.ndarray, np.ndarray | None]:
     return values, None if var is None else np.asarray(var, dtype=float)
 
 
-def draw(ax: Any, h: Any, data: Iterable[str] = (), name: str = "", known: Iterable[str] = ()) -> str:
-    """Draw ``h`` on ``ax``; returns what was drawn ("1d", "1d-datasets", "stack", "2d"). Category axes
-    other than the dataset axis are summed; a histogram with more than two dense axes is a PlotError."""
+def draw(ax: Any, h: Any, data: Iterable[str] = (), name: str = "", known: Iterable[str] = (),
+         nominal: str | None = None, band: bool = False) -> str:
+    """Draw ``h`` on ``ax``; returns what was drawn ("1d", "1d-datasets", "stack", "2d"). A variation axis
+    is drawn at its nominal (``band``: with the envelope of its values as a band); any other category axis
+    but the dataset axis is a PlotError naming it, as is a histogram with more than two dense axes."""
     data = set(data)
+    var = variation_axis(h)
     ds_axis = dataset_axis(h, set(known) | data)
-    summed = [a.name for a in h.axes if _is_category(a) and a is not ds_axis]
+    for a in h.axes:
+        if _is_category(a) and a is not ds_axis and a is not var:
+            shown = ", ".join(map(str, list(a)[:8])) + (", ..." if len(a) > 8 else "")
+            raise PlotError(f"histogram {name!r} has the category axis {a.name!r} ({shown}): one plot would add "
+                            f"its categories together; use --plot-split for one plot per {a.name}")
     dense = [a for a in h.axes if not _is_category(a)]
     if len(dense) not in (1, 2):
         raise PlotError(f"histogram {name!r} has {len(dense)} dense axes; only 1-D and 2-D are drawn")
-    note = f"summed over {', '.join(summed)}" if summed else ""
+    note = ""
+    variations: list[Any] = []
+    if var is not None:
+        import hist
+
+        nom = nominal_value(var, nominal, name)
+        if band:
+            variations = [h[{var.name: hist.loc(v)}] for v in var]
+        h = h[{var.name: hist.loc(nom)}]
+        note = f"{var.name}: {nom}" + (f", band: envelope of {len(var)}" if band and len(dense) == 1 else "")
     if len(dense) == 2:
         kind = _draw_2d(ax, h.project(dense[0].name, dense[1].name), dense)
         if ds_axis is not None:
@@ -139,20 +191,41 @@ def draw(ax: Any, h: Any, data: Iterable[str] = (), name: str = "", known: Itera
     elif ds_axis is None:
         axis = dense[0]
         values, _ = _values_variances(h.project(axis.name))
-        ax.stairs(values, axis.edges, label=name or None)
+        step = ax.stairs(values, axis.edges, label=name or None)
+        if variations:
+            _band(ax, values, [_values_variances(v.project(axis.name))[0] for v in variations], axis.edges,
+                  step.get_edgecolor(), f"{var.name} envelope")
         kind = "1d"
     else:
-        kind = _draw_datasets(ax, h.project(ds_axis.name, dense[0].name), ds_axis.name, dense[0], data)
+        others = [v.project(ds_axis.name, dense[0].name) for v in variations]
+        kind = _draw_datasets(ax, h.project(ds_axis.name, dense[0].name), ds_axis.name, dense[0], data, others,
+                              var.name if var is not None else "")
     if dense and len(dense) == 1:
         ax.set_xlabel(dense[0].label)
         ax.set_ylabel(y_label(h, dense[0]))
         ax.set_xlim(dense[0].edges[0], dense[0].edges[-1])
-        if kind != "1d":
+        if kind != "1d" or variations:
             ax.legend(loc="best", fontsize="small")
     title = " - ".join(x for x in (name, note) if x)
     if title:
         ax.set_title(title, loc="right", fontsize="small")
     return kind
+
+
+def envelope(nominal: np.ndarray, variations: Iterable[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """Per bin, the lowest and the highest of the nominal and every variation."""
+    stack = np.vstack([nominal, *variations])
+    return stack.min(axis=0), stack.max(axis=0)
+
+
+def _band(ax: Any, nominal: np.ndarray, variations: list[np.ndarray], edges: np.ndarray, color: Any,
+          label: str) -> Any:
+    """The envelope as a hatched, shaded band (a StepPatch from the low edge to the high edge, gid
+    ``hpckit-band``, so the numbers can be read back)."""
+    lo, hi = envelope(nominal, variations)
+    patch = ax.stairs(hi, edges, baseline=lo, fill=True, alpha=0.3, hatch="///", color=color, label=label)
+    patch.set_gid("hpckit-band")
+    return patch
 
 
 def _draw_2d(ax: Any, h2: Any, dense: list[Any]) -> str:
@@ -165,16 +238,24 @@ def _draw_2d(ax: Any, h2: Any, dense: list[Any]) -> str:
     return "2d"
 
 
-def _draw_datasets(ax: Any, h: Any, ds_name: str, axis: Any, data: set[str]) -> str:
+def _draw_datasets(ax: Any, h: Any, ds_name: str, axis: Any, data: set[str], variations: list[Any] = (),
+                   var_name: str = "") -> str:
     """Data (summed) as points with sqrt(N) bars over the simulation stacked and filled; without any
-    data dataset every dataset is a step."""
-    names = [str(v) for v in h.axes[ds_name]]
-    per = {n: _values_variances(h[{ds_name: n}]) for n in names}
+    data dataset every dataset is a step. ``variations``: the same histogram at every variation, drawn
+    as the envelope around each step, or around the top of the stack."""
+    import hist
+
+    by_name = {str(v): hist.loc(v) for v in h.axes[ds_name]}
+    names = list(by_name)
+    per = {n: _values_variances(h[{ds_name: by_name[n]}]) for n in names}
+    varied = {n: [np.asarray(v[{ds_name: by_name[n]}].values(), dtype=float) for v in variations] for n in names}
     edges = axis.edges
     data_names = [n for n in names if n in data]
     if not data_names:
         for n in names:
-            ax.stairs(per[n][0], edges, label=n)
+            step = ax.stairs(per[n][0], edges, label=n)
+            if variations:
+                _band(ax, per[n][0], varied[n], edges, step.get_edgecolor(), f"{n} {var_name} envelope")
         return "1d-datasets"
     mc = sorted((n for n in names if n not in data), key=lambda n: per[n][0].sum())  # largest on top
     bottom = np.zeros(len(edges) - 1)
@@ -182,6 +263,9 @@ def _draw_datasets(ax: Any, h: Any, ds_name: str, axis: Any, data: set[str]) -> 
         top = bottom + per[n][0]
         ax.stairs(top, edges, baseline=bottom.copy(), fill=True, label=n, alpha=0.8)
         bottom = top
+    if variations and mc:
+        totals = [sum(varied[n][i] for n in mc) for i in range(len(variations))]
+        _band(ax, bottom, totals, edges, "grey", f"simulation {var_name} envelope")
     values = sum(per[n][0] for n in data_names)
     variances = [per[n][1] for n in data_names]
     errors = np.sqrt(sum(variances) if all(v is not None for v in variances) else values)
@@ -208,13 +292,23 @@ def iter_histograms(obj: Any, prefix: str = "") -> Iterator[tuple[str, Any]]:
             yield from iter_histograms(value, f"{prefix}-{key}" if prefix else str(key))
 
 
-def _splits(h: Any) -> Iterator[tuple[str, Any]]:
-    """One histogram per combination of category values (``--plot-split``)."""
+def _splits(h: Any, known: Iterable[str] = ()) -> Iterator[tuple[str, Any]]:
+    """One histogram per combination of category values (``--plot-split``): of the axes that are neither
+    datasets nor variations when there are such (each plot keeps its stack), else of the dataset axis;
+    a variation axis is never split (each plot draws its nominal)."""
+    import hist
+
     cats = [a for a in h.axes if _is_category(a)]
-    if not cats:
+    try:
+        var = variation_axis(h)
+        keep = {id(dataset_axis(h, known)), id(var)}
+    except PlotError:
+        var, keep = None, set()
+    axes = [a for a in cats if id(a) not in keep] or [a for a in cats if a is not var]
+    if not axes:
         return
-    for combo in itertools.product(*[[str(v) for v in a] for a in cats]):
-        yield "-".join(combo), h[{a.name: v for a, v in zip(cats, combo)}]
+    for combo in itertools.product(*[list(a) for a in axes]):
+        yield "-".join(map(str, combo)), h[{a.name: hist.loc(v) for a, v in zip(axes, combo)}]
 
 
 @contextmanager
@@ -235,20 +329,23 @@ def style() -> Iterator[Any]:
         yield plt
 
 
-def figures(out: Any, data: Iterable[str] = (), split: bool = False,
-            known: Iterable[str] = ()) -> Iterator[tuple[str, Any]]:
+def figures(out: Any, data: Iterable[str] = (), split: bool = False, known: Iterable[str] = (),
+            nominal: str | None = None, band: bool = False) -> Iterator[tuple[str, Any]]:
     """``(name, figure)`` for every histogram (and each category value with ``split``); the caller
-    closes each figure. Histograms that cannot be drawn are skipped with a warning."""
+    closes each figure. Histograms that cannot be drawn are skipped with a warning that says why."""
     import warnings
 
     data = list(data)
+    known = set(known) | set(data)
     with style() as plt:
         for name, h in iter_histograms(out):
-            pieces = [(name, h)] + ([(f"{name}-{tag}", sub) for tag, sub in _splits(h)] if split else [])
+            pieces = [(name, h)] + ([(f"{name}-{tag}", sub) for tag, sub in _splits(h, known)] if split else [])
             for piece_name, piece in pieces:
+                if split and piece is h and _needs_split(h, known):
+                    continue  # the per-category plots stand for it
                 fig, ax = plt.subplots()
                 try:
-                    draw(ax, piece, data, piece_name, known)
+                    draw(ax, piece, data, piece_name, known, nominal, band)
                 except PlotError as err:
                     plt.close(fig)
                     warnings.warn(f"hpckit: not plotted: {err}")
@@ -257,8 +354,16 @@ def figures(out: Any, data: Iterable[str] = (), split: bool = False,
                 yield piece_name, fig
 
 
+def _needs_split(h: Any, known: Iterable[str]) -> bool:
+    try:
+        keep = {id(dataset_axis(h, known)), id(variation_axis(h))}
+    except PlotError:
+        return False
+    return any(_is_category(a) and id(a) not in keep for a in h.axes)
+
+
 def plot_histograms(out: Any, stem: Path, data: Iterable[str] = (), split: bool = False,
-                    known: Iterable[str] = ()) -> list[Path]:
+                    known: Iterable[str] = (), nominal: str | None = None, band: bool = False) -> list[Path]:
     """One PNG per histogram (``<stem>-<name>.png``; with ``split`` also one per category value) and one
     PDF with all of them (``<stem>-plots.pdf``). Returns the paths written."""
     import matplotlib
@@ -272,7 +377,7 @@ def plot_histograms(out: Any, stem: Path, data: Iterable[str] = (), split: bool 
     pdf_path = stem.with_name(f"{stem.name}-plots.pdf")
     pdf = None
     try:
-        for name, fig in figures(out, data, split, known):
+        for name, fig in figures(out, data, split, known, nominal, band):
             try:
                 path = stem.with_name(f"{stem.name}-{_safe(name)}.png")
                 fig.savefig(path, dpi=100)
