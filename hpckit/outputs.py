@@ -1,4 +1,5 @@
-"""Write a run's results: the output pickle, a metrics JSON next to it, and the histograms' plots."""
+"""Write a run's results: the output pickle, a metrics JSON and the report's numbers (``.results.json``:
+histograms and counts, so the report never unpickles) next to it, and the histograms' plots."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from hpckit.paths import atomic_write, umask_mode
+from hpckit.report.numbers import metrics_path, results_path, to_json
 from hpckit.report.plots import iter_histograms  # noqa: F401 - re-exported
 
 
@@ -17,18 +19,15 @@ def _atomic_write(path: Path, data: bytes) -> None:
     atomic_write(path, data, umask_mode())
 
 
-def metrics_path(output: Path) -> Path:
-    return output.with_name(output.stem + ".metrics.json")
-
-
 def write_results(output: str | Path, out: Any, metrics: dict, plots: bool = True, data: Iterable[str] = (),
                   plot_split: bool = False, known: Iterable[str] = ()) -> list[Path]:
     """Write everything and return the paths written. ``data``: datasets drawn as data points;
     ``plot_split``: also one PNG per category value; ``known``: the run's dataset names."""
     output = Path(output)
-    written = [output, metrics_path(output)]
+    written = [output, metrics_path(output), results_path(output)]
     _atomic_write(output, pickle.dumps(out, protocol=pickle.HIGHEST_PROTOCOL))
     _atomic_write(written[1], json.dumps(metrics, indent=2, default=_jsonable).encode())
+    _atomic_write(written[2], to_json(out))
     if plots:
         written += plot_histograms(out, output.with_name(output.stem), data, plot_split, known)
     return written

@@ -17,7 +17,7 @@ from typing import Any, Callable
 from hpckit.deploy import delivery, load_site
 from hpckit.deploy.schedulers import scheduler_for
 from hpckit.errors import LaunchError
-from hpckit.paths import private_dir
+from hpckit.paths import atomic_write, private_dir, umask_mode
 from hpckit.launch.plan import LOCAL_BACKENDS, Plan, default_run_dir, manager_host, pick_backend, size
 from hpckit.launch.pools import make_pool
 from hpckit.launch.teardown import process_identity, raise_on_signals, signals_raise, teardown, wait_for_first_worker
@@ -63,9 +63,7 @@ def _record(run_dir: Path, result: LaunchResult, extra: dict | None = None) -> N
     data["written"] = [str(p) for p in result.written]
     data.pop("metrics", None)
     data.update(extra or {})
-    tmp = run_dir / ".launch.json.part"
-    tmp.write_text(json.dumps(data, indent=2, default=str) + "\n")
-    os.replace(tmp, run_dir / "launch.json")
+    atomic_write(run_dir / "launch.json", (json.dumps(data, indent=2, default=str) + "\n").encode(), umask_mode())
 
 
 def environment_check(say: Callable[[str], None] = print, lock: Any = None) -> Any:

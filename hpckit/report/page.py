@@ -5,12 +5,12 @@ from __future__ import annotations
 
 import base64
 import datetime as dt
-import os
 from html import escape
 from pathlib import Path
 from typing import Any
 
 from hpckit.report import svg
+from hpckit.paths import atomic_write, umask_mode
 from hpckit.report.rundata import RunData
 
 SECTIONS = {  # id -> heading, in page order
@@ -251,17 +251,17 @@ def _histograms(run: RunData, plots: bool = True) -> str:
     if not plots:
         return _section("histograms", "<p class='muted'>Not drawn (the run had --no-plots); "
                         f"<code>hpckit report {escape(str(run.run_dir))}</code> draws them.</p>")
-    if run.output is None:
+    if run.histograms is None:
         why = ("the run did not finish, so there is no output" if run.status[0] != "finished"
-               else "no output pickle found")
-        return _section("histograms", f"<p class='muted'>No histograms: {why}.</p>")
+               else run.results_note or "the run named no output")
+        return _section("histograms", f"<p class='muted'>No histograms: {escape(why)}.</p>")
     import matplotlib.pyplot as plt
 
     from hpckit.report.plots import figures, png_bytes
 
     info = run.info
     figs = []
-    for name, fig in figures(run.output, info.get("data", []), bool(info.get("plot_split")),
+    for name, fig in figures(run.histograms, info.get("data", []), bool(info.get("plot_split")),
                              known=(info.get("datasets") or {}).keys()):
         try:
             png = base64.b64encode(png_bytes(fig)).decode()
@@ -269,9 +269,29 @@ def _histograms(run: RunData, plots: bool = True) -> str:
             plt.close(fig)
         figs.append(f'<figure><img alt="{escape(name)}" src="data:image/png;base64,{png}">'
                     f"<figcaption>{escape(name)}</figcaption></figure>")
+    counts = _numbers_table(run.numbers)
     if not figs:
-        return _section("histograms", "<p class='muted'>The output holds no histogram.</p>")
-    return _section("histograms", f'<div class="plots">{"".join(figs)}</div>')
+        return _section("histograms", "<p class='muted'>The output holds no histogram.</p>" + counts)
+    return _section("histograms", f'<div class="plots">{"".join(figs)}</div>' + counts)
+
+
+def _numbers_table(nums: dict, limit: int = 500) -> str:
+    """The output's plain numbers (a cutflow), one row per number, keys joined with ' / '."""
+    rows: list[tuple[str, object]] = []
+
+    def walk(obj: object, path: tuple[str, ...]) -> None:
+        if isinstance(obj, dict):
+            for k, v in obj.items():
+                walk(v, (*path, str(k)))
+        elif len(rows) < limit:
+            rows.append((" / ".join(path), obj))
+
+    walk(nums, ())
+    if not rows:
+        return ""
+    body = "".join(f"<tr><td>{escape(k)}</td><td class='num'>{f'{v:,}' if isinstance(v, int) else f'{v:.6g}'}</td></tr>"
+                   for k, v in rows)
+    return f"<h3>Counts</h3><table class='numbers'><tr><th>what</th><th>value</th></tr>{body}</table>"
 
 
 def render(run: RunData, plots: bool = True) -> str:
@@ -297,7 +317,5 @@ def render(run: RunData, plots: bool = True) -> str:
 
 def write(run: RunData, path: Path | None = None, plots: bool = True) -> Path:
     path = Path(path) if path else run.run_dir / "report.html"
-    tmp = path.with_name(f".{path.name}.part")
-    tmp.write_text(render(run, plots), encoding="utf-8")
-    os.replace(tmp, path)
+    atomic_write(path, render(run, plots).encode("utf-8"), umask_mode())  # nothing half-written is left
     return path
