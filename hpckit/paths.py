@@ -154,7 +154,7 @@ def own_dir(path: str | os.PathLike, what: str = "directory", create: bool = Fal
     return p
 
 
-def private_dir(path: str | os.PathLike, check_parent: bool = False) -> Path:
+def private_dir(path: str | os.PathLike, check_parent: bool = False, what: str = "directory") -> Path:
     """Create ``path`` (and missing parents) mode 0700 and make sure it is the user's own.
 
     An existing directory owned by someone else, or writable by group or others, is refused with a
@@ -163,7 +163,7 @@ def private_dir(path: str | os.PathLike, check_parent: bool = False) -> Path:
     unless it has the sticky bit (like /tmp).
     """
     p = Path(path)
-    p.mkdir(mode=0o700, parents=True, exist_ok=True)
+    own_dir(p, what, create=True, private=True)  # no other user's directory or symbolic link on the way
     st = os.stat(p, follow_symlinks=False)
     if stat.S_ISLNK(st.st_mode):
         raise PermissionError(f"{p} is a symbolic link; hpckit wants a real directory it owns")

@@ -89,8 +89,9 @@ def launch(opts: LaunchOptions) -> LaunchResult:
     site = load_site(opts.site, list(opts.overrides) + delivery.env_overrides(opts.env)).site
     backend = pick_backend(site, opts.backend)
     opts.spec.check_inputs()
-    run_dir = Path(opts.run_dir).resolve() if opts.run_dir else default_run_dir(site)
-    private_dir(run_dir)  # 0700: outputs, logs, credentials (TLS, Parsl keys) are the user's alone
+    run_dir = Path(opts.run_dir).absolute() if opts.run_dir else default_run_dir(site)
+    # 0700: outputs, logs, credentials (TLS, Parsl keys) are the user's alone; checked before any link is followed
+    run_dir = private_dir(run_dir, what="run directory").resolve()
     (run_dir / "logs").mkdir(exist_ok=True)
     spec = opts.spec.resolved(Path(opts.spec.output) if opts.spec.output else run_dir / "out.pkl", run_dir)
     result = LaunchResult(run_dir=run_dir, site=site.name, backend=backend, mode="batch")
