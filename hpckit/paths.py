@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import getpass
 import os
+import re
 import stat
 import tempfile
 from pathlib import Path
@@ -16,7 +17,7 @@ from pathlib import Path
 from hpckit.errors import HpckitError
 
 __all__ = ["UnsafePathError", "atomic_write", "config_dir", "own_dir", "private_dir", "read_limited",
-           "untrusted_file", "user_run_root"]
+           "shell_safe_path", "untrusted_file", "user_run_root"]
 
 
 class UnsafePathError(HpckitError, PermissionError):
@@ -44,6 +45,24 @@ def read_limited(path: str | os.PathLike, limit: int, error: type[Exception], wh
     if len(data) > limit:  # grew while we read it
         raise error(f"{what} {p} is more than the limit of {limit:,} bytes")
     return data
+
+
+_SHELL_SAFE = re.compile(r"[A-Za-z0-9/._+@,:=~-]*")
+
+
+def shell_safe_path(path: str | os.PathLike, what: str = "path") -> str:
+    """``path`` unchanged if every character is one that means nothing to a shell, to ``str.format`` or to
+    a Slurm/PBS file name pattern: letters, digits and ``/._+@,:=~-``. Engines put such paths into shell
+    command lines without quotes (Parsl formats its run directory into the worker command and its
+    providers' scripts; batch log directives) and nothing can quote them there, so any other character
+    (space, ``$``, backquote, quotes, ``;|&<>(){}[]*?!#%``, newline) is an :class:`UnsafePathError`."""
+    s = os.fspath(path)
+    if not _SHELL_SAFE.fullmatch(s):
+        bad = sorted({c for c in s if not _SHELL_SAFE.fullmatch(c)})
+        shown = ", ".join(repr(c) for c in bad[:8])
+        raise UnsafePathError(f"{what} {s[:120]!r} holds {shown}: batch engines put it into shell commands "
+                              "unquoted; use a path of letters, digits and /._+@,:=~-")
+    return s
 
 
 def config_dir() -> Path:

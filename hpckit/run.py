@@ -189,8 +189,10 @@ def load_parsl_config(path: Path) -> Any:
 def local_parsl_config(workers: int, run_dir: str = "runinfo") -> Any:
     """A HighThroughputExecutor with ``workers`` workers on this machine, on loopback."""
     from hpckit.extras import require_module
+    from hpckit.paths import shell_safe_path
 
     require_module("parsl", "the parsl executor")
+    shell_safe_path(run_dir, "Parsl run directory")  # Parsl formats it into the worker command, unquoted
     from parsl.config import Config
     from parsl.executors import HighThroughputExecutor
     from parsl.providers import LocalProvider

@@ -17,7 +17,7 @@ from typing import Any, Callable
 from hpckit.deploy import delivery, load_site
 from hpckit.deploy.schedulers import scheduler_for
 from hpckit.errors import LaunchError
-from hpckit.paths import atomic_write, private_dir, umask_mode
+from hpckit.paths import atomic_write, private_dir, shell_safe_path, umask_mode
 from hpckit.launch.plan import LOCAL_BACKENDS, Plan, default_run_dir, manager_host, pick_backend, size
 from hpckit.launch.pools import make_pool
 from hpckit.launch.teardown import process_identity, raise_on_signals, signals_raise, teardown, wait_for_first_worker
@@ -90,6 +90,9 @@ def launch(opts: LaunchOptions) -> LaunchResult:
     backend = pick_backend(site, opts.backend)
     opts.spec.check_inputs()
     run_dir = Path(opts.run_dir).absolute() if opts.run_dir else default_run_dir(site)
+    if backend not in LOCAL_BACKENDS:  # engines format it (and logs/, runinfo/ under it) into shell commands
+        for p in (run_dir, run_dir.resolve()):
+            shell_safe_path(p, "run directory")
     # 0700: outputs, logs, credentials (TLS, Parsl keys) are the user's alone; checked before any link is followed
     run_dir = private_dir(run_dir, what="run directory").resolve()
     (run_dir / "logs").mkdir(exist_ok=True)

@@ -104,7 +104,7 @@ def render_dask(site: Site, sizing: Any = None) -> DaskRendering:
         extra += ["--worker-port", f"{lo}:{hi}"]
     kwargs["worker_extra_args"] = extra
     if site.scratch:
-        kwargs["local_directory"] = "$HPCKIT_SCRATCH"
+        kwargs["local_directory"] = '"$HPCKIT_SCRATCH"'  # dask-jobqueue joins its command unquoted
     if sched.directive_prefix is None:  # HTCondor: submit commands, merged into its description
         kwargs["disk"] = format_memory(site.worker.disk * site.worker.per_job)
         kwargs["job_extra_directives"] = htcondor_commands(site, "dask", "dask")
