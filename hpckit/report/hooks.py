@@ -63,7 +63,11 @@ class RunInfo:
 
     def __exit__(self, exc_type: Any, exc: BaseException | None, tb: Any) -> None:
         self.info.update(finished=time.time(), error=None if exc is None else f"{exc_type.__name__}: {exc}")
-        _write_json(self.dir / "run.json", self.info)
+        try:
+            _write_json(self.dir / "run.json", self.info)
+        except OSError:
+            if exc is None:
+                raise  # otherwise the run's own error (e.g. the full disk at the output) is the one to show
 
 
 class RunRecord:
