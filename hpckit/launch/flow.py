@@ -18,7 +18,8 @@ from hpckit.deploy import delivery, load_site
 from hpckit.deploy.schedulers import scheduler_for
 from hpckit.errors import LaunchError
 from hpckit.paths import atomic_write, private_dir, shell_safe_path, umask_mode
-from hpckit.launch.plan import LOCAL_BACKENDS, Plan, default_run_dir, manager_host, pick_backend, size
+from hpckit.launch.plan import (LOCAL_BACKENDS, Plan, default_run_dir, manager_host, pick_backend,
+                                require_interface, size)
 from hpckit.launch.pools import make_pool
 from hpckit.launch.teardown import process_identity, raise_on_signals, signals_raise, teardown, wait_for_first_worker
 from hpckit.report.hooks import JobStateRecorder, RunRecord, lock_hash
@@ -167,6 +168,7 @@ def launch(opts: LaunchOptions) -> LaunchResult:
     say(plan.headline())
     base.update(run_record.started(sizing.workers))
     _record(run_dir, result, base)  # the launch's pid is on disk before the first job is
+    require_interface(site, backend)
     pool = make_pool(plan)
     cwd = os.getcwd()
     error = None

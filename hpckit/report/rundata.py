@@ -200,7 +200,7 @@ def _clock(t: float) -> str:
 def _json(path: Path) -> dict:
     try:
         return json.loads(path.read_text())
-    except (OSError, ValueError):
+    except (OSError, ValueError, RecursionError):
         return {}
 
 
@@ -216,7 +216,7 @@ def _jsonl(path: Path) -> tuple[list[dict], int]:
             continue
         try:
             rec = json.loads(line)
-        except ValueError:
+        except (ValueError, RecursionError):
             bad += 1
             continue
         if isinstance(rec, dict):
