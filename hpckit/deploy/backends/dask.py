@@ -95,13 +95,17 @@ def render_dask(site: Site, sizing: Any = None) -> DaskRendering:
         # The scheduler's dashboard stays on loopback (reach it through an ssh tunnel).
         kwargs["scheduler_options"] = {**kwargs.get("scheduler_options", {}), "allowed_failures": 8,
                                        "dashboard_address": "127.0.0.1:0"}
-    extra: list[str] = ["--no-dashboard"]  # a worker dashboard would listen on every interface
+    # no dashboard, and the worker's HTTP routes (health, metrics), which dask binds to 0.0.0.0 by default,
+    # on loopback only
+    extra: list[str] = ["--no-dashboard", "--dashboard-address", "127.0.0.1:0"]
     lifetime = site.lifetime()
     if lifetime:
         extra += ["--lifetime", f"{lifetime[0]}s", "--lifetime-stagger", f"{lifetime[1]}s"]
     if site.network.port_range:
         lo, hi = site.network.port_range
         extra += ["--worker-port", f"{lo}:{hi}"]
+    if not site.network.interface:  # listen on the node's outbound address, not every interface (the prologue
+        extra += ["--host", '"$HPCKIT_WORKER_HOST"']  # finds it; empty only where no route exists: then all)
     kwargs["worker_extra_args"] = extra
     if site.scratch:
         kwargs["local_directory"] = '"$HPCKIT_SCRATCH"'  # dask-jobqueue joins its command unquoted

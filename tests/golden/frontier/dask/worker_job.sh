@@ -19,5 +19,5 @@ exec apptainer exec --bind /lustre/orion "${HPCKIT_IMAGE:?export HPCKIT_IMAGE=<t
     --lifetime 6600s --lifetime-stagger 150s \
     --interface hsn0 \
     --local-directory "$HPCKIT_SCRATCH" \
-    --no-dashboard \
+    --no-dashboard --dashboard-address 127.0.0.1:0 \
     --nanny

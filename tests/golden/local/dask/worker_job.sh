@@ -8,5 +8,5 @@ exec python3 -m distributed.cli.dask_worker "${HPCKIT_DASK_SCHEDULER:?export HPC
     --nthreads 1 \
     --interface lo \
     --local-directory "$HPCKIT_SCRATCH" \
-    --no-dashboard \
+    --no-dashboard --dashboard-address 127.0.0.1:0 \
     --nanny

@@ -21,5 +21,5 @@ exec podman-hpc run --rm --net host "${HPCKIT_IMAGE:?export HPCKIT_IMAGE=<the im
     --lifetime 6600s --lifetime-stagger 150s \
     --interface hsn0 \
     --local-directory "$HPCKIT_SCRATCH" \
-    --no-dashboard \
+    --no-dashboard --dashboard-address 127.0.0.1:0 \
     --nanny

@@ -20,5 +20,5 @@ exec apptainer exec --bind /lus/eagle "${HPCKIT_IMAGE:?export HPCKIT_IMAGE=<the 
     --lifetime 3240s --lifetime-stagger 90s \
     --interface bond0 \
     --local-directory "$HPCKIT_SCRATCH" \
-    --no-dashboard \
+    --no-dashboard --dashboard-address 127.0.0.1:0 \
     --nanny

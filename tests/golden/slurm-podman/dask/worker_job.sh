@@ -23,5 +23,5 @@ hpckit_podman run --rm --init --network=host --pull=never -v /tmp:/tmp "${HPCKIT
     --lifetime 1620s --lifetime-stagger 45s \
     --interface lo \
     --local-directory "$HPCKIT_SCRATCH" \
-    --no-dashboard \
+    --no-dashboard --dashboard-address 127.0.0.1:0 \
     --nanny
