@@ -144,14 +144,17 @@ class Runner:
         missing, looked = missing_local_files(specs)
         if not missing:
             return
+        fix = "fix the paths in the fileset, or pass --skipbadfiles (skipbadfiles=True) to run without them"
+        if len(missing) == 1:
+            raise FileNotFound(f"file not found: {missing[0]} (the only missing file of the fileset's "
+                               f"{len(specs):,}); {fix}", missing[0])
         if len(missing) >= MISSING_LIMIT:
             count = f"at least {len(missing)} of the fileset's {len(specs):,} files do not exist (stopped looking " \
                     f"after {len(missing)} missing, {looked:,} checked)"
         else:
             count = f"{len(missing)} of the fileset's {len(specs):,} files do not exist"
         shown = ", ".join(missing[:3]) + (", ..." if len(missing) > 3 else "")
-        raise FileNotFound(f"{count}: {shown}; fix the paths in the fileset, or pass --skipbadfiles "
-                           "(skipbadfiles=True) to run without them", missing[0])
+        raise FileNotFound(f"{count}: {shown}; {fix}", missing[0])
 
     def preprocess(
         self,
