@@ -17,6 +17,7 @@ INSTALL = {
     "ndcctools": "conda install -c conda-forge ndcctools (TaskVine is not on PyPI)",
     "venv_pack": "pip install 'hpckit[pack]'",
     "psutil": "pip install psutil",
+    "cryptography": "pip install 'hpckit[dask]'",
     "htcondor": "pip install 'hpckit[checks]'",
     "spython": "pip install 'hpckit[checks]'",
 }

@@ -69,11 +69,21 @@ class RunSpec:
         return Path(self.run_dir or Path(self.output or "out.pkl").parent).resolve()
 
     def check_inputs(self) -> None:
+        """The inputs exist; the places the run writes are the user's own (an UnsafePathError names one
+        that another user owns or links to), created when missing."""
+        from hpckit.paths import own_dir
+
         for p, what in ((self.analysis, "analysis file"), (self.fileset, "fileset")):
             if not Path(p).exists():
                 raise UsageError(f"{what} not found: {p}")
             if not Path(p).is_file():
                 raise UsageError(f"{what} {p} is not a regular file (a device, pipe or directory cannot be read as one)")
+        if self.output is not None:
+            own_dir(Path(self.output).absolute().parent, "output directory", create=True)
+        if self.run_dir is not None:
+            own_dir(self.run_dir, "run directory", create=True)
+        if self.checkpoint is not None:
+            own_dir(self.checkpoint, "checkpoint directory", create=True, private=True)
 
     def count_chunks(self) -> int:
         """How many chunks the fileset makes at this chunksize (opens each file's tree; no processing)."""
@@ -188,8 +198,10 @@ def load_parsl_config(path: Path) -> Any:
 def local_parsl_config(workers: int, run_dir: str = "runinfo") -> Any:
     """A HighThroughputExecutor with ``workers`` workers on this machine, on loopback."""
     from hpckit.extras import require_module
+    from hpckit.paths import shell_safe_path
 
     require_module("parsl", "the parsl executor")
+    shell_safe_path(run_dir, "Parsl run directory")  # Parsl formats it into the worker command, unquoted
     from parsl.config import Config
     from parsl.executors import HighThroughputExecutor
     from parsl.providers import LocalProvider

@@ -26,21 +26,18 @@ __all__ = ["TLSFiles", "temporary_security", "write_tls_files"]
 
 
 def _security_cls() -> Any:
-    try:
-        from distributed.security import Security
-    except ImportError:
-        raise ImportError("dask distributed is not installed; install it with: pip install 'hpckit[dask]'") from None
-    return Security
+    from hpckit.extras import require_module
+
+    return require_module("distributed.security", "the dask engine").Security
 
 
 def temporary_security() -> Any:
-    """A fresh in-memory self-signed certificate and key for every role, encryption required."""
-    try:
-        return _security_cls().temporary()
-    except ImportError as exc:
-        if "cryptography" in str(exc):
-            raise ImportError("TLS for Dask needs `cryptography`; install it with: pip install 'hpckit[dask]'") from None
-        raise
+    """A fresh in-memory self-signed certificate and key for every role, encryption required. Without
+    ``cryptography`` a :class:`~hpckit.errors.MissingExtra` (one line with the install command)."""
+    from hpckit.extras import require_module
+
+    require_module("cryptography", "TLS for the dask engine")
+    return _security_cls().temporary()
 
 
 @dataclass(frozen=True)

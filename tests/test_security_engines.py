@@ -131,3 +131,52 @@ def test_launch_dask_pool_is_tls_only_and_run_dir_private(tmp_path):
             assert c.submit(sum, [1, 2]).result(timeout=60) == 3
     finally:
         pool.close()
+
+
+def _worker_bind(text: str) -> str:
+    """How the dask worker command in ``text`` chooses its listening address."""
+    if "--interface" in text:
+        return "interface"
+    if '--host "$HPCKIT_WORKER_HOST"' in text or '--host ""$HPCKIT_WORKER_HOST""' in text:
+        assert "export HPCKIT_WORKER_HOST=" in text
+        return "host"
+    return "every interface"
+
+
+def test_dask_workers_never_listen_on_every_interface(tmp_path):
+    """Every shipped site's dask worker command (the job script hpckit launch submits and the hand-submit
+    worker_job.sh) binds the site's interface or, for sites that name none, the node's own outbound
+    address; then a real `dask worker` started with that command's --host listens only there."""
+    from hpckit.deploy import list_sites, load_site, render_files
+
+    hosts = []
+    for name in list_sites():
+        site = load_site(name).site
+        files = render_files(site, "dask")
+        for fname in ("job_script.sh", "job_script.sub", "worker_job.sh"):
+            if fname in files:
+                how = _worker_bind(files[fname])
+                assert how != "every interface", f"{name}/{fname}: the worker listens on 0.0.0.0"
+                if how == "host" and fname == "worker_job.sh":
+                    hosts.append(files[fname])
+    assert hosts, "no shipped site without an interface: the --host path is untested"
+    line = next(x for x in hosts[0].splitlines() if x.startswith("export HPCKIT_WORKER_HOST="))
+    host = subprocess.run(["bash", "-c", f"{line}; printf %s \"$HPCKIT_WORKER_HOST\""], capture_output=True,
+                          text=True, timeout=30).stdout
+    assert host and host not in ("0.0.0.0", "::"), host
+    with LocalCluster(n_workers=0, host="127.0.0.1", dashboard_address=None) as cluster, Client(cluster) as client:
+        args = next(x for x in hosts[0].splitlines() if "--no-dashboard" in x).split()[:-1]  # the line, less its \\
+        assert args == ["--no-dashboard", "--dashboard-address", "127.0.0.1:0"], args
+        proc = subprocess.Popen([sys.executable, "-m", "distributed.cli.dask_worker", cluster.scheduler_address,
+                                 "--host", host, "--nthreads", "1", "--nanny", *args],
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        try:
+            client.wait_for_workers(1, timeout=60)
+            (address,) = client.scheduler_info()["workers"]
+            assert address.startswith(f"tcp://{host}:"), address
+            tree = {proc.pid} | {c.pid for c in psutil.Process(proc.pid).children(recursive=True)}
+            bound = {a.ip for a in _listening(tree)}
+            assert bound <= {host, "127.0.0.1"} and host in bound, bound
+        finally:
+            proc.terminate()
+            proc.wait(timeout=30)

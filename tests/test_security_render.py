@@ -263,3 +263,94 @@ def test_directive_error_names_field_and_truncates():
     msg = str(exc.value)
     assert "account" in msg and "--set" in msg and len(msg) < 1000
     load_site("perlmutter", {"constraint": "gpu&hbm80g", "account": "m1234_g"})  # real values still work
+
+
+# ---- CLI options (not only site fields): every path hpckit puts into an engine's commands ------------------
+
+CLI_BACKENDS = ["dask", "parsl", "taskvine"]
+
+
+def _dry_launch(tmp_path: Path, backend: str, **opts):
+    from conftest import EXAMPLES
+
+    from hpckit.launch import LaunchOptions, launch
+    from hpckit.run import RunSpec
+
+    spec = RunSpec(analysis=EXAMPLES / "dimuon.py", fileset=EXAMPLES / "fileset.json", output=opts.pop("output", None),
+                   checkpoint=opts.pop("checkpoint", None))
+    return launch(LaunchOptions(site=opts.pop("site", "slurm-local"), spec=spec, backend=backend, dry_run=True,
+                                workers=1, say=lambda m: None, **opts))
+
+
+@pytest.mark.parametrize("backend", CLI_BACKENDS)
+def test_cli_paths_refused_or_inert(tmp_path, backend):
+    """--run-dir, --output, --checkpoint and --set scratch=... with each hostile value, for each backend:
+    the run directory (which engines format into shell commands unquoted: Parsl's worker command and
+    provider scripts, batch log directives) is refused with one error naming it; output and checkpoint
+    paths never reach a rendered file; scratch is quoted everywhere (a site field: see above)."""
+    from hpckit.paths import UnsafePathError
+
+    marker = tmp_path / "PWNED"
+    for i, raw in enumerate(HOSTILE):
+        value = raw.format(M=marker)
+        with pytest.raises(UnsafePathError, match="run directory") as exc:
+            _dry_launch(tmp_path, backend, run_dir=tmp_path / f"x{i}_{value}")
+        assert len(str(exc.value)) < 400
+        if i % 3:  # rendering is the slow part: a third of the values (each kind of quote) for the rest
+            continue
+        run_dir = tmp_path / f"run{i}"
+        result = _dry_launch(tmp_path, backend, run_dir=run_dir, output=tmp_path / f"o{i}_{value}" / "out.pkl",
+                             checkpoint=tmp_path / f"c{i}_{value}", overrides=[f"scratch={tmp_path}/s{i} {value}"])
+        assert result.mode == "dry-run"
+        for f in run_dir.iterdir():
+            if f.is_file() and f.name != "launch.json":
+                text = f.read_text()
+                assert f"o{i}_" not in text and f"c{i}_" not in text, f"{f.name} holds the output/checkpoint path"
+                if f.suffix == ".sh":  # the scratch value is quoted: the script still parses
+                    assert subprocess.run(["bash", "-n", str(f)]).returncode == 0
+    assert not marker.exists()
+
+
+def test_cli_run_dir_through_the_command_line(tmp_path):
+    """The issue's case, typed: `hpckit launch --backend parsl --run-dir '/tmp/x_$(touch PWN)'`: one error
+    line naming the run directory, nothing submitted, nothing created, nothing run."""
+    from conftest import EXAMPLES
+
+    marker = tmp_path / "PWN"
+    run_dir = tmp_path / f"x_$(touch {marker})"
+    for backend in ["parsl", "dask", "taskvine"]:  # parsl first: the one that ran the command
+        r = subprocess.run([sys.executable, "-m", "hpckit", "launch", str(EXAMPLES / "dimuon.py"), "--site",
+                            "slurm-local", "--backend", backend, "--fileset", str(EXAMPLES / "fileset.json"),
+                            "--run-dir", str(run_dir), "--worker-timeout", "20", "--no-status"],
+                           capture_output=True, text=True, timeout=120, cwd=tmp_path)
+        assert r.returncode == 1 and "Traceback" not in r.stderr, r.stderr
+        assert "error: run directory" in r.stderr and "$" in r.stderr, r.stderr
+        assert not run_dir.exists() and not marker.exists()
+
+
+@pytest.mark.slow
+@pytest.mark.slurm
+@pytest.mark.timeout(300)
+@pytest.mark.parametrize("backend", ["dask", "parsl"])
+def test_hostile_scratch_real_slurm_workers_start(tmp_path, backend):
+    """A legal but hostile scratch (a space and `$(touch M)`), launched for real on the local Slurm: the
+    workers start in that directory (once word-split by an unquoted $HPCKIT_SCRATCH in dask-jobqueue's
+    command, and every worker exited), the output equals plain uproot's, the marker never appears.
+    (TaskVine is not installed here: its rendering is covered above.)"""
+    from conftest import EXAMPLES, assert_matches_reference, reference_dimuon
+    from launch_util import hpckit as launch_cli
+    from launch_util import load
+    from slurm_util import require_slurm
+
+    require_slurm()
+    marker = tmp_path / "PWNED"
+    scratch = f"{tmp_path}/scr atch $(touch {marker})"
+    run_dir = tmp_path / "run"
+    r = launch_cli(["launch", str(EXAMPLES / "dimuon.py"), "--site", "slurm-local", "--backend", backend,
+                    "--workers", "1", "--fileset", str(EXAMPLES / "fileset.json"), "--set", f"scratch={scratch}",
+                    "--run-dir", str(run_dir), "--worker-timeout", "90", "--no-status", "--no-plots"],
+                   cwd=tmp_path, timeout=280)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert_matches_reference(load(run_dir / "out.pkl"), reference_dimuon())
+    assert Path(scratch).is_dir(), "the workers did not make the scratch directory under its literal name"
+    assert not marker.exists()

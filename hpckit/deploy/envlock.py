@@ -380,8 +380,11 @@ def guarded(fn: Callable[..., Any], fp: Fingerprint) -> Callable[..., Any]:
 def wheel_cache() -> Path:
     import os
 
+    from hpckit.paths import own_dir
+
     root = os.environ.get("HPCKIT_CACHE") or str(Path.home() / ".cache" / "hpckit")
-    return Path(root) / "wheels"
+    # its wheels are installed into environments that run your code: refuse a cache someone else controls
+    return own_dir(Path(root) / "wheels", "wheel cache ($HPCKIT_CACHE)", create=True, private=True)
 
 
 def _pip_error(stderr: str) -> str:

@@ -270,11 +270,15 @@ def unpack(tarball: str | Path, dest: str | Path) -> Path:
     if not tarball.is_file():
         raise PackError(f"{tarball} not found")
     dest.mkdir(parents=True, exist_ok=True)
-    with tarfile.open(tarball) as tf:
-        if hasattr(tarfile, "data_filter"):
-            tf.extractall(dest, filter="data")
-        else:  # pragma: no cover - Pythons before 3.11.4
-            tf.extractall(dest)
+    try:
+        with tarfile.open(tarball) as tf:
+            if hasattr(tarfile, "data_filter"):
+                tf.extractall(dest, filter="data")
+            else:  # pragma: no cover - Pythons before 3.11.4
+                tf.extractall(dest)
+    except (tarfile.TarError, EOFError, OSError) as err:
+        raise PackError(f"{tarball} is not a readable hpckit environment tarball: {type(err).__name__}: "
+                        f"{str(err)[:200]}") from None
     if not (dest / MANIFEST).is_file():
         raise PackError(f"{tarball} is not an hpckit environment (no {MANIFEST})")
     return dest
@@ -287,8 +291,12 @@ def check(tarball: str | Path, modules: list[str] | None = None) -> CheckResult:
         t0 = time.perf_counter()
         dest = unpack(tarball, Path(tmp) / "env")
         t1 = time.perf_counter()
-        manifest = json.loads((dest / MANIFEST).read_text())
-        mods = list(modules) if modules else list(manifest["modules"])
+        try:
+            manifest = json.loads((dest / MANIFEST).read_text())
+            modules_listed = list(manifest["modules"])
+        except (ValueError, RecursionError, KeyError, TypeError) as err:
+            raise PackError(f"{tarball}: its {MANIFEST} is not an hpckit manifest ({type(err).__name__})") from None
+        mods = list(modules) if modules else modules_listed
         script = (
             "import importlib,json,sys\n"
             "from hpckit.deploy.envlock import check_environment\n"

@@ -478,6 +478,8 @@ _Loader.add_implicit_resolver(
 def _yaml_load(text: str, where: str) -> Any:
     try:
         return yaml.load(text, Loader=_Loader)  # noqa: S506 (a SafeLoader subclass)
+    except RecursionError:
+        raise SiteError(f"{where}: nested too deeply to be a site file") from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
         if mark is None:

@@ -16,7 +16,7 @@ from typing import Any, Callable
 from hpckit.deploy import delivery, load_site
 from hpckit.deploy.schedulers import scheduler_for
 from hpckit.errors import LaunchError
-from hpckit.paths import private_dir
+from hpckit.paths import atomic_write, private_dir, shell_safe_path, umask_mode
 from hpckit.launch.keeper import keeper, resume_hint
 from hpckit.launch.plan import LOCAL_BACKENDS, default_run_dir, pick_backend, size
 from hpckit.launch.teardown import process_identity, signals_raise
@@ -62,9 +62,7 @@ def _record(run_dir: Path, result: LaunchResult, extra: dict | None = None) -> N
     data["written"] = [str(p) for p in result.written]
     data.pop("metrics", None)
     data.update(extra or {})
-    tmp = run_dir / ".launch.json.part"
-    tmp.write_text(json.dumps(data, indent=2, default=str) + "\n")
-    os.replace(tmp, run_dir / "launch.json")
+    atomic_write(run_dir / "launch.json", (json.dumps(data, indent=2, default=str) + "\n").encode(), umask_mode())
 
 
 def environment_check(say: Callable[[str], None] = print, lock: Any = None) -> Any:
@@ -90,8 +88,12 @@ def launch(opts: LaunchOptions) -> LaunchResult:
     site = load_site(opts.site, list(opts.overrides) + delivery.env_overrides(opts.env)).site
     backend = pick_backend(site, opts.backend)
     opts.spec.check_inputs()
-    run_dir = Path(opts.run_dir).resolve() if opts.run_dir else default_run_dir(site)
-    private_dir(run_dir)  # 0700: outputs, logs, credentials (TLS, Parsl keys) are the user's alone
+    run_dir = Path(opts.run_dir).absolute() if opts.run_dir else default_run_dir(site)
+    if backend not in LOCAL_BACKENDS:  # engines format it (and logs/, runinfo/ under it) into shell commands
+        for p in (run_dir, run_dir.resolve()):
+            shell_safe_path(p, "run directory")
+    # 0700: outputs, logs, credentials (TLS, Parsl keys) are the user's alone; checked before any link is followed
+    run_dir = private_dir(run_dir, what="run directory").resolve()
     (run_dir / "logs").mkdir(exist_ok=True)
     spec = opts.spec.resolved(Path(opts.spec.output) if opts.spec.output else run_dir / "out.pkl", run_dir)
     result = LaunchResult(run_dir=run_dir, site=site.name, backend=backend, mode="batch")

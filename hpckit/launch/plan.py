@@ -110,6 +110,19 @@ def manager_host(site: Site) -> str:
     return socket.gethostname()
 
 
+def require_interface(site: Site, backend: str) -> None:
+    """The Dask scheduler binds to the site's ``network.interface`` on this machine: a LaunchError (one line,
+    with the interfaces this machine has) when it is not here, e.g. a site's launch started off-site."""
+    iface = site.network.interface
+    if backend != "dask" or not iface or site.loopback or not scheduler_for(site).batch:
+        return
+    here = [name for _, name in socket.if_nameindex()]
+    if iface not in here:
+        raise LaunchError(f"site {site.name} binds to network interface {iface}, which this machine does not have "
+                          f"(it has {', '.join(here)}): launch from the site's login node, or "
+                          f"--set network.interface=<one of those>")
+
+
 @dataclass
 class Plan:
     """Everything decided before the first job: rendered into ``run_dir`` by :meth:`render`."""

@@ -28,11 +28,12 @@ from typing import Any, Callable
 from hpckit.deploy import delivery, load_site
 from hpckit.deploy.schedulers import scheduler_for
 from hpckit.errors import LaunchError
-from hpckit.launch.plan import LOCAL_BACKENDS, Plan, default_run_dir, manager_host, pick_backend, size
+from hpckit.launch.plan import (LOCAL_BACKENDS, Plan, default_run_dir, manager_host, pick_backend,
+                                require_interface, size)
 from hpckit.launch.changes import fingerprint_now, forget_edited_modules, guarded
 from hpckit.launch.pools import make_pool
 from hpckit.launch.teardown import process_identity, teardown, wait_for_first_worker
-from hpckit.paths import private_dir
+from hpckit.paths import private_dir, shell_safe_path
 from hpckit.units import plural
 
 
@@ -102,7 +103,10 @@ class Session:
         if self.backend in LOCAL_BACKENDS:
             raise LaunchError(f"backend {self.backend} has no workers to keep up; use dask, parsl or taskvine")
         self.site = site
-        self.run_dir = Path(opts.run_dir).resolve() if opts.run_dir else default_run_dir(site)
+        run_dir = Path(opts.run_dir).absolute() if opts.run_dir else default_run_dir(site)
+        for p in (run_dir, run_dir.resolve()):  # engines format it (and logs/, runinfo/) into shell commands
+            shell_safe_path(p, "run directory")
+        self.run_dir = run_dir.resolve()
         self.sched = scheduler_for(site, self.run_dir / "logs")
 
     # ---- records -----------------------------------------------------------------------------------
@@ -120,7 +124,7 @@ class Session:
     def up(self, dry_run: bool = False) -> "Session":
         """Render, submit and wait for the first worker (see the module docstring); ``dry_run``: render only."""
         opts, site = self.opts, self.site
-        private_dir(self.run_dir)  # 0700: outputs, logs, credentials (TLS, Parsl keys) are the user's alone
+        private_dir(self.run_dir, what="run directory")  # 0700: outputs, logs, credentials (TLS, Parsl keys) are the user's alone
         (self.run_dir / "logs").mkdir(exist_ok=True)
         if self._warn_account and site.account_required and not site.account:
             self.say(f"hpckit: WARNING: site {site.name} needs an account and none is set; the scheduler will "
@@ -143,6 +147,7 @@ class Session:
             return self
         self.say(plan.headline())
         t0 = time.perf_counter()
+        require_interface(site, self.backend)
         self.pool = pool = make_pool(plan)
         from hpckit.report.hooks import JobStateRecorder
 

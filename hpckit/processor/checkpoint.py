@@ -9,7 +9,9 @@ A checkpoint is a pickle, and unpickling runs code, so a file is only unpickled 
 checks out: the MAC is keyed by a per-user secret (``~/.config/hpckit/checkpoint.key``, 0600, made on
 first use) and covers the chunk's identity, so a file planted by someone else, a torn or empty file,
 or another chunk's file is redone with a warning naming it, never loaded. Files not owned by the user
-or in a group/world-writable directory are refused before they are read. Dataset, file and tree names
+or in a group/world-writable directory are refused before they are read (:func:`hpckit.paths.untrusted_file`),
+and a checkpoint directory another user owns, links to or may write is refused at once
+(:func:`hpckit.paths.own_dir`). Dataset, file and tree names
 are hashed into the path, so ``DY+jets`` and ``DY_jets`` never share a checkpoint.
 """
 
@@ -30,7 +32,7 @@ from typing import Any
 import cloudpickle
 
 from hpckit.errors import HpckitError
-from hpckit.paths import atomic_write, config_dir
+from hpckit.paths import atomic_write, config_dir, own_dir, untrusted_file
 from hpckit.processor.fileset import WorkItem
 from hpckit.processor.serialize import compress, decompress
 
@@ -120,7 +122,10 @@ class SimpleCheckpointer(CheckpointerABC):
 
     def __init__(self, checkpoint_dir: str | os.PathLike, verbose: bool = False, overwrite: bool = True,
                  key: bytes | None = None):
-        self.checkpoint_dir = Path(checkpoint_dir)
+        # refused (UnsafePathError naming it) when another user owns it, links to it or may write in it
+        self.checkpoint_dir = own_dir(Path(checkpoint_dir).absolute(), "checkpoint directory", create=True,
+                                      private=True)
+        self._checked: set[str] = set()
         self.verbose = verbose
         self.overwrite = overwrite
         self._key = key if key is not None else checkpoint_key()
@@ -147,18 +152,7 @@ class SimpleCheckpointer(CheckpointerABC):
                       f"redoing the chunk", stacklevel=3)
 
     def _untrusted_place(self, path: Path, st: os.stat_result) -> str | None:
-        if not stat.S_ISREG(st.st_mode):
-            return "not a regular file"
-        if st.st_uid != os.getuid():
-            return f"owned by uid {st.st_uid}, not by you"
-        d = path.parent
-        while True:
-            dst = os.stat(d)
-            if dst.st_mode & (stat.S_IWGRP | stat.S_IWOTH) and not dst.st_mode & stat.S_ISVTX:
-                return f"directory {d} is writable by others"
-            if d == self.checkpoint_dir or d.parent == d or len(d.parts) <= len(self.checkpoint_dir.parts):
-                return None
-            d = d.parent
+        return untrusted_file(path, st, top=self.checkpoint_dir)
 
     def load(self, item: WorkItem, fingerprint: str) -> Any | None:
         path = self.path(item, fingerprint)
@@ -195,7 +189,9 @@ class SimpleCheckpointer(CheckpointerABC):
         path = self.path(item, fingerprint)
         if path.exists() and not self.overwrite:
             return
-        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        if str(path.parent) not in self._checked:  # no one else's link below the checkpoint directory
+            own_dir(path.parent, "checkpoint directory", create=True, private=True)
+            self._checked.add(str(path.parent))
         payload = compress(result, 1)
         data = _MAGIC + self._mac(item, fingerprint, payload) + payload
         atomic_write(path, data)  # 0600

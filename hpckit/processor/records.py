@@ -4,7 +4,8 @@ A :class:`ChunkRecorder` travels inside the ``ChunkJob`` to wherever chunks run 
 finished (or failed) chunk; the Runner appends the run's own events (start, chunks planned, end). Each
 line is one ``os.write`` on a file opened with ``O_APPEND``, so lines from concurrent worker processes do
 not interleave on a local file system or Lustre/GPFS (NFS does not promise it across nodes: the reader
-counts and skips a broken line), and a run that is killed keeps every line written so far. Recording is
+counts and skips a broken line), and a run that is killed keeps every line written so far. A line that a
+full disk cuts short is taken back, so the file holds whole lines only. Recording is
 best effort: a worker that cannot reach the file (no shared file system) skips it, and the run goes on.
 
 Lines (``t`` is Unix time in seconds)::
@@ -51,7 +52,9 @@ class ChunkRecorder:
         except OSError:
             return  # this worker cannot see the run directory: the run goes on without its records
         try:
-            os.write(fd, line)
+            written = os.write(fd, line)
+            if written < len(line):  # a full disk took part of the line: take it back (whole or nothing)
+                _take_back(fd, written)
         except OSError:
             pass
         finally:
@@ -68,3 +71,12 @@ class ChunkRecorder:
                 pass
         except OSError:
             pass
+
+
+def _take_back(fd: int, written: int) -> None:
+    """Cut the ``written`` bytes of a short append off the end again, unless another writer appended after
+    them (then the reader counts one broken line, as after a kill)."""
+    end = os.lseek(fd, 0, os.SEEK_CUR)  # O_APPEND: just after our bytes
+    if os.fstat(fd).st_size == end:
+        os.ftruncate(fd, end - written)
+

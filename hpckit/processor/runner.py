@@ -14,7 +14,8 @@ from hpckit.events import NanoAODSchema
 from hpckit.processor.accumulate import Merger, set_accumulator
 from hpckit.processor.checkpoint import CheckpointerABC, processor_fingerprint
 from hpckit.processor.executors.base import ExecutorBase
-from hpckit.processor.fileset import FileMeta, WorkItem, as_work_items, chunk_ranges, normalize_fileset
+from hpckit.processor.fileset import (MISSING_LIMIT, FileMeta, WorkItem, as_work_items, chunk_ranges,
+                                      missing_local_files, normalize_fileset)
 from hpckit.processor.progress import ChunkProgress
 from hpckit.processor.replicas import reset_preferences
 from hpckit.processor.result import Err, Ok
@@ -132,6 +133,29 @@ class Runner:
         return set_accumulator({found})
 
     # -- preprocessing -----------------------------------------------------------------------------
+    def _stop_on_missing_files(self, specs: list) -> None:
+        """Local files that do not exist end the run at once, in one line with a count, before any file is
+        opened (unless ``skipbadfiles`` covers a missing file: then they are skipped one by one, listed)."""
+        from hpckit.errors import FileNotFound
+
+        probe = FileNotFoundError("probe")
+        if skip_matches(self.skipbadfiles, probe):
+            return
+        missing, looked = missing_local_files(specs)
+        if not missing:
+            return
+        fix = "fix the paths in the fileset, or pass --skipbadfiles (skipbadfiles=True) to run without them"
+        if len(missing) == 1:
+            raise FileNotFound(f"file not found: {missing[0]} (the only missing file of the fileset's "
+                               f"{len(specs):,}); {fix}", missing[0])
+        if len(missing) >= MISSING_LIMIT:
+            count = f"at least {len(missing)} of the fileset's {len(specs):,} files do not exist (stopped looking " \
+                    f"after {len(missing)} missing, {looked:,} checked)"
+        else:
+            count = f"{len(missing)} of the fileset's {len(specs):,} files do not exist"
+        shown = ", ".join(missing[:3]) + (", ..." if len(missing) > 3 else "")
+        raise FileNotFound(f"{count}: {shown}; {fix}", missing[0])
+
     def preprocess(
         self,
         fileset: Any,
@@ -157,6 +181,7 @@ class Runner:
         self, fileset: Any, treename: str | None, options: dict, job: ChunkJob | None
     ) -> Generator[WorkItem, int | None, int]:
         specs = normalize_fileset(fileset, treename, require_tree=self.format != "parquet")
+        self._stop_on_missing_files(specs)
         task = FileMetaTask(options, self.retries, self.align_clusters, self.format)
         key = lambda spec: (spec.dataset, spec.filename, spec.treename, self.align_clusters)  # noqa: E731
         fetched: dict = {}  # this call's metadata: a bounded metadata_cache may evict it meanwhile

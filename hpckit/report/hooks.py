@@ -15,6 +15,7 @@ import warnings
 from pathlib import Path
 from typing import Any
 
+from hpckit.paths import atomic_write, umask_mode
 from hpckit.processor.records import ChunkRecorder
 from hpckit.report.jobs import JobStateRecorder
 
@@ -22,10 +23,8 @@ __all__ = ["JobStateRecorder", "RunInfo", "RunRecord", "lock_hash", "write_repor
 
 
 def _write_json(path: Path, data: dict) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.part")
-    tmp.write_text(json.dumps(data, indent=2, default=str) + "\n")
-    os.replace(tmp, path)
+    """Whole or not at all (a full disk leaves no ``.part`` file and says which file and how much room)."""
+    atomic_write(path, (json.dumps(data, indent=2, default=str) + "\n").encode(), umask_mode())
 
 
 class RunInfo:
@@ -65,7 +64,11 @@ class RunInfo:
 
     def __exit__(self, exc_type: Any, exc: BaseException | None, tb: Any) -> None:
         self.info.update(finished=time.time(), error=None if exc is None else f"{exc_type.__name__}: {exc}")
-        _write_json(self.dir / "run.json", self.info)
+        try:
+            _write_json(self.dir / "run.json", self.info)
+        except OSError:
+            if exc is None:
+                raise  # otherwise the run's own error (e.g. the full disk at the output) is the one to show
 
 
 class RunRecord:

@@ -5,12 +5,12 @@ from __future__ import annotations
 
 import base64
 import datetime as dt
-import os
 from html import escape
 from pathlib import Path
 from typing import Any
 
 from hpckit.report import svg
+from hpckit.paths import atomic_write, umask_mode
 from hpckit.report.rundata import RunData
 
 SECTIONS = {  # id -> heading, in page order
@@ -252,17 +252,17 @@ def _histograms(run: RunData, plots: bool = True) -> str:
     if not plots:
         return _section("histograms", "<p class='muted'>Not drawn (the run had --no-plots); "
                         f"<code>hpckit report {escape(str(run.run_dir))}</code> draws them.</p>")
-    if run.output is None:
+    if run.histograms is None:
         why = ("the run did not finish, so there is no output" if run.status[0] != "finished"
-               else "no output pickle found")
-        return _section("histograms", f"<p class='muted'>No histograms: {why}.</p>")
+               else run.results_note or "the run named no output")
+        return _section("histograms", f"<p class='muted'>No histograms: {escape(why)}.</p>")
     import matplotlib.pyplot as plt
 
     from hpckit.report.plots import figures, png_bytes
 
     info = run.info
     figs = []
-    for name, fig in figures(run.output, info.get("data", []), bool(info.get("plot_split")),
+    for name, fig in figures(run.histograms, info.get("data", []), bool(info.get("plot_split")),
                              known=(info.get("datasets") or {}).keys(), nominal=info.get("nominal"),
                              band=bool(info.get("band"))):
         try:
@@ -281,8 +281,8 @@ def _cutflows(run: RunData) -> str:
     from hpckit.report.cutflow import find_cutflows
 
     tables = (run.metrics or {}).get("cutflow")
-    if tables is None and run.output is not None:
-        tables = find_cutflows(run.output)
+    if tables is None and run.numbers:
+        tables = find_cutflows(run.numbers)
     if not tables:
         return _section("cutflow", "<p class='muted'>The output holds no cutflow.</p>")
     from hpckit.report.cutflow import cell
@@ -318,7 +318,5 @@ def render(run: RunData, plots: bool = True) -> str:
 
 def write(run: RunData, path: Path | None = None, plots: bool = True) -> Path:
     path = Path(path) if path else run.run_dir / "report.html"
-    tmp = path.with_name(f".{path.name}.part")
-    tmp.write_text(render(run, plots), encoding="utf-8")
-    os.replace(tmp, path)
+    atomic_write(path, render(run, plots).encode("utf-8"), umask_mode())  # nothing half-written is left
     return path

@@ -372,25 +372,30 @@ def plot_histograms(out: Any, stem: Path, data: Iterable[str] = (), split: bool 
     import matplotlib.pyplot as plt
     from matplotlib.backends.backend_pdf import PdfPages
 
+    from hpckit.paths import atomic_write, umask_mode
+
     stem = Path(stem)
     written: list[Path] = []
     pdf_path = stem.with_name(f"{stem.name}-plots.pdf")
+    pdf_buf = io.BytesIO()
     pdf = None
-    try:
+    try:  # each file whole or not at all (a full disk leaves no half PNG or PDF)
         for name, fig in figures(out, data, split, known, nominal, band):
             try:
                 path = stem.with_name(f"{stem.name}-{_safe(name)}.png")
-                fig.savefig(path, dpi=100)
+                atomic_write(path, png_bytes(fig, dpi=100), umask_mode())
                 written.append(path)
                 if pdf is None:
-                    pdf = PdfPages(pdf_path)
+                    pdf = PdfPages(pdf_buf)
                 pdf.savefig(fig)
             finally:
                 plt.close(fig)
     finally:
         if pdf is not None:
             pdf.close()
-            written.append(pdf_path)
+    if pdf is not None:
+        atomic_write(pdf_path, pdf_buf.getvalue(), umask_mode())
+        written.append(pdf_path)
     return written
 
 

@@ -1,13 +1,14 @@
 """Read what a run left in its directory into one :class:`RunData`: ``run.json`` (what ran), ``launch.json``
 (site, backend, jobs, error), ``jobs.txt`` / ``jobs.jsonl`` (jobs and their state changes), ``chunks.jsonl``
-(per-chunk records), the metrics JSON and the output pickle. Every file may be missing or cut short (a
-killed run): what is there is used, and :attr:`RunData.status` says how the run ended."""
+(per-chunk records), the metrics JSON and the results JSON (histograms and counts). Every file may be
+missing or cut short (a killed run): what is there is used, and :attr:`RunData.status` says how the run
+ended. Nothing is unpickled: the numbers come from the JSON the run wrote next to its output
+(:mod:`hpckit.report.numbers`), read only when you own it and nobody else can write it or its directory."""
 
 from __future__ import annotations
 
 import json
 import os
-import pickle
 import socket
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -15,6 +16,7 @@ from typing import Any
 
 from hpckit.deploy.schedulers import JobState
 from hpckit.errors import HpckitError
+from hpckit.report.numbers import LIMIT, from_json, metrics_path, results_path
 
 
 class ReportError(HpckitError):
@@ -66,8 +68,10 @@ class RunData:
     job_ids: list[str] = field(default_factory=list)
     job_states: list[dict] = field(default_factory=list)
     metrics: dict | None = None
-    output: Any = None
+    histograms: dict[str, Any] | None = None  # name -> hist.Hist, from the results JSON
+    numbers: dict = field(default_factory=dict)  # plain numbers of the output (a cutflow)
     output_path: Path | None = None
+    results_note: str | None = None  # why there are no histograms (missing, refused, unreadable)
     bad_lines: int = 0
 
     # -- how it ended --------------------------------------------------------------------------
@@ -196,7 +200,7 @@ def _clock(t: float) -> str:
 def _json(path: Path) -> dict:
     try:
         return json.loads(path.read_text())
-    except (OSError, ValueError):
+    except (OSError, ValueError, RecursionError):
         return {}
 
 
@@ -212,7 +216,7 @@ def _jsonl(path: Path) -> tuple[list[dict], int]:
             continue
         try:
             rec = json.loads(line)
-        except ValueError:
+        except (ValueError, RecursionError):
             bad += 1
             continue
         if isinstance(rec, dict):
@@ -246,17 +250,32 @@ def load_run(run_dir: str | Path) -> RunData:
         data.job_ids = [str(j) for j in data.launch.get("job_ids", [])]
     data.job_states = [s for s in _jsonl(run_dir / "jobs.jsonl")[0] if "job" in s and "t" in s]
     output = data.info.get("output") or (data.launch.get("written") or [None])[0]
-    candidates = [Path(output)] if output else []
-    candidates += sorted(run_dir.glob("*.pkl"))
-    for path in candidates:
-        metrics = _json(path.with_name(path.stem + ".metrics.json"))
-        if metrics or path.exists():
-            data.output_path, data.metrics = path, metrics or None
-            break
-    if data.output_path is not None and data.output_path.exists():
-        try:
-            with open(data.output_path, "rb") as fh:
-                data.output = pickle.load(fh)
-        except Exception:  # noqa: BLE001 - an unreadable pickle: the report goes on without plots
-            data.output = None
+    if output:  # only the output run.json / launch.json name; never a file found lying in the directory
+        data.output_path = Path(output)
+        data.metrics = _json(metrics_path(data.output_path)) or None
+        data.histograms, data.numbers, data.results_note = _results(results_path(data.output_path))
     return data
+
+
+def _results(path: Path) -> tuple[dict | None, dict, str | None]:
+    """(histograms, numbers, None) from the results JSON at ``path``, or (None, {}, why not)."""
+    from hpckit.paths import untrusted_file
+
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0))
+    except FileNotFoundError:
+        return None, {}, f"no results file {path}"
+    except OSError as err:
+        return None, {}, f"{path} cannot be opened safely: {err.strerror or err}"
+    with os.fdopen(fd, "rb") as fh:
+        problem = untrusted_file(path, os.fstat(fh.fileno()))
+        if problem:
+            return None, {}, f"{path} not read: {problem}"
+        data = fh.read(LIMIT + 1)
+    if len(data) > LIMIT:
+        return None, {}, f"{path} is larger than {LIMIT:,} bytes"
+    try:
+        hists, nums = from_json(data)
+    except (ValueError, TypeError, KeyError, RecursionError) as err:
+        return None, {}, f"{path} is not readable: {type(err).__name__}: {str(err)[:200]}"
+    return hists, nums, None

@@ -97,7 +97,8 @@ def render_dask(site: Site, sizing: Any = None) -> DaskRendering:
         # The scheduler's dashboard stays on loopback (reach it through an ssh tunnel).
         kwargs["scheduler_options"] = {**kwargs.get("scheduler_options", {}), "allowed_failures": 8,
                                        "dashboard_address": "127.0.0.1:0"}
-    # no worker dashboard; the HTTP server a worker starts anyway (health, metrics) stays on its loopback
+    # no dashboard, and the worker's HTTP routes (health, metrics), which dask binds to 0.0.0.0 by default,
+    # on loopback only
     extra: list[str] = ["--no-dashboard", "--dashboard-address", "127.0.0.1:0"]
     lifetime = site.lifetime()
     if lifetime and sizing is None:
@@ -109,9 +110,11 @@ def render_dask(site: Site, sizing: Any = None) -> DaskRendering:
     if site.network.port_range:
         lo, hi = site.network.port_range
         extra += ["--worker-port", f"{lo}:{hi}"]
+    if not site.network.interface:  # listen on the node's outbound address, not every interface (the prologue
+        extra += ["--host", '"$HPCKIT_WORKER_HOST"']  # finds it; empty only where no route exists: then all)
     kwargs["worker_extra_args"] = extra
     if site.scratch:
-        kwargs["local_directory"] = "$HPCKIT_SCRATCH"
+        kwargs["local_directory"] = '"$HPCKIT_SCRATCH"'  # dask-jobqueue joins its command unquoted
     if sched.directive_prefix is None:  # HTCondor: submit commands, merged into its description
         kwargs["disk"] = format_memory(site.worker.disk * site.worker.per_job)
         kwargs["job_extra_directives"] = htcondor_commands(site, "dask", "dask")

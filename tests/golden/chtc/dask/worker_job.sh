@@ -6,10 +6,12 @@ unset PYTHONPATH PYTHONHOME PYTHONSTARTUP PYTHONUSERBASE VIRTUAL_ENV CONDA_PREFI
 export PATH=/usr/local/bin:/usr/bin:/bin
 export HPCKIT_SCRATCH="${_CONDOR_SCRATCH_DIR}"
 mkdir -p "$HPCKIT_SCRATCH"
+export HPCKIT_WORKER_HOST="$(ip -o route get 8.8.8.8 2>/dev/null | sed -n 's/.* src \([^ ]*\).*/\1/p')"
 exec python3 -m distributed.cli.dask_worker "${HPCKIT_DASK_SCHEDULER:?export HPCKIT_DASK_SCHEDULER=tcp://host:port}" \
     --nthreads 1 \
     --memory-limit 4000000000 \
     --lifetime 71400s --lifetime-stagger 150s \
+    --host "$HPCKIT_WORKER_HOST" \
     --local-directory "$HPCKIT_SCRATCH" \
     --no-dashboard --dashboard-address 127.0.0.1:0 \
     --nanny

@@ -11,4 +11,4 @@ unset PYTHONPATH PYTHONHOME PYTHONSTARTUP PYTHONUSERBASE VIRTUAL_ENV CONDA_PREFI
 export PATH=/usr/local/bin:/usr/bin:/bin
 export HPCKIT_SCRATCH=/lustre/orion/"${HPCKIT_PROJECT}"/scratch/"${USER}"
 mkdir -p "$HPCKIT_SCRATCH"
-apptainer exec --bind /lustre/orion "${HPCKIT_IMAGE:?export HPCKIT_IMAGE=<the image hpckit build --site frontier made>}" python3 -m distributed.cli.dask_worker tcp://<insert-scheduler-address-here>:8786 --name dummy-name --nthreads 2 --memory-limit 14.90GiB --nworkers 28 --nanny --death-timeout 60 --local-directory $HPCKIT_SCRATCH --no-dashboard --dashboard-address 127.0.0.1:0 --lifetime 6600s --lifetime-stagger 150s --interface hsn0
+apptainer exec --bind /lustre/orion "${HPCKIT_IMAGE:?export HPCKIT_IMAGE=<the image hpckit build --site frontier made>}" python3 -m distributed.cli.dask_worker tcp://<insert-scheduler-address-here>:8786 --name dummy-name --nthreads 2 --memory-limit 14.90GiB --nworkers 28 --nanny --death-timeout 60 --local-directory "$HPCKIT_SCRATCH" --no-dashboard --dashboard-address 127.0.0.1:0 --lifetime 6600s --lifetime-stagger 150s --interface hsn0

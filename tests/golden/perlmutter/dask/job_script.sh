@@ -13,4 +13,4 @@ unset PYTHONPATH PYTHONHOME PYTHONSTARTUP PYTHONUSERBASE VIRTUAL_ENV CONDA_PREFI
 export PATH=/usr/local/bin:/usr/bin:/bin
 export HPCKIT_SCRATCH="${SCRATCH}"
 mkdir -p "$HPCKIT_SCRATCH"
-podman-hpc run --rm --net host "${HPCKIT_IMAGE:?export HPCKIT_IMAGE=<the image hpckit build --site perlmutter made>}" python3 -m distributed.cli.dask_worker tcp://<insert-scheduler-address-here>:8786 --name dummy-name --nthreads 4 --memory-limit 13.97GiB --nworkers 32 --nanny --death-timeout 60 --local-directory $HPCKIT_SCRATCH --no-dashboard --dashboard-address 127.0.0.1:0 --lifetime 6600s --lifetime-stagger 150s --interface hsn0
+podman-hpc run --rm --net host "${HPCKIT_IMAGE:?export HPCKIT_IMAGE=<the image hpckit build --site perlmutter made>}" python3 -m distributed.cli.dask_worker tcp://<insert-scheduler-address-here>:8786 --name dummy-name --nthreads 4 --memory-limit 13.97GiB --nworkers 32 --nanny --death-timeout 60 --local-directory "$HPCKIT_SCRATCH" --no-dashboard --dashboard-address 127.0.0.1:0 --lifetime 6600s --lifetime-stagger 150s --interface hsn0

@@ -12,4 +12,4 @@ module load apptainer
 export HPCKIT_SCRATCH=/local/scratch
 mkdir -p "$HPCKIT_SCRATCH"
 export APPTAINER_TMPDIR=/local/scratch/apptainer-tmp APPTAINER_CACHEDIR=/local/scratch/apptainer-cache
-apptainer exec --bind /lus/eagle "${HPCKIT_IMAGE:?export HPCKIT_IMAGE=<the image hpckit build --site polaris made>}" python3 -m distributed.cli.dask_worker tcp://<insert-scheduler-address-here>:8786 --name dummy-name --nthreads 1 --memory-limit 13.97GiB --nworkers 32 --nanny --death-timeout 60 --local-directory $HPCKIT_SCRATCH --no-dashboard --dashboard-address 127.0.0.1:0 --lifetime 3240s --lifetime-stagger 90s --interface bond0
+apptainer exec --bind /lus/eagle "${HPCKIT_IMAGE:?export HPCKIT_IMAGE=<the image hpckit build --site polaris made>}" python3 -m distributed.cli.dask_worker tcp://<insert-scheduler-address-here>:8786 --name dummy-name --nthreads 1 --memory-limit 13.97GiB --nworkers 32 --nanny --death-timeout 60 --local-directory "$HPCKIT_SCRATCH" --no-dashboard --dashboard-address 127.0.0.1:0 --lifetime 3240s --lifetime-stagger 90s --interface bond0
