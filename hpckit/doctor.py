@@ -14,6 +14,7 @@ from typing import Callable
 
 from hpckit.deploy import load_site
 from hpckit.deploy.checks import Check, command_output as _cmd
+from hpckit.deploy.network import describe, interface_addresses
 from hpckit.deploy.schedulers import scheduler_for
 from hpckit.deploy.site import Site
 
@@ -49,19 +50,14 @@ def check_interface(site: Site) -> list[Check]:
     iface = site.network.interface
     if not iface:
         return [Check("network interface", "skip", "the site names no interface (workers use any address)")]
-    try:
-        import psutil
-    except ImportError:
+    have = interface_addresses()
+    if have is None:
         return [Check("network interface", "skip", "cannot list this host's interfaces: psutil is not installed",
                       "pip install psutil")]
-
-    addrs = psutil.net_if_addrs()
-    have = {n: [a.address for a in al if a.family in (socket.AF_INET, socket.AF_INET6)] for n, al in addrs.items()}
-    listing = ", ".join(f"{n} ({a[0]})" for n, a in have.items() if a)
-    if iface not in addrs:
-        return [Check("network interface", "fail", f"{iface} is not on this host (here: {listing})",
+    if iface not in have:
+        return [Check("network interface", "fail", f"{iface} is not on this host (here: {describe(have)})",
                       f"run from a node that has {iface}, or --set network.interface=<one of the above>")]
-    if not have.get(iface):
+    if not have[iface]:
         return [Check("network interface", "fail", f"{iface} has no IP address", "bring it up or pick another interface")]
     return [Check("network interface", "pass", f"{iface} has {', '.join(have[iface])}")]
 

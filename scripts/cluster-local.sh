@@ -110,7 +110,7 @@ write_config() {
         echo "MpiDefault=none"
         echo "SchedulerType=sched/backfill"
         echo "SelectType=select/cons_tres"
-        echo "SelectTypeParameters=CR_Core_Memory"
+        echo "SelectTypeParameters=CR_Core_Memory,CR_LLN"  # least-loaded node first: jobs spread over nodes
         echo "DefMemPerCPU=256"
         echo "JobCompType=jobcomp/none"
         echo "JobAcctGatherType=jobacct_gather/none"

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from hpckit.deploy import delivery, load_site
+from hpckit.deploy.network import require_interface
 from hpckit.deploy.schedulers import scheduler_for
 from hpckit.errors import LaunchError
 from hpckit.paths import private_dir
@@ -149,6 +150,8 @@ def launch(opts: LaunchOptions) -> LaunchResult:
     # anything is rendered or submitted (DeliveryError names what is missing and the command that makes it)
     prepared = delivery.prepare(site, check=not opts.dry_run)
     site = prepared.site
+    if not opts.dry_run:
+        require_interface(site)  # one line naming the interfaces here, not a traceback from dask or parsl
     result.notes += [f"{f.name}: {f.result}: {f.detail}" for f in prepared.findings]
     sizing = replace(size(site, opts.workers, chunks), run_dir=str(run_dir),
                      job_name=job_name_for(run_dir) if sched.batch else None)

@@ -176,8 +176,17 @@ class DaskPool(Pool):
         dask.config.set({"distributed.deploy.lost-worker-timeout": "2s"})
         self.cluster = cluster_cls(**kwargs)
         if batch:
+            self._write_job_script()
             self.cluster.scale(jobs=int(doc["scale_jobs"]))
         self.client = Client(self.cluster, security=security)
+
+    def _write_job_script(self) -> None:
+        """The rendered job script had a placeholder scheduler address (nothing was running yet): replace it
+        with the one the jobs are submitted with (the scheduler's real ``tls://`` address and TLS files), so
+        the run directory holds what ran."""
+        with contextlib.suppress(Exception):
+            path = self.run_dir / self.plan.scheduler.job_script_name()
+            path.write_text(self.cluster.job_script())
 
     def keep_alive(self, cap: int) -> None:
         if self.cluster is None or not self.plan.scheduler.batch or len(self.record.ids) >= cap:
