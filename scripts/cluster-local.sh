@@ -287,8 +287,20 @@ case "$cmd" in
     heal-node)
         need_root; known "${2:-}"
         ip -n hpc-sw link set "v-$2" up
-        if [ "$2" != login ] && ! slurmd_alive "$2"; then on "$2" /usr/sbin/slurmd -N "$2"; fi
-        log "healed $2"
+        if [ "$2" != login ]; then
+            # a fresh slurmd registers at once (slurmctld would otherwise wait for its next ping of a DOWN
+            # node); running jobs live on in their slurmstepd
+            if slurmd_alive "$2"; then
+                pid="$(cat "$RUN/slurmd-$2.pid")"; kill "$pid"
+                for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+            fi
+            on "$2" /usr/sbin/slurmd -N "$2"
+            for _ in $(seq 100); do
+                on login sinfo -h -n "$2" -o '%T' 2>/dev/null | grep -qE '^(idle|mixed|allocated|completing)$' && break
+                sleep 0.2
+            done
+        fi
+        log "healed $2: $(on login sinfo -h -n "$2" -o '%T' 2>/dev/null || true)"
         ;;
     *) echo "usage: $0 start|stop|status|scratch|addr NODE|exec NODE -- CMD|kill-node NODE|cut-node NODE|heal-node NODE" >&2
        exit 2 ;;

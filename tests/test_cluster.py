@@ -184,3 +184,45 @@ def test_sigkill_on_login_then_cancel_leaves_nothing_on_any_node():
         _wait(lambda: not any(node_processes(n, "process_worker_pool") for n in SHARED_NODES), 30,
               "no worker pool on any node")
         assert not node_processes("login", "interchange"), node_processes("login", "interchange")
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(300)
+def test_node_cut_mid_run_is_declared_lost_and_the_run_finishes(iterative_out):
+    """cut-node (link down, processes alive) after the node ran a chunk: Dask declares its worker lost
+    within the heartbeat timeout (worker-ttl 10 s here), its chunks run elsewhere, every event counted once."""
+    with cluster_lock(exclusive=True), scratch_dir() as d:
+        run_dir = d / "run"
+        proc = login_popen(["launch", SLOW, "--site", "cluster-local", "--backend", "dask", "--workers", "3",
+                            "--fileset", str(fileset(d)), "--chunksize", "5", "--run-dir", str(run_dir),
+                            "--worker-timeout", "120", "--no-status", "--no-plots"], HPCKIT_TEST_SLEEP="1.5",
+                           DASK_DISTRIBUTED__SCHEDULER__WORKER_TTL="10s")
+        victim = None
+        try:
+            _wait(lambda: len({r["worker"].split(":")[0] for r in _records(run_dir)}) >= 2, 150, "chunks on 2 nodes")
+            victim = sorted({r["worker"].split(":")[0] for r in _records(run_dir)})[-1]
+            assert cluster("cut-node", victim).returncode == 0
+            cut_at = time.time()
+            # past the heartbeat timeout the worker is lost; heal then, so that Slurm can end its job
+            # at teardown without waiting for the node to be declared down
+            time.sleep(20)
+            cluster("heal-node", victim)
+            _, err = proc.communicate(timeout=200)
+            assert proc.returncode == 0, err
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+            if victim:
+                cluster("heal-node", victim)
+        assert_same_output(load(run_dir / "out.pkl"), iterative_out)
+        metrics = json.loads((run_dir / "out.metrics.json").read_text())
+        assert metrics["entries"] == 80 and metrics["chunks_processed"] == metrics["chunks"]
+        # the cut worker may finish chunks it held (its records reach the shared scratch, its results never
+        # reach the scheduler): each of those was done again on another node
+        recs = _records(run_dir)
+        key = lambda r: (r["file"], r["start"])  # noqa: E731
+        stranded = {key(r) for r in recs if r["worker"].startswith(victim + ":") and r["t1"] > cut_at}
+        elsewhere = {key(r) for r in recs if not r["worker"].startswith(victim + ":")}
+        assert stranded <= elsewhere, stranded - elsewhere
+        assert any(r["t0"] > cut_at and not r["worker"].startswith(victim + ":") for r in recs)
+        _wait(lambda: not set(run_jobs(run_dir)) & squeue_ids(), 90, "the cut node's job to leave squeue")
