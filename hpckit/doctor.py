@@ -15,6 +15,7 @@ from typing import Callable
 from hpckit.deploy import load_site
 from hpckit.deploy.checks import Check, command_output as _cmd
 from hpckit.deploy.network import describe, interface_addresses
+from hpckit.deploy.sharing import needs_shared_filesystem
 from hpckit.deploy.schedulers import scheduler_for
 from hpckit.deploy.site import Site
 
@@ -154,6 +155,19 @@ def check_x509(site: Site, min_hours: float = 2.0) -> list[Check]:
     return [Check("x509 proxy", "pass", f"{path}: {left / 3600:.1f} h left ({how})")]
 
 
+def check_shared_filesystem(site: Site, backend: str, fileset: str | None = None) -> list[Check]:
+    """A site without a shared file system, and a launch that would need one: fail naming each piece."""
+    if site.shared_filesystem:
+        return []
+    pieces = needs_shared_filesystem(site, backend, fileset)
+    if not pieces:
+        return [Check("shared file system", "pass", "the site has none and the launch needs none")]
+    return [Check("shared file system", "fail", f"site {site.name} has none, and a {backend} launch reaches the "
+                  "nodes through client paths: " + "; ".join(pieces),
+                  "inputs from root:// (XRootD), the environment as an image; a launch without a shared file "
+                  "system is not supported yet for the rest")]
+
+
 def check_backend(backend: str) -> list[Check]:
     mods = {"dask": ("dask_jobqueue", "distributed"), "parsl": ("parsl",), "taskvine": ("ndcctools.taskvine",)}
     import importlib.util
@@ -185,7 +199,8 @@ def run_checks(site_name: str, overrides: list[str] | None = None, backend: str 
     if sched.batch and not sched.missing():
         steps.append(lambda: sched.doctor_checks(site))
     steps += [lambda: check_interface(site), lambda: check_ports(site, backend), lambda: check_container(site),
-              lambda: check_delivery(site), lambda: check_x509(site)]
+              lambda: check_delivery(site), lambda: check_x509(site),
+              lambda: check_shared_filesystem(site, backend, fileset)]
     if fileset is not None:
         from hpckit.storage_check import check_fileset_storage
 

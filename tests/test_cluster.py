@@ -49,6 +49,26 @@ def test_missing_interface_is_one_line(tmp_path):
     assert len(lines) == 1 and "hsn0 is not on this host" in lines[0] and "lo (127.0.0.1)" in lines[0], r.stderr
 
 
+def test_no_shared_filesystem_is_a_doctor_failure_naming_the_pieces(tmp_path):
+    """cluster-noshare (shared_filesystem: false): doctor fails naming what a launch would reach through client
+    paths (run directory, keys, env tarball, local inputs); launch refuses in one line before submitting."""
+    from hpckit.doctor import run_checks
+
+    fs = fileset(tmp_path)
+    checks = {c.name: c for c in run_checks("cluster-noshare", [], "parsl", fileset=str(fs))}
+    chk = checks["shared file system"]
+    assert chk.result == "fail", chk
+    for piece in ("run directory", "CurveZMQ keys", "env tarball ./env.tar.gz", "input path /"):
+        assert piece in chk.detail, chk.detail
+    assert "shared file system" not in {c.name for c in run_checks("cluster-local", [], "dask")}
+    r = hpckit(["launch", str(ANALYSIS), "--site", "cluster-noshare", "--set", "env_delivery.mode=none",
+                "--fileset", str(fs), "--run-dir", str(tmp_path / "run"), "--no-status"], cwd=tmp_path, timeout=120)
+    lines = [ln for ln in r.stderr.splitlines() if ln.strip()]
+    assert r.returncode != 0 and len(lines) == 1, r.stderr
+    assert "no shared file system" in lines[0] and f"analysis file {ANALYSIS}" in lines[0], lines[0]
+    assert not run_jobs(tmp_path / "run")
+
+
 # ---- on the cluster --------------------------------------------------------------------------------------------
 
 @pytest.fixture(scope="module")

@@ -16,6 +16,7 @@ from typing import Any, Callable
 
 from hpckit.deploy import delivery, load_site
 from hpckit.deploy.network import require_interface
+from hpckit.deploy.sharing import needs_shared_filesystem
 from hpckit.deploy.schedulers import scheduler_for
 from hpckit.errors import LaunchError
 from hpckit.paths import private_dir
@@ -151,6 +152,10 @@ def launch(opts: LaunchOptions) -> LaunchResult:
     prepared = delivery.prepare(site, check=not opts.dry_run)
     site = prepared.site
     if not opts.dry_run:
+        pieces = needs_shared_filesystem(site, backend, opts.spec.fileset, opts.spec.analysis)
+        if pieces:
+            raise LaunchError(f"site {site.name} has no shared file system, and this launch reaches the nodes "
+                              f"through client paths: {'; '.join(pieces)} (hpckit doctor --site {site.name})")
         require_interface(site)  # one line naming the interfaces here, not a traceback from dask or parsl
     result.notes += [f"{f.name}: {f.result}: {f.detail}" for f in prepared.findings]
     sizing = replace(size(site, opts.workers, chunks), run_dir=str(run_dir),
