@@ -10,7 +10,8 @@ or worker on any node. Render and interface checks (no cluster needed) run first
 from __future__ import annotations
 
 import json
-import signal
+import shutil
+import tarfile
 import time
 from pathlib import Path
 
@@ -103,31 +104,53 @@ def test_nodes_are_separate_machines():
         assert bare.returncode == 0 and bare.stdout.split()[:2] == ["0", "0"], bare.stdout + bare.stderr
 
 
+def _env_dirs(key: str) -> dict[str, tuple[int, float] | None]:
+    """(inode, mtime) of each shared node's unpacked environment, None where there is none."""
+    out = {}
+    for n in SHARED_NODES:
+        r = on(n, "stat", "-c", "%i %Y", f"/tmp/hpckit-envs/{key}")
+        out[n] = tuple(r.stdout.split()) if r.returncode == 0 else None
+    return out
+
+
 @pytest.mark.slow
-@pytest.mark.timeout(240)
-@pytest.mark.parametrize("backend", ["dask", "parsl"])
-def test_launch_from_login_spreads_over_nodes(backend, iterative_out):
-    """`hpckit launch --site cluster-local` on the login node: workers on node1-3 dial 192.0.2.10 (never
-    loopback), chunks on all three nodes, output equal to the iterative run, the run directory holds the
-    address that ran, no job left."""
+@pytest.mark.timeout(420)
+def test_launch_from_login_spreads_over_nodes_and_unpacks_once_per_node(packed_env, iterative_out):
+    """`hpckit launch --site cluster-local --env env.tar.gz` on the login node, Dask then Parsl: workers on
+    node1-3 dial 192.0.2.10 (never loopback), chunks on all three nodes, output equal to the iterative run,
+    the run directory holds the address that ran, no job left. The tarball is unpacked once per node into
+    its own /tmp (3 nodes: 3 unpacks) by the first launch and reused untouched by the second."""
+    with tarfile.open(packed_env, "r:gz") as tf:  # hpckit-env.json is the first member
+        key = json.load(tf.extractfile(tf.next()))["lock_hash"].removeprefix("sha256:")[:16]
     with cluster_lock(), scratch_dir() as d:
-        run_dir = d / "run"
-        r = login_hpckit(["launch", SLOW, "--site", "cluster-local", "--backend", backend, "--workers", "3",
-                          "--fileset", str(fileset(d)), "--chunksize", "5", "--run-dir", str(run_dir),
-                          "--worker-timeout", "120", "--no-status", "--no-plots"], timeout=220,
-                         HPCKIT_TEST_SLEEP="0.6")
-        assert r.returncode == 0, r.stderr
-        assert_same_output(load(run_dir / "out.pkl"), iterative_out)
-        nodes = {rec["worker"].split(":")[0] for rec in chunk_records(run_dir)}
-        assert nodes == set(SHARED_NODES), f"chunks ran on {nodes}"
-        if backend == "dask":
-            script = (run_dir / "job_script.sh").read_text()
-            assert f"tls://{LOGIN_ADDR}:" in script and "insert-scheduler" not in script, script
-        else:
-            submitted = "".join(p.read_text() for p in run_dir.glob("runinfo/*/submit_scripts/parsl.*")
-                                if p.suffix not in (".stdout", ".stderr"))
-            assert f"-a {LOGIN_ADDR} " in submitted and "127.0.0.1" not in submitted, submitted
-        assert not set(run_jobs(run_dir)) & squeue_ids()
+        tarball = d / "env.tar.gz"
+        shutil.copyfile(packed_env, tarball)
+        for n in SHARED_NODES:  # cold: no unpacked copy on any node
+            on(n, "rm", "-rf", f"/tmp/hpckit-envs/{key}")
+        unpacked = None
+        for backend in ("dask", "parsl"):
+            run_dir = d / f"run-{backend}"
+            r = login_hpckit(["launch", SLOW, "--site", "cluster-local", "--backend", backend, "--workers", "3",
+                              "--env", str(tarball), "--fileset", str(fileset(d)), "--chunksize", "5",
+                              "--run-dir", str(run_dir), "--worker-timeout", "150", "--no-status", "--no-plots"],
+                             timeout=300, HPCKIT_TEST_SLEEP="0.6")
+            assert r.returncode == 0, r.stderr
+            assert_same_output(load(run_dir / "out.pkl"), iterative_out)
+            nodes = {rec["worker"].split(":")[0] for rec in chunk_records(run_dir)}
+            assert nodes == set(SHARED_NODES), f"{backend}: chunks ran on {nodes}"
+            if backend == "dask":
+                script = (run_dir / "job_script.sh").read_text()
+                assert f"tls://{LOGIN_ADDR}:" in script and "insert-scheduler" not in script, script
+            else:
+                submitted = "".join(p.read_text() for p in run_dir.glob("runinfo/*/submit_scripts/parsl.*")
+                                    if p.suffix not in (".stdout", ".stderr"))
+                assert f"-a {LOGIN_ADDR} " in submitted and "127.0.0.1" not in submitted, submitted
+            assert not set(run_jobs(run_dir)) & squeue_ids()
+            dirs = _env_dirs(key)
+            assert all(dirs.values()), f"not unpacked on every node: {dirs}"
+            if unpacked is not None:
+                assert dirs == unpacked, "the second launch unpacked again instead of reusing each node's copy"
+            unpacked = dirs
 
 
 def _wait(pred, timeout: float, what: str) -> None:
