@@ -114,7 +114,7 @@ def _env_dirs(key: str) -> dict[str, tuple[int, float] | None]:
 
 
 @pytest.mark.slow
-@pytest.mark.timeout(420)
+@pytest.mark.timeout(900)  # packs the session's tarball when no other test did
 def test_launch_from_login_spreads_over_nodes_and_unpacks_once_per_node(packed_env, iterative_out):
     """`hpckit launch --site cluster-local --env env.tar.gz` on the login node, Dask then Parsl: workers on
     node1-3 dial 192.0.2.10 (never loopback), chunks on all three nodes, output equal to the iterative run,
@@ -133,7 +133,7 @@ def test_launch_from_login_spreads_over_nodes_and_unpacks_once_per_node(packed_e
             r = login_hpckit(["launch", SLOW, "--site", "cluster-local", "--backend", backend, "--workers", "3",
                               "--env", str(tarball), "--fileset", str(fileset(d)), "--chunksize", "5",
                               "--run-dir", str(run_dir), "--worker-timeout", "150", "--no-status", "--no-plots"],
-                             timeout=300, HPCKIT_TEST_SLEEP="0.6")
+                             timeout=360, HPCKIT_TEST_SLEEP="0.6")
             assert r.returncode == 0, r.stderr
             assert_same_output(load(run_dir / "out.pkl"), iterative_out)
             nodes = {rec["worker"].split(":")[0] for rec in chunk_records(run_dir)}
