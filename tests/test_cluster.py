@@ -70,6 +70,50 @@ def test_no_shared_filesystem_is_a_doctor_failure_naming_the_pieces(tmp_path):
     assert not run_jobs(tmp_path / "run")
 
 
+def _san(cert_pem: bytes) -> list[str]:
+    from cryptography import x509
+
+    cert = x509.load_pem_x509_certificate(cert_pem)
+    return [str(v) for v in cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+            .get_values_for_type(x509.IPAddress)]
+
+
+def test_run_certificate_is_valid_for_the_scheduler_address(tmp_path):
+    """The run's certificate names the address workers dial: a TLS client that checks host names accepts it
+    for that address and refuses it for another."""
+    import socket
+    import ssl
+    import threading
+
+    from hpckit.security import write_tls_files
+
+    files = write_tls_files(tmp_path / "tls", hosts=("127.0.0.1",))
+    assert _san(files.cert.read_bytes()) == ["127.0.0.1"]
+    server_ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    server_ctx.load_cert_chain(files.cert, files.key)
+    with socket.create_server(("127.0.0.1", 0)) as srv:
+        port = srv.getsockname()[1]
+
+        def serve() -> None:
+            for _ in range(2):
+                conn, _ = srv.accept()
+                try:
+                    with server_ctx.wrap_socket(conn, server_side=True):
+                        pass
+                except (ssl.SSLError, OSError):
+                    pass
+
+        t = threading.Thread(target=serve, daemon=True)
+        t.start()
+        client_ctx = ssl.create_default_context(cafile=str(files.ca))  # check_hostname=True
+        with socket.create_connection(("127.0.0.1", port)) as raw, \
+                client_ctx.wrap_socket(raw, server_hostname="127.0.0.1") as tls:
+            assert tls.version()
+        with socket.create_connection(("127.0.0.1", port)) as raw, pytest.raises(ssl.SSLCertVerificationError):
+            client_ctx.wrap_socket(raw, server_hostname="192.0.2.99")
+        t.join(timeout=10)
+
+
 # ---- on the cluster --------------------------------------------------------------------------------------------
 
 @pytest.fixture(scope="module")
@@ -141,6 +185,7 @@ def test_launch_from_login_spreads_over_nodes_and_unpacks_once_per_node(packed_e
             if backend == "dask":
                 script = (run_dir / "job_script.sh").read_text()
                 assert f"tls://{LOGIN_ADDR}:" in script and "insert-scheduler" not in script, script
+                assert _san((run_dir / "tls" / "cert.pem").read_bytes()) == [LOGIN_ADDR]
             else:
                 submitted = "".join(p.read_text() for p in run_dir.glob("runinfo/*/submit_scripts/parsl.*")
                                     if p.suffix not in (".stdout", ".stderr"))

@@ -170,7 +170,7 @@ class DaskPool(Pool):
 
         # TLS with a certificate made for this run (0600 files in the 0700 run directory): only the
         # scheduler, the workers (dask-jobqueue passes them the files) and this client can connect
-        security = write_tls_files(self.run_dir / "tls").security()
+        security = write_tls_files(self.run_dir / "tls", hosts=(self.plan.host,)).security()
         kwargs.update(security=security, protocol="tls://")
         # a worker that retired (its --lifetime) is forgotten after this long, and then replaced by keep_alive
         dask.config.set({"distributed.deploy.lost-worker-timeout": "2s"})
