@@ -14,6 +14,8 @@ from typing import Callable
 
 from hpckit.deploy import load_site
 from hpckit.deploy.checks import Check, command_output as _cmd
+from hpckit.deploy.network import describe, interface_addresses
+from hpckit.deploy.sharing import needs_shared_filesystem
 from hpckit.deploy.schedulers import scheduler_for
 from hpckit.deploy.site import Site
 
@@ -49,19 +51,14 @@ def check_interface(site: Site) -> list[Check]:
     iface = site.network.interface
     if not iface:
         return [Check("network interface", "skip", "the site names no interface (workers use any address)")]
-    try:
-        import psutil
-    except ImportError:
+    have = interface_addresses()
+    if have is None:
         return [Check("network interface", "skip", "cannot list this host's interfaces: psutil is not installed",
                       "pip install psutil")]
-
-    addrs = psutil.net_if_addrs()
-    have = {n: [a.address for a in al if a.family in (socket.AF_INET, socket.AF_INET6)] for n, al in addrs.items()}
-    listing = ", ".join(f"{n} ({a[0]})" for n, a in have.items() if a)
-    if iface not in addrs:
-        return [Check("network interface", "fail", f"{iface} is not on this host (here: {listing})",
+    if iface not in have:
+        return [Check("network interface", "fail", f"{iface} is not on this host (here: {describe(have)})",
                       f"run from a node that has {iface}, or --set network.interface=<one of the above>")]
-    if not have.get(iface):
+    if not have[iface]:
         return [Check("network interface", "fail", f"{iface} has no IP address", "bring it up or pick another interface")]
     return [Check("network interface", "pass", f"{iface} has {', '.join(have[iface])}")]
 
@@ -158,6 +155,19 @@ def check_x509(site: Site, min_hours: float = 2.0) -> list[Check]:
     return [Check("x509 proxy", "pass", f"{path}: {left / 3600:.1f} h left ({how})")]
 
 
+def check_shared_filesystem(site: Site, backend: str, fileset: str | None = None) -> list[Check]:
+    """A site without a shared file system, and a launch that would need one: fail naming each piece."""
+    if site.shared_filesystem:
+        return []
+    pieces = needs_shared_filesystem(site, backend, fileset)
+    if not pieces:
+        return [Check("shared file system", "pass", "the site has none and the launch needs none")]
+    return [Check("shared file system", "fail", f"site {site.name} has none, and a {backend} launch reaches the "
+                  "nodes through client paths: " + "; ".join(pieces),
+                  "inputs from root:// (XRootD), the environment as an image; a launch without a shared file "
+                  "system is not supported yet for the rest")]
+
+
 def check_backend(backend: str) -> list[Check]:
     mods = {"dask": ("dask_jobqueue", "distributed"), "parsl": ("parsl",), "taskvine": ("ndcctools.taskvine",)}
     import importlib.util
@@ -189,7 +199,8 @@ def run_checks(site_name: str, overrides: list[str] | None = None, backend: str 
     if sched.batch and not sched.missing():
         steps.append(lambda: sched.doctor_checks(site))
     steps += [lambda: check_interface(site), lambda: check_ports(site, backend), lambda: check_container(site),
-              lambda: check_delivery(site), lambda: check_x509(site)]
+              lambda: check_delivery(site), lambda: check_x509(site),
+              lambda: check_shared_filesystem(site, backend, fileset)]
     if fileset is not None:
         from hpckit.storage_check import check_fileset_storage
 

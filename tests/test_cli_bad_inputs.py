@@ -131,7 +131,7 @@ def test_launch_off_site_missing_interface_is_one_line(tmp_path):
              "--fileset", str(EXAMPLES / "fileset.json"), "--run-dir", str(tmp_path / "run"), "--worker-timeout",
              "10", "--no-status"], cwd=tmp_path, timeout=120)
     assert r.returncode == 1 and "Traceback" not in r.stderr, r.stderr[-2000:]
-    assert "error: site perlmutter binds to network interface hsn0" in r.stderr and "lo" in r.stderr
+    assert "error: site perlmutter: network interface hsn0 is not on this host" in r.stderr and "lo" in r.stderr
     assert not (tmp_path / "run" / "jobs.txt").exists()
 
 

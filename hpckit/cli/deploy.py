@@ -62,7 +62,9 @@ def render_command(
     backend: str = typer.Option(..., "--backend", help="dask, parsl or taskvine"),
     out: Path = typer.Option(..., "--out", help="directory to write the artifacts into"),
     set_: Optional[List[str]] = typer.Option(None, "--set", help="override key.path=value (repeatable)"),
-    manager_host: str = typer.Option("127.0.0.1", help="TaskVine manager host the workers dial"),
+    manager_host: Optional[str] = typer.Option(
+        None, help="TaskVine manager host the workers dial (default: the address of the site's interface here, "
+                   "else this host's name; 127.0.0.1 only for loopback-only sites)"),
     port: int = typer.Option(9123, help="TaskVine manager port"),
 ) -> None:
     """Render a site for a backend and write every artifact into --out."""

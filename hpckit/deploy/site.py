@@ -318,6 +318,8 @@ class Site(_Strict):
     verified_on: _dt.date
     unverified: list[Str] = Field(default_factory=list, description="key paths whose values are not verified")
     default_backend: Literal["dask", "parsl", "taskvine"] = "dask"
+    shared_filesystem: bool = Field(True, description="compute nodes see the login node's files (home, "
+                                                      "project, scratch); false: CHTC/OSG-like, only node-local")
 
     account: Directive | None = None
     account_required: bool = Field(False, description="jobs are refused without an account (-A)")

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from hpckit.deploy import delivery, load_site
+from hpckit.deploy.sharing import needs_shared_filesystem
 from hpckit.deploy.schedulers import scheduler_for
 from hpckit.errors import LaunchError
 from hpckit.paths import atomic_write, private_dir, shell_safe_path, umask_mode
@@ -153,6 +154,11 @@ def launch(opts: LaunchOptions) -> LaunchResult:
         base.update({k: v for k, v in pool_facts.items() if k not in _RUN_KEYS})
         _record(run_dir, result, base)
 
+    if not opts.dry_run:
+        pieces = needs_shared_filesystem(site, backend, opts.spec.fileset, opts.spec.analysis)
+        if pieces:
+            raise LaunchError(f"site {site.name} has no shared file system, and this launch reaches the nodes "
+                              f"through client paths: {'; '.join(pieces)} (hpckit doctor --site {site.name})")
     session = Session(PoolOptions(site=opts.site, backend=backend, workers=opts.workers, overrides=opts.overrides,
                                   run_dir=run_dir, worker_timeout=opts.worker_timeout, port=opts.port, env=opts.env,
                                   lifeline=False, say=say), chunks=chunks, record=record, site=site)

@@ -6,13 +6,13 @@ from __future__ import annotations
 import datetime as _dt
 import math
 import os
-import socket
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from hpckit.deploy import render_all
 from hpckit.deploy.backends import Sizing
+from hpckit.deploy.network import manager_address
 from hpckit.deploy.schedulers import Scheduler, scheduler_for
 from hpckit.deploy.site import Site, load_site
 from hpckit.errors import LaunchError
@@ -93,34 +93,8 @@ def size(site: Site, workers: int | None, chunks: int | None) -> Sizing:
 
 
 def manager_host(site: Site) -> str:
-    """The address workers dial back to: 127.0.0.1 for loopback and local sites, else the address of the
-    site's interface here (any address of this host when it names none, or lacks it here)."""
-    if site.loopback or not scheduler_for(site).batch:
-        return "127.0.0.1"
-    iface = site.network.interface
-    if iface:
-        try:
-            import psutil
-        except ImportError:
-            psutil = None
-        if psutil is not None:
-            for a in psutil.net_if_addrs().get(iface, []):
-                if a.family == socket.AF_INET:
-                    return a.address
-    return socket.gethostname()
-
-
-def require_interface(site: Site, backend: str) -> None:
-    """The Dask scheduler binds to the site's ``network.interface`` on this machine: a LaunchError (one line,
-    with the interfaces this machine has) when it is not here, e.g. a site's launch started off-site."""
-    iface = site.network.interface
-    if backend != "dask" or not iface or site.loopback or not scheduler_for(site).batch:
-        return
-    here = [name for _, name in socket.if_nameindex()]
-    if iface not in here:
-        raise LaunchError(f"site {site.name} binds to network interface {iface}, which this machine does not have "
-                          f"(it has {', '.join(here)}): launch from the site's login node, or "
-                          f"--set network.interface=<one of those>")
+    """The address workers dial back to (:func:`hpckit.deploy.network.manager_address`)."""
+    return manager_address(site)
 
 
 @dataclass

@@ -184,17 +184,26 @@ class DaskPool(Pool):
 
         # TLS with a certificate made for this run (0600 files in the 0700 run directory): only the
         # scheduler, the workers (dask-jobqueue passes them the files) and this client can connect
-        security = write_tls_files(self.run_dir / "tls").security()
+        security = write_tls_files(self.run_dir / "tls", hosts=(self.plan.host,)).security()
         kwargs.update(security=security, protocol="tls://")
         # a worker that retired (its --lifetime) is forgotten after this long, and then replaced by keep_alive
         dask.config.set({"distributed.deploy.lost-worker-timeout": "2s"})
         self.cluster = cluster_cls(**kwargs)
         if batch:
+            self._write_job_script()
             self.cluster.scale(jobs=int(doc["scale_jobs"]))
         self.client = Client(self.cluster, security=security)
         lifetime = self.site.lifetime()
         if batch and lifetime:  # workers leave between chunks before the walltime (hpckit.deploy.retire)
             self.client.register_plugin(RetireBeforeWalltime(int(self.site.walltime), *lifetime))
+
+    def _write_job_script(self) -> None:
+        """The rendered job script had a placeholder scheduler address (nothing was running yet): replace it
+        with the one the jobs are submitted with (the scheduler's real ``tls://`` address and TLS files), so
+        the run directory holds what ran."""
+        with contextlib.suppress(Exception):
+            path = self.run_dir / self.plan.scheduler.job_script_name()
+            path.write_text(self.cluster.job_script())
 
     def keep_alive(self) -> None:
         """One job per planned job that is up and not retiring: a retiring worker's replacement is

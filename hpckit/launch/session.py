@@ -26,10 +26,10 @@ from pathlib import Path
 from typing import Any, Callable
 
 from hpckit.deploy import delivery, load_site
+from hpckit.deploy.network import require_interface
 from hpckit.deploy.schedulers import scheduler_for
 from hpckit.errors import LaunchError
-from hpckit.launch.plan import (LOCAL_BACKENDS, Plan, default_run_dir, manager_host, pick_backend,
-                                require_interface, size)
+from hpckit.launch.plan import LOCAL_BACKENDS, Plan, default_run_dir, manager_host, pick_backend, size
 from hpckit.launch.changes import fingerprint_now, forget_edited_modules, guarded
 from hpckit.launch.pools import make_pool
 from hpckit.launch.teardown import process_identity, teardown, wait_for_first_worker
@@ -147,7 +147,7 @@ class Session:
             return self
         self.say(plan.headline())
         t0 = time.perf_counter()
-        require_interface(site, self.backend)
+        require_interface(site)  # one line naming the interfaces here, not a traceback from dask or parsl
         self.pool = pool = make_pool(plan)
         from hpckit.report.hooks import JobStateRecorder
 

@@ -37,7 +37,7 @@ class Sizing:
         return None if self.run_dir is None else str(Path(self.run_dir) / "logs")
 
 
-def render_files(site: Site, backend: str, manager_host: str = "127.0.0.1", port: int = 9123,
+def render_files(site: Site, backend: str, manager_host: str | None = None, port: int = 9123,
                  out_dir: Path | None = None, sizing: Sizing | None = None) -> dict[str, str]:
     """Every artifact for ``backend`` as ``{file name: text}`` (what :func:`render_all` writes).
 
@@ -50,6 +50,8 @@ def render_files(site: Site, backend: str, manager_host: str = "127.0.0.1", port
 
     ``sizing`` (a launch): the numbers that start exactly that many jobs, with logs in ``sizing.log_dir``;
     without it the rendering is for a person (nothing started at load, the site's maximum as the cap).
+    ``manager_host`` (TaskVine): None is the address of the site's interface here, else the factory host's
+    name (``$(hostname -f)``) - loopback only for a loopback-only or local site.
     """
     from hpckit.deploy.backends.common import worker_job
 
@@ -82,7 +84,7 @@ def render_files(site: Site, backend: str, manager_host: str = "127.0.0.1", port
         files["vine_factory.json"] = json.dumps(r.config, indent=2) + "\n"
         files["vine_factory.sh"] = (
             "#!/bin/bash\n"
-            f"# hpckit: TaskVine factory for site {site.name}; workers dial {manager_host}:{port}\n"
+            f"# hpckit: TaskVine factory for site {site.name}; workers dial {r.command[-2]}:{port}\n"
             f"exec {r.command_line}\n"
         )
         if r.wrapper is not None:
@@ -91,7 +93,7 @@ def render_files(site: Site, backend: str, manager_host: str = "127.0.0.1", port
     return files
 
 
-def render_all(site: Site, backend: str, out_dir: str | Path, manager_host: str = "127.0.0.1",
+def render_all(site: Site, backend: str, out_dir: str | Path, manager_host: str | None = None,
                port: int = 9123, sizing: Sizing | None = None) -> list[Path]:
     """Write every artifact of ``backend`` for ``site`` into ``out_dir`` (created); return their paths."""
     out = Path(out_dir)

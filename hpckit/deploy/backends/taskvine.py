@@ -13,11 +13,15 @@ from hpckit.deploy.backends.common import (
     prologue_lines,
     render_template_macro,
 )
+from hpckit.deploy.network import interface_address
 from hpckit.deploy.render import job_context
 from hpckit.deploy.schedulers import scheduler_class
 from hpckit.deploy.site import Site
 
 WRAPPER_NAME = "vine_worker_wrapper.sh"
+# Rendered off-site with no --manager-host: the factory's own host, as the shell there names it (the factory
+# runs beside the manager); never loopback, which a worker on another node would take for itself.
+SUBMIT_HOST = "$(hostname -f)"
 
 
 @dataclass
@@ -35,8 +39,8 @@ class TaskVineRendering:
 
     @property
     def command_line(self) -> str:
-        """``command`` as one shell-quoted line."""
-        return shlex.join(self.command)
+        """``command`` as one shell-quoted line (:data:`SUBMIT_HOST` left for the shell to expand)."""
+        return " ".join(f'"{SUBMIT_HOST}"' if a == SUBMIT_HOST else shlex.quote(a) for a in self.command)
 
 
 def batch_type(site: Site) -> str:
@@ -46,13 +50,15 @@ def batch_type(site: Site) -> str:
 
 def render_taskvine(
     site: Site,
-    manager_host: str = "127.0.0.1",
+    manager_host: str | None = None,
     port: int = 9123,
     config_path: str = "vine_factory.json",
     wrapper_path: str = WRAPPER_NAME,
     sizing: Any = None,
 ) -> TaskVineRendering:
-    """vine_factory config, command line and batch options for workers that dial ``manager_host:port``.
+    """vine_factory config, command line and batch options for workers that dial ``manager_host:port``
+    (None: the address of the site's interface here, else :data:`SUBMIT_HOST`; loopback only for a
+    loopback-only or local site).
 
     * config keys (vine_factory.c read_config_file): ``min-workers``, ``max-workers`` (= batch jobs),
       ``workers-per-cycle``, ``timeout``, ``cores``, ``memory``/``disk`` (MB, per job), ``transfer-port``,
@@ -65,6 +71,8 @@ def render_taskvine(
     With ``sizing`` (a launch): ``min-workers = max-workers = sizing.jobs``, the jobs carry
     ``sizing.job_name`` where the scheduler names jobs, the factory's scratch is ``<run dir>/vine-factory``.
     """
+    if manager_host is None:
+        manager_host = interface_address(site) or SUBMIT_HOST
     job = job_context(site, "taskvine", "taskvine")
     config: dict[str, Any] = {
         "min-workers": 0,

@@ -1,8 +1,8 @@
 #!/bin/bash
-# hpckit: TaskVine factory for site lpc; workers dial 127.0.0.1:9123
+# hpckit: TaskVine factory for site lpc; workers dial $(hostname -f):9123
 exec vine_factory -T condor -C vine_factory.json --batch-options 'universe = vanilla
 +SingularityImage = "$ENV(HPCKIT_IMAGE)"
 use_x509userproxy = true
 should_transfer_files = YES
 when_to_transfer_output = ON_EXIT_OR_EVICT
-periodic_remove = (JobStatus == 2) && ((time() - EnteredCurrentStatus) > 28800)' --wrapper 'bash vine_worker_wrapper.sh' --wrapper-input vine_worker_wrapper.sh 127.0.0.1 9123
+periodic_remove = (JobStatus == 2) && ((time() - EnteredCurrentStatus) > 28800)' --wrapper 'bash vine_worker_wrapper.sh' --wrapper-input vine_worker_wrapper.sh "$(hostname -f)" 9123

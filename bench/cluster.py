@@ -1,0 +1,82 @@
+"""Benchmark `hpckit launch` across the 3-node cluster of scripts/cluster-local.sh against the single node.
+
+    python bench/cluster.py [--repeat 1] [--chunksize 2]
+
+Cases (same fileset, the dimuon example, 3 workers): Dask and Parsl on `cluster-local` launched from the
+login node (workers on node1-3, cluster network, TLS / CurveZMQ), and the same on `slurm-local` (one
+node, loopback). Reported per case: seconds from the CLI call to the first connected worker and to the
+first chunk result (from the run's launch.json and chunks.jsonl), to the result, and the per-chunk
+overhead: (run walltime x workers - processing time) / chunks. Needs both Slurms up.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+CLUSTER = REPO / "scripts" / "cluster-local.sh"
+DATA = {"DYJetsToLL": REPO / "data" / "nano_dy.root", "DoubleMuon": REPO / "data" / "nano_dimuon.root"}
+
+
+def _env() -> dict:
+    e = dict(os.environ)
+    e["PYTHONPATH"] = os.pathsep.join([str(REPO), str(REPO / "examples"),
+                                       *[p for p in e.get("PYTHONPATH", "").split(os.pathsep) if p]])
+    e["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{e.get('PATH', '')}"
+    return e
+
+
+def one(site: str, backend: str, d: Path, chunksize: int) -> dict:
+    run_dir = d / f"{site}-{backend}-{time.time_ns()}"
+    args = [sys.executable, "-m", "hpckit", "launch", str(REPO / "examples" / "dimuon.py"), "--site", site,
+            "--backend", backend, "--workers", "3", "--fileset", str(d / "fileset.json"), "--chunksize",
+            str(chunksize), "--run-dir", str(run_dir), "--no-status", "--no-plots", "--worker-timeout", "180"]
+    if site.startswith("cluster"):
+        args = ["bash", str(CLUSTER), "exec", "login", "--", *args]
+    t0 = time.time()
+    r = subprocess.run(args, env=_env(), capture_output=True, text=True, timeout=600)
+    total = time.time() - t0
+    if r.returncode:
+        raise SystemExit(f"{site}/{backend} failed:\n{r.stderr[-2000:]}")
+    launch = json.loads((run_dir / "launch.json").read_text())
+    m = json.loads((run_dir / "out.metrics.json").read_text())
+    recs = [json.loads(x) for x in (run_dir / "chunks.jsonl").read_text().splitlines()]
+    chunks = [x for x in recs if x.get("kind") == "chunk"]
+    start = launch.get("started") or t0
+    first_chunk = min(x["t1"] for x in chunks) - t0
+    busy = sum(x["t1"] - x["t0"] for x in chunks)
+    nodes = sorted({x["worker"].split(":")[0] for x in chunks})
+    return {"site": site, "backend": backend, "first_worker_s": launch.get("seconds_to_first_worker"),
+            "first_result_s": round(first_chunk, 2), "total_s": round(total, 2), "chunks": m["chunks"],
+            "overhead_per_chunk_ms": round(1000 * (m["walltime"] * 3 - busy) / m["chunks"], 1),
+            "nodes": nodes, "started": start}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--repeat", type=int, default=1)
+    ap.add_argument("--chunksize", type=int, default=2)
+    a = ap.parse_args()
+    scratch = subprocess.run(["bash", str(CLUSTER), "scratch"], capture_output=True, text=True).stdout.strip()
+    with tempfile.TemporaryDirectory(dir=scratch) as d:
+        os.chmod(d, 0o755)
+        (Path(d) / "fileset.json").write_text(json.dumps({k: {"files": {str(v): "Events"}} for k, v in DATA.items()}))
+        rows = []
+        for _ in range(a.repeat):
+            for site in ("cluster-local", "slurm-local"):
+                for backend in ("dask", "parsl"):
+                    row = one(site, backend, Path(d), a.chunksize)
+                    rows.append(row)
+                    print(json.dumps(row), flush=True)
+    print("load average:", os.getloadavg())
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,114 @@
+"""Helpers for tests on the many-node cluster of scripts/cluster-local.sh (login, node1..node6).
+
+Commands run on a node through `cluster-local.sh exec NODE -- ...` (its hostname, network and /tmp); files the
+login node and the test share live in a fresh directory of the cluster's shared scratch. Tests that break
+nodes take the cluster's lock exclusively, the others share it, so pytest-xdist workers never see a node
+another test has killed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import pytest
+from launch_util import REPO, env
+
+CLUSTER = REPO / "scripts" / "cluster-local.sh"
+START_HINT = "start it with: bash scripts/cluster-local.sh start (after scripts/slurm-local.sh start)"
+LOGIN_ADDR = "192.0.2.10"
+SHARED_NODES = ("node1", "node2", "node3")
+
+
+def cluster(*args: str, timeout: float = 60, **extra: str) -> subprocess.CompletedProcess:
+    return subprocess.run(["bash", str(CLUSTER), *args], capture_output=True, text=True, timeout=timeout,
+                          env=env(PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
+                                  **extra))
+
+
+def on(node: str, *cmd: str, timeout: float = 60, **extra: str) -> subprocess.CompletedProcess:
+    """``cmd`` on ``node``, with this checkout first on PYTHONPATH and the venv first on PATH."""
+    return cluster("exec", node, "--", *cmd, timeout=timeout, **extra)
+
+
+def login_hpckit(args: list[str], timeout: float = 180, **extra: str) -> subprocess.CompletedProcess:
+    return on("login", sys.executable, "-m", "hpckit", *args, timeout=timeout, **extra)
+
+
+def login_popen(args: list[str], **extra: str) -> subprocess.Popen:
+    path = f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"
+    return subprocess.Popen(["bash", str(CLUSTER), "exec", "login", "--", sys.executable, "-m", "hpckit", *args],
+                            env=env(PATH=path, **extra), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+
+
+def require_cluster() -> None:
+    if os.geteuid() != 0 or not CLUSTER.exists():
+        pytest.skip("the cluster needs root (namespaces); " + START_HINT)
+    r = cluster("status")
+    if r.returncode != 0:
+        pytest.skip(f"the cluster is not up ({r.stdout.strip().splitlines()[-1:]}); {START_HINT}")
+
+
+def scratch() -> Path:
+    return Path(cluster("scratch").stdout.strip())
+
+
+@contextlib.contextmanager
+def cluster_lock(exclusive: bool = False):
+    """Shared for tests that use the nodes, exclusive for tests that kill or cut one."""
+    require_cluster()
+    with open(scratch().parent / "run" / "tests.lock", "a") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+@contextlib.contextmanager
+def scratch_dir():
+    """A fresh directory in the shared scratch (seen by the login node and node1-3), removed afterwards."""
+    d = Path(tempfile.mkdtemp(prefix="hpckit-test-", dir=scratch()))
+    d.chmod(0o755)
+    try:
+        yield d
+    finally:
+        shutil.rmtree(d, ignore_errors=True)
+
+
+def fileset(d: Path) -> Path:
+    from conftest import DATASETS
+
+    p = d / "fileset.json"
+    p.write_text(json.dumps({ds: {"files": {str(f): "Events"}} for ds, f in DATASETS.items()}))
+    return p
+
+
+def chunk_records(run_dir: Path) -> list[dict]:
+    lines = (run_dir / "chunks.jsonl").read_text().splitlines()
+    return [r for r in map(json.loads, lines) if r.get("kind") == "chunk"]
+
+
+def squeue_ids() -> set[str]:
+    r = on("login", "squeue", "-h", "-o", "%i")
+    assert r.returncode == 0, r.stderr
+    return set(r.stdout.split())
+
+
+def node_processes(node: str, pattern: str) -> list[str]:
+    """Command lines of ``node``'s processes that contain ``pattern`` (its network namespace's pids)."""
+    r = subprocess.run(["ip", "netns", "pids", f"hpc-{node}"], capture_output=True, text=True, timeout=30)
+    out = []
+    for pid in r.stdout.split():
+        with contextlib.suppress(OSError):
+            cmd = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+            if pattern in cmd:
+                out.append(f"{pid} {cmd}")
+    return out

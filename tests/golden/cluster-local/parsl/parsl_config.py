@@ -1,0 +1,79 @@
+"""Parsl configuration for a site, rendered by hpckit (SITE, SOURCES below).
+
+    import parsl
+    from parsl_config import get_config   # or: from parsl_config import config
+    parsl.load(get_config())
+"""
+
+from parsl.config import Config
+from parsl.executors import HighThroughputExecutor
+from parsl.executors.high_throughput.executor import DEFAULT_LAUNCH_CMD
+from parsl.launchers import SingleNodeLauncher
+from parsl.providers import SlurmProvider
+from parsl.addresses import address_by_interface
+
+SITE = 'cluster-local'
+SCHEDULER = 'slurm'
+SOURCES = ["scripts/cluster-local.sh (partition 'shared', node1-3, 2 CPUs and 2048 MB each, interface cl0 on 192.0.2.0/24)"]  # where the facts come from
+VERIFIED_ON = '2026-12-02'
+
+# Directives added to every block's job script (site values validated: no spaces, quotes or shell characters).
+SCHEDULER_OPTIONS = "\n".join([
+    '#SBATCH --partition=shared',
+    '#SBATCH --cpus-per-task=1',
+    '#SBATCH --mem=512M',
+])
+
+# Shell run before the worker pool starts.
+WORKER_INIT = "\n".join([
+    'export HPCKIT_SCRATCH=/tmp',
+    'mkdir -p "$HPCKIT_SCRATCH"',
+])
+
+# Workers run the site's python by path (inside its container, if any), not whatever
+# process_worker_pool.py the job's PATH finds. Parsl formats LAUNCH_CMD twice (its options, then each
+# block's id), so the braces of shell variables are doubled twice.
+WORKER_PYTHON = 'python3'
+
+LAUNCH_CMD = (WORKER_PYTHON.replace("{", "{{{{").replace("}", "}}}}")
+              + " -m parsl.executors.high_throughput.process_worker_pool "
+              + DEFAULT_LAUNCH_CMD.split(" ", 1)[1])
+
+
+def _address():
+    try:
+        return address_by_interface('cl0')
+    except OSError:  # not on a node with that interface: let workers probe every address
+        return None
+
+
+def get_config(run_dir: str = "runinfo") -> Config:
+    """A fresh parsl.Config for the site SITE."""
+    return Config(
+        executors=[
+            HighThroughputExecutor(
+                label='hpckit-cluster-local',
+                address=_address(),
+                encrypted=True,  # CurveZMQ between interchange and workers; keys in run_dir (0700)
+                cores_per_worker=1,
+                mem_per_worker=0.537,
+                max_workers_per_node=1,
+                launch_cmd=LAUNCH_CMD,
+                provider=SlurmProvider(
+                    nodes_per_block=1,
+                    init_blocks=0,
+                    min_blocks=0,
+                    max_blocks=3,
+                    walltime='00:30:00',
+                    exclusive=False,
+                    worker_init=WORKER_INIT,
+                    scheduler_options=SCHEDULER_OPTIONS,
+                    launcher=SingleNodeLauncher(),
+                ),
+            )
+        ],
+        run_dir=run_dir,
+    )
+
+
+config = get_config()

@@ -1,0 +1,19 @@
+#!/bin/bash
+#SBATCH --job-name=hpckit-taskvine
+#SBATCH --partition=shared
+#SBATCH --nodes=1
+#SBATCH --ntasks=1
+#SBATCH --cpus-per-task=1
+#SBATCH --mem=512M
+#SBATCH --time=00:30:00
+# hpckit taskvine worker job for site cluster-local, rendered from templates/worker_job.sh.j2.
+# Submit by hand: sbatch worker_job.sh
+set -e
+export HPCKIT_SCRATCH=/tmp
+mkdir -p "$HPCKIT_SCRATCH"
+exec vine_worker \
+    --cores 1 --memory 512 --disk 1024 \
+    --wall-time 1620 \
+    --workdir "$HPCKIT_SCRATCH" \
+    --timeout 300 \
+    "${HPCKIT_VINE_MANAGER:?export HPCKIT_VINE_MANAGER=manager-host}" "${HPCKIT_VINE_PORT:?export HPCKIT_VINE_PORT=9123}"

@@ -1,0 +1,92 @@
+"""Parsl configuration for a site, rendered by hpckit (SITE, SOURCES below).
+
+    import parsl
+    from parsl_config import get_config   # or: from parsl_config import config
+    parsl.load(get_config())
+"""
+
+from parsl.config import Config
+from parsl.executors import HighThroughputExecutor
+from parsl.executors.high_throughput.executor import DEFAULT_LAUNCH_CMD
+from parsl.launchers import SingleNodeLauncher
+from parsl.providers import SlurmProvider
+from parsl.addresses import address_by_interface
+
+SITE = 'cluster-noshare'
+SCHEDULER = 'slurm'
+SOURCES = ["scripts/cluster-local.sh (partition 'noshare', node4-6, 2 CPUs and 2048 MB each, /work, /root and the shared scratch hidden)"]  # where the facts come from
+VERIFIED_ON = '2026-12-02'
+
+# Directives added to every block's job script (site values validated: no spaces, quotes or shell characters).
+SCHEDULER_OPTIONS = "\n".join([
+    '#SBATCH --partition=noshare',
+    '#SBATCH --cpus-per-task=1',
+    '#SBATCH --mem=512M',
+])
+
+# Shell run before the worker pool starts.
+WORKER_INIT = "\n".join([
+    'unset PYTHONPATH PYTHONHOME PYTHONSTARTUP PYTHONUSERBASE VIRTUAL_ENV CONDA_PREFIX CONDA_DEFAULT_ENV',
+    'export PATH=/usr/local/bin:/usr/bin:/bin',
+    'export HPCKIT_SCRATCH=/tmp',
+    'mkdir -p "$HPCKIT_SCRATCH"',
+    'hpckit_tarball=./env.tar.gz',
+    'hpckit_fail() { echo "hpckit: $1" >&2; exit 78; }',
+    '[ -r "$hpckit_tarball" ] || hpckit_fail "env tarball $hpckit_tarball not found or not readable on $(hostname); fix: hpckit pack -o $hpckit_tarball (on a file system the nodes see)"',
+    'hpckit_hash=$(tar -xzOf "$hpckit_tarball" --occurrence=1 hpckit-env.json 2>/dev/null | sed -n \'s/.*"lock_hash": *"\\(sha256:[0-9a-f]\\{64\\}\\)".*/\\1/p\' | head -n 1)',
+    'hpckit_key=$(printf %.16s "${hpckit_hash#sha256:}")',
+    '[ -n "$hpckit_key" ] || hpckit_fail "$hpckit_tarball is not an hpckit pack tarball (no hpckit-env.json: truncated or another file?); fix: hpckit pack -o $hpckit_tarball"',
+    'hpckit_cache=/tmp/hpckit-envs',
+    'HPCKIT_ENV_DIR="$hpckit_cache/$hpckit_key"',
+    'hpckit_unpack() { [ -x "$HPCKIT_ENV_DIR/run_in_env" ] && return 0; hpckit_tmp=$(mktemp -d "$hpckit_cache/.$hpckit_key.XXXXXX") || hpckit_fail "cannot write into $hpckit_cache on $(hostname); fix: --set env_delivery.node_scratch=<a writable node-local directory>"; tar -xzf "$hpckit_tarball" -C "$hpckit_tmp" 2>"$hpckit_tmp.err" || { hpckit_msg=$(tail -n 2 "$hpckit_tmp.err" | tr \'\\n\' \' \'); rm -rf "$hpckit_tmp" "$hpckit_tmp.err"; hpckit_fail "unpacking $hpckit_tarball into $hpckit_cache failed on $(hostname): $hpckit_msg(truncated, or no space?); fix: hpckit pack -o $hpckit_tarball"; }; rm -f "$hpckit_tmp.err"; hpckit_py=$("$hpckit_tmp/bin/python3" -c \'import platform; print(platform.python_version())\' 2>&1) || { rm -rf "$hpckit_tmp"; hpckit_fail "the interpreter in $hpckit_tarball does not run on $(hostname) ($(uname -sm)): $hpckit_py; fix: hpckit pack on a machine of this platform"; }; mv -T "$hpckit_tmp" "$HPCKIT_ENV_DIR"; }',
+    'if [ ! -x "$HPCKIT_ENV_DIR/run_in_env" ]; then { mkdir -p "$hpckit_cache" 2>/dev/null && [ -w "$hpckit_cache" ]; } || hpckit_fail "node-local scratch $hpckit_cache is not writable on $(hostname); fix: --set env_delivery.node_scratch=<a writable node-local directory>"; exec 9>"$hpckit_cache/$hpckit_key.lock" && flock 9 && hpckit_unpack; exec 9>&-; fi',
+    'export HPCKIT_ENV_DIR PATH="$HPCKIT_ENV_DIR/bin:$PATH" PYTHONNOUSERSITE=1 HPCKIT_LOCK_HASH="$hpckit_hash"',
+])
+
+# Workers run the site's python by path (inside its container, if any), not whatever
+# process_worker_pool.py the job's PATH finds. Parsl formats LAUNCH_CMD twice (its options, then each
+# block's id), so the braces of shell variables are doubled twice.
+WORKER_PYTHON = 'python3'
+
+LAUNCH_CMD = (WORKER_PYTHON.replace("{", "{{{{").replace("}", "}}}}")
+              + " -m parsl.executors.high_throughput.process_worker_pool "
+              + DEFAULT_LAUNCH_CMD.split(" ", 1)[1])
+
+
+def _address():
+    try:
+        return address_by_interface('cl0')
+    except OSError:  # not on a node with that interface: let workers probe every address
+        return None
+
+
+def get_config(run_dir: str = "runinfo") -> Config:
+    """A fresh parsl.Config for the site SITE."""
+    return Config(
+        executors=[
+            HighThroughputExecutor(
+                label='hpckit-cluster-noshare',
+                address=_address(),
+                encrypted=True,  # CurveZMQ between interchange and workers; keys in run_dir (0700)
+                cores_per_worker=1,
+                mem_per_worker=0.537,
+                max_workers_per_node=1,
+                launch_cmd=LAUNCH_CMD,
+                provider=SlurmProvider(
+                    nodes_per_block=1,
+                    init_blocks=0,
+                    min_blocks=0,
+                    max_blocks=3,
+                    walltime='00:30:00',
+                    exclusive=False,
+                    worker_init=WORKER_INIT,
+                    scheduler_options=SCHEDULER_OPTIONS,
+                    launcher=SingleNodeLauncher(),
+                ),
+            )
+        ],
+        run_dir=run_dir,
+    )
+
+
+config = get_config()

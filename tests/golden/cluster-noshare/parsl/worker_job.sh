@@ -1,0 +1,34 @@
+#!/bin/bash
+#SBATCH --job-name=hpckit-parsl
+#SBATCH --partition=noshare
+#SBATCH --nodes=1
+#SBATCH --ntasks=1
+#SBATCH --cpus-per-task=1
+#SBATCH --mem=512M
+#SBATCH --time=00:30:00
+# hpckit parsl worker job for site cluster-noshare, rendered from templates/worker_job.sh.j2.
+# Submit by hand: sbatch worker_job.sh
+set -e
+unset PYTHONPATH PYTHONHOME PYTHONSTARTUP PYTHONUSERBASE VIRTUAL_ENV CONDA_PREFIX CONDA_DEFAULT_ENV
+export PATH=/usr/local/bin:/usr/bin:/bin
+export HPCKIT_SCRATCH=/tmp
+mkdir -p "$HPCKIT_SCRATCH"
+hpckit_tarball=./env.tar.gz
+hpckit_fail() { echo "hpckit: $1" >&2; exit 78; }
+[ -r "$hpckit_tarball" ] || hpckit_fail "env tarball $hpckit_tarball not found or not readable on $(hostname); fix: hpckit pack -o $hpckit_tarball (on a file system the nodes see)"
+hpckit_hash=$(tar -xzOf "$hpckit_tarball" --occurrence=1 hpckit-env.json 2>/dev/null | sed -n 's/.*"lock_hash": *"\(sha256:[0-9a-f]\{64\}\)".*/\1/p' | head -n 1)
+hpckit_key=$(printf %.16s "${hpckit_hash#sha256:}")
+[ -n "$hpckit_key" ] || hpckit_fail "$hpckit_tarball is not an hpckit pack tarball (no hpckit-env.json: truncated or another file?); fix: hpckit pack -o $hpckit_tarball"
+hpckit_cache=/tmp/hpckit-envs
+HPCKIT_ENV_DIR="$hpckit_cache/$hpckit_key"
+hpckit_unpack() { [ -x "$HPCKIT_ENV_DIR/run_in_env" ] && return 0; hpckit_tmp=$(mktemp -d "$hpckit_cache/.$hpckit_key.XXXXXX") || hpckit_fail "cannot write into $hpckit_cache on $(hostname); fix: --set env_delivery.node_scratch=<a writable node-local directory>"; tar -xzf "$hpckit_tarball" -C "$hpckit_tmp" 2>"$hpckit_tmp.err" || { hpckit_msg=$(tail -n 2 "$hpckit_tmp.err" | tr '\n' ' '); rm -rf "$hpckit_tmp" "$hpckit_tmp.err"; hpckit_fail "unpacking $hpckit_tarball into $hpckit_cache failed on $(hostname): $hpckit_msg(truncated, or no space?); fix: hpckit pack -o $hpckit_tarball"; }; rm -f "$hpckit_tmp.err"; hpckit_py=$("$hpckit_tmp/bin/python3" -c 'import platform; print(platform.python_version())' 2>&1) || { rm -rf "$hpckit_tmp"; hpckit_fail "the interpreter in $hpckit_tarball does not run on $(hostname) ($(uname -sm)): $hpckit_py; fix: hpckit pack on a machine of this platform"; }; mv -T "$hpckit_tmp" "$HPCKIT_ENV_DIR"; }
+if [ ! -x "$HPCKIT_ENV_DIR/run_in_env" ]; then { mkdir -p "$hpckit_cache" 2>/dev/null && [ -w "$hpckit_cache" ]; } || hpckit_fail "node-local scratch $hpckit_cache is not writable on $(hostname); fix: --set env_delivery.node_scratch=<a writable node-local directory>"; exec 9>"$hpckit_cache/$hpckit_key.lock" && flock 9 && hpckit_unpack; exec 9>&-; fi
+export HPCKIT_ENV_DIR PATH="$HPCKIT_ENV_DIR/bin:$PATH" PYTHONNOUSERSITE=1 HPCKIT_LOCK_HASH="$hpckit_hash"
+exec python3 -m parsl.executors.high_throughput.process_worker_pool \
+    -a "${HPCKIT_PARSL_ADDRESSES:?export HPCKIT_PARSL_ADDRESSES=interchange-host}" \
+    --port "${HPCKIT_PARSL_PORT:?export HPCKIT_PARSL_PORT=interchange-worker-port}" \
+    --cert_dir "${HPCKIT_PARSL_CERT_DIR:-None}" \
+    -c 1 --max_workers_per_node 1 -m 0.537 \
+    --drain_period 1620 \
+    --cpu-affinity none \
+    --logdir "${HPCKIT_SCRATCH:-$PWD}/parsl-worker-logs"

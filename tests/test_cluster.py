@@ -1,0 +1,316 @@
+"""Many nodes, not one: `hpckit launch` across the cluster of scripts/cluster-local.sh, and what a single node hides.
+
+What these check: the nodes are separate (hostname, address, /tmp; no route out; noshare nodes see no
+repository), Dask and Parsl workers on node1-3 dial the login node's cluster address (TLS, CurveZMQ) and the
+output equals `hpckit run --executor iterative` with chunks on every node; the run directory names the
+address that ran; a node killed mid-run loses no chunk; a SIGKILLed launch then `hpckit cancel` leaves no job
+or worker on any node. Render and interface checks (no cluster needed) run first.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import tarfile
+import time
+from pathlib import Path
+
+import pytest
+from cluster_util import (LOGIN_ADDR, SHARED_NODES, chunk_records, cluster, cluster_lock, fileset, login_hpckit,
+                          login_popen, node_processes, on, scratch_dir, squeue_ids)
+from launch_util import ANALYSIS, assert_same_output, hpckit, load, run_jobs
+
+from hpckit.deploy import load_site, render_files
+from hpckit.deploy.network import manager_address
+
+SLOW = str(Path(__file__).parent / "slow_dimuon.py")
+
+
+# ---- no cluster needed ---------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("name", ["chtc", "perlmutter", "lpc", "cluster-local", "cluster-noshare"])
+def test_render_never_names_loopback_for_a_real_site(name):
+    """A TaskVine factory rendered for a real site dials the site's address, never 127.0.0.1 (workers on
+    another node would dial themselves); the loopback-only site keeps 127.0.0.1."""
+    text = render_files(load_site(name).site, "taskvine")["vine_factory.sh"]
+    assert "127.0.0.1" not in text and "localhost" not in text, text.splitlines()[-1]
+    assert manager_address(load_site(name).site) != "127.0.0.1"
+    assert "127.0.0.1 9123" in render_files(load_site("slurm-local").site, "taskvine")["vine_factory.sh"]
+
+
+def test_missing_interface_is_one_line(tmp_path):
+    """Perlmutter's hsn0 off-site: one line naming the interfaces there are, not dask's traceback."""
+    fs = tmp_path / "fs.json"
+    fs.write_text(json.dumps({"d": {"files": {str(ANALYSIS.parent.parent / "data" / "nano_dy.root"): "Events"}}}))
+    r = hpckit(["launch", str(ANALYSIS), "--site", "slurm-local", "--backend", "dask", "--fileset", str(fs),
+                "--set", "network.interface=hsn0", "--run-dir", str(tmp_path / "run"), "--no-status"],
+               cwd=tmp_path, timeout=120)
+    assert r.returncode != 0
+    lines = [ln for ln in r.stderr.splitlines() if ln.strip() and not ln.startswith("hpckit: WARNING")]
+    assert len(lines) == 1 and "hsn0 is not on this host" in lines[0] and "lo (127.0.0.1)" in lines[0], r.stderr
+
+
+def test_no_shared_filesystem_is_a_doctor_failure_naming_the_pieces(tmp_path):
+    """cluster-noshare (shared_filesystem: false): doctor fails naming what a launch would reach through client
+    paths (run directory, keys, env tarball, local inputs); launch refuses in one line before submitting."""
+    from hpckit.doctor import run_checks
+
+    fs = fileset(tmp_path)
+    checks = {c.name: c for c in run_checks("cluster-noshare", [], "parsl", fileset=str(fs))}
+    chk = checks["shared file system"]
+    assert chk.result == "fail", chk
+    for piece in ("run directory", "CurveZMQ keys", "env tarball ./env.tar.gz", "input path /"):
+        assert piece in chk.detail, chk.detail
+    assert "shared file system" not in {c.name for c in run_checks("cluster-local", [], "dask")}
+    r = hpckit(["launch", str(ANALYSIS), "--site", "cluster-noshare", "--set", "env_delivery.mode=none",
+                "--fileset", str(fs), "--run-dir", str(tmp_path / "run"), "--no-status"], cwd=tmp_path, timeout=120)
+    lines = [ln for ln in r.stderr.splitlines() if ln.strip()]
+    assert r.returncode != 0 and len(lines) == 1, r.stderr
+    assert "no shared file system" in lines[0] and f"analysis file {ANALYSIS}" in lines[0], lines[0]
+    assert not run_jobs(tmp_path / "run")
+
+
+def _san(cert_pem: bytes) -> list[str]:
+    from cryptography import x509
+
+    cert = x509.load_pem_x509_certificate(cert_pem)
+    return [str(v) for v in cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+            .get_values_for_type(x509.IPAddress)]
+
+
+def test_run_certificate_is_valid_for_the_scheduler_address(tmp_path):
+    """The run's certificate names the address workers dial: a TLS client that checks host names accepts it
+    for that address and refuses it for another."""
+    import socket
+    import ssl
+    import threading
+
+    from hpckit.security import write_tls_files
+
+    files = write_tls_files(tmp_path / "tls", hosts=("127.0.0.1",))
+    assert _san(files.cert.read_bytes()) == ["127.0.0.1"]
+    server_ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    server_ctx.load_cert_chain(files.cert, files.key)
+    with socket.create_server(("127.0.0.1", 0)) as srv:
+        port = srv.getsockname()[1]
+
+        def serve() -> None:
+            for _ in range(2):
+                conn, _ = srv.accept()
+                try:
+                    with server_ctx.wrap_socket(conn, server_side=True):
+                        pass
+                except (ssl.SSLError, OSError):
+                    pass
+
+        t = threading.Thread(target=serve, daemon=True)
+        t.start()
+        client_ctx = ssl.create_default_context(cafile=str(files.ca))  # check_hostname=True
+        with socket.create_connection(("127.0.0.1", port)) as raw, \
+                client_ctx.wrap_socket(raw, server_hostname="127.0.0.1") as tls:
+            assert tls.version()
+        with socket.create_connection(("127.0.0.1", port)) as raw, pytest.raises(ssl.SSLCertVerificationError):
+            client_ctx.wrap_socket(raw, server_hostname="192.0.2.99")
+        t.join(timeout=10)
+
+
+# ---- on the cluster --------------------------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def iterative_out(tmp_path_factory) -> dict:
+    d = tmp_path_factory.mktemp("iterative")
+    r = hpckit(["run", str(ANALYSIS), "--fileset", str(fileset(d)), "--executor", "iterative", "--chunksize", "5",
+                "--no-status", "--no-plots", "--output", str(d / "ref.pkl")], cwd=d)
+    assert r.returncode == 0, r.stderr
+    return load(d / "ref.pkl")
+
+
+@pytest.mark.timeout(120)
+def test_nodes_are_separate_machines():
+    """Real srun: each shared node has its own hostname, address and /tmp; no route leaves the cluster; the
+    noshare nodes see neither the repository nor the shared scratch."""
+    with cluster_lock(), scratch_dir() as d:
+        token = d.name
+        script = (f'touch /tmp/{token}-$(hostname); echo "$(hostname) $(ip -4 -o addr show cl0 | '
+                  "awk '{print $4}') $(ls /tmp | grep -c " + token + ")\"")
+        r = on("login", "srun", "-p", "shared", "-N3", "sh", "-c", script, timeout=60)
+        assert r.returncode == 0, r.stderr
+        rows = sorted(line.split() for line in r.stdout.splitlines())
+        assert [row[0] for row in rows] == list(SHARED_NODES), rows
+        assert len({row[1] for row in rows}) == 3 and all(row[1].startswith("192.0.2.") for row in rows), rows
+        assert all(row[2] == "1" for row in rows), f"a node saw another node's /tmp: {rows}"
+        assert not list(Path("/tmp").glob(f"{token}-*")), "a node's /tmp is the host's"
+        # no route out: a connect to any other address fails at once, before a packet is sent
+        probe = "import socket; print(socket.socket().connect_ex(('10.0.0.1', 80)))"
+        assert on("node1", "python3", "-c", probe).stdout.strip() == "101"  # ENETUNREACH
+        bare = on("login", "srun", "-p", "noshare", "-N1", "sh", "-c",
+                  f"ls /work | wc -l; ls {d.parent} | wc -l; hostname", timeout=60)
+        assert bare.returncode == 0 and bare.stdout.split()[:2] == ["0", "0"], bare.stdout + bare.stderr
+
+
+def _env_dirs(key: str) -> dict[str, tuple[int, float] | None]:
+    """(inode, mtime) of each shared node's unpacked environment, None where there is none."""
+    out = {}
+    for n in SHARED_NODES:
+        r = on(n, "stat", "-c", "%i %Y", f"/tmp/hpckit-envs/{key}")
+        out[n] = tuple(r.stdout.split()) if r.returncode == 0 else None
+    return out
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(900)  # packs the session's tarball when no other test did
+def test_launch_from_login_spreads_over_nodes_and_unpacks_once_per_node(packed_env, iterative_out):
+    """`hpckit launch --site cluster-local --env env.tar.gz` on the login node, Dask then Parsl: workers on
+    node1-3 dial 192.0.2.10 (never loopback), chunks on all three nodes, output equal to the iterative run,
+    the run directory holds the address that ran, no job left. The tarball is unpacked once per node into
+    its own /tmp (3 nodes: 3 unpacks) by the first launch and reused untouched by the second."""
+    with tarfile.open(packed_env, "r:gz") as tf:  # hpckit-env.json is the first member
+        key = json.load(tf.extractfile(tf.next()))["lock_hash"].removeprefix("sha256:")[:16]
+    with cluster_lock(), scratch_dir() as d:
+        tarball = d / "env.tar.gz"
+        shutil.copyfile(packed_env, tarball)
+        for n in SHARED_NODES:  # cold: no unpacked copy on any node
+            on(n, "rm", "-rf", f"/tmp/hpckit-envs/{key}")
+        unpacked = None
+        for backend in ("dask", "parsl"):
+            run_dir = d / f"run-{backend}"
+            r = login_hpckit(["launch", SLOW, "--site", "cluster-local", "--backend", backend, "--workers", "3",
+                              "--env", str(tarball), "--fileset", str(fileset(d)), "--chunksize", "5",
+                              "--run-dir", str(run_dir), "--worker-timeout", "150", "--no-status", "--no-plots"],
+                             timeout=360, HPCKIT_TEST_SLEEP="0.6")
+            assert r.returncode == 0, r.stderr
+            assert_same_output(load(run_dir / "out.pkl"), iterative_out)
+            nodes = {rec["worker"].split(":")[0] for rec in chunk_records(run_dir)}
+            assert nodes == set(SHARED_NODES), f"{backend}: chunks ran on {nodes}"
+            if backend == "dask":
+                script = (run_dir / "job_script.sh").read_text()
+                assert f"tls://{LOGIN_ADDR}:" in script and "insert-scheduler" not in script, script
+                assert _san((run_dir / "tls" / "cert.pem").read_bytes()) == [LOGIN_ADDR]
+            else:
+                submitted = "".join(p.read_text() for p in run_dir.glob("runinfo/*/submit_scripts/parsl.*")
+                                    if p.suffix not in (".stdout", ".stderr"))
+                assert f"-a {LOGIN_ADDR} " in submitted and "127.0.0.1" not in submitted, submitted
+            assert not set(run_jobs(run_dir)) & squeue_ids()
+            dirs = _env_dirs(key)
+            assert all(dirs.values()), f"not unpacked on every node: {dirs}"
+            if unpacked is not None:
+                assert dirs == unpacked, "the second launch unpacked again instead of reusing each node's copy"
+            unpacked = dirs
+
+
+def _wait(pred, timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if pred():
+            return
+        time.sleep(0.3)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def _records(run_dir: Path) -> list[dict]:
+    try:
+        return chunk_records(run_dir)
+    except (OSError, ValueError):
+        return []
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(300)
+def test_node_killed_mid_run_loses_no_chunk(iterative_out):
+    """kill-node (every process on it, its slurmd too) after the node ran a chunk: the run finishes on the
+    other nodes with every event counted once, and its later chunks land elsewhere."""
+    with cluster_lock(exclusive=True), scratch_dir() as d:
+        run_dir = d / "run"
+        proc = login_popen(["launch", SLOW, "--site", "cluster-local", "--backend", "dask", "--workers", "3",
+                            "--fileset", str(fileset(d)), "--chunksize", "5", "--run-dir", str(run_dir),
+                            "--worker-timeout", "120", "--no-status", "--no-plots"], HPCKIT_TEST_SLEEP="1.5")
+        victim = None
+        try:
+            _wait(lambda: len({r["worker"].split(":")[0] for r in _records(run_dir)}) >= 2, 150, "chunks on 2 nodes")
+            victim = sorted({r["worker"].split(":")[0] for r in _records(run_dir)})[-1]
+            assert cluster("kill-node", victim).returncode == 0
+            killed_at = time.time()
+            _, err = proc.communicate(timeout=200)
+            assert proc.returncode == 0, err
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+            if victim:
+                cluster("heal-node", victim)  # restarts its slurmd
+        assert_same_output(load(run_dir / "out.pkl"), iterative_out)
+        metrics = json.loads((run_dir / "out.metrics.json").read_text())
+        assert metrics["entries"] == 80 and metrics["chunks_processed"] == metrics["chunks"]
+        late = [r for r in _records(run_dir) if r["t0"] > killed_at + 1]
+        assert late and all(not r["worker"].startswith(victim + ":") for r in late), late
+        _wait(lambda: not set(run_jobs(run_dir)) & squeue_ids(), 60, "the dead node's job to leave squeue")
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(240)
+def test_sigkill_on_login_then_cancel_leaves_nothing_on_any_node():
+    """A Parsl launch SIGKILLed on the login node (no teardown runs), then `hpckit cancel` there: no job in
+    squeue, no worker pool on node1-3, no interchange on the login node."""
+    with cluster_lock(), scratch_dir() as d:
+        run_dir = d / "run"
+        proc = login_popen(["launch", SLOW, "--site", "cluster-local", "--backend", "parsl", "--workers", "3",
+                            "--fileset", str(fileset(d)), "--chunksize", "5", "--run-dir", str(run_dir),
+                            "--worker-timeout", "120", "--no-status", "--no-plots"], HPCKIT_TEST_SLEEP="5")
+        try:
+            _wait(lambda: bool(_records(run_dir)), 150, "a first chunk")
+            pid = json.loads((run_dir / "launch.json").read_text())["process"]["pid"]
+            assert on("login", "kill", "-KILL", str(pid)).returncode == 0
+            proc.wait(timeout=30)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+        jobs = run_jobs(run_dir)
+        assert set(jobs) & squeue_ids(), "the jobs should outlive a SIGKILLed launch"
+        assert any(node_processes(n, "process_worker_pool") for n in SHARED_NODES)
+        r = login_hpckit(["cancel", str(run_dir)], timeout=90)
+        assert r.returncode == 0, r.stderr
+        _wait(lambda: not set(jobs) & squeue_ids(), 30, "squeue without the run's jobs")
+        _wait(lambda: not any(node_processes(n, "process_worker_pool") for n in SHARED_NODES), 30,
+              "no worker pool on any node")
+        assert not node_processes("login", "interchange"), node_processes("login", "interchange")
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(300)
+def test_node_cut_mid_run_is_declared_lost_and_the_run_finishes(iterative_out):
+    """cut-node (link down, processes alive) after the node ran a chunk: Dask declares its worker lost
+    within the heartbeat timeout (worker-ttl 10 s here), its chunks run elsewhere, every event counted once."""
+    with cluster_lock(exclusive=True), scratch_dir() as d:
+        run_dir = d / "run"
+        proc = login_popen(["launch", SLOW, "--site", "cluster-local", "--backend", "dask", "--workers", "3",
+                            "--fileset", str(fileset(d)), "--chunksize", "5", "--run-dir", str(run_dir),
+                            "--worker-timeout", "120", "--no-status", "--no-plots"], HPCKIT_TEST_SLEEP="1.5",
+                           DASK_DISTRIBUTED__SCHEDULER__WORKER_TTL="10s")
+        victim = None
+        try:
+            _wait(lambda: len({r["worker"].split(":")[0] for r in _records(run_dir)}) >= 2, 150, "chunks on 2 nodes")
+            victim = sorted({r["worker"].split(":")[0] for r in _records(run_dir)})[-1]
+            assert cluster("cut-node", victim).returncode == 0
+            cut_at = time.time()
+            # past the heartbeat timeout the worker is lost; heal then, so that Slurm can end its job
+            # at teardown without waiting for the node to be declared down
+            time.sleep(20)
+            cluster("heal-node", victim)
+            _, err = proc.communicate(timeout=200)
+            assert proc.returncode == 0, err
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+            if victim:
+                cluster("heal-node", victim)
+        assert_same_output(load(run_dir / "out.pkl"), iterative_out)
+        metrics = json.loads((run_dir / "out.metrics.json").read_text())
+        assert metrics["entries"] == 80 and metrics["chunks_processed"] == metrics["chunks"]
+        # the cut worker may finish chunks it held (its records reach the shared scratch, its results never
+        # reach the scheduler): each of those was done again on another node
+        recs = _records(run_dir)
+        key = lambda r: (r["file"], r["start"])  # noqa: E731
+        stranded = {key(r) for r in recs if r["worker"].startswith(victim + ":") and r["t1"] > cut_at}
+        elsewhere = {key(r) for r in recs if not r["worker"].startswith(victim + ":")}
+        assert stranded <= elsewhere, stranded - elsewhere
+        assert any(r["t0"] > cut_at and not r["worker"].startswith(victim + ":") for r in recs)
+        _wait(lambda: not set(run_jobs(run_dir)) & squeue_ids(), 90, "the cut node's job to leave squeue")
