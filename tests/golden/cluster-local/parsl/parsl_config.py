@@ -58,6 +58,7 @@ def get_config(run_dir: str = "runinfo") -> Config:
                 cores_per_worker=1,
                 mem_per_worker=0.537,
                 max_workers_per_node=1,
+                drain_period=1575,  # stop taking tasks, finish the running ones, end before the walltime
                 launch_cmd=LAUNCH_CMD,
                 provider=SlurmProvider(
                     nodes_per_block=1,

@@ -30,5 +30,5 @@ exec python3 -m distributed.cli.dask_worker "${HPCKIT_DASK_SCHEDULER:?export HPC
     --lifetime 1620s --lifetime-stagger 45s \
     --interface cl0 \
     --local-directory "$HPCKIT_SCRATCH" \
-    --no-dashboard \
+    --no-dashboard --dashboard-address 127.0.0.1:0 \
     --nanny
