@@ -13,7 +13,7 @@ import stat
 import tempfile
 from pathlib import Path
 
-__all__ = ["atomic_write", "config_dir", "private_dir", "read_limited", "user_run_root"]
+__all__ = ["atomic_write", "cache_dir", "config_dir", "private_dir", "read_limited", "user_run_root"]
 
 
 def read_limited(path: str | os.PathLike, limit: int, error: type[Exception], what: str = "file") -> bytes:
@@ -42,6 +42,12 @@ def read_limited(path: str | os.PathLike, limit: int, error: type[Exception], wh
 def config_dir() -> Path:
     """``$XDG_CONFIG_HOME/hpckit`` or ``~/.config/hpckit``, created 0700 if missing."""
     base = os.environ.get("XDG_CONFIG_HOME") or os.path.join(os.path.expanduser("~"), ".config")
+    return private_dir(Path(base) / "hpckit", check_parent=False)
+
+
+def cache_dir() -> Path:
+    """``$XDG_CACHE_HOME/hpckit`` or ``~/.cache/hpckit``, created 0700 if missing (refused if not ours)."""
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
     return private_dir(Path(base) / "hpckit", check_parent=False)
 
 

@@ -291,14 +291,67 @@ class MergeTree:
         return []
 
 
+class FoldTree:
+    """:class:`MergeTree`'s groups and order, merged here as results arrive: each group folds its in-order
+    prefix at once (``accumulate``'s own left fold: the same calls, so the same bytes) and keeps only
+    the results that came early, so in-order arrival holds one partial result per tree level, not a
+    whole group. ``prepare`` turns a chunk's payload into its result (e.g. decompress) when it is folded,
+    so early payloads wait compressed. ``held``/``held_max``: partial results and waiting payloads."""
+
+    def __init__(self, n: int, width: int = DEFAULT_TREE_WIDTH, prepare: Callable[[Any], Any] | None = None):
+        shape = MergeTree(n, width)
+        self.width, self.sizes = shape.width, shape.sizes
+        self.prepare = prepare or (lambda value: value)
+        self._groups: dict[tuple[int, int], list] = {}  # (level, parent) -> [next index, Merger, {index: (value, raw)}]
+        self.held = 0
+        self.held_max = 0
+        self.root: Any = None
+        self.done = False
+
+    def put(self, level: int, index: int, value: Any) -> None:
+        raw = level == 0  # a payload not prepared yet
+        top = len(self.sizes) - 1
+        while level < top:
+            parent = index // self.width
+            lo = parent * self.width
+            hi = min(lo + self.width, self.sizes[level])
+            if hi - lo == 1:  # alone in its group: moves up as is
+                level, index = level + 1, parent
+                continue
+            group = self._groups.get((level, parent))
+            if group is None:
+                group = self._groups[(level, parent)] = [lo, Merger(), {}]
+                self.held += 1  # its partial result
+            if index < group[0] or index in group[2]:
+                raise ValueError(f"merge tree: node {(level, index)} delivered twice")
+            if index != group[0]:  # early: wait for the ones before it
+                group[2][index] = (value, raw)
+                self.held += 1
+                self.held_max = max(self.held_max, self.held)
+                return
+            group[1].add(self.prepare(value) if raw else value)
+            group[0] += 1
+            while group[0] in group[2]:
+                early, early_raw = group[2].pop(group[0])
+                self.held -= 1
+                group[1].add(self.prepare(early) if early_raw else early)
+                group[0] += 1
+            self.held_max = max(self.held_max, self.held)
+            if group[0] < hi:
+                return
+            del self._groups[(level, parent)]
+            self.held -= 1
+            value, raw = group[1].result, False
+            level, index = level + 1, parent
+        self.root, self.done = (self.prepare(value) if raw else value), True
+
+
 def tree_accumulate(results: Iterable[Any], n: int, width: int = DEFAULT_TREE_WIDTH) -> Any:
-    """Merge ``n`` results, given in chunk order, in :class:`MergeTree` order, here (Iterative, tests)."""
-    tree = MergeTree(n, width)
+    """Merge ``n`` results, given in chunk order, in :class:`MergeTree` order, here (Iterative, tests),
+    folding as they come (:class:`FoldTree`)."""
+    tree = FoldTree(n, width)
     for i, result in enumerate(results):
-        todo = tree.put(0, i, result)
-        while todo:
-            (level, index), group = todo.pop()
-            todo.extend(tree.put(level, index, accumulate(group)))
+        tree.put(0, i, result)
     if not tree.done:
         raise ValueError(f"merge tree: expected {n} results")
     return tree.root

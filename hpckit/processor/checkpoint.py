@@ -101,6 +101,15 @@ def checkpoint_key(path: str | os.PathLike | None = None) -> bytes:
     return key
 
 
+def untrusted_file(st: os.stat_result) -> str | None:
+    """Why a file with this ``stat`` must not be trusted (not a regular file, someone else's), or None."""
+    if not stat.S_ISREG(st.st_mode):
+        return "not a regular file"
+    if st.st_uid != os.getuid():
+        return f"owned by uid {st.st_uid}, not by you"
+    return None
+
+
 def _name(text: str) -> str:
     """A readable, collision-free path component: the sanitized name and a hash of the exact name."""
     return f"{_SAFE.sub('_', text)[:60]}-{hashlib.sha256(text.encode()).hexdigest()[:12]}"
@@ -147,10 +156,9 @@ class SimpleCheckpointer(CheckpointerABC):
                       f"redoing the chunk", stacklevel=3)
 
     def _untrusted_place(self, path: Path, st: os.stat_result) -> str | None:
-        if not stat.S_ISREG(st.st_mode):
-            return "not a regular file"
-        if st.st_uid != os.getuid():
-            return f"owned by uid {st.st_uid}, not by you"
+        problem = untrusted_file(st)
+        if problem:
+            return problem
         d = path.parent
         while True:
             dst = os.stat(d)

@@ -11,11 +11,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from hpckit.errors import EngineError
-from hpckit.processor.accumulate import DEFAULT_TREE_WIDTH, MergeTree, accumulate, canonical_result
+from hpckit.processor.accumulate import DEFAULT_TREE_WIDTH, FoldTree, MergeTree, canonical_result
 from hpckit.processor.executors._remote import Completions
 from hpckit.processor.executors.base import ExecutorBase, warn_tailtimeout
 from hpckit.processor.fileset import WorkItem
 from hpckit.processor.lifeline import die_with_parent
+from hpckit.processor.planning import batch_size
 from hpckit.processor.serialize import decompress
 from hpckit.processor.work import merge_payloads, worker_id
 
@@ -110,7 +111,10 @@ class FuturesExecutor(ExecutorBase):
     def map_files(self, task, specs, job=None) -> list:
         # With few workers the driver opens every file itself before forking, so every worker inherits
         # them all open; with many, opening them in parallel in the pool wins (measured: bench/).
-        if len(specs) < 2 or job is None or self._threads or self.workers < _PARALLEL_OPEN_MIN_WORKERS:
+        # Many files are read the light way (no tree is kept open to inherit): then the pool reads them,
+        # a batch of files a task.
+        many = getattr(task, "light", False)
+        if len(specs) < 2 or job is None or self._threads or (self.workers < _PARALLEL_OPEN_MIN_WORKERS and not many):
             return super().map_files(task, specs, job)
         first = task(specs[0])  # in the driver: its open file and a warm-up are inherited by the workers
         warm = None
@@ -118,7 +122,7 @@ class FuturesExecutor(ExecutorBase):
             s0 = specs[0]
             warm = WorkItem(s0.dataset, s0.filename, s0.treename, 0, 0, first["uuid"], s0.metadata, replicas=s0.replicas)
         pool, _ = self._open_pool(job, warm)
-        return [first, *pool.map(task, specs[1:])]
+        return [first, *pool.map(task, specs[1:], chunksize=batch_size(len(specs), self.workers))]
 
     def close(self, cancel: bool = False) -> None:
         if self._session is not None:
@@ -132,15 +136,29 @@ class FuturesExecutor(ExecutorBase):
         in_pool = _merge_in_pool(self.merging)
         opened_here = self._session is None
         pool, key = self._open_pool(job, items[0] if items else None)
-        tree = MergeTree(len(items), self.treereduction) if items else None
+        # merged in the pool: groups complete in the fixed tree; merged here: folded as they arrive
+        tree: Any = None
+        if items:
+            tree = MergeTree(len(items), self.treereduction) if in_pool else FoldTree(len(items), self.treereduction, decompress)
         workers: set[str] = set()
         finished = Completions()
         chunks_left, last_chunk = len(items), time.perf_counter()
+        merge_s = 0.0
+        # chunks are submitted a window at a time, so the pool's queue (and this process's memory) does
+        # not grow with the number of chunks
+        window, submitted = max(64, 16 * self.workers), 0
+        todo: dict = {}
+
+        def submit_more() -> None:
+            nonlocal submitted
+            while submitted < len(items) and len(todo) < window:
+                item = items[submitted]
+                fut = pool.submit(_run_inherited, key, item) if key is not None else pool.submit(job, item)
+                todo[finished.watch(fut)] = (0, submitted)
+                submitted += 1
+
         try:
-            if key is not None:
-                todo = {finished.watch(pool.submit(_run_inherited, key, item)): (0, i) for i, item in enumerate(items)}
-            else:
-                todo = {finished.watch(pool.submit(job, item)): (0, i) for i, item in enumerate(items)}
+            submit_more()
             progress.set_workers(self.workers)
             while todo:
                 for fut in finished.next_batch():
@@ -154,23 +172,26 @@ class FuturesExecutor(ExecutorBase):
                             last_chunk = time.perf_counter()
                     else:
                         payload = _result(fut, "merging results")
-                    ready = tree.put(level, index, payload)
-                    while ready:
-                        node, group = ready.pop()
-                        if in_pool:
+                    t0 = time.perf_counter()
+                    if not in_pool:
+                        tree.put(level, index, payload)
+                    else:
+                        for node, group in tree.put(level, index, payload):
                             todo[finished.watch(pool.submit(merge_payloads, group, self.result_compression))] = node
-                        else:
-                            ready.extend(tree.put(*node, accumulate(decompress(p) for p in group)))
+                    merge_s += time.perf_counter() - t0
+                submit_more()
         except BaseException:
             self.close(cancel=True)
             raise
         if opened_here:
             self.close()
-        result = canonical_result(decompress(tree.root)) if tree is not None else None
+        t0 = time.perf_counter()
+        result = canonical_result(tree.root if not in_pool else decompress(tree.root)) if tree is not None else None
+        merge_s += time.perf_counter() - t0
         if result is not None:
             workers = set(result.get("metrics", {}).get("workers", ())) or {worker_id()}
         self.stats = {"retried": 0, "workers": sorted(workers), "held_max": tree.held_max if tree else 0,
-                      "merge_tail_s": time.perf_counter() - last_chunk}
+                      "merge_tail_s": time.perf_counter() - last_chunk, "merge_s": merge_s}
         return result
 
 
