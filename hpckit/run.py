@@ -38,6 +38,7 @@ class RunSpec:
     data: tuple[str, ...] = ()  # datasets drawn as data points (besides fileset metadata isData: true)
     plot_split: bool = False  # also one PNG per category value
     run_dir: Path | None = None  # where run.json, chunks.jsonl and report.html go (None: the output's directory)
+    refresh_metadata: bool = False  # read every file's metadata again (not from the per-user cache)
 
     def __post_init__(self) -> None:
         self.schema = str(self.schema).lower()
@@ -92,7 +93,7 @@ class RunSpec:
             executor, schema=self.schema_class(), chunksize=self.chunksize, maxchunks=self.maxchunks,
             skipbadfiles=self.skipbadfiles, savemetrics=True,
             checkpointer=SimpleCheckpointer(self.checkpoint) if self.checkpoint else None, worker_check=worker_check,
-            recorder=recorder,
+            recorder=recorder, refresh_metadata=self.refresh_metadata,
         )
 
 

@@ -36,6 +36,7 @@ def launch_command(
     plots: bool = c.PLOTS,
     data: Optional[List[str]] = c.DATA,
     plot_split: bool = c.PLOT_SPLIT,
+    refresh_metadata: bool = c.REFRESH_METADATA,
 ) -> None:
     """Start workers for SITE, run ANALYSIS over FILESET on them, write the results, cancel every job."""
     from hpckit.errors import HpckitError
@@ -43,7 +44,7 @@ def launch_command(
     from hpckit.run import summarize
 
     spec = c.run_spec(analysis, fileset, processor_name, chunksize, maxchunks, treename, schema, checkpoint,
-                      skipbadfiles, output, status, plots, data, plot_split)
+                      skipbadfiles, output, status, plots, data, plot_split, refresh_metadata)
     opts = LaunchOptions(site=site, spec=spec, backend=backend, workers=workers, overrides=c.overrides(set_),
                          dry_run=dry_run, fallback=not no_fallback, worker_timeout=worker_timeout, run_dir=run_dir,
                          port=port, env=env, say=c.say)

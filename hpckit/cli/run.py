@@ -41,6 +41,7 @@ def run_command(
     plots: bool = c.PLOTS,
     data: Optional[List[str]] = c.DATA,
     plot_split: bool = c.PLOT_SPLIT,
+    refresh_metadata: bool = c.REFRESH_METADATA,
 ) -> None:
     """Run ANALYSIS over FILESET; write the output pickle, metrics JSON, histogram plots and report.html."""
     from hpckit.errors import HpckitError
@@ -48,7 +49,7 @@ def run_command(
     from hpckit.run import EngineOptions, run_here, summarize
 
     spec = c.run_spec(analysis, fileset, processor_name, chunksize, maxchunks, treename, schema, checkpoint,
-                      skipbadfiles, output, status, plots, data, plot_split)
+                      skipbadfiles, output, status, plots, data, plot_split, refresh_metadata)
     engine = EngineOptions(executor=executor.value, workers=workers, scheduler=scheduler, parsl_config=parsl_config,
                            port=port)
     try:

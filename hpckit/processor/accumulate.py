@@ -296,15 +296,18 @@ class FoldTree:
     prefix at once (``accumulate``'s own left fold: the same calls, so the same bytes) and keeps only
     the results that came early, so in-order arrival holds one partial result per tree level, not a
     whole group. ``prepare`` turns a chunk's payload into its result (e.g. decompress) when it is folded,
-    so early payloads wait compressed. ``held``/``held_max``: partial results and waiting payloads."""
+    so early payloads wait compressed. ``held``/``held_max``: partial results (one per group being
+    folded: at most one per tree level when results come in order); ``waiting``/``waiting_max``:
+    results that came before their turn (bounded by how far ahead of the oldest unfinished chunk the
+    executor lets work run)."""
 
     def __init__(self, n: int, width: int = DEFAULT_TREE_WIDTH, prepare: Callable[[Any], Any] | None = None):
         shape = MergeTree(n, width)
         self.width, self.sizes = shape.width, shape.sizes
         self.prepare = prepare or (lambda value: value)
         self._groups: dict[tuple[int, int], list] = {}  # (level, parent) -> [next index, Merger, {index: (value, raw)}]
-        self.held = 0
-        self.held_max = 0
+        self.held = self.held_max = 0
+        self.waiting = self.waiting_max = 0
         self.root: Any = None
         self.done = False
 
@@ -321,22 +324,23 @@ class FoldTree:
             group = self._groups.get((level, parent))
             if group is None:
                 group = self._groups[(level, parent)] = [lo, Merger(), {}]
-                self.held += 1  # its partial result
             if index < group[0] or index in group[2]:
                 raise ValueError(f"merge tree: node {(level, index)} delivered twice")
             if index != group[0]:  # early: wait for the ones before it
                 group[2][index] = (value, raw)
-                self.held += 1
-                self.held_max = max(self.held_max, self.held)
+                self.waiting += 1
+                self.waiting_max = max(self.waiting_max, self.waiting)
                 return
+            if group[0] == lo:
+                self.held += 1  # the group's partial result starts
+                self.held_max = max(self.held_max, self.held)
             group[1].add(self.prepare(value) if raw else value)
             group[0] += 1
             while group[0] in group[2]:
                 early, early_raw = group[2].pop(group[0])
-                self.held -= 1
+                self.waiting -= 1
                 group[1].add(self.prepare(early) if early_raw else early)
                 group[0] += 1
-            self.held_max = max(self.held_max, self.held)
             if group[0] < hi:
                 return
             del self._groups[(level, parent)]

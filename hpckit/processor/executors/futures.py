@@ -144,14 +144,17 @@ class FuturesExecutor(ExecutorBase):
         finished = Completions()
         chunks_left, last_chunk = len(items), time.perf_counter()
         merge_s = 0.0
-        # chunks are submitted a window at a time, so the pool's queue (and this process's memory) does
-        # not grow with the number of chunks
-        window, submitted = max(64, 16 * self.workers), 0
+        # chunks run at most ``window`` ahead of the oldest unfinished one, so the pool's queue and the
+        # results waiting for their turn in the fold stay bounded whatever the number of chunks
+        window, submitted, oldest = max(32, 8 * self.workers), 0, 0
+        finished_chunks = bytearray(len(items))
         todo: dict = {}
 
         def submit_more() -> None:
-            nonlocal submitted
-            while submitted < len(items) and len(todo) < window:
+            nonlocal submitted, oldest
+            while oldest < len(items) and finished_chunks[oldest]:
+                oldest += 1
+            while submitted < len(items) and submitted < oldest + window:
                 item = items[submitted]
                 fut = pool.submit(_run_inherited, key, item) if key is not None else pool.submit(job, item)
                 todo[finished.watch(fut)] = (0, submitted)
@@ -166,6 +169,7 @@ class FuturesExecutor(ExecutorBase):
                     if level == 0:
                         item = items[index]
                         payload = _result(fut, item.describe())
+                        finished_chunks[index] = 1
                         progress.advance(1, len(item))
                         chunks_left -= 1
                         if not chunks_left:
@@ -191,7 +195,8 @@ class FuturesExecutor(ExecutorBase):
         if result is not None:
             workers = set(result.get("metrics", {}).get("workers", ())) or {worker_id()}
         self.stats = {"retried": 0, "workers": sorted(workers), "held_max": tree.held_max if tree else 0,
-                      "merge_tail_s": time.perf_counter() - last_chunk, "merge_s": merge_s}
+                      "waiting_max": getattr(tree, "waiting_max", 0), "merge_tail_s": time.perf_counter() - last_chunk,
+                      "merge_s": merge_s}
         return result
 
 
