@@ -132,8 +132,7 @@ def test_edited_cache_is_refused_with_a_warning_and_redone(files, tmp_path):
     _run(fs)
     db = tmp_path / "cache" / "hpckit" / "metadata.sqlite"
     with sqlite3.connect(db) as con:  # someone makes the first file look 1000x longer
-        con.execute("UPDATE files SET value = replace(value, '\"numentries\":10,', '\"numentries\":10000,') "
-                    "WHERE value LIKE '%\"numentries\":10,%'")
+        con.execute("UPDATE files_v1 SET entries = 10000 WHERE entries = 10")
         assert con.total_changes == 1
     with pytest.warns(UserWarning, match=r"1 metadata cache entry .* failed the HMAC check"):
         out, m = _run(fs)

@@ -43,8 +43,9 @@ DEFAULT_MAX_MB = 256
 _LABEL = b"hpckit metadata cache v1"
 _BATCH = 500  # keys per SELECT (SQLite allows 999 parameters by default on old builds)
 
-_SCHEMA = """CREATE TABLE IF NOT EXISTS files (key TEXT PRIMARY KEY, file TEXT NOT NULL, ident TEXT NOT NULL,
-    value TEXT NOT NULL, mac BLOB NOT NULL, used INTEGER NOT NULL)"""
+_TABLE = "files_v1"
+_SCHEMA = f"""CREATE TABLE IF NOT EXISTS {_TABLE} (key TEXT PRIMARY KEY, file TEXT NOT NULL, ident TEXT NOT NULL,
+    entries INTEGER NOT NULL, uuid TEXT NOT NULL, clusters TEXT, mac BLOB NOT NULL, used INTEGER NOT NULL)"""
 
 
 class MetadataCache:
@@ -96,18 +97,18 @@ class MetadataCache:
         if problem:
             raise PermissionError(f"metadata cache {self.path} is {problem}")
 
-    def _mac(self, key: str, ident: str, value: str) -> bytes:
-        return hmac.new(self._key, f"{key}\0{ident}\0{value}".encode(), hashlib.sha256).digest()
+    def _mac(self, key: str, ident: str, entries: int, uuid: str, clusters: str | None) -> bytes:
+        return hmac.digest(self._key, f"{key}\0{ident}\0{entries}\0{uuid}\0{clusters}".encode(), "sha256")
 
     # -- rows ----------------------------------------------------------------------------------------
     @staticmethod
     def row_key(filename: str, treename: str, what: str) -> str:
-        return json.dumps([filename, treename, what], separators=(",", ":"))
+        return f"{what}\0{treename}\0{filename}"
 
     @staticmethod
     def identity(filename: str) -> str | None:
         """A local file's (size, mtime ns, inode, device), "remote" for a URL, None if it cannot be stat'ed."""
-        path = storage.local_path(filename)
+        path = filename if "://" not in filename else storage.local_path(filename)
         if path is None:
             return "remote"
         try:
@@ -117,31 +118,36 @@ class MetadataCache:
         return f"{st.st_size}:{st.st_mtime_ns}:{st.st_ino}:{st.st_dev}"
 
     def lookup(self, specs: list, what: str) -> dict[int, dict]:
-        """The cached metadata of ``specs`` that is still valid, by index in ``specs``."""
+        """The cached metadata of ``specs`` that is still valid, by index in ``specs`` (one ``stat`` a
+        local file; nothing remote)."""
         keys = [self.row_key(s.filename, s.treename, what) for s in specs]
         rows: dict[str, tuple] = {}
+        q = f"SELECT key, ident, entries, uuid, clusters, mac, used FROM {_TABLE} WHERE key IN "
         for i in range(0, len(keys), _BATCH):
             part = keys[i : i + _BATCH]
-            q = f"SELECT key, ident, value, mac, used FROM files WHERE key IN ({','.join('?' * len(part))})"
-            for row in self._db.execute(q, part):
+            for row in self._db.execute(q + f"({','.join('?' * len(part))})", part):
                 rows[row[0]] = row[1:]
         today = int(time.time() // 86400)
         found: dict[int, dict] = {}
         stale_used: list[str] = []
         refused = 0
+        identity, mac_of = self.identity, self._mac
         for i, (spec, key) in enumerate(zip(specs, keys)):
             row = rows.get(key)
             if row is None:
                 continue
-            ident, value, mac, used = row
-            if not hmac.compare_digest(bytes(mac), self._mac(key, ident, value)):
+            ident, entries, uuid, clusters, mac, used = row
+            if not isinstance(entries, int) or not isinstance(uuid, str) or not isinstance(mac, bytes) \
+                    or not hmac.compare_digest(mac, mac_of(key, ident, entries, uuid, clusters)):
                 refused += 1
                 continue
-            if ident != self.identity(spec.filename):
+            if ident != identity(spec.filename):
                 continue
-            meta = _valid_meta(value)
-            if meta is None:
-                continue
+            meta = {"numentries": entries, "uuid": uuid}
+            if clusters is not None:
+                meta["clusters"] = _clusters(clusters)
+                if meta["clusters"] is None:
+                    continue
             found[i] = meta
             if used < today:
                 stale_used.append(key)
@@ -151,7 +157,7 @@ class MetadataCache:
                 f"hpckit: {refused} metadata cache entr{'y' if refused == 1 else 'ies'} in {self.path} failed "
                 "the HMAC check (edited, or written with another key): those files are read again", stacklevel=3)
         if stale_used:
-            self._write("UPDATE files SET used = ? WHERE key = ?", [(today, k) for k in stale_used])
+            self._write(f"UPDATE {_TABLE} SET used = ? WHERE key = ?", [(today, k) for k in stale_used])
         return found
 
     def store(self, pairs: Iterable[tuple[Any, dict]], what: str) -> None:
@@ -159,29 +165,32 @@ class MetadataCache:
         today = int(time.time() // 86400)
         rows = []
         for spec, meta in pairs:
+            if "error" in meta:
+                continue
             ident = self.identity(spec.filename)
-            if ident is None or "error" in meta:
+            if ident is None:
                 continue
             key = self.row_key(spec.filename, spec.treename, what)
-            value = json.dumps({k: meta[k] for k in ("numentries", "uuid", "clusters") if k in meta},
-                               separators=(",", ":"))
-            rows.append((key, spec.filename, ident, value, self._mac(key, ident, value), today))
+            entries, uuid = int(meta["numentries"]), str(meta["uuid"])
+            clusters = json.dumps([int(c) for c in meta["clusters"]]) if meta.get("clusters") is not None else None
+            rows.append((key, spec.filename, ident, entries, uuid, clusters,
+                         self._mac(key, ident, entries, uuid, clusters), today))
         if rows:
-            self._write("INSERT OR REPLACE INTO files (key, file, ident, value, mac, used) VALUES (?, ?, ?, ?, ?, ?)",
-                        rows)
+            self._write(f"INSERT OR REPLACE INTO {_TABLE} (key, file, ident, entries, uuid, clusters, mac, used) "
+                        "VALUES (?, ?, ?, ?, ?, ?, ?, ?)", rows)
             self._cap()
 
     def forget(self, filenames: Iterable[str]) -> None:
         """Drop every row of these files (e.g. a remote file whose uuid changed)."""
         names = sorted(set(filenames))
         if names:
-            self._write("DELETE FROM files WHERE file = ?", [(n,) for n in names])
+            self._write(f"DELETE FROM {_TABLE} WHERE file = ?", [(n,) for n in names])
 
     def clear(self) -> None:
-        self._write("DELETE FROM files", [()])
+        self._write(f"DELETE FROM {_TABLE}", [()])
 
     def __len__(self) -> int:
-        return int(self._db.execute("SELECT COUNT(*) FROM files").fetchone()[0])
+        return int(self._db.execute(f"SELECT COUNT(*) FROM {_TABLE}").fetchone()[0])
 
     def _write(self, sql: str, rows: list) -> None:
         try:
@@ -206,7 +215,7 @@ class MetadataCache:
         n = len(self)
         drop = max(1, n // 4)
         while n > 1 and self._size() > self.max_bytes:
-            self._write("DELETE FROM files WHERE rowid IN (SELECT rowid FROM files ORDER BY used, rowid LIMIT ?)",
+            self._write(f"DELETE FROM {_TABLE} WHERE rowid IN (SELECT rowid FROM {_TABLE} ORDER BY used, rowid LIMIT ?)",
                         [(drop,)])
             n -= drop
         try:
@@ -215,19 +224,14 @@ class MetadataCache:
             pass
 
 
-def _valid_meta(value: str) -> dict | None:
+def _clusters(text: str) -> list[int] | None:
     try:
-        meta = json.loads(value)
+        value = json.loads(text)
     except ValueError:
         return None
-    if not isinstance(meta, dict) or not isinstance(meta.get("numentries"), int) or meta["numentries"] < 0:
+    if not isinstance(value, list) or not all(isinstance(c, int) for c in value):
         return None
-    if not isinstance(meta.get("uuid"), str):
-        return None
-    clusters = meta.get("clusters")
-    if clusters is not None and not (isinstance(clusters, list) and all(isinstance(c, int) for c in clusters)):
-        return None
-    return meta
+    return value
 
 
 def open_cache(setting: Any) -> MetadataCache | None:

@@ -166,10 +166,12 @@ class Runner:
     ) -> Generator[WorkItem, int | None, int]:
         specs = normalize_fileset(fileset, treename, require_tree=self.format != "parquet")
         task = FileMetaTask(options, self.retries, self.align_clusters, self.format)
-        key = lambda spec: (spec.dataset, spec.filename, spec.treename, self.align_clusters)  # noqa: E731
+        align = self.align_clusters
+        key = lambda spec: (spec.dataset, spec.filename, spec.treename, align)  # noqa: E731
+        keys = [key(s) for s in specs]
         fetched: dict = {}  # this call's metadata: a bounded metadata_cache may evict it meanwhile
-        unique = list({key(s): s for s in specs if key(s) not in self.metadata_cache}.values())
-        self._planned = {"files": len({key(s) for s in specs}), "from_cache": 0}
+        unique = list({k: s for k, s in zip(keys, specs) if k not in self.metadata_cache}.values())
+        self._planned = {"files": len(set(keys)), "from_cache": 0}
         store, what = self._persistent(), f"{self.format}:{int(bool(self.align_clusters))}"
         if store is not None and unique and not self.refresh_metadata:
             found = store.lookup(unique, what)
@@ -194,14 +196,14 @@ class Runner:
                 store.store(zip(unique, metas), what)
         chunksize = int(self.chunksize)
         per_dataset: dict[str, int] = {}
-        for spec in specs:
+        for spec, k in zip(specs, keys):
             if self.maxchunks is not None and per_dataset.get(spec.dataset, 0) >= self.maxchunks:
                 continue
-            meta = fetched.get(key(spec)) or self.metadata_cache.get(key(spec))
+            meta = fetched.get(k) or self.metadata_cache.get(k)
             if meta is None:
-                meta = fetched[key(spec)] = task(spec)
+                meta = fetched[k] = task(spec)
                 if "error" not in meta:
-                    self.metadata_cache[key(spec)] = meta
+                    self.metadata_cache[k] = meta
                     if store is not None:
                         store.store([(spec, meta)], what)
             err = meta.get("error")
