@@ -174,12 +174,15 @@ class Runner:
         self._planned = {"files": len(set(keys)), "from_cache": 0}
         store, what = self._persistent(), f"{self.format}:{int(bool(self.align_clusters))}"
         if store is not None and unique and not self.refresh_metadata:
-            found = store.lookup(unique, what)
-            for i, meta in found.items():
-                fetched[key(unique[i])] = meta
-                self.metadata_cache[key(unique[i])] = meta
+            # a file with replicas is read each time: planning checks that every copy holds the same file
+            single = [s for s in unique if not s.replicas]
+            found = {id(single[i]): meta for i, meta in store.lookup(single, what).items()}
+            for spec in single:
+                meta = found.get(id(spec))
+                if meta is not None:
+                    fetched[key(spec)] = self.metadata_cache[key(spec)] = meta
             self._planned["from_cache"] = len(found)
-            unique = [s for i, s in enumerate(unique) if i not in found]
+            unique = [s for s in unique if id(s) not in found]
         task.light = len(unique) > LIGHT_ABOVE
         if self.maxchunks is None and unique:  # every file is needed: let the executor open them in parallel
             with PlanProgress(self.executor.status and len(unique) > 10 * LIGHT_ABOVE, len(unique)) as plan:
@@ -193,7 +196,7 @@ class Runner:
                 if "error" not in meta:
                     self.metadata_cache[key(spec)] = meta
             if store is not None:
-                store.store(zip(unique, metas), what)
+                store.store(((s, m) for s, m in zip(unique, metas) if not s.replicas), what)
         chunksize = int(self.chunksize)
         per_dataset: dict[str, int] = {}
         for spec, k in zip(specs, keys):
@@ -204,7 +207,7 @@ class Runner:
                 meta = fetched[k] = task(spec)
                 if "error" not in meta:
                     self.metadata_cache[k] = meta
-                    if store is not None:
+                    if store is not None and not spec.replicas:
                         store.store([(spec, meta)], what)
             err = meta.get("error")
             if err is not None:

@@ -1,6 +1,7 @@
-"""The persistent file metadata cache (hpckit.processor.metacache): a rerun plans without opening its files,
-a changed file is read again, an edited or foreign cache is never trusted; and the scale pieces of the
-Runner that go with it (light planning reads, the merge fold's bounded memory, the progress line).
+"""Scale (issue 21): the persistent file metadata cache (hpckit.processor.metacache) lets a rerun plan
+without opening its files, reads a changed file again and never trusts an edited or foreign cache; and
+the pieces that go with it: light planning reads, the merge fold's bounded memory, the progress line,
+`hpckit jobs` progress from the run records.
 
 Real ROOT files made with uproot in tmp_path; a fresh XDG_CACHE_HOME / XDG_CONFIG_HOME per test.
 """
@@ -244,3 +245,20 @@ def test_progress_line_shows_total_rate_eta_and_failures():
     text = " ".join(str(r) for r in rendered if isinstance(r, (Text, str)))
     assert "4/10" in text and "chunks/s" in text and "2 failed" in text and "3 workers" in text
     assert "ETA" in text
+
+
+def test_jobs_progress_from_the_run_records(files, tmp_path):
+    """`hpckit jobs` reads a launch's progress from chunks.jsonl: here the records of a real run, cut
+    as if the run were still going."""
+    from hpckit.processor.records import ChunkRecorder
+    from hpckit.report.rundata import progress_line
+
+    rec = ChunkRecorder(tmp_path / "run" / "chunks.jsonl")
+    rec.reset()
+    _, m = _run(_fileset(files), recorder=rec)
+    lines = (tmp_path / "run" / "chunks.jsonl").read_text().splitlines()
+    assert progress_line(tmp_path / "run").startswith(f"{m['chunks']}/{m['chunks']} chunks")
+    half = [ln for ln in lines if '"event":"end"' not in ln][: 2 + m["chunks"] // 2]
+    (tmp_path / "run" / "chunks.jsonl").write_text("\n".join(half) + "\n")
+    line = progress_line(tmp_path / "run")
+    assert line.startswith(f"{m['chunks'] // 2}/{m['chunks']} chunks") and "chunks/s" in line and "ended" not in line
