@@ -173,16 +173,18 @@ class Runner:
         unique = list({k: s for k, s in zip(keys, specs) if k not in self.metadata_cache}.values())
         self._planned = {"files": len(set(keys)), "from_cache": 0}
         store, what = self._persistent(), f"{self.format}:{int(bool(self.align_clusters))}"
-        if store is not None and unique and not self.refresh_metadata:
-            # a file with replicas is read each time: planning checks that every copy holds the same file
+        # A few files are read as before, in full: the trees stay open for the chunks (forked Futures workers
+        # inherit them, Dask runs a file's chunks where it was opened), so nothing is read twice. Files with
+        # replicas are read each time: planning checks that every copy holds the same file.
+        if store is not None and len(unique) > LIGHT_ABOVE and not self.refresh_metadata:
             single = [s for s in unique if not s.replicas]
             found = {id(single[i]): meta for i, meta in store.lookup(single, what).items()}
             for spec in single:
                 meta = found.get(id(spec))
                 if meta is not None:
                     fetched[key(spec)] = self.metadata_cache[key(spec)] = meta
-            self._planned["from_cache"] = len(found)
             unique = [s for s in unique if id(s) not in found]
+        self._planned["from_cache"] = self._planned["files"] - len(unique)  # this Runner's or the user's cache
         task.light = len(unique) > LIGHT_ABOVE
         if self.maxchunks is None and unique:  # every file is needed: let the executor open them in parallel
             with PlanProgress(self.executor.status and len(unique) > 10 * LIGHT_ABOVE, len(unique)) as plan:

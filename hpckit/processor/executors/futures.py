@@ -146,7 +146,7 @@ class FuturesExecutor(ExecutorBase):
         merge_s = 0.0
         # chunks run at most ``window`` ahead of the oldest unfinished one, so the pool's queue and the
         # results waiting for their turn in the fold stay bounded whatever the number of chunks
-        window, submitted, oldest = max(32, 8 * self.workers), 0, 0
+        window, submitted, oldest = max(64, 16 * self.workers), 0, 0
         finished_chunks = bytearray(len(items))
         todo: dict = {}
 
