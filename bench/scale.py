@@ -15,7 +15,8 @@ Each figure comes from a fresh interpreter with its own empty metadata cache (XD
 temporary directory), FuturesExecutor(2) unless said otherwise, no progress bar:
 
 * files N: plan time cold (nothing cached) and cached (the same files again, a new process), then a
-  whole first run (cold cache) of a counting processor: run time, its planning part, driver peak RSS;
+  whole first run (cold cache) of a counting processor: run time, its planning part, CPU seconds of the
+  driver and its workers (what a loaded machine's wall time hides), driver peak RSS;
 * chunks M: a whole run of a 3-axis weighted histogram (dataset x pt x eta) per executor: run time,
   merge fraction (driver merge time, or for Dask the time from the last chunk to the merged result,
   over the run time), the most partial results the driver held, driver peak RSS.
@@ -149,6 +150,9 @@ else:
     out["held_max"] = stats.get("held_max")
     out["events"] = int(result["events"])
 out["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+# CPU seconds of this process and its (ended) workers: on a loaded machine, what the run would cost idle
+out["cpu_s"] = sum(getattr(resource.getrusage(w), f) for w in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN)
+                   for f in ("ru_utime", "ru_stime"))
 print("RESULT " + json.dumps(out))
 """
 
@@ -183,8 +187,9 @@ def files_case(workdir: Path, n: int, workers: int) -> None:
         run = child("count", listing, Path(tmp) / "b", workers=workers)
     per = lambda s: f"{s / n * 1e3:6.2f} ms/file"  # noqa: E731
     print(f"files {n:>6,}: plan cold {cold['seconds']:7.2f} s ({per(cold['seconds'])})  cached {cached['seconds']:6.2f} s "
-          f"({cached['from_cache']:,} from cache)  first run {run['seconds']:7.2f} s ({per(run['seconds'])}, "
-          f"planning {run['plan_s']:.2f} s)  driver peak {run['peak_rss_mb']:.0f} MB  [{load()}]", flush=True)
+          f"({cached['from_cache']:,} from cache, cpu {cached.get('cpu_s', 0):.2f} s)  first run {run['seconds']:7.2f} s "
+          f"({per(run['seconds'])}, planning {run['plan_s']:.2f} s, cpu {run.get('cpu_s', 0):.1f} s)  "
+          f"driver peak {run['peak_rss_mb']:.0f} MB  [{load()}]", flush=True)
 
 
 def chunks_case(workdir: Path, m: int, executors: list[str], workers: int) -> None:
@@ -198,7 +203,7 @@ def chunks_case(workdir: Path, m: int, executors: list[str], workers: int) -> No
         frac = r["merge_s"] / r["seconds"] if r["seconds"] else 0.0
         print(f"chunks {r['chunks']:>7,} ({ex}({workers}), chunksize {chunksize}): run {r['seconds']:7.1f} s "
               f"({r['seconds'] / r['chunks'] * 1e3:5.2f} ms/chunk)  merge {frac:5.1%}  held max {r['held_max']}  "
-              f"driver peak {r['peak_rss_mb']:.0f} MB  [{load()}]", flush=True)
+              f"cpu {r.get('cpu_s', 0):.0f} s  driver peak {r['peak_rss_mb']:.0f} MB  [{load()}]", flush=True)
 
 
 def main() -> None:
