@@ -330,8 +330,8 @@ class FoldTree:
                 raise ValueError(f"merge tree: node {(level, index)} delivered twice")
             group[2][index] = (value, raw)
             self.waiting += 1
-            self.waiting_max = max(self.waiting_max, self.waiting)
             todo.extend(self._fold(level))
+            self.waiting_max = max(self.waiting_max, self.waiting)
 
     def _fold(self, level: int) -> list[tuple[int, int, Any, bool]]:
         """Fold what is in turn in the oldest unfinished group of ``level`` (only that one holds a partial
