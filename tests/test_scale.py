@@ -155,7 +155,7 @@ def test_another_users_or_open_cache_dir_is_refused(files, tmp_path):
         cache.chmod(0o777)
         why = "writable by group or others"
     with pytest.warns(UserWarning, match=f"not using the file metadata cache: .*{why}"):
-        _, m = _run(_fileset(files[:2]))
+        _, m = _run(_fileset(files))
     assert m["files_metadata_from_cache"] == 0
     assert not (cache / "metadata.sqlite").exists()
 

@@ -172,11 +172,13 @@ class Runner:
         fetched: dict = {}  # this call's metadata: a bounded metadata_cache may evict it meanwhile
         unique = list({k: s for k, s in zip(keys, specs) if k not in self.metadata_cache}.values())
         self._planned = {"files": len(set(keys)), "from_cache": 0}
-        store, what = self._persistent(), f"{self.format}:{int(bool(self.align_clusters))}"
+        # (the small case never opens the persistent cache: see below)
+        store = self._persistent() if len(unique) > LIGHT_ABOVE else None
+        what = f"{self.format}:{int(bool(self.align_clusters))}"
         # A few files are read as before, in full: the trees stay open for the chunks (forked Futures workers
         # inherit them, Dask runs a file's chunks where it was opened), so nothing is read twice. Files with
         # replicas are read each time: planning checks that every copy holds the same file.
-        if store is not None and len(unique) > LIGHT_ABOVE and not self.refresh_metadata:
+        if store is not None and not self.refresh_metadata:
             single = [s for s in unique if not s.replicas]
             found = {id(single[i]): meta for i, meta in store.lookup(single, what).items()}
             for spec in single:
