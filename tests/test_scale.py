@@ -233,9 +233,9 @@ def test_futures_driver_holds_at_most_treereduction(files):
 
 
 def test_progress_line_shows_total_rate_eta_and_failures():
-    from hpckit.processor.progress import ChunkProgress
-
     from rich.text import Text
+
+    from hpckit.processor.progress import ChunkProgress
 
     p = ChunkProgress(True, 10)  # never started: nothing drawn, the columns rendered by hand
     p.advance(4, 400)

@@ -33,7 +33,8 @@ import stat
 import time
 import warnings
 from pathlib import Path
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 
 from hpckit import storage
 from hpckit.errors import HpckitError
