@@ -16,7 +16,7 @@ from pathlib import Path
 
 from hpckit.errors import HpckitError
 
-__all__ = ["UnsafePathError", "atomic_write", "config_dir", "own_dir", "private_dir", "read_limited",
+__all__ = ["UnsafePathError", "atomic_write", "cache_dir", "config_dir", "own_dir", "private_dir", "read_limited",
            "shell_safe_path", "untrusted_file", "user_run_root"]
 
 
@@ -68,6 +68,12 @@ def shell_safe_path(path: str | os.PathLike, what: str = "path") -> str:
 def config_dir() -> Path:
     """``$XDG_CONFIG_HOME/hpckit`` or ``~/.config/hpckit``, created 0700 if missing."""
     base = os.environ.get("XDG_CONFIG_HOME") or os.path.join(os.path.expanduser("~"), ".config")
+    return private_dir(Path(base) / "hpckit", check_parent=False)
+
+
+def cache_dir() -> Path:
+    """``$XDG_CACHE_HOME/hpckit`` or ``~/.cache/hpckit``, created 0700 if missing (refused if not ours)."""
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
     return private_dir(Path(base) / "hpckit", check_parent=False)
 
 

@@ -40,6 +40,7 @@ class RunSpec:
     nominal: str | None = None  # the bin of a variation axis drawn (None: the one called "nominal")
     band: bool = False  # draw the envelope of a variation axis as a band around the nominal
     run_dir: Path | None = None  # where run.json, chunks.jsonl and report.html go (None: the output's directory)
+    refresh_metadata: bool = False  # read every file's metadata again (not from the per-user cache)
 
     def __post_init__(self) -> None:
         self.schema = str(self.schema).lower()
@@ -104,7 +105,7 @@ class RunSpec:
             executor, schema=self.schema_class(), chunksize=self.chunksize, maxchunks=self.maxchunks,
             skipbadfiles=self.skipbadfiles, savemetrics=True,
             checkpointer=SimpleCheckpointer(self.checkpoint) if self.checkpoint else None, worker_check=worker_check,
-            recorder=recorder,
+            recorder=recorder, refresh_metadata=self.refresh_metadata,
         )
 
 

@@ -27,6 +27,7 @@ pytestmark = pytest.mark.timeout(300)
 
 DATASETS = ["DYJetsToLL", "DoubleMuon"]  # the order of examples/fileset.json
 CHUNKSIZE = 3  # 28 chunks: a two-level merge tree (20 + 8)
+EXAMPLE_FILESET = str(Path(__file__).resolve().parents[1] / "examples" / "fileset.json")
 
 
 class WeightedMass(processor.ProcessorABC):
@@ -131,6 +132,20 @@ def test_iterative_twice(baseline):
 def test_futures_random_completion_order(baseline, workers, merging):
     executor = processor.FuturesExecutor(workers=workers, status=False, merging=merging)
     assert _pickled(executor, WeightedMass(jitter=0.05)) == baseline
+
+
+def test_resumed_from_checkpoints_is_byte_identical(baseline, tmp_path):
+    """A run that stopped after some chunks (here: every third one checkpointed) and is resumed gives
+    the same bytes as one that never stopped: checkpointed chunks merge at their place in the tree."""
+    ckpt = processor.SimpleCheckpointer(tmp_path / "ck")
+    runner = processor.Runner(processor.IterativeExecutor(status=False), chunksize=CHUNKSIZE, checkpointer=ckpt)
+    items = list(runner.preprocess(EXAMPLE_FILESET))
+    runner(items[::3], processor_instance=WeightedMass())  # the interrupted run
+    resumed = processor.Runner(processor.FuturesExecutor(workers=2, status=False), chunksize=CHUNKSIZE,
+                               checkpointer=ckpt, savemetrics=True)
+    out, metrics = resumed(EXAMPLE_FILESET, processor_instance=WeightedMass())
+    assert metrics["chunks_from_checkpoint"] == len(items[::3]) and metrics["chunks"] == len(items)
+    assert pickle.dumps(out, protocol=pickle.HIGHEST_PROTOCOL) == baseline
 
 
 def test_dask(baseline):

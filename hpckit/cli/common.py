@@ -40,6 +40,8 @@ TREENAME = typer.Option(_d("treename"), "--treename", help="tree name when the f
 SCHEMA = typer.Option(_d("schema"), "--schema", help="nanoaod or base (any case)")
 CHECKPOINT = typer.Option(_d("checkpoint"), "--checkpoint", help="checkpoint directory (a rerun resumes)")
 SKIPBADFILES = typer.Option(_d("skipbadfiles"), "--skipbadfiles", help="skip unreadable files, listing them")
+REFRESH_METADATA = typer.Option(_d("refresh_metadata"), "--refresh-metadata",
+                                help="read every file's metadata again instead of from the per-user cache")
 STATUS = typer.Option(_d("status"), "--status/--no-status", help="progress bar")
 PLOTS = typer.Option(_d("plots"), "--plots/--no-plots", help="a PNG per histogram next to the output")
 DATA = typer.Option(None, "--data", help="dataset drawn as data points (repeatable; fileset metadata "
@@ -59,7 +61,8 @@ SITE = typer.Option(..., "--site", help="site name or path to a site YAML file")
 def run_spec(analysis: Path, fileset: Path, processor_name: Optional[str], chunksize: int, maxchunks: Optional[int],
              treename: Optional[str], schema: str, checkpoint: Optional[Path], skipbadfiles: bool,
              output: Optional[Path], status: bool, plots: bool, data: Optional[List[str]],
-             plot_split: bool, nominal: Optional[str] = None, band: bool = False) -> RunSpec:
+             plot_split: bool, nominal: Optional[str] = None, band: bool = False,
+             refresh_metadata: bool = False) -> RunSpec:
     """A RunSpec from the shared options (a bad value is an error line, not a traceback)."""
     from hpckit.errors import HpckitError
 
@@ -67,7 +70,8 @@ def run_spec(analysis: Path, fileset: Path, processor_name: Optional[str], chunk
         return RunSpec(analysis=analysis, fileset=fileset, processor_name=processor_name, chunksize=chunksize,
                        maxchunks=maxchunks, treename=treename, schema=schema, checkpoint=checkpoint,
                        skipbadfiles=skipbadfiles, output=output, status=status, plots=plots, data=tuple(data or ()),
-                       plot_split=plot_split, nominal=nominal, band=band)
+                       plot_split=plot_split, nominal=nominal, band=band,
+                       refresh_metadata=refresh_metadata)
     except HpckitError as exc:
         fail(exc)
 

@@ -38,6 +38,7 @@ def launch_command(
     plot_split: bool = c.PLOT_SPLIT,
     nominal: Optional[str] = c.NOMINAL,
     band: bool = c.BAND,
+    refresh_metadata: bool = c.REFRESH_METADATA,
 ) -> None:
     """Start workers for SITE, run ANALYSIS over FILESET on them, write the results, cancel every job."""
     from hpckit.errors import HpckitError
@@ -45,7 +46,8 @@ def launch_command(
     from hpckit.run import summarize
 
     spec = c.run_spec(analysis, fileset, processor_name, chunksize, maxchunks, treename, schema, checkpoint,
-                      skipbadfiles, output, status, plots, data, plot_split, nominal, band)
+                      skipbadfiles, output, status, plots, data, plot_split, nominal, band,
+                      refresh_metadata)
     opts = LaunchOptions(site=site, spec=spec, backend=backend, workers=workers, overrides=c.overrides(set_),
                          dry_run=dry_run, fallback=not no_fallback, worker_timeout=worker_timeout, run_dir=run_dir,
                          port=port, env=env, say=c.say)

@@ -43,6 +43,7 @@ def run_command(
     plot_split: bool = c.PLOT_SPLIT,
     nominal: Optional[str] = c.NOMINAL,
     band: bool = c.BAND,
+    refresh_metadata: bool = c.REFRESH_METADATA,
     on: Optional[str] = typer.Option(None, "--on", help="run on the standing pool of this name (hpckit up)"),
 ) -> None:
     """Run ANALYSIS over FILESET; write the output pickle, metrics JSON, histogram plots and report.html."""
@@ -51,7 +52,8 @@ def run_command(
     from hpckit.run import EngineOptions, run_here, summarize
 
     spec = c.run_spec(analysis, fileset, processor_name, chunksize, maxchunks, treename, schema, checkpoint,
-                      skipbadfiles, output, status, plots, data, plot_split, nominal, band)
+                      skipbadfiles, output, status, plots, data, plot_split, nominal, band,
+                      refresh_metadata)
     if on:
         from hpckit.cli.pools import run_on
 

@@ -17,6 +17,7 @@ from typing import Callable, Iterator
 
 from hpckit.deploy.schedulers import Scheduler, SubmitError, scheduler_class
 from hpckit.errors import LaunchError
+from hpckit.report.rundata import progress_line
 from hpckit.units import plural
 
 
@@ -306,10 +307,11 @@ def run_jobs_table(runs: list[RunJobs]) -> list[str]:
             rows += [f"{r.run_dir}  {j}  {'LEFT AFTER TEARDOWN' if j in left else 'ENDED'}  {alive}" for j in ids]
             continue
         states = sched.status(ids) if not sched.missing() else {}
+        progress = progress_line(r.run_dir)
         for j in ids:
             st = states.get(j)
             rows.append(f"{r.run_dir}  {j}  {st.state.value if st else 'UNKNOWN (no ' + sched.status_command + ')'}"
-                        f"  {alive}")
+                        f"  {alive}  {progress}")
     return rows
 
 

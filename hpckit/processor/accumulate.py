@@ -291,14 +291,81 @@ class MergeTree:
         return []
 
 
-def tree_accumulate(results: Iterable[Any], n: int, width: int = DEFAULT_TREE_WIDTH) -> Any:
-    """Merge ``n`` results, given in chunk order, in :class:`MergeTree` order, here (Iterative, tests)."""
-    tree = MergeTree(n, width)
-    for i, result in enumerate(results):
-        todo = tree.put(0, i, result)
+class FoldTree:
+    """:class:`MergeTree`'s groups and order, merged here as results arrive: each group folds its in-order
+    prefix at once (``accumulate``'s own left fold: the same calls, so the same bytes) and keeps only
+    the results that came early, so in-order arrival holds one partial result per tree level, not a
+    whole group. ``prepare`` turns a chunk's payload into its result (e.g. decompress) when it is folded,
+    so early payloads wait compressed. ``held``/``held_max``: partial results, at most one per tree level
+    (only a level's oldest unfinished group folds); ``waiting``/``waiting_max``: results that came
+    before their turn (bounded by how far ahead of the oldest unfinished chunk the executor lets work
+    run)."""
+
+    def __init__(self, n: int, width: int = DEFAULT_TREE_WIDTH, prepare: Callable[[Any], Any] | None = None):
+        shape = MergeTree(n, width)
+        self.width, self.sizes = shape.width, shape.sizes
+        self.prepare = prepare or (lambda value: value)
+        self._groups: dict[tuple[int, int], list] = {}  # (level, parent) -> [next index, Merger, {index: (value, raw)}]
+        self.held = self.held_max = 0
+        self.waiting = self.waiting_max = 0
+        self._front = [0] * len(self.sizes)  # per level: the oldest group not merged yet
+        self.root: Any = None
+        self.done = False
+
+    def put(self, level: int, index: int, value: Any) -> None:
+        top = len(self.sizes) - 1
+        todo = [(level, index, value, level == 0)]  # raw: a payload not prepared yet
         while todo:
-            (level, index), group = todo.pop()
-            todo.extend(tree.put(level, index, accumulate(group)))
+            level, index, value, raw = todo.pop()
+            if level >= top:
+                self.root, self.done = (self.prepare(value) if raw else value), True
+                continue
+            parent = index // self.width
+            lo = parent * self.width
+            if min(lo + self.width, self.sizes[level]) - lo == 1:  # alone in its group: moves up as is
+                todo.append((level + 1, parent, value, raw))
+                continue
+            group = self._groups.setdefault((level, parent), [lo, Merger(), {}])
+            if index < group[0] or index in group[2]:
+                raise ValueError(f"merge tree: node {(level, index)} delivered twice")
+            group[2][index] = (value, raw)
+            self.waiting += 1
+            todo.extend(self._fold(level))
+            self.waiting_max = max(self.waiting_max, self.waiting)
+
+    def _fold(self, level: int) -> list[tuple[int, int, Any, bool]]:
+        """Fold what is in turn in the oldest unfinished group of ``level`` (only that one holds a partial
+        result, so the groups of a level finish in order); completed groups go up a level."""
+        up = []
+        while True:
+            parent = self._front[level]
+            group = self._groups.get((level, parent))
+            if group is None:
+                return up
+            lo = parent * self.width
+            hi = min(lo + self.width, self.sizes[level])
+            while group[0] in group[2]:
+                value, raw = group[2].pop(group[0])
+                self.waiting -= 1
+                if group[0] == lo:
+                    self.held += 1  # the group's partial result starts
+                    self.held_max = max(self.held_max, self.held)
+                group[1].add(self.prepare(value) if raw else value)
+                group[0] += 1
+            if group[0] < hi:
+                return up
+            del self._groups[(level, parent)]
+            self.held -= 1
+            self._front[level] += 1
+            up.append((level + 1, parent, group[1].result, False))
+
+
+def tree_accumulate(results: Iterable[Any], n: int, width: int = DEFAULT_TREE_WIDTH) -> Any:
+    """Merge ``n`` results, given in chunk order, in :class:`MergeTree` order, here (Iterative, tests),
+    folding as they come (:class:`FoldTree`)."""
+    tree = FoldTree(n, width)
+    for i, result in enumerate(results):
+        tree.put(0, i, result)
     if not tree.done:
         raise ValueError(f"merge tree: expected {n} results")
     return tree.root

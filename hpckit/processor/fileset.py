@@ -175,6 +175,8 @@ def _file_entry(where: str, filename: str, value: Any) -> tuple[str | None, tupl
 
 
 def _check_location(where: str, filename: str, name: str) -> None:
+    if ":" not in name and name.strip():  # a plain local path: nothing to check (tens of thousands of files)
+        return
     try:
         storage.parse(name)
     except storage.BadURL as err:

@@ -1,11 +1,20 @@
-"""One progress display for every executor: chunks done, events/s, workers connected."""
+"""One progress display for every executor: chunks done/total, events/s, ETA, failures so far, workers;
+and a bar of its own for planning (reading file metadata) when there are many files to read."""
 
 from __future__ import annotations
 
 import time
 from typing import Any
 
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, ProgressColumn, TextColumn, TimeElapsedColumn
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    ProgressColumn,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
 from rich.text import Text
 
 from hpckit.units import format_rate
@@ -16,18 +25,24 @@ class _RateColumn(ProgressColumn):
         elapsed = task.elapsed or 0.0
         events = task.fields.get("events", 0)
         rate = events / elapsed if elapsed > 0 else 0.0
+        chunk_rate = task.completed / elapsed if elapsed > 0 else 0.0
         workers = task.fields.get("workers")
+        failed = task.fields.get("failed", 0)
         extra = f" | {workers} workers" if workers else ""
-        return Text(f"{format_rate(rate)}{extra}")
+        extra += f" | {failed} failed" if failed else ""
+        return Text(f"{format_rate(rate)} | {chunk_rate:,.1f} chunks/s{extra}")
 
 
 class ChunkProgress:
-    """Progress of a run; a no-op when ``status`` is False (nothing is drawn, no thread started)."""
+    """Progress of a run; a no-op when ``status`` is False (nothing is drawn, no thread started).
+    ``failed``: chunk attempts that failed so far (retried, skipped) and files skipped in planning."""
 
     def __init__(self, status: bool, total_chunks: int, desc: str = "Processing"):
         self.enabled = bool(status)
+        self.total = int(total_chunks)
         self.done = 0
         self.events = 0
+        self.failures = 0
         self.started = time.perf_counter()
         self.first_result_at: float | None = None
         self._progress: Progress | None = None
@@ -39,9 +54,11 @@ class ChunkProgress:
                 TextColumn("chunks"),
                 _RateColumn(),
                 TimeElapsedColumn(),
+                TextColumn("ETA"),
+                TimeRemainingColumn(),
                 transient=False,
             )
-            self._task = self._progress.add_task(desc, total=total_chunks, events=0, workers=None)
+            self._task = self._progress.add_task(desc, total=total_chunks, events=0, workers=None, failed=0)
 
     def __enter__(self) -> "ChunkProgress":
         if self._progress is not None:
@@ -60,6 +77,42 @@ class ChunkProgress:
         if self._progress is not None:
             self._progress.update(self._task, advance=chunks, events=self.events)
 
+    def failed(self, n: int = 1) -> None:
+        self.failures += n
+        if self._progress is not None:
+            self._progress.update(self._task, failed=self.failures)
+
     def set_workers(self, n: int) -> None:
         if self._progress is not None:
             self._progress.update(self._task, workers=n)
+
+
+class PlanProgress:
+    """A bar for reading file metadata (planning); a no-op when ``status`` is False. It redraws only when
+    told (no thread: the Futures pool may fork meanwhile)."""
+
+    def __init__(self, status: bool, total_files: int):
+        self._progress: Progress | None = None
+        if status:
+            self._progress = Progress(TextColumn("[bold]Planning"), BarColumn(), MofNCompleteColumn(),
+                                      TextColumn("files"), TimeElapsedColumn(), TextColumn("ETA"),
+                                      TimeRemainingColumn(), transient=True, auto_refresh=False)
+            self._task = self._progress.add_task("plan", total=total_files)
+
+    @property
+    def enabled(self) -> bool:
+        return self._progress is not None
+
+    def __enter__(self) -> "PlanProgress":
+        if self._progress is not None:
+            self._progress.start()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        if self._progress is not None:
+            self._progress.stop()
+
+    def advance(self, files: int) -> None:
+        if self._progress is not None:
+            self._progress.update(self._task, advance=files)
+            self._progress.refresh()

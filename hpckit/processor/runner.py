@@ -16,11 +16,13 @@ from hpckit.processor.checkpoint import CheckpointerABC, processor_fingerprint
 from hpckit.processor.executors.base import ExecutorBase
 from hpckit.processor.fileset import (MISSING_LIMIT, FileMeta, WorkItem, as_work_items, chunk_ranges,
                                       missing_local_files, normalize_fileset)
-from hpckit.processor.progress import ChunkProgress
+from hpckit.processor.metacache import open_cache
+from hpckit.processor.planning import LIGHT_ABOVE
+from hpckit.processor.progress import ChunkProgress, PlanProgress
 from hpckit.processor.replicas import reset_preferences
 from hpckit.processor.result import Err, Ok
 from hpckit.processor.serialize import dump_processor
-from hpckit.processor.work import ChunkJob, FileMetaTask, skip_matches
+from hpckit.processor.work import ChunkJob, FileMetaTask, error_chain, skip_matches
 
 
 @dataclass
@@ -65,6 +67,10 @@ class Runner:
     # seconds one chunk may run before it is ended as a failure naming it (see hpckit.processor.timeout:
     # enforced by Iterative, Futures' process pool, Parsl and TaskVine workers; not in Dask's worker threads)
     chunk_timeout: float | None = None
+    # the persistent per-user file metadata cache (hpckit.processor.metacache): True (default), False, a
+    # path or a MetadataCache; it sits under ``metadata_cache`` (coffea's in-memory mapping)
+    persistent_metadata: Any = True
+    refresh_metadata: bool = False  # read every file again (and update the persistent cache)
 
     def __post_init__(self) -> None:
         if not isinstance(self.executor, ExecutorBase):
@@ -87,6 +93,8 @@ class Runner:
         if self.metadata_cache is None:
             self.metadata_cache = {}
         self._skipped: list[dict] = []
+        self._store: Any = None  # the opened persistent cache (False: none)
+        self._planned = {"files": 0, "from_cache": 0}
 
     @property
     def retries(self) -> int:
@@ -183,25 +191,53 @@ class Runner:
         specs = normalize_fileset(fileset, treename, require_tree=self.format != "parquet")
         self._stop_on_missing_files(specs)
         task = FileMetaTask(options, self.retries, self.align_clusters, self.format)
-        key = lambda spec: (spec.dataset, spec.filename, spec.treename, self.align_clusters)  # noqa: E731
+        align = self.align_clusters
+        key = lambda spec: (spec.dataset, spec.filename, spec.treename, align)  # noqa: E731
+        keys = [key(s) for s in specs]
         fetched: dict = {}  # this call's metadata: a bounded metadata_cache may evict it meanwhile
-        if self.maxchunks is None:  # every file is needed: let the executor open them in parallel
-            todo = list({key(s): s for s in specs if key(s) not in self.metadata_cache}.values())
-            if todo:
-                for spec, meta in zip(todo, self.executor.map_files(task, todo, job)):
-                    fetched[key(spec)] = meta
-                    if "error" not in meta:
-                        self.metadata_cache[key(spec)] = meta
-        chunksize = int(self.chunksize)
-        per_dataset: dict[str, int] = {}
-        for spec in specs:
-            if self.maxchunks is not None and per_dataset.get(spec.dataset, 0) >= self.maxchunks:
-                continue
-            meta = fetched.get(key(spec)) or self.metadata_cache.get(key(spec))
-            if meta is None:
-                meta = fetched[key(spec)] = task(spec)
+        unique = list({k: s for k, s in zip(keys, specs) if k not in self.metadata_cache}.values())
+        self._planned = {"files": len(set(keys)), "from_cache": 0}
+        # (the small case never opens the persistent cache: see below)
+        store = self._persistent() if len(unique) > LIGHT_ABOVE else None
+        what = f"{self.format}:{int(bool(self.align_clusters))}"
+        # A few files are read as before, in full: the trees stay open for the chunks (forked Futures workers
+        # inherit them, Dask runs a file's chunks where it was opened), so nothing is read twice. Files with
+        # replicas are read each time: planning checks that every copy holds the same file.
+        if store is not None and not self.refresh_metadata:
+            single = [s for s in unique if not s.replicas]
+            found = {id(single[i]): meta for i, meta in store.lookup(single, what).items()}
+            for spec in single:
+                meta = found.get(id(spec))
+                if meta is not None:
+                    fetched[key(spec)] = self.metadata_cache[key(spec)] = meta
+            unique = [s for s in unique if id(s) not in found]
+        self._planned["from_cache"] = self._planned["files"] - len(unique)  # this Runner's or the user's cache
+        task.light = len(unique) > LIGHT_ABOVE
+        if self.maxchunks is None and unique:  # every file is needed: let the executor open them in parallel
+            with PlanProgress(self.executor.status and len(unique) > 10 * LIGHT_ABOVE, len(unique)) as plan:
+                step = max(LIGHT_ABOVE, -(-len(unique) // 20)) if plan.enabled else len(unique)
+                metas = []
+                for i in range(0, len(unique), step):  # in steps only to move the bar
+                    metas.extend(self.executor.map_files(task, unique[i : i + step], job))
+                    plan.advance(len(unique[i : i + step]))
+            for spec, meta in zip(unique, metas):
+                fetched[key(spec)] = meta
                 if "error" not in meta:
                     self.metadata_cache[key(spec)] = meta
+            if store is not None:
+                store.store(((s, m) for s, m in zip(unique, metas) if not s.replicas), what)
+        chunksize = int(self.chunksize)
+        per_dataset: dict[str, int] = {}
+        for spec, k in zip(specs, keys):
+            if self.maxchunks is not None and per_dataset.get(spec.dataset, 0) >= self.maxchunks:
+                continue
+            meta = fetched.get(k) or self.metadata_cache.get(k)
+            if meta is None:
+                meta = fetched[k] = task(spec)
+                if "error" not in meta:
+                    self.metadata_cache[k] = meta
+                    if store is not None and not spec.replicas:
+                        store.store([(spec, meta)], what)
             err = meta.get("error")
             if err is not None:
                 if skip_matches(self.skipbadfiles, err) and not self.use_result_type:
@@ -225,6 +261,28 @@ class Runner:
                     if chunksize < 1:
                         raise ValueError(f"chunksize must be a positive integer, got {sent!r}")
         return chunksize
+
+    def _persistent(self) -> Any:
+        if self._store is None:
+            store = open_cache(self.persistent_metadata)
+            self._store = False if store is None else store
+        return None if self._store is False else self._store
+
+    def forget_metadata(self, filenames: Any) -> None:
+        """Drop files from both metadata caches (their uuid changed under the same name)."""
+        names = set(filenames)
+        for k in [k for k in list(self.metadata_cache.keys()) if isinstance(k, tuple) and len(k) > 1 and k[1] in names]:
+            self.metadata_cache.pop(k, None)
+        store = self._persistent()
+        if store is not None:
+            store.forget(names)
+
+    def _forget_changed(self, failures: list[tuple[Any, str]]) -> None:
+        """A file replaced under the same name since it was planned (a chunk saw another uuid: ChunkJob)
+        is forgotten by the metadata caches, so the next run reads it again. ``failures``: (file, message)."""
+        names = {f for f, msg in failures if f and "changed since it was chunked" in msg}
+        if names:
+            self.forget_metadata(names)
 
     def _uproot_options(self, extra: dict | None) -> dict:
         options = dict(self.uproot_options)
@@ -289,6 +347,7 @@ class Runner:
             raise ValueError("processor_instance is required")
         t_start = time.perf_counter()
         self._skipped = []
+        self._planned = {"files": 0, "from_cache": 0}
         reset_preferences()
         options = self._uproot_options(uproot_options)
         fingerprint = processor_fingerprint(processor_instance, self.schema)
@@ -319,28 +378,19 @@ class Runner:
                 raise FilesetError("No chunks survived preprocessing: every file was skipped or the fileset is empty")
             t_pre = time.perf_counter()
 
+            # checkpointed chunks go through the executor like the others: ChunkJob loads them where the
+            # chunk would run, so they merge at their place in the fixed tree (a resumed run's output is
+            # the same bytes as an uninterrupted one's)
             merged = Merger()
-            todo = items
-            from_checkpoint = 0
-            if self.checkpointer is not None:
-                todo = []
-                for item in items:
-                    saved = self.checkpointer.load(item, fingerprint)
-                    if saved is None:
-                        todo.append(item)
-                    else:
-                        merged.add(saved)
-                        from_checkpoint += 1
-
-            record("planned", chunks=len(items), events=sum(len(i) for i in items),
-                   from_checkpoint=from_checkpoint, preprocess_s=t_pre - t_start)
+            record("planned", chunks=len(items), events=sum(len(i) for i in items), preprocess_s=t_pre - t_start,
+                   files=self._planned["files"], files_metadata_from_cache=self._planned["from_cache"])
             with ChunkProgress(executor.status, len(items)) as progress:
-                if from_checkpoint:
-                    progress.advance(from_checkpoint, sum(len(i) for i in items) - sum(len(i) for i in todo))
-                if todo:
-                    merged.add(executor.run(todo, job, progress))
+                if self._skipped:
+                    progress.failed(len(self._skipped))
+                merged.add(executor.run(items, job, progress))
         except BaseException as err:
             record("error", error=f"{type(err).__name__}: {err}")
+            self._forget_changed([(getattr(e, "path", None), str(e)) for e in error_chain(err)])
             raise
         finally:
             executor.close()
@@ -361,6 +411,7 @@ class Runner:
                 f"{len(missing)} chunk(s) never returned a result, first: {missing[0].describe()}; "
                 "the executor lost them"
             )
+        self._forget_changed([(s.get("file"), s.get("error", "")) for s in result.get("metrics", {}).get("skipped", ())])
         for skipped in result.get("metrics", {}).get("skipped", ()):  # skipped on a worker: say so here too
             warnings.warn(f"hpckit: skipped {skipped['chunk']}: {skipped['error']}")
         if "out" not in result:
@@ -372,6 +423,7 @@ class Runner:
             if final is not None:
                 out = final
 
+        from_checkpoint = int(result.get("metrics", {}).get("from_checkpoint", 0))
         metrics = self._metrics(result, items, from_checkpoint, t_start, t_pre, t_end, progress)
         record("end", events=metrics["entries"], walltime=metrics["walltime"])
         return {"out": out, "metrics": metrics, "processed": processed, "exception": exception}
@@ -389,6 +441,9 @@ class Runner:
             "chunks": len(items),
             "chunks_from_checkpoint": from_checkpoint,
             "chunks_processed": len(items) - from_checkpoint,
+            # files planned, and how many of them had their metadata from the caches (not opened)
+            "files": self._planned["files"],
+            "files_metadata_from_cache": self._planned["from_cache"],
             "processtime": float(m.get("processtime", 0.0)),
             "walltime": walltime,
             "preprocesstime": t_pre - t_start,

@@ -187,7 +187,7 @@ class ChunkJob:
         if self.checkpointer is not None:  # a chunk recomputed after its worker left (walltime) reuses its result
             saved = self.checkpointer.load(item, self.fingerprint)
             if saved is not None:
-                return saved
+                return {**saved, "metrics": {**saved.get("metrics", {}), "from_checkpoint": 1}}
         failovers = 0
 
         def served() -> dict:  # one attempt: every replica in turn
@@ -331,11 +331,18 @@ class FileMetaTask:
     retries: int = 3
     align_clusters: bool = False
     format: str = "root"
+    light: bool = False  # read only the tree header (hpckit.processor.planning.read_light) when it can
 
     def __call__(self, spec: Any) -> dict:
         replicas = tuple(getattr(spec, "replicas", ()))
 
         def read(name: str) -> dict:
+            if self.light and not self.align_clusters and self.format == "root" and not name.endswith(".parquet"):
+                from hpckit.processor.planning import read_light
+
+                meta = read_light(name, spec.treename, self.uproot_options)
+                if meta is not None:
+                    return meta
             tree = open_tree(name, spec.treename, self.uproot_options, self.format)
             meta = {"numentries": tree.num_entries, "uuid": tree.uuid}
             if self.align_clusters:

@@ -224,6 +224,57 @@ def _jsonl(path: Path) -> tuple[list[dict], int]:
     return out, bad
 
 
+def progress_line(run_dir: str | Path) -> str:
+    """A running (or ended) run's progress from its ``chunks.jsonl``: chunks done/total, failures, rate and
+    ETA. Cheap on a large file: only the planned and end lines are parsed, the others are counted."""
+    try:
+        text = (Path(run_dir) / "chunks.jsonl").read_text(errors="replace")
+    except OSError:
+        return "no records yet"
+    done = failed = 0
+    planned: dict = {}
+    first = last = None
+    ended = False
+    for line in text.splitlines():
+        if '"kind":"chunk"' in line:
+            done += 1
+            if first is None:
+                first = line
+            last = line
+        elif '"kind":"failure"' in line or '"kind":"skipped"' in line:
+            failed += 1
+        elif '"event":"planned"' in line:
+            planned = _line(line)
+        elif '"event":"end"' in line or '"event":"error"' in line:
+            ended = True
+    total = int(planned.get("chunks") or 0)
+    out = f"{done:,}/{total:,} chunks" if total else f"{done:,} chunks (not planned yet)"
+    if failed:
+        out += f", {failed} failed"
+    t0, t1 = _line(first or "").get("t1"), _line(last or "").get("t1")
+    if done > 1 and isinstance(t0, (int, float)) and isinstance(t1, (int, float)) and t1 > t0:
+        rate = (done - 1) / (t1 - t0)
+        out += f", {rate:,.1f} chunks/s"
+        if total > done and not ended:
+            out += f", ETA {_duration((total - done) / rate)}"
+    return out + (", ended" if ended else "")
+
+
+def _line(text: str) -> dict:
+    try:
+        rec = json.loads(text)
+    except ValueError:
+        return {}
+    return rec if isinstance(rec, dict) else {}
+
+
+def _duration(seconds: float) -> str:
+    seconds = int(seconds)
+    if seconds >= 3600:
+        return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
+    return f"{seconds // 60}m{seconds % 60:02d}s" if seconds >= 60 else f"{seconds}s"
+
+
 def load_run(run_dir: str | Path) -> RunData:
     """Everything ``run_dir`` holds about its run. A directory with none of the run files is a ReportError."""
     run_dir = Path(run_dir).resolve()

@@ -223,6 +223,7 @@ class StreamingDriver:
                 else:
                     tb = getattr(value, "traceback_text", "") if not ok else ""
                 if not ok:
+                    self.progress.failed()
                     if task.attempt <= self.retries:
                         task.attempt += 1
                         self.retried += 1

@@ -28,6 +28,7 @@ from hpckit.errors import EngineError
 from hpckit.processor.executors._remote import chunk_failure, run_stats, tree_reduce
 from hpckit.processor.executors.base import ExecutorBase, missing_extra
 from hpckit.processor.accumulate import canonical_result
+from hpckit.processor.planning import FileBatch, batch_size, in_batches
 from hpckit.processor.serialize import decompress
 from hpckit.processor.work import ChunkJob, merge_payloads
 
@@ -99,14 +100,19 @@ class DaskExecutor(ExecutorBase):
             return super().map_files(task, specs, job)
         client, _ = self._client()
         prefix = f"hpckit-{uuid.uuid4().hex[:10]}-meta-"
-        futures = client.map(task, specs, key=[f"{prefix}{i}" for i in range(len(specs))], retries=self.retries)
+        # a batch of files a task (hpckit.processor.planning): 10^4 files are not 10^4 scheduler round trips
+        n_workers = len(client.scheduler_info(n_workers=-1).get("workers", {})) or 1
+        batches = in_batches(specs, batch_size(len(specs), n_workers))
+        futures = client.map(FileBatch(task), batches, key=[f"{prefix}{i}" for i in range(len(batches))],
+                             retries=self.retries)
         results = client.gather(futures)
         who = client.who_has(futures)
         self._file_workers = {
-            spec.filename: list(who[fut.key])[0] for spec, fut in zip(specs, futures) if who.get(fut.key)
+            spec.filename: list(who[fut.key])[0]
+            for batch, fut in zip(batches, futures) if who.get(fut.key) for spec in batch
         }
         del futures
-        return results
+        return [meta for batch in results for meta in batch]
 
     def close(self) -> None:
         self._file_workers = {}

@@ -11,11 +11,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from hpckit.errors import EngineError
-from hpckit.processor.accumulate import DEFAULT_TREE_WIDTH, MergeTree, accumulate, canonical_result
+from hpckit.processor.accumulate import DEFAULT_TREE_WIDTH, FoldTree, MergeTree, canonical_result
 from hpckit.processor.executors._remote import Completions
 from hpckit.processor.executors.base import ExecutorBase, warn_tailtimeout
 from hpckit.processor.fileset import WorkItem
 from hpckit.processor.lifeline import die_with_parent
+from hpckit.processor.planning import batch_size
 from hpckit.processor.serialize import decompress
 from hpckit.processor.work import merge_payloads, worker_id
 
@@ -157,7 +158,10 @@ class FuturesExecutor(ExecutorBase):
     def map_files(self, task, specs, job=None) -> list:
         # With few workers the driver opens every file itself before forking, so every worker inherits
         # them all open; with many, opening them in parallel in the pool wins (measured: bench/).
-        if len(specs) < 2 or job is None or self._threads or self.workers < _PARALLEL_OPEN_MIN_WORKERS:
+        # Many files are read the light way (no tree is kept open to inherit): then the pool reads them,
+        # a batch of files a task.
+        many = getattr(task, "light", False)
+        if len(specs) < 2 or job is None or self._threads or (self.workers < _PARALLEL_OPEN_MIN_WORKERS and not many):
             return super().map_files(task, specs, job)
         first = task(specs[0])  # in the driver: its open file and a warm-up are inherited by the workers
         warm = None
@@ -165,7 +169,7 @@ class FuturesExecutor(ExecutorBase):
             s0 = specs[0]
             warm = WorkItem(s0.dataset, s0.filename, s0.treename, 0, 0, first["uuid"], s0.metadata, replicas=s0.replicas)
         pool, _ = self._open_pool(job, warm)
-        return [first, *pool.map(task, specs[1:])]
+        return [first, *pool.map(task, specs[1:], chunksize=batch_size(len(specs), self.workers))]
 
     def close(self, cancel: bool = False) -> None:
         if self._session is not None:
@@ -179,10 +183,18 @@ class FuturesExecutor(ExecutorBase):
         in_pool = _merge_in_pool(self.merging)
         opened_here = self._session is None
         pool, key = self._open_pool(job, items[0] if items else None)
-        tree = MergeTree(len(items), self.treereduction) if items else None
+        # merged in the pool: groups complete in the fixed tree; merged here: folded as they arrive
+        tree: Any = None
+        if items:
+            tree = MergeTree(len(items), self.treereduction) if in_pool else FoldTree(len(items), self.treereduction, decompress)
         workers: set[str] = set()
         finished = Completions()
         chunks_left, last_chunk = len(items), time.perf_counter()
+        merge_s = 0.0
+        # chunks run at most ``window`` ahead of the oldest unfinished one, so the pool's queue and the
+        # results waiting for their turn in the fold stay bounded whatever the number of chunks
+        window, submitted, oldest = max(64, 16 * self.workers), 0, 0
+        finished_chunks = bytearray(len(items))
         todo: dict[cf.Future, tuple[int, int]] = {}
         merges: dict[tuple[int, int], list] = {}  # a merge's inputs, kept until it is done (resubmitted if lost)
         lost: dict[int, int] = {}  # chunk index -> times a dying pool process cut it short
@@ -198,9 +210,16 @@ class FuturesExecutor(ExecutorBase):
                 fut = pool.submit(_tracked, index, job, items[index])
             todo[finished.watch(fut)] = node
 
+        def submit_more() -> None:
+            nonlocal submitted, oldest
+            while oldest < len(items) and finished_chunks[oldest]:
+                oldest += 1
+            while submitted < len(items) and submitted < oldest + window:
+                submit((0, submitted))
+                submitted += 1
+
         try:
-            for i in range(len(items)):
-                submit((0, i))
+            submit_more()
             progress.set_workers(self.workers)
             while todo:
                 for fut in finished.next_batch():
@@ -219,6 +238,7 @@ class FuturesExecutor(ExecutorBase):
                     if level == 0:
                         item = items[index]
                         payload = _result(fut, item.describe())
+                        finished_chunks[index] = 1
                         progress.advance(1, len(item))
                         chunks_left -= 1
                         if not chunks_left:
@@ -226,24 +246,28 @@ class FuturesExecutor(ExecutorBase):
                     else:
                         payload = _result(fut, "merging results")
                         merges.pop(node, None)
-                    ready = tree.put(level, index, payload)
-                    while ready:
-                        node, group = ready.pop()
-                        if in_pool:
-                            merges[node] = group
-                            submit(node)
-                        else:
-                            ready.extend(tree.put(*node, accumulate(decompress(p) for p in group)))
+                    t0 = time.perf_counter()
+                    if not in_pool:
+                        tree.put(level, index, payload)
+                    else:
+                        for up, group in tree.put(level, index, payload):
+                            merges[up] = group
+                            submit(up)
+                    merge_s += time.perf_counter() - t0
+                submit_more()
         except BaseException:
             self.close(cancel=True)
             raise
         if opened_here:
             self.close()
-        result = canonical_result(decompress(tree.root)) if tree is not None else None
+        t0 = time.perf_counter()
+        result = canonical_result(tree.root if not in_pool else decompress(tree.root)) if tree is not None else None
+        merge_s += time.perf_counter() - t0
         if result is not None:
             workers = set(result.get("metrics", {}).get("workers", ())) or {worker_id()}
         self.stats = {"retried": sum(lost.values()), "workers": sorted(workers), "held_max": tree.held_max if tree else 0,
-                      "merge_tail_s": time.perf_counter() - last_chunk, "pools_replaced": self._replaced}
+                      "waiting_max": getattr(tree, "waiting_max", 0), "merge_tail_s": time.perf_counter() - last_chunk,
+                      "merge_s": merge_s, "pools_replaced": self._replaced}
         return result
 
     def _recoverable(self) -> bool:

@@ -25,11 +25,16 @@ from typing import Any
 
 from hpckit.processor.executors._remote import Completions, JobRef, NotCached, StreamingDriver, run_cached, run_stats
 from hpckit.processor.executors.base import ExecutorBase, missing_extra, warn_tailtimeout
+from hpckit.processor.planning import FileBatch, batch_size, in_batches
 from hpckit.processor.work import ChunkJob, merge_payloads
 
 
 def _merge(payloads: list, compression):
     return merge_payloads(payloads, compression)
+
+
+def _plan(batch_task, specs: list):
+    return batch_task(specs)
 
 
 def _current_dfk() -> Any:
@@ -114,6 +119,26 @@ class ParslExecutor(ExecutorBase):
             raise missing_extra("parsl", "parsl") from None
         if int(self.treereduction) < 2:
             raise ValueError(f"treereduction must be at least 2, got {self.treereduction}")
+
+    def map_files(self, task, specs, job=None) -> list:
+        """Planning on the Parsl workers, a batch of files an app; a DataFlowKernel loaded here for it
+        stays loaded for ``run`` and is cleaned up by ``close``."""
+        if len(specs) < 2:
+            return super().map_files(task, specs, job)
+        from parsl.app.app import python_app
+
+        dfk, owned = self._dfk()
+        if owned:
+            self._planning_dfk = dfk
+        app = python_app(_plan, data_flow_kernel=dfk, executors=self.jobs_executors)
+        size = batch_size(len(specs), max(2, _connected_workers(dfk)))
+        futures = [app(FileBatch(task), batch) for batch in in_batches(specs, size)]
+        return [meta for fut in futures for meta in fut.result()]
+
+    def close(self) -> None:
+        dfk, self._planning_dfk = getattr(self, "_planning_dfk", None), None
+        if dfk is not None:
+            dfk.cleanup()
 
     def _dfk(self) -> tuple[Any, bool]:
         import parsl
