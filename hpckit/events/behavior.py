@@ -17,6 +17,9 @@ import numpy as np
 import vector.backends.awkward as vba
 
 from hpckit.errors import HpckitError
+from hpckit.events import lorentz, shared_behavior
+
+shared_behavior.install()
 
 # coffea's record names and the vector kind that computes them
 COFFEA_NAMES_4D = (
@@ -145,29 +148,22 @@ def _add_with_charge(vector_add: Callable) -> Callable:
     return add
 
 
-def _kind(name: str) -> str:
-    if name in _BASES:
-        return name
-    if name.startswith("Vector") or name.startswith("Momentum"):
-        return name
-    return "Momentum4D"
-
-
-def _pair_behaviors(groups: dict[str, list[str]]) -> dict:
-    """behavior[ufunc, left, right] for every left/right name, from vector's entries for their kinds."""
+def _pair_functions() -> dict[tuple, Callable]:
+    """vector's binary entries by (ufunc, left kind, right kind); ``add`` also sums charges, and two
+    4-vectors add and subtract as coffea's (``Candidate`` / ``LorentzVector``, see hpckit.events.lorentz)."""
     out: dict = {}
     for key, fn in vba.behavior.items():
-        if not (isinstance(key, tuple) and len(key) == 3 and isinstance(key[0], np.ufunc)):
-            continue
-        ufunc, left, right = key
-        if not (isinstance(left, str) and isinstance(right, str)):
-            continue
-        if ufunc is np.add:
-            fn = _add_with_charge(fn)
-        for lname in groups.get(left, [left]):
-            for rname in groups.get(right, [right]):
-                out[ufunc, lname, rname] = fn
+        if isinstance(key, tuple) and len(key) == 3 and isinstance(key[0], np.ufunc):
+            if isinstance(key[1], str) and isinstance(key[2], str):
+                out[key] = _add_with_charge(fn) if key[0] is np.add else fn
+    for ufunc, sign in ((np.add, 1), (np.subtract, -1)):
+        key = (ufunc, "Momentum4D", "Momentum4D")
+        if key in out:
+            out[key] = lorentz.combine(sign, vba.behavior[key])
     return out
+
+
+_PAIRS = _pair_functions()
 
 
 def _single_behaviors(kind: str, name: str) -> dict:
@@ -183,14 +179,55 @@ def _single_behaviors(kind: str, name: str) -> dict:
 
 class Behavior(dict):
     """A behaviour dict that pickles as the recipe that built it (its values hold vector's lambdas, which
-    do not pickle), so arrays of events can cross process boundaries."""
+    do not pickle), so arrays of events can cross process boundaries.
 
-    def __init__(self, items: dict, recipe: tuple):
+    The binary operations of two record names (``behavior[numpy.add, "Muon", "Electron"]``) are not
+    stored but made when awkward first looks one up (``__missing__``): stored, they would be one entry
+    per pair of names and ufunc (16,000 on a 2,600-branch NanoAOD), and awkward copies the whole mapping
+    on every operation of two arrays.
+    """
+
+    def __init__(self, items: dict, recipe: tuple, kinds: dict[str, str] | None = None):
         super().__init__(items)
         self.recipe = recipe
+        self.kinds: dict[str, str] = dict(kinds or getattr(items, "kinds", {}))
 
     def __reduce__(self):
         return (_rebuild, self.recipe)
+
+    def _pair(self, key: Any) -> Callable | None:
+        if not (isinstance(key, tuple) and len(key) == 3 and isinstance(key[0], np.ufunc)):
+            return None
+        ufunc, left, right = key
+        if not (isinstance(left, str) and isinstance(right, str)):
+            return None
+        if left not in self.kinds and right not in self.kinds:
+            return None  # vector's own names: vector's entries (already in the mapping) or nothing
+        fn = _PAIRS.get((ufunc, self.kinds.get(left, left), self.kinds.get(right, right)))
+        if fn is not None:
+            self[key] = fn
+        return fn
+
+    def __missing__(self, key: Any) -> Any:
+        fn = self._pair(key)
+        if fn is None:
+            raise KeyError(key)
+        return fn
+
+    def __contains__(self, key: Any) -> bool:
+        return dict.__contains__(self, key) or self._pair(key) is not None
+
+    def get(self, key: Any, default: Any = None) -> Any:
+        try:
+            return self[key]
+        except (KeyError, TypeError):
+            return default
+
+
+@functools.lru_cache(maxsize=None)
+def _fast(base: type) -> dict[str, property]:
+    """pt, eta, phi, mass of a vector class: the record's own field when it has one (no vector call)."""
+    return {n: lorentz.fast_property(n, getattr(base, n)) for n in ("pt", "eta", "phi", "mass") if hasattr(base, n)}
 
 
 def _rebuild(module: str, name: str, *args: Any) -> dict:
@@ -219,16 +256,13 @@ def build_behavior(named: frozenset[tuple[str, str]]) -> Behavior:
         kinds.setdefault(n, "Momentum2D")
     behavior: dict = dict(vba.behavior)
     behavior.update(behavior_plain)
-    groups: dict[str, list[str]] = {k: [k] for k in _BASES}
     for name, kind in kinds.items():
-        groups[kind].append(name)
         behavior.update(_single_behaviors(kind, name))
         array_base, record_base = _BASES[kind]
         members = class_members(name)
-        behavior[name] = type(name, (CoffeaMethods, record_base), dict(members))
-        behavior["*", name] = type(f"{name}Array", (CoffeaMethods, array_base), dict(members))
-    behavior.update(_pair_behaviors(groups))
-    return Behavior(behavior, (__name__, "build_behavior", named))
+        behavior[name] = type(name, (CoffeaMethods, record_base), {**_fast(record_base), **members})
+        behavior["*", name] = type(f"{name}Array", (CoffeaMethods, array_base), {**_fast(array_base), **members})
+    return Behavior(behavior, (__name__, "build_behavior", named), kinds)
 
 
 def vector_kind(fields: list[str] | tuple[str, ...]) -> str | None:
