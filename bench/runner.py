@@ -88,7 +88,7 @@ def measure(args) -> dict:
         with Timer() as t:
             out, metrics = runner(_fileset(paths), processor_instance=DimuonProcessor())
         cut = out["cutflow"]["bench"]
-        return {"seconds": t.seconds, "bytes": int(metrics["bytesread"]), "muons": cut["muons"],
+        return {"seconds": t.seconds, "cpu_seconds": t.cpu_seconds, "bytes": int(metrics["bytesread"]), "muons": cut["muons"],
                 "mass_entries": float(out["mass"].sum()), "peak_rss_mb": peak_rss_mb(),
                 "columns": sorted(metrics["columns"])}
 
@@ -109,7 +109,7 @@ def measure(args) -> dict:
                                   chunksize=args.chunksize, savemetrics=True)
         with Timer() as t:
             out, metrics = runner(_fileset(paths), processor_instance=MatchedJet())
-        return {"seconds": t.seconds, "columns": sorted(metrics["columns"]), "peak_rss_mb": peak_rss_mb()}
+        return {"seconds": t.seconds, "cpu_seconds": t.cpu_seconds, "columns": sorted(metrics["columns"]), "peak_rss_mb": peak_rss_mb()}
 
     if args.measure in ("uproot-chunks", "uproot-branches"):  # uproot alone, tree open: the columns hpckit reads
         import uproot
@@ -125,7 +125,7 @@ def measure(args) -> dict:
                 else:
                     for name in columns:
                         tree[name].array(entry_start=start, entry_stop=stop)
-        return {"seconds": t.seconds, "peak_rss_mb": peak_rss_mb()}
+        return {"seconds": t.seconds, "cpu_seconds": t.cpu_seconds, "peak_rss_mb": peak_rss_mb()}
     raise SystemExit(f"unknown measurement {args.measure}")
 
 
@@ -205,20 +205,23 @@ def main() -> None:
     def per_chunk(kind, python=sys.executable):
         def t(cs):
             cli = ["--measure", kind, "--workdir", str(workdir), "--executor", "iterative", "--chunksize", str(cs), "--paths", *wide]
-            return median_of(args.repeat, lambda: run_fresh(python, SCRIPT, cli))["seconds"]
-        t1, t20 = t(200), t(10)
-        return t1, t20, (t20 - t1) / 19
+            r = median_of(args.repeat, lambda: run_fresh(python, SCRIPT, cli))
+            return r["seconds"], r.get("cpu_seconds", float("nan"))
+        (t1, c1), (t20, c20) = t(200), t(10)
+        return t1, t20, (t20 - t1) / 19, (c20 - c1) / 19
 
     rows = [("uproot branch by branch", per_chunk("uproot-branches")),
             ("uproot tree.arrays(columns)", per_chunk("uproot-chunks")), ("hpckit Iterative", per_chunk("hpckit")),
             ("hpckit, Muon.matched_jet.pt", per_chunk("hpckit-xref"))]
     if have_coffea:
         rows.append(("coffea Iterative", per_chunk("coffea", args.coffea_python)))
-    base = rows[0][1][2]
-    for name, (t1, t20, cost) in rows:
+    base, cbase = rows[0][1][2], rows[0][1][3]
+    print("  (wall: elapsed time; cpu: this process's CPU time, steadier when the machine is shared)")
+    for name, (t1, t20, cost, cpu) in rows:
         ratio = cost / base if base > 0 else float("nan")
-        print(f"  {name:28s} 1 chunk {t1:7.3f} s   20 chunks {t20:7.3f} s   per chunk {cost * 1e3:8.2f} ms"
-              f"   {ratio:6.1f}x branch by branch")
+        cratio = cpu / cbase if cbase > 0 else float("nan")
+        print(f"  {name:28s} 1 chunk {t1:7.3f} s   20 chunks {t20:7.3f} s   per chunk wall {cost * 1e3:8.2f} ms"
+              f" ({ratio:5.1f}x branch by branch)   cpu {cpu * 1e3:8.2f} ms ({cratio:5.1f}x)")
     if args.json:
         Path(args.json).write_text(json.dumps({"events": n_events, "results": results,
                                                "per_chunk": {n: r for n, r in rows}}, indent=2))

@@ -188,6 +188,7 @@ class ChunkReader:
         self.columns: set[str] = set()
         self._arrays: dict[str, Any] = {}
         self.derived: dict[tuple, np.ndarray] = {}  # crossref's computed buffers
+        self.on_read: Any = None  # called (branch, buffer key) per branch read: coffea's access_log
 
     def _array(self, branch: str) -> Any:
         arr = self._arrays.get(branch)
@@ -195,6 +196,8 @@ class ChunkReader:
             arr = self.tree.read(branch, self.start, self.stop)
             self._arrays[branch] = arr
             self.columns.add(branch)
+            if self.on_read is not None:
+                self.on_read(branch, branch)
         return arr
 
     def counter_offsets(self, branch: str) -> np.ndarray:

@@ -17,6 +17,8 @@ from hpckit.events.plan import BufferSource
 from hpckit.events.reader import BranchInfo
 
 
+__all__ = ["BaseSchema", "NanoAODSchema"]
+
 Plan = tuple[ak.forms.Form, dict[str, BufferSource]]
 
 
@@ -28,6 +30,14 @@ class BaseSchema:
     """The raw branches as top-level fields (jagged branches keep their own offsets)."""
 
     name: ClassVar[str] = "BaseSchema"
+
+    @classmethod
+    def behavior(cls) -> dict:
+        """coffea's ``schema.behavior()``: the behaviour of coffea's record names (a file's own collection
+        names are added when its events are made)."""
+        from hpckit.events.behavior import base_behavior  # noqa: PLC0415
+
+        return base_behavior()
 
     @classmethod
     def plan(cls, branches: dict[str, BranchInfo]) -> Plan:
@@ -59,6 +69,10 @@ class NanoAODSchema(BaseSchema):
     """
 
     name: ClassVar[str] = "NanoAODSchema"
+    # coffea's switches, read by NanoEventsFactory (the Runner reads what the file has)
+    event_ids: ClassVar[list[str]] = ["run", "luminosityBlock", "event"]
+    error_missing_event_ids: ClassVar[bool] = True
+    warn_missing_crossrefs: ClassVar[bool] = True
 
     @classmethod
     def plan(cls, branches: dict[str, BranchInfo]) -> Plan:

@@ -1,0 +1,141 @@
+"""coffea's NanoEventsFactory spellings on real files: a closed file is never reused, eager mode, access_log,
+from_parquet, pickling, the event-ID check, and coffea's record names after arithmetic and the behaviour
+mapping staying small (checked against plain uproot/awkward/numpy where there are numbers)."""
+
+from __future__ import annotations
+
+import pickle
+from pathlib import Path
+
+import awkward as ak
+import numpy as np
+import pytest
+import uproot
+
+from hpckit.events import NanoAODSchema, NanoEventsFactory
+
+DATA = Path(__file__).resolve().parent.parent / "data"
+DY = DATA / "nano_dy.root"
+
+
+def _muon_counts(path: Path) -> np.ndarray:
+    with uproot.open(path) as f:
+        return f["Events"]["nMuon"].array(library="np")
+
+
+def test_closed_handle_is_not_reused():
+    """A user closing the factory's file (coffea's file_handle) must not break later readers of that file:
+    on main the next from_root got the cached, closed memmap ("memmap is closed")."""
+    first = NanoEventsFactory.from_root(f"{DY}:Events")
+    old_events = first.events()
+    first.file_handle.close()
+    again = NanoEventsFactory.from_root(f"{DY}:Events").events()
+    expect = _muon_counts(DY)
+    np.testing.assert_array_equal(ak.to_numpy(ak.num(again.Muon.pt)), expect)
+    # events made before the close read through a reopened handle too
+    np.testing.assert_array_equal(ak.to_numpy(ak.num(old_events.Muon.eta)), expect)
+
+
+def test_closed_by_with_block_then_runner(tmp_path):
+    """``with uproot.open(f)``-style closing of the handle between two Runner runs of the same file."""
+    from hpckit import processor
+
+    class Count(processor.ProcessorABC):
+        def process(self, events):
+            return {"muons": int(ak.sum(ak.num(events.Muon.pt)))}
+
+        def postprocess(self, accumulator):
+            return accumulator
+
+    runner = processor.Runner(executor=processor.IterativeExecutor(status=False), schema=NanoAODSchema)
+    fileset = {"dy": {"files": {str(DY): "Events"}}}
+    first = runner(fileset, processor_instance=Count())
+    factory = NanoEventsFactory.from_root(f"{DY}:Events")  # the same cached handle the runner used
+    with factory.file_handle:
+        pass
+    second = runner(fileset, processor_instance=Count())
+    assert first["muons"] == second["muons"] == int(_muon_counts(DY).sum())
+
+
+def test_eager_mode_reads_everything_and_logs_it():
+    log: list = []
+    events = NanoEventsFactory.from_root({str(DY): "Events"}, mode="eager", access_log=log).events()
+    assert events.layout.is_all_materialized
+    with uproot.open(DY) as f:
+        assert {entry.branch for entry in log} <= set(f["Events"].keys())
+        assert len(log) > 1000
+
+
+def test_virtual_mode_logs_only_what_is_touched():
+    log: list = []
+    factory = NanoEventsFactory.from_root(f"{DY}:Events", access_log=log)
+    events = factory.events()
+    assert not events.layout.is_any_materialized and log == []
+    ak.materialize(events.Muon.pt)
+    assert {entry.branch for entry in log} == {"nMuon", "Muon_pt"}
+    assert factory.access_log is log
+    assert NanoEventsFactory.from_root(f"{DY}:Events").access_log is None
+
+
+def test_from_parquet_matches_root():
+    root = NanoEventsFactory.from_root(f"{DY}:Events").events()
+    parquet = NanoEventsFactory.from_parquet(DATA / "nano_dy.parquet", mode="eager").events()
+    assert ak.all(parquet.Muon.pt == root.Muon.pt)
+    assert ak.all(parquet.Jet.matched_muons.pt == root.Jet.matched_muons.pt)
+
+
+@pytest.mark.parametrize("mode", ["eager", "virtual"])
+def test_factory_pickles_with_its_mode(mode):
+    factory = pickle.loads(pickle.dumps(NanoEventsFactory.from_root(f"{DY}:Events", mode=mode)))
+    assert factory._mode == mode
+    np.testing.assert_array_equal(ak.to_numpy(ak.num(factory.events().Muon.pt)), _muon_counts(DY))
+
+
+def test_missing_event_ids(tmp_path, monkeypatch):
+    with uproot.open(DY) as f:
+        arrays = f["Events"].arrays(["run", "event", "nMuon", "Muon_pt"], library="np")
+    path = tmp_path / "no_lumi.root"
+    with uproot.recreate(path) as out:
+        out["Events"] = {"run": arrays["run"], "event": arrays["event"],
+                         "Muon": ak.zip({"pt": ak.Array(list(arrays["Muon_pt"]))})}
+    with pytest.raises(RuntimeError, match="luminosityBlock"):
+        NanoEventsFactory.from_root(f"{path}:Events")
+    monkeypatch.setattr(NanoAODSchema, "error_missing_event_ids", False)
+    with pytest.warns(RuntimeWarning, match=r"Missing event_ids \: \['luminosityBlock'\]"):
+        NanoEventsFactory.from_root(f"{path}:Events")
+
+
+def test_sum_and_difference_have_coffeas_names():
+    """Muon + Muon is coffea's Candidate (x, y, z, t, charge), a difference a LorentzVector; masses as
+    numpy computes them from the branches."""
+    events = NanoEventsFactory.from_root(f"{DY}:Events").events()
+    two = events[ak.num(events.Muon) >= 2].Muon
+    total, diff = two[:, 0] + two[:, 1], two[:, 0] - two[:, 1]
+    assert type(total).__name__ == "CandidateArray" and total.fields == ["x", "y", "z", "t", "charge"]
+    assert type(diff).__name__ == "LorentzVectorArray" and diff.fields == ["x", "y", "z", "t"]
+    with uproot.open(DY) as f:
+        raw = f["Events"].arrays(["Muon_pt", "Muon_eta", "Muon_phi", "Muon_mass", "Muon_charge"])
+    raw = raw[ak.num(raw.Muon_pt) >= 2]
+    pt, eta, phi, m = (ak.to_numpy(raw[f"Muon_{v}"][:, :2]).astype(np.float64) for v in ("pt", "eta", "phi", "mass"))
+    px, py, pz = pt * np.cos(phi), pt * np.sin(phi), pt * np.sinh(eta)
+    e = np.sqrt(px**2 + py**2 + pz**2 + m**2)
+    mass = np.sqrt(np.maximum(e.sum(1) ** 2 - px.sum(1) ** 2 - py.sum(1) ** 2 - pz.sum(1) ** 2, 0))
+    np.testing.assert_allclose(ak.to_numpy(total.mass), mass, rtol=1e-5, atol=1e-4)
+    np.testing.assert_array_equal(ak.to_numpy(total.charge), ak.to_numpy(raw.Muon_charge[:, 0] + raw.Muon_charge[:, 1]))
+    chained = (total + two[:, 0]).mass  # a sum of a sum still adds
+    assert len(chained) == len(total)
+
+
+def test_behaviour_mapping_does_not_grow_with_pairs_of_names():
+    """Binary operations of two record names are made on first use: the mapping of a 2,656-branch file
+    stays about the size of vector's own, and awkward does not copy it for ``a + b`` of one file."""
+    events = NanoEventsFactory.from_root(f"{DATA / 'nano_tt_v15.root'}:Events").events()
+    behavior = events.Muon.behavior
+    names = sum(1 for k in behavior if isinstance(k, str))
+    assert names > 40  # one per collection and coffea name
+    assert len(behavior) < 60 * names  # pairs stored would be ~6 per pair of names: > 16,000
+    mu, el = events.Muon, events.Electron
+    pairs = ak.cartesian([mu, el])
+    total = pairs["0"] + pairs["1"]
+    assert total.behavior is behavior  # not a copy
+    assert ak.all(total.charge == pairs["0"].charge + pairs["1"].charge)
