@@ -139,3 +139,45 @@ def test_behaviour_mapping_does_not_grow_with_pairs_of_names():
     total = pairs["0"] + pairs["1"]
     assert total.behavior is behavior  # not a copy
     assert ak.all(total.charge == pairs["0"].charge + pairs["1"].charge)
+
+
+def test_pfnano_associations_match_the_index_branches():
+    """coffea's PFNano references (JetPFCands.jet/.pf, JetSVs.jet/.sv) against the index branches read
+    with uproot."""
+    from hpckit.events import PFNanoAODSchema
+
+    path = DATA / "pfnano.root"
+    events = NanoEventsFactory.from_root({str(path): "Events"}, schemaclass=PFNanoAODSchema, mode="eager").events()
+    with uproot.open(path) as f:
+        raw = f["Events"].arrays(["JetPFCands_pFCandsIdx", "PFCands_pt", "JetSVs_sVIdx", "SV_pt",
+                                  "JetPFCands_jetIdx", "Jet_pt"])
+    assert ak.sum(ak.num(raw.JetPFCands_pFCandsIdx)) > 100
+    assert ak.all(events.JetPFCands.pf.pt == raw.PFCands_pt[raw.JetPFCands_pFCandsIdx])
+    assert ak.all(events.JetPFCands.jet.pt == raw.Jet_pt[raw.JetPFCands_jetIdx])
+    assert ak.all(events.JetSVs.sv.pt == raw.SV_pt[raw.JetSVs_sVIdx])
+    written = PFNanoAODSchema.uproot_writeable(events)
+    assert "JetPFCands" in written and not any(f.endswith("IdxG") for f in written["JetPFCands"].fields)
+
+
+def test_scouting_collections_and_round_trip(tmp_path):
+    from hpckit.events import ScoutingNanoAODSchema
+
+    path = DATA / "scouting_nano.root"
+    events = NanoEventsFactory.from_root({str(path): "Events"}, schemaclass=ScoutingNanoAODSchema, mode="eager").events()
+    with uproot.open(path) as f:
+        pt = f["Events"]["ScoutingJet_pt"].array()
+    assert ak.all(events.ScoutingJet.pt == pt) and ak.all(events.ScoutingJet.charge == 0)
+    out = tmp_path / "scouting.root"
+    with uproot.recreate(out) as f:
+        f.mktree("Events", ScoutingNanoAODSchema.uproot_writeable(events))
+    back = NanoEventsFactory.from_root({str(out): "Events"}, schemaclass=ScoutingNanoAODSchema, mode="eager").events()
+    assert ak.all(back.ScoutingFatJet.pt == events.ScoutingFatJet.pt)
+
+
+def test_distinct_children_deep_as_coffea():
+    """The first event's chain heads, as coffea 2026.9.0 gives them on this file (and its warning)."""
+    events = NanoEventsFactory.from_root(f"{DY}:Events").events()
+    with pytest.warns(UserWarning, match="distinctChildrenDeep may not give correct answers"):
+        deep = events.GenPart.distinctChildrenDeep
+    assert deep.pdgId[0][:6].tolist() == [[], [], [-15, 15], [21] * 7, [], []]
+    assert int(ak.sum(ak.num(deep, axis=2))) == 453

@@ -3,6 +3,7 @@
 from hpckit.events.behavior import CoffeaMethodMissing
 from hpckit.events.factory import NanoEventsArray, make_events
 from hpckit.events.nanoevents import NanoEventsFactory
-from hpckit.events.schema import BaseSchema, NanoAODSchema
+from hpckit.events.schema import BaseSchema, NanoAODSchema, PFNanoAODSchema, ScoutingNanoAODSchema
 
-__all__ = ["BaseSchema", "CoffeaMethodMissing", "NanoAODSchema", "NanoEventsArray", "NanoEventsFactory", "make_events"]
+__all__ = ["BaseSchema", "CoffeaMethodMissing", "NanoAODSchema", "NanoEventsArray", "NanoEventsFactory",
+           "PFNanoAODSchema", "ScoutingNanoAODSchema", "make_events"]

@@ -36,7 +36,6 @@ _BASES = {"Momentum4D": (vba.MomentumArray4D, vba.MomentumRecord4D),
 # names it instead of awkward's "no field named ...".
 COFFEA_ONLY = {
     "constituents": "needs PFNano's PF-candidate collections",
-    "distinctChildrenDeep": "is generator-dependent (coffea warns it may be wrong)",
     "systematics": "systematics (add_systematic) are a coffea-only feature",
     "add_systematic": "systematics (add_systematic) are a coffea-only feature",
     "explodes_how": "systematics are a coffea-only feature",
@@ -46,9 +45,9 @@ COFFEA_ONLY = {
     "p4": "build it with ak.zip({'pt': ..., 'eta': ..., 'phi': ..., 'mass': ...}, with_name='PtEtaPhiMLorentzVector')",
     "_events": "hpckit's collections reach their events through attrs['@events'], not _events()",
     "_apply_global_index": "hpckit resolves cross-references itself (see hpckit.events.crossref)",
-    "jet": "PFNano association collections are not built by hpckit",
-    "pf": "PFNano association collections are not built by hpckit",
-    "sv": "PFNano association collections are not built by hpckit",
+    "jet": "this file has no PFNano association branches (JetPFCands_jetIdx, ...)",
+    "pf": "this file has no PFNano association branches (JetPFCands_pFCandsIdx, ...)",
+    "sv": "this file has no PFNano association branches (JetSVs_sVIdx, ...)",
 }
 
 
@@ -271,10 +270,12 @@ def vector_kind(fields: list[str] | tuple[str, ...]) -> str | None:
     # vector refuses two spellings of one coordinate (SV has x, y, z and pt, eta, phi): not a vector then
     if ({"x", "y"} <= have or "z" in have or "t" in have or "energy" in have and "mass" in have) and "pt" in have:
         return None
+    if len(have & {"mass", "m", "M", "tau"}) > 1:
+        return None
     if {"pt", "phi"} <= have:
-        if {"eta"} <= have and have & {"mass", "energy"}:
+        if {"eta"} <= have and have & {"mass", "energy", "m"}:  # ScoutingNano spells the mass "m"
             return "Momentum4D"
-        if "eta" in have:
+        if "eta" in have and not have & {"m", "M", "E", "e", "t", "tau"}:  # a 4th coordinate vector cannot take
             return "Momentum3D"
         return "Momentum2D"
     return None

@@ -32,12 +32,14 @@ def _columns(arr: Any) -> dict[str, np.ndarray] | None:
     return out
 
 
-_WANTED = {"x", "y", "z", "t", "pt", "eta", "phi", "mass", "energy", "charge"}
+_WANTED = {"x", "y", "z", "t", "pt", "eta", "phi", "mass", "m", "energy", "charge"}
 
 
 def _xyzt(c: dict[str, np.ndarray]) -> tuple[np.ndarray, ...] | None:
     if {"x", "y", "z", "t"} <= c.keys():
         return tuple(np.asarray(c[k], dtype=np.float64) for k in "xyzt")
+    if "mass" not in c and "m" in c:
+        c = {**c, "mass": c["m"]}
     if {"pt", "eta", "phi"} <= c.keys() and ("mass" in c or "energy" in c):
         pt, eta, phi = (np.asarray(c[k], dtype=np.float64) for k in ("pt", "eta", "phi"))
         x, y, z = pt * np.cos(phi), pt * np.sin(phi), pt * np.sinh(eta)
