@@ -134,7 +134,8 @@ class _CountingFile:
 
     def close(self) -> None:
         self.closed = True
-        self.raw.close()
+        if self.raw is not None:
+            self.raw.close()
 
     @property
     def size(self) -> int:
@@ -210,8 +211,10 @@ def _parquet_error(filename: str, err: BaseException) -> FileAccessError:
     return InvalidParquetError(f"{filename} is not a readable Parquet file: {err}", filename, err)
 
 
-def open_parquet(filename: str, treename: str = "") -> ParquetTree:
-    """Open a Parquet file (local path or any fsspec URL); the tree name plays no part, as in coffea."""
+def open_parquet(filename: str, treename: str = "", storage_options: dict | None = None,
+                 fileobj: Any = None, parquet_file: Any = None) -> ParquetTree:
+    """Open a Parquet file (local path or any fsspec URL, with fsspec ``storage_options``, or an open binary
+    file ``fileobj`` named ``filename``); the tree name plays no part, as in coffea."""
     try:
         import pyarrow.parquet as pq
     except ImportError:
@@ -219,11 +222,15 @@ def open_parquet(filename: str, treename: str = "") -> ParquetTree:
 
     from hpckit.errors import FileNotFound
 
+    if parquet_file is not None:  # the caller's open pyarrow.parquet.ParquetFile: its reads are not counted
+        return _parquet_tree(filename, treename, _CountingFile(None), parquet_file)
     try:
-        if "://" in filename:
+        if fileobj is not None:
+            raw = fileobj
+        elif "://" in filename or storage_options:
             import fsspec
 
-            raw = fsspec.open(filename, "rb").open()
+            raw = fsspec.open(filename, "rb", **(storage_options or {})).open()
         else:
             raw = open(filename, "rb")  # noqa: SIM115 - kept open with the tree, closed by the cache
     except FileNotFoundError as err:
@@ -233,12 +240,17 @@ def open_parquet(filename: str, treename: str = "") -> ParquetTree:
     counting = _CountingFile(raw)
     try:
         pf = pq.ParquetFile(counting)
-        md = pf.metadata
     except Exception as err:  # noqa: BLE001
         counting.close()
         raise _parquet_error(filename, err) from err
+    return _parquet_tree(filename, treename, counting, pf)
+
+
+def _parquet_tree(filename: str, treename: str, counting: _CountingFile, pf: Any) -> ParquetTree:
+    md = pf.metadata
     # Parquet has no file uuid: a digest of the footer (schema, row groups, sizes, statistics) stands in
     footer = repr((md.num_rows, md.num_row_groups, md.serialized_size, str(pf.schema_arrow),
-                   [md.row_group(i).total_byte_size for i in range(md.num_row_groups)], counting.size))
+                   [md.row_group(i).total_byte_size for i in range(md.num_row_groups)],
+                   counting.size if counting.raw is not None else None))
     uuid = hashlib.sha1(footer.encode()).hexdigest()[:32]
     return ParquetTree(filename, treename, counting, pf, uuid, int(md.num_rows))

@@ -3,11 +3,13 @@ or a test, with coffea's factory spellings (``mode``, ``access_log``, ``file_han
 
 from __future__ import annotations
 
+import os
 import warnings
 from typing import Any, NamedTuple
 
 import awkward as ak
 
+from hpckit.events import formats
 from hpckit.events.factory import ChunkReader, NanoEventsArray, make_events
 from hpckit.events.reader import OpenTree, open_tree
 from hpckit.events.schema import BaseSchema, NanoAODSchema
@@ -125,10 +127,21 @@ class NanoEventsFactory:
         access_log: list | None = None,
         **ignored: Any,
     ) -> "NanoEventsFactory":
-        """coffea's ``from_parquet``: a Parquet file's columns play the branches (a path, a ``pathlib`` path or
-        an fsspec URL)."""
-        path = str(getattr(file, "path", None) or file) if not isinstance(file, str) else file
-        tree = open_tree(path, "", format="parquet")
+        """coffea's ``from_parquet``: a Parquet file's columns play the branches (a path, a ``pathlib`` path, an
+        fsspec URL with ``storage_options``, an open binary file or a ``pyarrow.parquet.ParquetFile``)."""
+        storage_options = ignored.get("storage_options")
+        if type(file).__name__ == "ParquetFile":  # not a plain path: opened for this factory, not cached
+            tree = formats.open_parquet(repr(file), "", parquet_file=file)
+        elif hasattr(file, "read") and not isinstance(file, (str, os.PathLike)):
+            tree = formats.open_parquet(str(getattr(file, "name", repr(file))), "", fileobj=file)
+        elif storage_options:
+            tree = formats.open_parquet(os.fspath(file), "", storage_options=storage_options)
+        else:
+            path = os.fspath(file) if not isinstance(file, str) else file
+            if path.startswith("file://"):
+                path = path[len("file://"):]
+            tree = open_tree(path, "", format="parquet")
+        path = tree.filename
         recipe = dict(kind="parquet", file=path, treepath="", entry_start=entry_start, entry_stop=entry_stop,
                       schemaclass=schemaclass, metadata=metadata)
         return cls._make(tree, "", entry_start, entry_stop, schemaclass, metadata, mode, access_log, tree.file, recipe)
