@@ -39,8 +39,6 @@ COFFEA_ONLY = {
     "systematics": "systematics (add_systematic) are a coffea-only feature",
     "add_systematic": "systematics (add_systematic) are a coffea-only feature",
     "explodes_how": "systematics are a coffea-only feature",
-    "boostvec": "use vector's to_beta3() instead",
-    "pvec": "use vector's to_Vector3D() / to_xyz() instead",
     "pos": "build it with ak.zip({'x': ..., 'y': ..., 'z': ...}, with_name='ThreeVector')",
     "p4": "build it with ak.zip({'pt': ..., 'eta': ..., 'phi': ..., 'mass': ...}, with_name='PtEtaPhiMLorentzVector')",
     "_events": "hpckit's collections reach their events through attrs['@events'], not _events()",
@@ -89,6 +87,25 @@ class CoffeaMethods(NamesMissing):
 
     def delta_r(self, other):
         return self.deltaR(other)
+
+    @property
+    def r(self):
+        """coffea's length: rho of a 2-vector, the magnitude of a 3-vector."""
+        return self.mag if hasattr(self, "z") or hasattr(self, "eta") or hasattr(self, "theta") else self.rho
+
+    @property
+    def r2(self):
+        return self.mag2 if hasattr(self, "z") or hasattr(self, "eta") or hasattr(self, "theta") else self.rho2
+
+    @property
+    def pvec(self):
+        """The 3-momentum (a ThreeVector), as coffea's."""
+        return self.to_Vector3D()
+
+    @property
+    def boostvec(self):
+        """The velocity p/E (a ThreeVector), as coffea's."""
+        return self.to_beta3()
 
     def delta_r2(self, other):
         return self.deltaR2(other)
@@ -261,7 +278,25 @@ def build_behavior(named: frozenset[tuple[str, str]]) -> Behavior:
         members = class_members(name)
         behavior[name] = type(name, (CoffeaMethods, record_base), {**_fast(record_base), **members})
         behavior["*", name] = type(f"{name}Array", (CoffeaMethods, array_base), {**_fast(array_base), **members})
+    _coffea_results(behavior, kinds)
     return Behavior(behavior, (__name__, "build_behavior", named), kinds)
+
+
+_RESULT_NAMES = {2: "TwoVector", 3: "ThreeVector", 4: "LorentzVector"}
+_DIMENSION = {"Momentum2D": 2, "Momentum3D": 3, "Momentum4D": 4}
+
+
+def _coffea_results(behavior: dict, kinds: dict[str, str]) -> None:
+    """vector names its results after the ``ProjectionClassND`` of the input's class: point them at
+    coffea's names, so ``-a``, ``a * 2``, ``a.unit()`` of a TwoVector are TwoVectors (not Momentum2D) and
+    4-vectors give LorentzVector, as in coffea."""
+    results = {d: behavior["*", n] for d, n in _RESULT_NAMES.items()}
+    for name, kind in kinds.items():
+        own = _DIMENSION[kind]
+        for cls in (behavior[name], behavior["*", name]):
+            for d, target in results.items():
+                setattr(cls, f"ProjectionClass{d}D", target)
+            cls.GenericClass = cls.MomentumClass = results[own]
 
 
 def vector_kind(fields: list[str] | tuple[str, ...]) -> str | None:
