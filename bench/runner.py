@@ -56,7 +56,7 @@ def measure(args) -> dict:
                         total = values if total is None else total + values
                         muons += n
                     nbytes += f.file.source.num_requested_bytes - before
-        return {"seconds": t.seconds, "bytes": nbytes, "muons": muons, "mass_entries": float(total.sum()), "peak_rss_mb": peak_rss_mb()}
+        return {"seconds": t.seconds, "cpu_seconds": t.cpu_seconds, "bytes": nbytes, "muons": muons, "mass_entries": float(total.sum()), "peak_rss_mb": peak_rss_mb()}
 
     if args.measure in ("hpckit", "coffea"):
         if args.measure == "hpckit":
@@ -190,13 +190,15 @@ def main() -> None:
         results[name] = fn()
     floor = results.get("floor (uproot+awkward, 5 muon branches)")
     if floor:
-        print(f"\n{'configuration':50s} {'M ev/s':>8s} {'x floor':>8s} {'MB read':>8s} {'x bytes':>8s} {'peak MB':>8s}  runs (s)")
+        print(f"\n{'configuration':50s} {'M ev/s':>8s} {'x floor':>8s} {'cpu x':>8s} {'MB read':>8s} {'x bytes':>8s} {'peak MB':>8s}  runs (s)")
     for name, r in results.items() if floor else ():
         rate = n_events / r["seconds"] / 1e6
         ratio = floor["seconds"] / r["seconds"]
+        # CPU time of the driver process only: comparable for the floor and Iterative, not for Futures
+        cratio = floor.get("cpu_seconds", float("nan")) / r.get("cpu_seconds", float("nan"))
         bratio = r["bytes"] / floor["bytes"] if floor["bytes"] else float("nan")
         same = "" if r["muons"] == floor["muons"] and r["mass_entries"] == floor["mass_entries"] else "  RESULT DIFFERS"
-        print(f"{name:50s} {rate:8.3f} {ratio:8.2f} {r['bytes'] / 1e6:8.1f} {bratio:8.3f} {r['peak_rss_mb']:8.0f}  {r['all_seconds']}{same}")
+        print(f"{name:50s} {rate:8.3f} {ratio:8.2f} {cratio:8.2f} {r['bytes'] / 1e6:8.1f} {bratio:8.3f} {r['peak_rss_mb']:8.0f}  {r['all_seconds']}{same}")
 
     # fixed cost per chunk on the wide file: the same file as 1 chunk and as 20 chunks, each in a fresh process
     wide = [str(WIDE)]

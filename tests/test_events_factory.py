@@ -181,3 +181,20 @@ def test_distinct_children_deep_as_coffea():
         deep = events.GenPart.distinctChildrenDeep
     assert deep.pdgId[0][:6].tolist() == [[], [], [-15, 15], [21] * 7, [], []]
     assert int(ak.sum(ak.num(deep, axis=2))) == 453
+
+
+def test_vector_results_keep_coffeas_names():
+    """-a, a * 2, a.unit() of coffea's TwoVector stay TwoVectors (vector alone names them Momentum2D), and
+    coffea's r / r2 / pvec are there; values against numpy."""
+    from hpckit.events.methods import vector
+
+    x, y = [[1.0, 2.0], [], [3.0]], [[5.0, 6.0], [], [7.0]]
+    a = ak.zip({"x": x, "y": y}, with_name="TwoVector", behavior=vector.behavior)
+    for result in (-a, a * 2, a / 2, a.unit(), a + a):
+        assert isinstance(result, vector.TwoVector)
+        assert result.layout.purelist_parameter("__record__") == "TwoVector"
+    np.testing.assert_allclose(ak.to_numpy(ak.flatten(a.r)), np.hypot([1, 2, 3], [5, 6, 7]))
+    np.testing.assert_allclose(ak.to_numpy(ak.flatten(a.unit().r)), 1.0)
+    lv = ak.zip({"x": [1.0], "y": [2.0], "z": [3.0], "t": [10.0]}, with_name="LorentzVector", behavior=vector.behavior)
+    assert type(lv.pvec).__name__ == "ThreeVectorArray"
+    np.testing.assert_allclose(ak.to_numpy(lv.pvec.r), np.sqrt(14.0))
