@@ -144,12 +144,31 @@ class CoffeaMethods(NamesMissing):
 
     def sum(self, axis=-1):
         """Vector sum along ``axis`` (charge summed too where there is one), as coffea's ``.sum``."""
-        fields = {c: ak.sum(getattr(self, c), axis=axis) for c in ("x", "y", "z", "t")}
-        name = "LorentzVector"
-        if "charge" in self.fields:
-            fields["charge"] = ak.sum(self.charge, axis=axis)
-            name = "Candidate"
-        return ak.zip(fields, with_name=name, behavior=self.behavior, attrs=self.attrs)
+        return vector_sum(self, axis)
+
+
+_SUM_NAMES = {2: "TwoVector", 3: "ThreeVector", 4: "LorentzVector"}
+
+
+def vector_sum(arr: Any, axis: int = -1, mask_identity: bool = False) -> Any:
+    """coffea's sum of vectors: x, y (z, t) summed in that order and named by dimension (Candidate with the
+    summed charge where the records have one)."""
+    coords = ["x", "y"]
+    if any(hasattr(arr, c) for c in ("z", "eta", "theta")):
+        coords.append("z")
+    if any(f in arr.fields for f in ("t", "mass", "energy", "m", "tau", "E", "e")):
+        coords.append("t")
+    fields = {c: ak.sum(getattr(arr, c), axis=axis, mask_identity=mask_identity) for c in coords}
+    name = _SUM_NAMES[len(coords)]
+    if "charge" in arr.fields and len(coords) == 4:
+        fields["charge"] = ak.sum(arr["charge"], axis=axis, mask_identity=mask_identity)
+        name = "Candidate"
+    return ak.zip(fields, with_name=name, behavior=arr.behavior, attrs=arr.attrs)
+
+
+def _reduce_sum(array: Any, mask_identity: bool) -> Any:
+    """``ak.sum(vectors, axis=1)`` as coffea's (awkward's reducer hook)."""
+    return vector_sum(array, axis=1, mask_identity=mask_identity)
 
 
 def _add_with_charge(vector_add: Callable) -> Callable:
@@ -183,13 +202,14 @@ _PAIRS = _pair_functions()
 
 
 def _single_behaviors(kind: str, name: str) -> dict:
-    """vector's entries that name one record (``abs``, ``ak.sum``, ``*``, casts...) for ``name``."""
+    """vector's entries that name one record (``abs``, ``ak.sum``, ``*``, casts...) for ``name``; ``ak.sum``
+    is coffea's (its field order and names, the charge of candidates)."""
     out = {}
     for key, fn in vba.behavior.items():
         if key == kind:
             continue
         if isinstance(key, tuple) and kind in key and not (len(key) == 3 and isinstance(key[1], str) and isinstance(key[2], str)):
-            out[tuple(name if k == kind else k for k in key)] = fn
+            out[tuple(name if k == kind else k for k in key)] = _reduce_sum if key == (ak.sum, kind) else fn
     return out
 
 
