@@ -145,11 +145,22 @@ class _CountingFile:
         return end
 
 
+def _storage(arrow_type: Any) -> Any:
+    """The plain Arrow type under an extension type (awkward's, once awkward is imported, wraps every
+    column of a Parquet file written by ``ak.to_parquet(extensionarray=True)``)."""
+    import pyarrow as pa
+
+    while isinstance(arrow_type, pa.ExtensionType):
+        arrow_type = arrow_type.storage_type
+    return arrow_type
+
+
 def _arrow_kind(arrow_type: Any) -> tuple[str, np.dtype] | None:
     import pyarrow as pa
 
+    arrow_type = _storage(arrow_type)
     if pa.types.is_list(arrow_type) or pa.types.is_large_list(arrow_type):
-        inner = arrow_type.value_type
+        inner = _storage(arrow_type.value_type)
         if pa.types.is_boolean(inner) or pa.types.is_integer(inner) or pa.types.is_floating(inner):
             return "jagged", np.dtype(inner.to_pandas_dtype())
         return None
