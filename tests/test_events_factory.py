@@ -198,3 +198,23 @@ def test_vector_results_keep_coffeas_names():
     lv = ak.zip({"x": [1.0], "y": [2.0], "z": [3.0], "t": [10.0]}, with_name="LorentzVector", behavior=vector.behavior)
     assert type(lv.pvec).__name__ == "ThreeVectorArray"
     np.testing.assert_allclose(ak.to_numpy(lv.pvec.r), np.sqrt(14.0))
+
+
+def test_parquet_written_by_awkward_and_pyarrow(tmp_path):
+    """Columns under awkward's Arrow extension type, and pyarrow's nullable int32-offset lists, read as
+    the branches they hold (before: no branch found / an offsets dtype error)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from hpckit.events import BaseSchema
+
+    raw = ak.from_parquet(DATA / "nano_dy.parquet")
+    ext = tmp_path / "ext.parquet"
+    ak.to_parquet(raw, ext, extensionarray=True)
+    events = NanoEventsFactory.from_parquet(ext, entry_start=5, entry_stop=15).events()
+    assert ak.to_list(events.Muon.pt) == ak.to_list(raw.Muon_pt[5:15])
+    jagged = [[float(i)] * (i % 3) for i in range(40)]
+    plain = tmp_path / "int32.parquet"
+    pq.write_table(pa.table({"jag": pa.array(jagged, type=pa.list_(pa.float32()))}), plain)
+    sub = NanoEventsFactory.from_parquet(plain, schemaclass=BaseSchema, entry_start=5, entry_stop=15).events()
+    assert ak.to_list(sub.jag) == jagged[5:15]

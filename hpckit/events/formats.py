@@ -210,10 +210,22 @@ class ParquetTree(OpenTree):
         table = self.tree.read_row_groups(groups, columns=[branch], use_threads=False)
         first = bounds[groups[0]] if groups else 0
         column = table.column(0).slice(start - first, stop - start)
-        arr = ak.from_arrow(column, highlevel=True)
+        arr = _not_nullable(ak.from_arrow(column, highlevel=True))
         if info.kind == "flat":
             return np.asarray(ak.to_numpy(arr), dtype=info.dtype)
         return ak.values_astype(arr, info.dtype)
+
+
+def _not_nullable(arr: Any) -> Any:
+    """Parquet columns written by pyarrow are nullable: as NanoAOD branches, none is missing (an empty list
+    or 0 where one would be), so the reader gets plain lists and numbers."""
+    import awkward as ak
+
+    if ak.to_layout(arr).is_option:
+        arr = ak.fill_none(arr, [] if arr.ndim > 1 else 0, axis=0)
+    if arr.ndim > 1 and ak.to_layout(arr).content.is_option:
+        arr = ak.fill_none(arr, 0, axis=1)
+    return arr
 
 
 def _parquet_error(filename: str, err: BaseException) -> FileAccessError:

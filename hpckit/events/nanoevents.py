@@ -18,7 +18,7 @@ _MODES = ("virtual", "eager")
 
 
 class Accessed(NamedTuple):
-    """One entry of ``access_log``: a branch read and the buffer it fed (as coffea's)."""
+    """One entry of ``access_log``: a buffer loaded and the branch it came from (as coffea's)."""
 
     branch: str
     buffer_key: str
