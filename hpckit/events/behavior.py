@@ -299,7 +299,19 @@ def build_behavior(named: frozenset[tuple[str, str]]) -> Behavior:
         behavior[name] = type(name, (CoffeaMethods, record_base), {**_fast(record_base), **members})
         behavior["*", name] = type(f"{name}Array", (CoffeaMethods, array_base), {**_fast(array_base), **members})
     _coffea_results(behavior, kinds)
+    if not named:
+        _importable(behavior)
     return Behavior(behavior, (__name__, "build_behavior", named), kinds)
+
+
+def _importable(behavior: dict) -> None:
+    """The base behaviour's classes live in hpckit.events.methods.base under their own names."""
+    from hpckit.events.methods import base  # noqa: PLC0415 - an empty module the classes are put in
+
+    for value in behavior.values():
+        if isinstance(value, type) and issubclass(value, NamesMissing):  # made here (abc names some "abc")
+            value.__module__ = base.__name__
+            setattr(base, value.__qualname__, value)
 
 
 _RESULT_NAMES = {2: "TwoVector", 3: "ThreeVector", 4: "LorentzVector"}
