@@ -17,6 +17,9 @@ import numpy as np
 import vector.backends.awkward as vba
 
 from hpckit.errors import HpckitError
+from hpckit.events import lorentz, shared_behavior
+
+shared_behavior.install()
 
 # coffea's record names and the vector kind that computes them
 COFFEA_NAMES_4D = (
@@ -33,19 +36,16 @@ _BASES = {"Momentum4D": (vba.MomentumArray4D, vba.MomentumRecord4D),
 # names it instead of awkward's "no field named ...".
 COFFEA_ONLY = {
     "constituents": "needs PFNano's PF-candidate collections",
-    "distinctChildrenDeep": "is generator-dependent (coffea warns it may be wrong)",
     "systematics": "systematics (add_systematic) are a coffea-only feature",
     "add_systematic": "systematics (add_systematic) are a coffea-only feature",
     "explodes_how": "systematics are a coffea-only feature",
-    "boostvec": "use vector's to_beta3() instead",
-    "pvec": "use vector's to_Vector3D() / to_xyz() instead",
     "pos": "build it with ak.zip({'x': ..., 'y': ..., 'z': ...}, with_name='ThreeVector')",
     "p4": "build it with ak.zip({'pt': ..., 'eta': ..., 'phi': ..., 'mass': ...}, with_name='PtEtaPhiMLorentzVector')",
     "_events": "hpckit's collections reach their events through attrs['@events'], not _events()",
     "_apply_global_index": "hpckit resolves cross-references itself (see hpckit.events.crossref)",
-    "jet": "PFNano association collections are not built by hpckit",
-    "pf": "PFNano association collections are not built by hpckit",
-    "sv": "PFNano association collections are not built by hpckit",
+    "jet": "this file has no PFNano association branches (JetPFCands_jetIdx, ...)",
+    "pf": "this file has no PFNano association branches (JetPFCands_pFCandsIdx, ...)",
+    "sv": "this file has no PFNano association branches (JetSVs_sVIdx, ...)",
 }
 
 
@@ -88,6 +88,25 @@ class CoffeaMethods(NamesMissing):
     def delta_r(self, other):
         return self.deltaR(other)
 
+    @property
+    def r(self):
+        """coffea's length: rho of a 2-vector, the magnitude of a 3-vector."""
+        return self.mag if hasattr(self, "z") or hasattr(self, "eta") or hasattr(self, "theta") else self.rho
+
+    @property
+    def r2(self):
+        return self.mag2 if hasattr(self, "z") or hasattr(self, "eta") or hasattr(self, "theta") else self.rho2
+
+    @property
+    def pvec(self):
+        """The 3-momentum (a ThreeVector), as coffea's."""
+        return self.to_Vector3D()
+
+    @property
+    def boostvec(self):
+        """The velocity p/E (a ThreeVector), as coffea's."""
+        return self.to_beta3()
+
     def delta_r2(self, other):
         return self.deltaR2(other)
 
@@ -125,12 +144,31 @@ class CoffeaMethods(NamesMissing):
 
     def sum(self, axis=-1):
         """Vector sum along ``axis`` (charge summed too where there is one), as coffea's ``.sum``."""
-        fields = {c: ak.sum(getattr(self, c), axis=axis) for c in ("x", "y", "z", "t")}
-        name = "LorentzVector"
-        if "charge" in self.fields:
-            fields["charge"] = ak.sum(self.charge, axis=axis)
-            name = "Candidate"
-        return ak.zip(fields, with_name=name, behavior=self.behavior, attrs=self.attrs)
+        return vector_sum(self, axis)
+
+
+_SUM_NAMES = {2: "TwoVector", 3: "ThreeVector", 4: "LorentzVector"}
+
+
+def vector_sum(arr: Any, axis: int = -1, mask_identity: bool = False) -> Any:
+    """coffea's sum of vectors: x, y (z, t) summed in that order and named by dimension (Candidate with the
+    summed charge where the records have one)."""
+    coords = ["x", "y"]
+    if any(hasattr(arr, c) for c in ("z", "eta", "theta")):
+        coords.append("z")
+    if any(f in arr.fields for f in ("t", "mass", "energy", "m", "tau", "E", "e")):
+        coords.append("t")
+    fields = {c: ak.sum(getattr(arr, c), axis=axis, mask_identity=mask_identity) for c in coords}
+    name = _SUM_NAMES[len(coords)]
+    if "charge" in arr.fields and len(coords) == 4:
+        fields["charge"] = ak.sum(arr["charge"], axis=axis, mask_identity=mask_identity)
+        name = "Candidate"
+    return ak.zip(fields, with_name=name, behavior=arr.behavior, attrs=arr.attrs)
+
+
+def _reduce_sum(array: Any, mask_identity: bool) -> Any:
+    """``ak.sum(vectors, axis=1)`` as coffea's (awkward's reducer hook)."""
+    return vector_sum(array, axis=1, mask_identity=mask_identity)
 
 
 def _add_with_charge(vector_add: Callable) -> Callable:
@@ -145,52 +183,87 @@ def _add_with_charge(vector_add: Callable) -> Callable:
     return add
 
 
-def _kind(name: str) -> str:
-    if name in _BASES:
-        return name
-    if name.startswith("Vector") or name.startswith("Momentum"):
-        return name
-    return "Momentum4D"
-
-
-def _pair_behaviors(groups: dict[str, list[str]]) -> dict:
-    """behavior[ufunc, left, right] for every left/right name, from vector's entries for their kinds."""
+def _pair_functions() -> dict[tuple, Callable]:
+    """vector's binary entries by (ufunc, left kind, right kind); ``add`` also sums charges, and two
+    4-vectors add and subtract as coffea's (``Candidate`` / ``LorentzVector``, see hpckit.events.lorentz)."""
     out: dict = {}
     for key, fn in vba.behavior.items():
-        if not (isinstance(key, tuple) and len(key) == 3 and isinstance(key[0], np.ufunc)):
-            continue
-        ufunc, left, right = key
-        if not (isinstance(left, str) and isinstance(right, str)):
-            continue
-        if ufunc is np.add:
-            fn = _add_with_charge(fn)
-        for lname in groups.get(left, [left]):
-            for rname in groups.get(right, [right]):
-                out[ufunc, lname, rname] = fn
+        if isinstance(key, tuple) and len(key) == 3 and isinstance(key[0], np.ufunc):
+            if isinstance(key[1], str) and isinstance(key[2], str):
+                out[key] = _add_with_charge(fn) if key[0] is np.add else fn
+    for ufunc, sign in ((np.add, 1), (np.subtract, -1)):
+        key = (ufunc, "Momentum4D", "Momentum4D")
+        if key in out:
+            out[key] = lorentz.combine(sign, vba.behavior[key])
     return out
 
 
+_PAIRS = _pair_functions()
+
+
 def _single_behaviors(kind: str, name: str) -> dict:
-    """vector's entries that name one record (``abs``, ``ak.sum``, ``*``, casts...) for ``name``."""
+    """vector's entries that name one record (``abs``, ``ak.sum``, ``*``, casts...) for ``name``; ``ak.sum``
+    is coffea's (its field order and names, the charge of candidates)."""
     out = {}
     for key, fn in vba.behavior.items():
         if key == kind:
             continue
         if isinstance(key, tuple) and kind in key and not (len(key) == 3 and isinstance(key[1], str) and isinstance(key[2], str)):
-            out[tuple(name if k == kind else k for k in key)] = fn
+            out[tuple(name if k == kind else k for k in key)] = _reduce_sum if key == (ak.sum, kind) else fn
     return out
 
 
 class Behavior(dict):
     """A behaviour dict that pickles as the recipe that built it (its values hold vector's lambdas, which
-    do not pickle), so arrays of events can cross process boundaries."""
+    do not pickle), so arrays of events can cross process boundaries.
 
-    def __init__(self, items: dict, recipe: tuple):
+    The binary operations of two record names (``behavior[numpy.add, "Muon", "Electron"]``) are not
+    stored but made when awkward first looks one up (``__missing__``): stored, they would be one entry
+    per pair of names and ufunc (16,000 on a 2,600-branch NanoAOD), and awkward copies the whole mapping
+    on every operation of two arrays.
+    """
+
+    def __init__(self, items: dict, recipe: tuple, kinds: dict[str, str] | None = None):
         super().__init__(items)
         self.recipe = recipe
+        self.kinds: dict[str, str] = dict(kinds or getattr(items, "kinds", {}))
 
     def __reduce__(self):
         return (_rebuild, self.recipe)
+
+    def _pair(self, key: Any) -> Callable | None:
+        if not (isinstance(key, tuple) and len(key) == 3 and isinstance(key[0], np.ufunc)):
+            return None
+        ufunc, left, right = key
+        if not (isinstance(left, str) and isinstance(right, str)):
+            return None
+        if left not in self.kinds and right not in self.kinds:
+            return None  # vector's own names: vector's entries (already in the mapping) or nothing
+        fn = _PAIRS.get((ufunc, self.kinds.get(left, left), self.kinds.get(right, right)))
+        if fn is not None:
+            self[key] = fn
+        return fn
+
+    def __missing__(self, key: Any) -> Any:
+        fn = self._pair(key)
+        if fn is None:
+            raise KeyError(key)
+        return fn
+
+    def __contains__(self, key: Any) -> bool:
+        return dict.__contains__(self, key) or self._pair(key) is not None
+
+    def get(self, key: Any, default: Any = None) -> Any:
+        try:
+            return self[key]
+        except (KeyError, TypeError):
+            return default
+
+
+@functools.lru_cache(maxsize=None)
+def _fast(base: type) -> dict[str, property]:
+    """pt, eta, phi, mass of a vector class: the record's own field when it has one (no vector call)."""
+    return {n: lorentz.fast_property(n, getattr(base, n)) for n in ("pt", "eta", "phi", "mass") if hasattr(base, n)}
 
 
 def _rebuild(module: str, name: str, *args: Any) -> dict:
@@ -219,16 +292,43 @@ def build_behavior(named: frozenset[tuple[str, str]]) -> Behavior:
         kinds.setdefault(n, "Momentum2D")
     behavior: dict = dict(vba.behavior)
     behavior.update(behavior_plain)
-    groups: dict[str, list[str]] = {k: [k] for k in _BASES}
     for name, kind in kinds.items():
-        groups[kind].append(name)
         behavior.update(_single_behaviors(kind, name))
         array_base, record_base = _BASES[kind]
         members = class_members(name)
-        behavior[name] = type(name, (CoffeaMethods, record_base), dict(members))
-        behavior["*", name] = type(f"{name}Array", (CoffeaMethods, array_base), dict(members))
-    behavior.update(_pair_behaviors(groups))
-    return Behavior(behavior, (__name__, "build_behavior", named))
+        behavior[name] = type(name, (CoffeaMethods, record_base), {**_fast(record_base), **members})
+        behavior["*", name] = type(f"{name}Array", (CoffeaMethods, array_base), {**_fast(array_base), **members})
+    _coffea_results(behavior, kinds)
+    if not named:
+        _importable(behavior)
+    return Behavior(behavior, (__name__, "build_behavior", named), kinds)
+
+
+def _importable(behavior: dict) -> None:
+    """The base behaviour's classes live in hpckit.events.methods.base under their own names."""
+    from hpckit.events.methods import base  # noqa: PLC0415 - an empty module the classes are put in
+
+    for value in behavior.values():
+        if isinstance(value, type) and issubclass(value, NamesMissing):  # made here (abc names some "abc")
+            value.__module__ = base.__name__
+            setattr(base, value.__qualname__, value)
+
+
+_RESULT_NAMES = {2: "TwoVector", 3: "ThreeVector", 4: "LorentzVector"}
+_DIMENSION = {"Momentum2D": 2, "Momentum3D": 3, "Momentum4D": 4}
+
+
+def _coffea_results(behavior: dict, kinds: dict[str, str]) -> None:
+    """vector names its results after the ``ProjectionClassND`` of the input's class: point them at
+    coffea's names, so ``-a``, ``a * 2``, ``a.unit()`` of a TwoVector are TwoVectors (not Momentum2D) and
+    4-vectors give LorentzVector, as in coffea."""
+    results = {d: behavior["*", n] for d, n in _RESULT_NAMES.items()}
+    for name, kind in kinds.items():
+        own = _DIMENSION[kind]
+        for cls in (behavior[name], behavior["*", name]):
+            for d, target in results.items():
+                setattr(cls, f"ProjectionClass{d}D", target)
+            cls.GenericClass = cls.MomentumClass = results[own]
 
 
 def vector_kind(fields: list[str] | tuple[str, ...]) -> str | None:
@@ -237,10 +337,12 @@ def vector_kind(fields: list[str] | tuple[str, ...]) -> str | None:
     # vector refuses two spellings of one coordinate (SV has x, y, z and pt, eta, phi): not a vector then
     if ({"x", "y"} <= have or "z" in have or "t" in have or "energy" in have and "mass" in have) and "pt" in have:
         return None
+    if len(have & {"mass", "m", "M", "tau"}) > 1:
+        return None
     if {"pt", "phi"} <= have:
-        if {"eta"} <= have and have & {"mass", "energy"}:
+        if {"eta"} <= have and have & {"mass", "energy", "m"}:  # ScoutingNano spells the mass "m"
             return "Momentum4D"
-        if "eta" in have:
+        if "eta" in have and not have & {"m", "M", "E", "e", "t", "tau"}:  # a 4th coordinate vector cannot take
             return "Momentum3D"
         return "Momentum2D"
     return None

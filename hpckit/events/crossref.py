@@ -9,6 +9,7 @@ records), so ``Muon.matched_jet.pt`` reads ``Muon_jetIdx``, ``nMuon``, ``nJet`` 
 
 from __future__ import annotations
 
+import warnings
 from typing import Any
 
 import awkward as ak
@@ -27,6 +28,14 @@ CROSS_REFERENCES = {
     "Jet_muonIdx1": "Muon", "Jet_muonIdx2": "Muon", "Muon_fsrPhotonIdx": "FsrPhoton", "Muon_genPartIdx": "GenPart",
     "Muon_jetIdx": "Jet", "Photon_electronIdx": "Electron", "Photon_genPartIdx": "GenPart", "Photon_jetIdx": "Jet",
     "Tau_genPartIdx": "GenPart", "Tau_jetIdx": "Jet",
+    # PFNano (coffea's PFNanoAODSchema): they only apply where a file has these branches
+    "FatJetPFCands_jetIdx": "FatJet", "FatJetPFCands_pFCandsIdx": "PFCands", "FatJetSVs_jetIdx": "FatJet",
+    "FatJetSVs_sVIdx": "SV", "FatJet_electronIdx3SJ": "Electron", "FatJet_muonIdx3SJ": "Muon",
+    "GenFatJetCands_jetIdx": "GenJetAK8", "GenFatJetCands_pFCandsIdx": "GenCands", "GenFatJetSVs_jetIdx": "GenJetAK8",
+    "GenFatJetSVs_sVIdx": "SV", "GenJetCands_jetIdx": "GenJet", "GenJetCands_pFCandsIdx": "GenCands",
+    "GenJetSVs_jetIdx": "GenJet", "GenJetSVs_sVIdx": "SV", "JetPFCands_jetIdx": "Jet",
+    "JetPFCands_pFCandsIdx": "PFCands", "JetSVs_jetIdx": "Jet", "JetSVs_sVIdx": "SV",
+    "SubJet_subGenJetAK8Idx": "SubGenJetAK8",
 }
 # fixed-length lists of references made from Idx1, Idx2 (padded with None, as coffea)
 NESTED = {
@@ -38,6 +47,8 @@ NESTED = {
 ZERO_FILLED = {
     "Photon": ("mass", "charge"), "Jet": ("charge",), "FatJet": ("charge",), "TrigObj": ("mass",),
     "FsrPhoton": ("mass", "charge"), "IsoTrack": ("mass",), "SoftActivityJet": ("mass",),
+    # ScoutingNano (coffea's ScoutingNanoAODSchema)
+    "ScoutingJet": ("charge",), "ScoutingFatJet": ("charge",), "ScoutingPhoton": ("m", "charge"),
 }
 
 # record name -> {property: (target collection, global index field)} (coffea's methods/nanoaod.py)
@@ -56,9 +67,18 @@ REFERENCES: dict[str, dict[str, tuple[str, str]]] = {
             "matched_gen": ("GenJet", "genJetIdxG")},
     "FatJet": {"subjets": ("SubJet", "subJetIdxG"), "matched_gen": ("GenJetAK8", "genJetAK8IdxG")},
     "GenPart": {"parent": ("GenPart", "genPartIdxMotherG"), "distinctParent": ("GenPart", "distinctParentIdxG"),
-                "children": ("GenPart", "childrenIdxG"), "distinctChildren": ("GenPart", "distinctChildrenIdxG")},
+                "children": ("GenPart", "childrenIdxG"), "distinctChildren": ("GenPart", "distinctChildrenIdxG"),
+                "distinctChildrenDeep": ("GenPart", "distinctChildrenDeepIdxG")},
     "GenVisTau": {"parent": ("GenPart", "genPartIdxMotherG")},
+    # PFNano's association tables (coffea's AssociatedPFCand / AssociatedSV)
+    **{name: {"jet": (jet, "jetIdxG"), "pf": (cands, "pFCandsIdxG")}
+       for name, jet, cands in (("JetPFCands", "Jet", "PFCands"), ("FatJetPFCands", "FatJet", "PFCands"),
+                                ("GenJetCands", "GenJet", "GenCands"), ("GenFatJetCands", "GenJetAK8", "GenCands"))},
+    **{name: {"jet": (jet, "jetIdxG"), "sv": ("SV", "sVIdxG")}
+       for name, jet in (("JetSVs", "Jet"), ("FatJetSVs", "FatJet"), ("GenJetSVs", "GenJet"), ("GenFatJetSVs", "GenJetAK8"))},
 }
+# references whose use warns, as coffea's
+WARNS = {("GenPart", "distinctChildrenDeep"): "distinctChildrenDeep may not give correct answers for all generators!"}
 
 GEN_FLAGS = [
     "isPrompt", "isDecayedLeptonHadron", "isTauDecayProduct", "isPromptTauDecayProduct", "isDirectTauDecayProduct",
@@ -104,6 +124,8 @@ def extra_fields(prefix: str, branches: dict, sources: dict[str, BufferSource]) 
         list_field("childrenIdxG", "GenPart_childrenIdxG", BufferSource("GenPart_genPartIdxMother", "children"))
         list_field("distinctChildrenIdxG", "GenPart_distinctChildrenIdxG",
                    BufferSource("GenPart_genPartIdxMother", "distinct-children"))
+        list_field("distinctChildrenDeepIdxG", "GenPart_distinctChildrenDeepIdxG",
+                   BufferSource("GenPart_genPartIdxMother", "distinct-children-deep"))
     return names, forms
 
 
@@ -165,6 +187,39 @@ def _children_of(reader, source: BufferSource, distinct: bool) -> tuple[np.ndarr
     return _children(parents)
 
 
+def _children_deep(reader, source: BufferSource) -> tuple[np.ndarray, np.ndarray]:
+    """coffea's distinctChildrenDeep: for the first particle of a chain of same-pdgId copies, the children
+    of the chain with another pdgId, and the chain's copies that have no child (coffea's kernel, in
+    Python: computed only when touched)."""
+    key = (source.branch, "distinct-children-deep:both", ())
+    memo = reader.derived.get(key)
+    if memo is not None:
+        return memo
+    parents = derive(reader, BufferSource(source.branch, "global", ("GenPart",)))
+    offsets = reader.counter_offsets("nGenPart")
+    _, pdg = reader.jagged("GenPart_pdgId")
+    parent_list, pdg_list = parents.tolist(), pdg.tolist()
+    out_offsets, content = [0], []
+    for event in range(len(offsets) - 1):
+        stop = int(offsets[event + 1])
+        for i in range(int(offsets[event]), stop):
+            mother = parent_list[i]
+            if mother >= 0 and pdg_list[i] != pdg_list[mother]:
+                chain, in_chain, with_children = [i], {i}, set()
+                for child in range(i, stop):
+                    if parent_list[child] in in_chain:
+                        with_children.add(parent_list[child])
+                        if pdg_list[child] == pdg_list[i]:
+                            chain.append(child)
+                            in_chain.add(child)
+                        else:
+                            content.append(child)
+                content.extend(c for c in chain[1:] if c not in with_children)
+            out_offsets.append(len(content))
+    memo = reader.derived[key] = (np.asarray(out_offsets, dtype=np.int64), np.asarray(content, dtype=np.int64))
+    return memo
+
+
 _DERIVE = {
     "global": lambda r, s: _global(r, s.branch, s.args[0]),
     "nested": _nested,
@@ -174,6 +229,8 @@ _DERIVE = {
     "children-offsets": lambda r, s: _children_of(r, s, False)[0],
     "distinct-children": lambda r, s: _children_of(r, s, True)[1],
     "distinct-children-offsets": lambda r, s: _children_of(r, s, True)[0],
+    "distinct-children-deep": lambda r, s: _children_deep(r, s)[1],
+    "distinct-children-deep-offsets": lambda r, s: _children_deep(r, s)[0],
     "zeros": lambda r, s: np.zeros(int(r.counter_offsets(s.branch)[-1]), dtype=np.float32),
 }
 
@@ -197,7 +254,11 @@ def apply_global_index(content: ak.contents.Content, index: Any, behavior: dict,
 
 
 def _reference(owner: str, prop: str, target: str, field: str):
+    warning = WARNS.get((owner, prop))
+
     def get(self):
+        if warning is not None:
+            warnings.warn(warning, stacklevel=2)
         if field not in self.fields:
             raise missing_method(owner, prop, f"this file has no branch for {owner}.{field[:-1]} or no n{target}")
         events = (self.attrs or {}).get("@events")

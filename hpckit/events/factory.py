@@ -188,6 +188,7 @@ class ChunkReader:
         self.columns: set[str] = set()
         self._arrays: dict[str, Any] = {}
         self.derived: dict[tuple, np.ndarray] = {}  # crossref's computed buffers
+        self.on_read: Any = None  # called (branch, buffer key) per buffer loaded: coffea's access_log
 
     def _array(self, branch: str) -> Any:
         arr = self._arrays.get(branch)
@@ -212,10 +213,12 @@ class ChunkReader:
     def jagged(self, branch: str) -> tuple[np.ndarray, np.ndarray]:
         """(offsets from 0, values) of a jagged branch."""
         layout = ak.to_layout(self._array(branch))
-        offsets = np.asarray(layout.offsets)
+        offsets = np.asarray(layout.offsets, dtype=np.int64)  # Parquet's plain lists have int32 offsets
         return offsets - offsets[0], np.asarray(layout.content.data)[offsets[0] : offsets[-1]]
 
     def buffer(self, source: BufferSource) -> np.ndarray:
+        if self.on_read is not None:  # one entry per buffer loaded, as coffea's access_log
+            self.on_read(source.branch, f"{source.branch}-{source.part}")
         if source.part == "counts":
             return self.counter_offsets(source.branch)
         if source.part not in ("data", "offsets"):

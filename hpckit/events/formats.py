@@ -134,7 +134,8 @@ class _CountingFile:
 
     def close(self) -> None:
         self.closed = True
-        self.raw.close()
+        if self.raw is not None:
+            self.raw.close()
 
     @property
     def size(self) -> int:
@@ -144,11 +145,22 @@ class _CountingFile:
         return end
 
 
+def _storage(arrow_type: Any) -> Any:
+    """The plain Arrow type under an extension type (awkward's, once awkward is imported, wraps every
+    column of a Parquet file written by ``ak.to_parquet(extensionarray=True)``)."""
+    import pyarrow as pa
+
+    while isinstance(arrow_type, pa.ExtensionType):
+        arrow_type = arrow_type.storage_type
+    return arrow_type
+
+
 def _arrow_kind(arrow_type: Any) -> tuple[str, np.dtype] | None:
     import pyarrow as pa
 
+    arrow_type = _storage(arrow_type)
     if pa.types.is_list(arrow_type) or pa.types.is_large_list(arrow_type):
-        inner = arrow_type.value_type
+        inner = _storage(arrow_type.value_type)
         if pa.types.is_boolean(inner) or pa.types.is_integer(inner) or pa.types.is_floating(inner):
             return "jagged", np.dtype(inner.to_pandas_dtype())
         return None
@@ -198,10 +210,22 @@ class ParquetTree(OpenTree):
         table = self.tree.read_row_groups(groups, columns=[branch], use_threads=False)
         first = bounds[groups[0]] if groups else 0
         column = table.column(0).slice(start - first, stop - start)
-        arr = ak.from_arrow(column, highlevel=True)
+        arr = _not_nullable(ak.from_arrow(column, highlevel=True))
         if info.kind == "flat":
             return np.asarray(ak.to_numpy(arr), dtype=info.dtype)
         return ak.values_astype(arr, info.dtype)
+
+
+def _not_nullable(arr: Any) -> Any:
+    """Parquet columns written by pyarrow are nullable: as NanoAOD branches, none is missing (an empty list
+    or 0 where one would be), so the reader gets plain lists and numbers."""
+    import awkward as ak
+
+    if ak.to_layout(arr).is_option:
+        arr = ak.fill_none(arr, [] if arr.ndim > 1 else 0, axis=0)
+    if arr.ndim > 1 and ak.to_layout(arr).content.is_option:
+        arr = ak.fill_none(arr, 0, axis=1)
+    return arr
 
 
 def _parquet_error(filename: str, err: BaseException) -> FileAccessError:
@@ -210,8 +234,10 @@ def _parquet_error(filename: str, err: BaseException) -> FileAccessError:
     return InvalidParquetError(f"{filename} is not a readable Parquet file: {err}", filename, err)
 
 
-def open_parquet(filename: str, treename: str = "") -> ParquetTree:
-    """Open a Parquet file (local path or any fsspec URL); the tree name plays no part, as in coffea."""
+def open_parquet(filename: str, treename: str = "", storage_options: dict | None = None,
+                 fileobj: Any = None, parquet_file: Any = None) -> ParquetTree:
+    """Open a Parquet file (local path or any fsspec URL, with fsspec ``storage_options``, or an open binary
+    file ``fileobj`` named ``filename``); the tree name plays no part, as in coffea."""
     try:
         import pyarrow.parquet as pq
     except ImportError:
@@ -219,11 +245,15 @@ def open_parquet(filename: str, treename: str = "") -> ParquetTree:
 
     from hpckit.errors import FileNotFound
 
+    if parquet_file is not None:  # the caller's open pyarrow.parquet.ParquetFile: its reads are not counted
+        return _parquet_tree(filename, treename, _CountingFile(None), parquet_file)
     try:
-        if "://" in filename:
+        if fileobj is not None:
+            raw = fileobj
+        elif "://" in filename or storage_options:
             import fsspec
 
-            raw = fsspec.open(filename, "rb").open()
+            raw = fsspec.open(filename, "rb", **(storage_options or {})).open()
         else:
             raw = open(filename, "rb")  # noqa: SIM115 - kept open with the tree, closed by the cache
     except FileNotFoundError as err:
@@ -233,12 +263,17 @@ def open_parquet(filename: str, treename: str = "") -> ParquetTree:
     counting = _CountingFile(raw)
     try:
         pf = pq.ParquetFile(counting)
-        md = pf.metadata
     except Exception as err:  # noqa: BLE001
         counting.close()
         raise _parquet_error(filename, err) from err
+    return _parquet_tree(filename, treename, counting, pf)
+
+
+def _parquet_tree(filename: str, treename: str, counting: _CountingFile, pf: Any) -> ParquetTree:
+    md = pf.metadata
     # Parquet has no file uuid: a digest of the footer (schema, row groups, sizes, statistics) stands in
     footer = repr((md.num_rows, md.num_row_groups, md.serialized_size, str(pf.schema_arrow),
-                   [md.row_group(i).total_byte_size for i in range(md.num_row_groups)], counting.size))
+                   [md.row_group(i).total_byte_size for i in range(md.num_row_groups)],
+                   counting.size if counting.raw is not None else None))
     uuid = hashlib.sha1(footer.encode()).hexdigest()[:32]
     return ParquetTree(filename, treename, counting, pf, uuid, int(md.num_rows))

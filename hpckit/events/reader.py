@@ -51,6 +51,25 @@ class OpenTree:
     # the same entries (remote files only, where each request is a round trip)
     hot: set[str] = field(default_factory=set)
     coalesce: bool = False
+    options: dict | None = None  # the uproot options it was opened with (to reopen it)
+
+    @property
+    def closed(self) -> bool:
+        """True once someone closed the file (a user's ``factory.file_handle.close()``, a ``with`` block,
+        the cache evicting it while events still point here)."""
+        source = getattr(getattr(self.file, "file", None), "source", None)
+        if source is None:  # Parquet: the counting file
+            return bool(getattr(self.file, "closed", False))
+        try:
+            return bool(source.closed)
+        except Exception:  # noqa: BLE001 - a source that cannot tell is taken as open
+            return False
+
+    def reopen(self) -> None:
+        """Open the file again in place (same tree, same plan): what a closed handle reads through."""
+        fresh = _open_again(self)
+        self.file, self.tree = fresh.file, fresh.tree
+        self.windows.clear()
 
     @property
     def branches(self) -> dict[str, BranchInfo]:
@@ -74,6 +93,8 @@ class OpenTree:
         win = self.windows.get(branch)
         if win is not None and win[0] <= start and stop <= win[1]:
             return win[2][start - win[0] : stop - win[0]]
+        if self.closed:
+            self.reopen()
         lo, hi = self._plan(branch, start, stop)
         fresh = self._fetch(branch, lo, hi, start, stop)
         if win is not None and win[0] <= start < win[1] and lo == win[1]:
@@ -249,6 +270,9 @@ def open_tree(
     cache = _cache()
     key = (filename, treename)
     hit = cache.get(key)
+    if hit is not None and hit.closed:  # closed by an earlier user: never hand a closed file on
+        del cache[key]
+        hit = None
     if hit is not None:
         if next(reversed(cache)) != key:  # moved on to another file: drop the others' basket windows
             for other in cache.values():
@@ -259,6 +283,7 @@ def open_tree(
 
     if formats.is_parquet(filename, format):
         opened = formats.open_parquet(filename, treename)
+        opened.options = {"format": "parquet"}
         _remember(cache, key, opened)
         return opened
     f = _open_file(filename, uproot_options)
@@ -286,8 +311,24 @@ def open_tree(
         raise FileAccessError(msg, filename, err) from err
     if not _fork_safe(opened) and opened.format_name == "TTree":  # remote: a round trip per request, so reads are coalesced
         opened.coalesce = True
+    opened.options = dict(uproot_options or {})
     _remember(cache, key, opened)
     return opened
+
+
+def _open_again(t: OpenTree) -> OpenTree:
+    """A fresh handle on the file and tree of ``t`` (not cached: ``t`` keeps being the one in use)."""
+    from hpckit.events import formats
+
+    options = dict(t.options or {})
+    if options.pop("format", None) == "parquet":
+        return formats.open_parquet(t.filename, t.treename)
+    f = _open_file(t.filename, options)
+    try:
+        return formats.wrap_object(t.filename, t.treename, f, f[t.treename])
+    except Exception as err:  # noqa: BLE001
+        f.close()
+        raise FileAccessError(f"cannot reopen tree {t.treename!r} of {t.filename}: {err}", t.filename, err) from err
 
 
 def _remember(cache: "OrderedDict[tuple, OpenTree]", key: tuple, opened: OpenTree) -> None:

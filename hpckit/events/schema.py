@@ -17,6 +17,8 @@ from hpckit.events.plan import BufferSource
 from hpckit.events.reader import BranchInfo
 
 
+__all__ = ["BaseSchema", "NanoAODSchema", "PFNanoAODSchema", "ScoutingNanoAODSchema"]
+
 Plan = tuple[ak.forms.Form, dict[str, BufferSource]]
 
 
@@ -30,12 +32,36 @@ class BaseSchema:
     name: ClassVar[str] = "BaseSchema"
 
     @classmethod
+    def behavior(cls) -> dict:
+        """coffea's ``schema.behavior()``: the behaviour of coffea's record names (a file's own collection
+        names are added when its events are made)."""
+        from hpckit.events.behavior import base_behavior  # noqa: PLC0415
+
+        return base_behavior()
+
+    @classmethod
+    def uproot_writeable(cls, events) -> dict:
+        """coffea's ``uproot_writeable``: the events as a dict ``uproot`` can write back (``mktree``)."""
+        return {name: _packed(events[name]) for name in events.fields if _writeable(events[name])}
+
+    @classmethod
     def plan(cls, branches: dict[str, BranchInfo]) -> Plan:
         fields, contents, sources = [], [], {}
         for name, info in branches.items():
             fields.append(name)
             contents.append(_branch_form(info, sources))
         return ak.forms.RecordForm(contents, fields, parameters={"__record__": "NanoEvents"}), sources
+
+
+def _writeable(arr) -> bool:
+    """A flat column or a list of numbers per event (what a TTree branch holds)."""
+    t = arr.type.content
+    return isinstance(t, ak.types.NumpyType) or (
+        isinstance(t, ak.types.ListType) and isinstance(t.content, ak.types.NumpyType))
+
+
+def _packed(arr):
+    return ak.to_packed(ak.without_parameters(arr))
 
 
 def _branch_form(info: BranchInfo, sources: dict[str, BufferSource]) -> ak.forms.Form:
@@ -59,6 +85,10 @@ class NanoAODSchema(BaseSchema):
     """
 
     name: ClassVar[str] = "NanoAODSchema"
+    # coffea's switches, read by NanoEventsFactory (the Runner reads what the file has)
+    event_ids: ClassVar[list[str]] = ["run", "luminosityBlock", "event"]
+    error_missing_event_ids: ClassVar[bool] = True
+    warn_missing_crossrefs: ClassVar[bool] = True
 
     @classmethod
     def plan(cls, branches: dict[str, BranchInfo]) -> Plan:
@@ -94,6 +124,35 @@ class NanoAODSchema(BaseSchema):
                 fields.append(info.name)
                 contents.append(_branch_form(info, sources))
         return ak.forms.RecordForm(contents, fields, parameters={"__record__": "NanoEvents"}), sources
+
+    @classmethod
+    def uproot_writeable(cls, events) -> dict:
+        """coffea's: collections and records zipped back from their own columns (global indices and other
+        derived fields left out), so ``uproot`` writes ``nMuon``, ``Muon_pt``, ... again."""
+        out = {}
+        for name in events.fields:
+            arr = events[name]
+            if arr.fields:
+                out[name] = ak.zip({f: _packed(arr[f]) for f in arr.fields
+                                    if not f.endswith("IdxG") and _writeable(arr[f])})
+            else:
+                out[name] = _packed(arr)
+        return out
+
+
+class PFNanoAODSchema(NanoAODSchema):
+    """coffea's PFNano schema: NanoAOD plus the PF-candidate and secondary-vertex association tables
+    (``events.JetPFCands.jet`` / ``.pf``, ``events.JetSVs.jet`` / ``.sv``). hpckit's NanoAODSchema builds
+    the same references wherever a file has those branches; this name is coffea's."""
+
+    name: ClassVar[str] = "PFNanoAODSchema"
+
+
+class ScoutingNanoAODSchema(NanoAODSchema):
+    """coffea's ScoutingNano schema: NanoAOD with the ``Scouting*`` collections (charge and photon mass
+    filled with zeros as coffea does)."""
+
+    name: ClassVar[str] = "ScoutingNanoAODSchema"
 
 
 def _member_fields(prefix: str, members: list[BranchInfo], sources: dict[str, BufferSource]):

@@ -1,0 +1,144 @@
+"""coffea's sum and difference of two Lorentz vectors, computed with numpy on the records' columns.
+
+coffea gives ``Candidate`` (x, y, z, t, charge) for the sum of two records that both have a charge and
+``LorentzVector`` (x, y, z, t) otherwise, and for every difference. awkward calls these on the records
+once lists and indices are broadcast away (a flat array of records per side), so the columns are plain
+numpy: a handful of numpy operations instead of vector's dozens of awkward ones (~10x faster per chunk).
+Anything else (nested records, unknown coordinates) goes to vector's own function, named as coffea's.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+import awkward as ak
+import numpy as np
+
+
+def _columns(arr: Any) -> dict[str, np.ndarray] | None:
+    """The record's columns as numpy, or None when ``arr`` is not a flat array of records."""
+    layout = ak.to_layout(arr)
+    if isinstance(layout, ak.contents.IndexedArray):
+        layout = layout.project()
+    if not isinstance(layout, ak.contents.RecordArray):
+        return None
+    out = {}
+    for name in layout.fields:
+        if name in _WANTED:
+            content = layout.content(name)
+            if content.purelist_depth != 1 or content.is_option or content.parameter("__array__") is not None:
+                return None
+            out[name] = np.asarray(content.to_backend_array(allow_missing=False))
+    return out
+
+
+_WANTED = {"x", "y", "z", "t", "pt", "eta", "phi", "mass", "m", "energy", "charge"}
+
+
+def _xyzt(c: dict[str, np.ndarray]) -> tuple[np.ndarray, ...] | None:
+    if {"x", "y", "z", "t"} <= c.keys():
+        return tuple(np.asarray(c[k], dtype=np.float64) for k in "xyzt")
+    if "mass" not in c and "m" in c:
+        c = {**c, "mass": c["m"]}
+    if {"pt", "eta", "phi"} <= c.keys() and ("mass" in c or "energy" in c):
+        pt, eta, phi = (np.asarray(c[k], dtype=np.float64) for k in ("pt", "eta", "phi"))
+        x, y, z = pt * np.cos(phi), pt * np.sin(phi), pt * np.sinh(eta)
+        if "energy" in c:
+            t = np.asarray(c["energy"], dtype=np.float64)
+        else:
+            t = np.sqrt(x * x + y * y + z * z + np.asarray(c["mass"], dtype=np.float64) ** 2)
+        return x, y, z, t
+    return None
+
+
+def _record(columns: dict[str, np.ndarray], name: str, like: Any) -> ak.Array:
+    contents = [ak.contents.NumpyArray(v) for v in columns.values()]
+    layout = ak.contents.RecordArray(contents, list(columns), length=len(contents[0]), parameters={"__record__": name})
+    return ak.Array(layout, behavior=like.behavior, attrs=like.attrs)
+
+
+def combine(sign: int, fallback: Callable) -> Callable:
+    """coffea's ``a + b`` (sign 1) or ``a - b`` (sign -1) of two 4-vectors; ``fallback``: vector's."""
+
+    def op(a: Any, b: Any) -> Any:
+        ca, cb = _columns(a), _columns(b)
+        pa = _xyzt(ca) if ca is not None else None
+        pb = _xyzt(cb) if cb is not None else None
+        if pa is None or pb is None or len(pa[0]) != len(pb[0]):
+            return _renamed(fallback(a, b), sign, a, b)
+        out = {k: u + sign * v for k, u, v in zip("xyzt", pa, pb)}
+        if sign > 0 and "charge" in ca and "charge" in cb:
+            out["charge"] = ca["charge"] + cb["charge"]
+            return _record(out, "Candidate", a)
+        return _record(out, "LorentzVector", a)
+
+    return op
+
+
+def _renamed(out: Any, sign: int, a: Any, b: Any) -> Any:
+    """vector's result (named Momentum4D) under coffea's name, with the summed charge for candidates."""
+    charged = sign > 0 and "charge" in ak.fields(a) and "charge" in ak.fields(b)
+    if charged:
+        out = ak.with_field(out, a["charge"] + b["charge"], "charge")
+    return ak.with_name(out, "Candidate" if charged else "LorentzVector")
+
+
+# -- properties of x, y, z, t records (what a sum or difference is) ------------------------------------
+def _map_records(layout: ak.contents.Content, fn: Callable) -> ak.contents.Content | None:
+    """``fn(columns)`` at the records of ``layout``, its lists, options and indices kept; None if not
+    reachable (then vector computes it)."""
+    if isinstance(layout, ak.contents.RecordArray):
+        cols = _columns(layout)
+        return None if cols is None else ak.contents.NumpyArray(fn(cols))
+    content = getattr(layout, "content", None)
+    if content is None:
+        return None
+    inner = _map_records(content, fn)
+    if inner is None:
+        return None
+    if isinstance(layout, (ak.contents.ListOffsetArray, ak.contents.ListArray, ak.contents.RegularArray,
+                           ak.contents.IndexedArray, ak.contents.IndexedOptionArray,
+                           ak.contents.ByteMaskedArray, ak.contents.BitMaskedArray, ak.contents.UnmaskedArray)):
+        return layout.copy(content=inner, parameters=None)
+    return None
+
+
+def _mass(c: dict[str, np.ndarray]) -> np.ndarray:
+    x, y, z, t = (np.asarray(c[k], dtype=np.float64) for k in "xyzt")
+    m2 = t * t - x * x - y * y - z * z
+    return np.sign(m2) * np.sqrt(np.abs(m2))  # vector's convention: negative for space-like
+
+
+def _pt(c: dict[str, np.ndarray]) -> np.ndarray:
+    return np.hypot(np.asarray(c["x"], dtype=np.float64), np.asarray(c["y"], dtype=np.float64))
+
+
+def _eta(c: dict[str, np.ndarray]) -> np.ndarray:
+    return np.arcsinh(np.asarray(c["z"], dtype=np.float64) / _pt(c))
+
+
+def _phi(c: dict[str, np.ndarray]) -> np.ndarray:
+    return np.arctan2(np.asarray(c["y"], dtype=np.float64), np.asarray(c["x"], dtype=np.float64))
+
+
+XYZT_PROPERTIES = {"mass": _mass, "pt": _pt, "eta": _eta, "phi": _phi}
+
+
+def fast_property(name: str, vector_property: Any) -> property:
+    """The field ``name`` where the record has it (NanoAOD's pt, eta, phi, mass), a numpy computation on
+    x, y, z, t records where there is one, else vector's ``vector_property``."""
+    compute = XYZT_PROPERTIES.get(name)
+
+    def get(self):
+        fields = self.fields
+        if name in fields:
+            return self[name]
+        if compute is not None and isinstance(self, ak.Array) and {"x", "y", "z", "t"} <= set(fields):
+            out = _map_records(self.layout, compute)
+            if out is not None:
+                return ak.Array(out, behavior=self.behavior, attrs=self.attrs)
+        return vector_property.__get__(self)
+
+    get.__name__ = name
+    get.__doc__ = vector_property.__doc__
+    return property(get)
