@@ -20,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import services
 
 from hpckit.deploy import container, envlock, envpack
 from hpckit.deploy.container import ContainerError, ContainerSpec
@@ -27,7 +28,7 @@ from hpckit.deploy.envlock import LockError
 
 pytestmark = [
     pytest.mark.slow,
-    pytest.mark.skipif(shutil.which("podman") is None, reason="podman missing: run scripts/podman-setup.sh"),
+    pytest.mark.usefixtures("podman_service"),  # scripts/podman-setup.sh + debian-base.sh (tests/services.py)
 ]
 
 REPO = Path(__file__).resolve().parents[1]
@@ -45,7 +46,7 @@ def podman(*args: str, check: bool = True) -> subprocess.CompletedProcess:
 @pytest.fixture(scope="module")
 def base_image():
     t0 = time.perf_counter()
-    subprocess.run(["bash", str(REPO / "scripts" / "debian-base.sh"), BASE], check=True)
+    services.ensure("podman")  # podman-setup.sh + debian-base.sh, once per session (tests/services.py)
     TIMINGS["base image (debootstrap or cached)"] = time.perf_counter() - t0
     return BASE
 
