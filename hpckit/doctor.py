@@ -76,7 +76,7 @@ def _port_free(host: str, port: int) -> bool:
 
 
 def check_ports(site: Site, backend: str) -> list[Check]:
-    host = "127.0.0.1" if site.loopback or site.scheduler == "local" else "0.0.0.0"
+    host = "127.0.0.1" if site.loopback or not site.batch else "0.0.0.0"
     out = []
     if site.network.port_range:
         lo, hi = site.network.port_range
@@ -103,7 +103,7 @@ def check_container(site: Site) -> list[Check]:
         exe = c.runtime
         if shutil.which(exe) is None:
             hint = "module load apptainer (on compute nodes)" if exe == "apptainer" else f"use a node with {exe}"
-            out.append(Check("container runtime", "skip" if site.scheduler != "local" else "fail",
+            out.append(Check("container runtime", "skip" if site.batch else "fail",
                              f"{exe} not on PATH here (it must exist on the compute nodes)", hint))
         else:
             out.append(Check("container runtime", "pass", f"{exe} found"))

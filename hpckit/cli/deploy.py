@@ -75,7 +75,7 @@ def render_command(
     for p in paths:
         console.print(str(p), highlight=False, soft_wrap=True)
     if backend == "dask" and not any(p.name.startswith("job_script") for p in paths) and \
-            load_site(site, set_ or []).site.scheduler != "local":
+            load_site(site, set_ or []).site.batch:
         from hpckit.extras import INSTALL
 
         say(f"note: no job_script rendered: dask-jobqueue is not installed ({INSTALL['dask_jobqueue']})")

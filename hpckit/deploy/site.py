@@ -50,6 +50,7 @@ from pydantic import (
     model_validator,
 )
 
+from hpckit.deploy.schedulers import SCHEDULERS
 from hpckit.paths import read_limited
 from hpckit.resources import data_dir
 
@@ -343,8 +344,6 @@ class Site(_Strict):
     @field_validator("scheduler")
     @classmethod
     def _known_scheduler(cls, v: str) -> str:
-        from hpckit.deploy.schedulers import SCHEDULERS
-
         if v not in SCHEDULERS:
             raise ValueError(f"unknown scheduler {v!r}; expected one of " + ", ".join(repr(k) for k in SCHEDULERS))
         return v
@@ -352,22 +351,13 @@ class Site(_Strict):
     @model_validator(mode="after")
     def _consistent(self) -> Site:
         s = self.scheduler
-        if s != "slurm":
-            for k in ("partition", "qos", "constraint"):
+        mine = SCHEDULERS[s]
+        for other in SCHEDULERS.values():
+            for k in other.own_settings if other is not mine else ():
                 if getattr(self, k) is not None:
-                    raise ValueError(f"{k!r} is a Slurm setting but scheduler is {s!r}")
-        if s != "pbs" and self.queue is not None:
-            hint = " (use partition/qos for Slurm)" if s == "slurm" else ""
-            raise ValueError(f"'queue' is a PBS setting but scheduler is {s!r}{hint}")
-        if s != "local":
-            if self.walltime is None:
-                raise ValueError(f"a {s} site needs a walltime")
-            if self.worker.memory is None:
-                raise ValueError(f"a {s} site needs worker.memory")
-            if self.max_workers is None:
-                raise ValueError(f"a {s} site needs max_workers")
-        if s == "htcondor" and self.worker.disk is None:
-            raise ValueError("an htcondor site needs worker.disk")
+                    raise ValueError(f"{k!r} is a {other.label} setting but scheduler is {s!r}"
+                                     + mine.setting_hints.get(k, ""))
+        mine.validate(self)
         if self.env_delivery.mode == "image" and self.container.runtime == "none":
             raise ValueError("env_delivery mode 'image' needs a container runtime")
         jc = self.node.job_cores
@@ -380,10 +370,6 @@ class Site(_Strict):
                 f"worker.memory x worker.per_job = {format_memory(self.job_memory)} exceeds node.memory "
                 f"({format_memory(self.node.memory)})"
             )
-        if self.htcondor.singularity_image_attr and not self.container.image:
-            raise ValueError("htcondor.singularity_image_attr needs container.image")
-        if self.htcondor.universe == "container" and not self.container.image:
-            raise ValueError("htcondor.universe 'container' needs container.image")
         return self
 
     # derived shapes -------------------------------------------------------------------------------
@@ -403,6 +389,11 @@ class Site(_Strict):
         return None if self.max_workers is None else math.ceil(self.max_workers / self.worker.per_job)
 
     @property
+    def batch(self) -> bool:
+        """True when workers run as batch jobs (any scheduler but ``local``)."""
+        return SCHEDULERS[self.scheduler].batch
+
+    @property
     def loopback(self) -> bool:
         """True when workers bind to loopback (interface lo): use address 127.0.0.1 everywhere."""
         return self.network.interface == "lo"
@@ -414,11 +405,7 @@ class Site(_Strict):
         False when there is no container, or when HTCondor starts the container for us
         (``+SingularityImage`` or the container universe).
         """
-        if self.container.runtime == "none":
-            return False
-        if self.scheduler == "htcondor" and (self.htcondor.singularity_image_attr or self.htcondor.universe == "container"):
-            return False
-        return True
+        return self.container.runtime != "none" and not SCHEDULERS[self.scheduler].starts_container(self)
 
     def lifetime(self) -> tuple[int, int] | None:
         """(lifetime, stagger) in seconds for workers, so they retire before the walltime kills them.
