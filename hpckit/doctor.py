@@ -12,6 +12,7 @@ import shutil
 import socket
 from typing import Callable
 
+from hpckit.defaults import VINE_PORT
 from hpckit.deploy import load_site
 from hpckit.deploy.checks import Check, command_output as _cmd
 from hpckit.deploy.schedulers import scheduler_for
@@ -88,8 +89,8 @@ def check_ports(site: Site, backend: str) -> list[Check]:
             out.append(Check("worker ports", "fail", f"only {len(free)} of {lo}-{hi} free here, need {need}",
                              "stop what holds them (ss -ltnp) or --set network.port_range=[low,high]"))
     if backend == "taskvine":
-        ok = _port_free(host, 9123)
-        out.append(Check("TaskVine manager port", "pass" if ok else "fail", f"9123 {'free' if ok else 'in use'}",
+        ok = _port_free(host, VINE_PORT)
+        out.append(Check("TaskVine manager port", "pass" if ok else "fail", f"{VINE_PORT} {'free' if ok else 'in use'}",
                          "launch --port <free port>"))
     if not out:
         out.append(Check("worker ports", "pass", "no fixed port range; dask/parsl pick free ports"))

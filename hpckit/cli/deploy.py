@@ -9,6 +9,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from hpckit.defaults import VINE_PORT
 from hpckit.cli.common import fail as _fail, say
 from hpckit.deploy import BACKENDS, SiteError, list_sites, load_site, render_all
 from hpckit.deploy.render import RenderError
@@ -21,17 +22,17 @@ sites_app = typer.Typer(help="List the known sites, or show one (merged, with wh
 
 @sites_app.callback(invoke_without_command=True)
 def sites(ctx: typer.Context) -> None:
-    """Table of sites: scheduler, default backend, verified date."""
+    """Table of sites: scheduler, default backend, what was checked and how."""
     if ctx.invoked_subcommand is not None:
         return
-    table = Table("site", "scheduler", "default backend", "verified on", "description")
+    table = Table("site", "scheduler", "default backend", "checked", "description")
     for name in list_sites():
         try:
             s = load_site(name).site
         except SiteError as exc:
             table.add_row(name, "[red]invalid[/red]", "", "", str(exc).splitlines()[-1].strip())
             continue
-        table.add_row(name, s.scheduler, s.default_backend, str(s.verified_on), s.description)
+        table.add_row(name, s.scheduler, s.default_backend, f"{s.checked} (facts of {s.gathered_on})", s.description)
     console.print(table)
 
 
@@ -63,7 +64,7 @@ def render_command(
     out: Path = typer.Option(..., "--out", help="directory to write the artifacts into"),
     set_: Optional[List[str]] = typer.Option(None, "--set", help="override key.path=value (repeatable)"),
     manager_host: str = typer.Option("127.0.0.1", help="TaskVine manager host the workers dial"),
-    port: int = typer.Option(9123, help="TaskVine manager port"),
+    port: int = typer.Option(VINE_PORT, help="TaskVine manager port"),
 ) -> None:
     """Render a site for a backend and write every artifact into --out."""
     if backend not in BACKENDS:

@@ -316,7 +316,8 @@ class Site(_Strict):
     description: Str = ""
     scheduler: Str = Field(description="a key of hpckit.deploy.schedulers.SCHEDULERS")
     source: list[Str] = Field(min_length=1, description="where the facts come from")
-    verified_on: _dt.date
+    gathered_on: _dt.date = Field(description="when the facts were taken from `source` (not a live check)")
+    checked: Str = Field(description="what was checked and how: run here by which tests, or read from the docs only")
     unverified: list[Str] = Field(default_factory=list, description="key paths whose values are not verified")
     default_backend: Literal["dask", "parsl", "taskvine"] = "dask"
 
@@ -340,6 +341,19 @@ class Site(_Strict):
     extra_directives: list[DirectiveLine] = Field(default_factory=list, description="extra scheduler directives, verbatim")
     pbs: PBSOptions = Field(default_factory=PBSOptions)
     htcondor: HTCondorOptions = Field(default_factory=HTCondorOptions)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _older_provenance(cls, data: Any) -> Any:
+        """Site files written before ``checked`` said ``verified_on: DATE`` for facts never re-read: still
+        accepted, the date taken as when the facts were gathered, with ``checked`` saying so."""
+        if isinstance(data, dict) and "verified_on" in data:
+            data = dict(data)
+            data.setdefault("gathered_on", data.pop("verified_on"))
+            data.pop("verified_on", None)
+            data.setdefault("checked", "not recorded (an older site file: its verified_on date is taken as "
+                                       "when the facts were gathered, not as a live check)")
+        return data
 
     @field_validator("scheduler")
     @classmethod
@@ -383,10 +397,14 @@ class Site(_Strict):
         """Bytes one batch job asks for: worker.memory x worker.per_job."""
         return None if self.worker.memory is None else self.worker.memory * self.worker.per_job
 
+    def jobs_for(self, workers: int) -> int:
+        """The one conversion from workers to batch jobs: whole jobs of ``worker.per_job`` workers."""
+        return max(1, math.ceil(workers / self.worker.per_job))
+
     @property
     def max_jobs(self) -> int | None:
         """Batch jobs needed for max_workers workers."""
-        return None if self.max_workers is None else math.ceil(self.max_workers / self.worker.per_job)
+        return None if self.max_workers is None else self.jobs_for(self.max_workers)
 
     @property
     def batch(self) -> bool:

@@ -14,13 +14,14 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable
 
+from hpckit.defaults import VINE_PORT
 from hpckit.deploy import delivery, load_site
 from hpckit.deploy.schedulers import scheduler_for
 from hpckit.errors import LaunchError
-from hpckit.paths import private_dir
 from hpckit.launch.plan import LOCAL_BACKENDS, Plan, default_run_dir, manager_host, pick_backend, size
 from hpckit.launch.pools import make_pool
 from hpckit.launch.teardown import process_identity, raise_on_signals, signals_raise, teardown, wait_for_first_worker
+from hpckit.paths import atomic_write, private_dir, umask_mode
 from hpckit.report.hooks import JobStateRecorder, RunRecord, lock_hash
 from hpckit.run import RunSpec, make_local_executor, run_with_executor
 from hpckit.units import plural
@@ -37,7 +38,7 @@ class LaunchOptions:
     fallback: bool = True
     worker_timeout: float = 300.0
     run_dir: Path | None = None  # None: default_run_dir(site)
-    port: int = 9123  # TaskVine manager port
+    port: int = VINE_PORT  # TaskVine manager port
     env: Path | None = None  # an `hpckit pack` tarball the workers run (env_delivery tarball)
     say: Callable[[str], None] = field(default=lambda msg: print(msg, file=sys.stderr), repr=False)
 
@@ -63,9 +64,7 @@ def _record(run_dir: Path, result: LaunchResult, extra: dict | None = None) -> N
     data["written"] = [str(p) for p in result.written]
     data.pop("metrics", None)
     data.update(extra or {})
-    tmp = run_dir / ".launch.json.part"
-    tmp.write_text(json.dumps(data, indent=2, default=str) + "\n")
-    os.replace(tmp, run_dir / "launch.json")
+    atomic_write(run_dir / "launch.json", (json.dumps(data, indent=2, default=str) + "\n").encode(), mode=umask_mode())
 
 
 def environment_check(say: Callable[[str], None] = print, lock: Any = None) -> Any:

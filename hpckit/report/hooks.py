@@ -15,6 +15,7 @@ import warnings
 from pathlib import Path
 from typing import Any
 
+from hpckit.paths import atomic_write, umask_mode
 from hpckit.processor.records import ChunkRecorder
 from hpckit.report.jobs import JobStateRecorder
 
@@ -22,10 +23,7 @@ __all__ = ["JobStateRecorder", "RunInfo", "RunRecord", "lock_hash", "write_repor
 
 
 def _write_json(path: Path, data: dict) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.part")
-    tmp.write_text(json.dumps(data, indent=2, default=str) + "\n")
-    os.replace(tmp, path)
+    atomic_write(path, (json.dumps(data, indent=2, default=str) + "\n").encode(), mode=umask_mode())
 
 
 class RunInfo:

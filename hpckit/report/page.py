@@ -5,11 +5,11 @@ from __future__ import annotations
 
 import base64
 import datetime as dt
-import os
 from html import escape
 from pathlib import Path
 from typing import Any
 
+from hpckit.paths import atomic_write, umask_mode
 from hpckit.report import svg
 from hpckit.report.rundata import RunData
 
@@ -297,7 +297,5 @@ def render(run: RunData, plots: bool = True) -> str:
 
 def write(run: RunData, path: Path | None = None, plots: bool = True) -> Path:
     path = Path(path) if path else run.run_dir / "report.html"
-    tmp = path.with_name(f".{path.name}.part")
-    tmp.write_text(render(run, plots), encoding="utf-8")
-    os.replace(tmp, path)
+    atomic_write(path, render(run, plots).encode("utf-8"), mode=umask_mode())
     return path
