@@ -3,7 +3,8 @@
 Each service is one or more of the idempotent scripts in scripts/ (they install their Debian packages as
 root and do nothing when the service is already up). ``ensure(name)`` runs them once per test session -
 once across all pytest-xdist workers too: the first worker to need a service takes a file lock in the
-session's shared temporary directory, starts it and writes down the outcome; the others read it.
+session's shared temporary directory (one lock for all services: their scripts share apt), starts it and
+writes down the outcome; the others read it.
 
 The session stops at its end exactly what it started (the controller process does it in
 ``pytest_sessionfinish``, tests/conftest.py), so a machine whose services were already up keeps them
@@ -105,7 +106,8 @@ def ensure(name: str) -> None:
         if _shared_dir is None:  # imported outside a pytest session with tests/conftest.py
             _outcome[name] = _start(service)
         else:
-            with FileLock(str(_shared_dir / f"service-{name}.lock")):
+            # one lock for every service: their scripts share apt/dpkg, which refuses concurrent installs
+            with FileLock(str(_shared_dir / "services.lock")):
                 done = _shared_dir / f"service-{name}.outcome"
                 if done.is_file():
                     kind, _, message = done.read_text().partition("\n")

@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from filelock import FileLock
 from launch_util import ANALYSIS, REPO, assert_same_output, hpckit, load, run_jobs, squeue_ids
 from slurm_util import require_slurm
 
@@ -103,11 +104,12 @@ def swap(work, default_lock_file) -> Swap:
         return sorted(w for w in wheel_cache().glob(f"{stem}-*-py*none-any.whl")
                       if w.name.split("-")[1] != pins[name])
 
-    if not others():
-        wheel_cache().mkdir(parents=True, exist_ok=True)
-        r = subprocess.run([sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:", "-q",
-                            "-d", str(wheel_cache()), f"{name}!={pins[name]}"], capture_output=True, text=True)
-        assert r.returncode == 0, r.stderr
+    wheel_cache().mkdir(parents=True, exist_ok=True)
+    with FileLock(str(wheel_cache() / ".hpckit-test-swap.lock")):  # one download across xdist workers
+        if not others():
+            r = subprocess.run([sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:", "-q",
+                                "-d", str(wheel_cache()), f"{name}!={pins[name]}"], capture_output=True, text=True)
+            assert r.returncode == 0, r.stderr
     wheel = others()[-1]
     dest = work / wheel.name
     shutil.copy(wheel, dest)
