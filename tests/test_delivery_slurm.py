@@ -135,6 +135,7 @@ def _worker_envs(run_dir: Path) -> list[dict]:
     return [e["environment"] for e in envs]
 
 
+@pytest.mark.xdist_group("image")  # its containers are counted by image: one worker runs them all
 @pytest.mark.timeout(900)
 @pytest.mark.parametrize("backend", ["dask", "parsl"])
 def test_image_workers_equal_run(backend, work, image, lock_hash):
@@ -150,6 +151,7 @@ def test_image_workers_equal_run(backend, work, image, lock_hash):
     assert not _podman("ps", "-q", "--filter", f"ancestor={image}").stdout.strip()
 
 
+@pytest.mark.xdist_group("tarball")  # the second case reuses what the first unpacked: one worker, in order
 @pytest.mark.timeout(900)
 @pytest.mark.parametrize("backend", ["dask", "parsl"])
 def test_tarball_workers_equal_run_and_reuse_the_unpacked_env(backend, work, packed, lock_hash):
@@ -172,6 +174,7 @@ def test_tarball_workers_equal_run_and_reuse_the_unpacked_env(backend, work, pac
         assert env_dir.stat().st_ino == before, "the unpacked environment was replaced, not reused"
 
 
+@pytest.mark.xdist_group("image")  # its containers are counted by image: one worker runs them all
 @pytest.mark.timeout(900)
 def test_image_with_another_package_version_is_refused(work, image, swap):
     """An image derived from the built one (so it keeps the lock label) with another release of one of its

@@ -101,6 +101,7 @@ def assert_same(a, b, where="output"):
         assert a == b, where
 
 
+@pytest.mark.xdist_group("image")  # its containers are counted by image: one worker runs them all
 def test_image_carries_lock_hash_and_passes_fingerprint(image, lock):
     lk = envlock.read_lock(lock)
     assert container.image_label(image) == lk.hash
@@ -110,6 +111,7 @@ def test_image_carries_lock_hash_and_passes_fingerprint(image, lock):
     assert proc.stdout.split() == ["ok", "/opt/hpckit/env/bin/python"]
 
 
+@pytest.mark.xdist_group("image")  # its containers are counted by image: one worker runs them all
 def test_example_analysis_in_image_matches_host(image, analysis_dir):
     proc = podman("run", "--rm", "--pull=never", "--network=none", "-v", f"{analysis_dir}:/w", "-w", "/w",
                   image, "hpckit", *run_args("/w/out/image.pkl"))
@@ -156,6 +158,7 @@ def shlex_quote(s: str) -> str:
     return shlex.quote(s)
 
 
+@pytest.mark.xdist_group("image")  # its containers are counted by image: one worker runs them all
 def test_apptainer_runtime_without_apptainer_saves_archive(image, lock, tmp_path):
     """No image is built with Apptainer on this machine: the OCI image is saved as a docker-archive and
     the `apptainer build ... docker-archive://...` command for the site is given."""

@@ -61,7 +61,9 @@ class Server:
 
 @contextlib.contextmanager
 def server(name: str) -> Iterator[Server]:
-    """One extra XRootD instance (exporting site1's copy of data/) on a free port, stopped afterwards."""
+    """One extra XRootD instance (exporting site1's copy of data/) on a free port, stopped afterwards; its
+    name carries this process's id, so tests in parallel xdist workers never share one."""
+    name = f"{name}-{os.getpid()}"
     sites()  # the data copies exist
     r = _script("start-one", name, str(free_port()))
     if r.returncode != 0:
