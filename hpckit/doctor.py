@@ -12,6 +12,7 @@ import shutil
 import socket
 from typing import Callable
 
+from hpckit.defaults import VINE_PORT
 from hpckit.deploy import load_site
 from hpckit.deploy.checks import Check, command_output as _cmd
 from hpckit.deploy.network import describe, interface_addresses
@@ -73,7 +74,7 @@ def _port_free(host: str, port: int) -> bool:
 
 
 def check_ports(site: Site, backend: str) -> list[Check]:
-    host = "127.0.0.1" if site.loopback or site.scheduler == "local" else "0.0.0.0"
+    host = "127.0.0.1" if site.loopback or not site.batch else "0.0.0.0"
     out = []
     if site.network.port_range:
         lo, hi = site.network.port_range
@@ -85,8 +86,8 @@ def check_ports(site: Site, backend: str) -> list[Check]:
             out.append(Check("worker ports", "fail", f"only {len(free)} of {lo}-{hi} free here, need {need}",
                              "stop what holds them (ss -ltnp) or --set network.port_range=[low,high]"))
     if backend == "taskvine":
-        ok = _port_free(host, 9123)
-        out.append(Check("TaskVine manager port", "pass" if ok else "fail", f"9123 {'free' if ok else 'in use'}",
+        ok = _port_free(host, VINE_PORT)
+        out.append(Check("TaskVine manager port", "pass" if ok else "fail", f"{VINE_PORT} {'free' if ok else 'in use'}",
                          "launch --port <free port>"))
     if not out:
         out.append(Check("worker ports", "pass", "no fixed port range; dask/parsl pick free ports"))
@@ -100,7 +101,7 @@ def check_container(site: Site) -> list[Check]:
         exe = c.runtime
         if shutil.which(exe) is None:
             hint = "module load apptainer (on compute nodes)" if exe == "apptainer" else f"use a node with {exe}"
-            out.append(Check("container runtime", "skip" if site.scheduler != "local" else "fail",
+            out.append(Check("container runtime", "skip" if site.batch else "fail",
                              f"{exe} not on PATH here (it must exist on the compute nodes)", hint))
         else:
             out.append(Check("container runtime", "pass", f"{exe} found"))

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from hpckit.errors import UsageError
+from hpckit.defaults import DEFAULT_CHUNKSIZE, VINE_PORT, check_chunksize
 from hpckit.units import format_bytes, format_rate, plural
 
 SCHEMAS = ("nanoaod", "base")
@@ -26,7 +27,7 @@ class RunSpec:
     analysis: Path
     fileset: Path
     processor_name: str | None = None
-    chunksize: int = 100_000
+    chunksize: int = DEFAULT_CHUNKSIZE
     maxchunks: int | None = None
     treename: str | None = None
     schema: str = "nanoaod"
@@ -47,8 +48,7 @@ class RunSpec:
         self.data = tuple(self.data)
         if self.schema not in SCHEMAS:
             raise UsageError(f"unknown schema {self.schema!r}; expected one of {', '.join(SCHEMAS)} (any case)")
-        if int(self.chunksize) < 1:
-            raise UsageError(f"chunksize must be a positive integer, got {self.chunksize}")
+        self.chunksize = check_chunksize(self.chunksize)
 
     @classmethod
     def default(cls, name: str) -> Any:
@@ -165,7 +165,7 @@ class EngineOptions:
     workers: int | None = None  # None: min(cores here, chunks)
     scheduler: str | None = None  # dask: address of a running scheduler
     parsl_config: Path | None = None  # parsl: file with get_config() or config
-    port: int = 9123  # taskvine manager port
+    port: int = VINE_PORT  # taskvine manager port
 
     def __post_init__(self) -> None:
         self.executor = str(self.executor).lower()

@@ -29,9 +29,9 @@ install() {
     fi
     log "installing chromium"
     export DEBIAN_FRONTEND=noninteractive
-    if ! apt-get install -y --no-install-recommends chromium >/tmp/chromium-setup-apt.log 2>&1; then
-        apt-get update >>/tmp/chromium-setup-apt.log 2>&1
-        apt-get install -y --no-install-recommends chromium >>/tmp/chromium-setup-apt.log 2>&1 \
+    if ! apt-get -o DPkg::Lock::Timeout=600 install -y --no-install-recommends chromium >/tmp/chromium-setup-apt.log 2>&1; then
+        apt-get -o DPkg::Lock::Timeout=600 update >>/tmp/chromium-setup-apt.log 2>&1
+        apt-get -o DPkg::Lock::Timeout=600 install -y --no-install-recommends chromium >>/tmp/chromium-setup-apt.log 2>&1 \
             || { log "apt-get install failed, see /tmp/chromium-setup-apt.log"; exit 1; }
     fi
 }

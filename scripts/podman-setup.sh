@@ -26,8 +26,8 @@ done
 if [ ${#need[@]} -gt 0 ]; then
     echo "podman-setup.sh: installing ${need[*]}"
     export DEBIAN_FRONTEND=noninteractive
-    apt-get update -qq
-    apt-get install -y -qq --no-install-recommends "${need[@]}" ca-certificates >/dev/null
+    apt-get -o DPkg::Lock::Timeout=600 update -qq
+    apt-get -o DPkg::Lock::Timeout=600 install -y -qq --no-install-recommends "${need[@]}" ca-certificates >/dev/null
 fi
 
 mkdir -p /etc/containers

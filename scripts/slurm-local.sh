@@ -49,9 +49,9 @@ install_packages() {
     [ ${#missing[@]} -eq 0 ] && return 0
     log "installing ${missing[*]}"
     export DEBIAN_FRONTEND=noninteractive
-    if ! apt-get install -y --no-install-recommends "${missing[@]}" >/tmp/slurm-local-apt.log 2>&1; then
-        apt-get update >>/tmp/slurm-local-apt.log 2>&1
-        apt-get install -y --no-install-recommends "${missing[@]}" >>/tmp/slurm-local-apt.log 2>&1 \
+    if ! apt-get -o DPkg::Lock::Timeout=600 install -y --no-install-recommends "${missing[@]}" >/tmp/slurm-local-apt.log 2>&1; then
+        apt-get -o DPkg::Lock::Timeout=600 update >>/tmp/slurm-local-apt.log 2>&1
+        apt-get -o DPkg::Lock::Timeout=600 install -y --no-install-recommends "${missing[@]}" >>/tmp/slurm-local-apt.log 2>&1 \
             || { log "apt-get install failed, see /tmp/slurm-local-apt.log"; exit 1; }
     fi
 }

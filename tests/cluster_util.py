@@ -49,8 +49,9 @@ def login_popen(args: list[str], **extra: str) -> subprocess.Popen:
 
 
 def require_cluster() -> None:
-    if os.geteuid() != 0 or not CLUSTER.exists():
-        pytest.skip("the cluster needs root (namespaces); " + START_HINT)
+    import services
+
+    services.ensure("cluster")  # started once per session (tests/services.py), stopped at its end
     r = cluster("status")
     if r.returncode != 0:
         pytest.skip(f"the cluster is not up ({r.stdout.strip().splitlines()[-1:]}); {START_HINT}")

@@ -11,6 +11,7 @@ from pathlib import Path
 import awkward as ak
 import numpy as np
 import pytest
+import services
 import uproot
 
 REPO = Path(__file__).resolve().parent.parent
@@ -69,9 +70,72 @@ def fileset_path(tmp_path: Path) -> Path:
     return p
 
 
+# ---- machine services (tests/services.py): started on first need, once per session, stopped at the end ----
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _service_dir(tmp_path_factory) -> Path:
+    """The directory every xdist worker of this session shares (service outcomes, shared artefacts)."""
+    shared = services.shared_dir_for(tmp_path_factory.getbasetemp())
+    services.set_shared_dir(shared)
+    return shared
+
+
+@pytest.fixture
+def slurm_service() -> None:
+    services.ensure("slurm")
+
+
+@pytest.fixture
+def xrootd_service() -> None:
+    services.ensure("xrootd")
+
+
+@pytest.fixture
+def podman_service() -> None:
+    """Rootful podman (scripts/podman-setup.sh) and the local Debian base image (scripts/debian-base.sh)."""
+    services.ensure("podman")
+
+
+@pytest.fixture
+def chromium_service() -> None:
+    services.ensure("chromium")
+
+
+def once(shared: Path, name: str, make):
+    """``make()`` (returning text) run by one xdist worker of the session; the others wait and read it."""
+    from filelock import FileLock
+
+    done = shared / f"once-{name}.txt"
+    with FileLock(str(shared / f"once-{name}.lock")):
+        if not done.is_file():
+            done.write_text(make())
+        return done.read_text()
+
+
+def pytest_sessionfinish(session, exitstatus) -> None:
+    """In the controller only (not in an xdist worker): remove the session's images and stop what
+    tests/services.py started."""
+    if hasattr(session.config, "workerinput"):
+        return
+    shared = session.config._tmp_path_factory.getbasetemp()
+    problems = []
+    images = shared / "once-built_image.txt"
+    if images.is_file():
+        tag = images.read_text().strip()
+        if _podman("ps", "-q", "--filter", f"ancestor={tag}").stdout.strip():
+            problems.append(f"a container of {tag} was still running at the end of the session")
+        _podman("rmi", "-f", tag)
+    problems += services.stop_started(shared)
+    if problems:
+        session.config.get_terminal_writer().line("\n".join(problems), red=True)
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
 # ---- the locked environment, made once per session and shared (test_env_slow, test_delivery_slurm) -----
-# Building the image and packing the tarball are the slowest steps of the suite: each is done once, from
-# the lock `hpckit build`, `hpckit pack` and `hpckit launch` use by default, and every test reuses it.
+# Building the image and packing the tarball are the slowest steps of the suite: each is done once per
+# session (once across xdist workers too), from the lock `hpckit build`, `hpckit pack` and `hpckit launch`
+# use by default, and every test reuses it.
 
 
 @pytest.fixture(scope="session")
@@ -89,41 +153,45 @@ def _podman(*args: str, timeout: float = 600):
 
 
 @pytest.fixture(scope="session")
-def built_image(default_lock_file, tmp_path_factory) -> str:
+def built_image(default_lock_file, _service_dir) -> str:
     """`hpckit build --site slurm-podman` in a directory without a lock file: the image of the default lock
-    on the local Debian base, tagged by the lock's hash. Removed at the end of the session."""
-    import shutil
-    import subprocess
+    on the local Debian base, tagged by the lock's hash. Removed at the end of the session
+    (pytest_sessionfinish, which also fails the session if a container of it is still running)."""
+    services.ensure("podman")
 
-    from hpckit.deploy.container import default_tag
-    from hpckit.deploy.envlock import read_lock
-    from launch_util import hpckit
+    def build() -> str:
+        from hpckit.deploy.container import default_tag
+        from hpckit.deploy.envlock import read_lock
+        from launch_util import hpckit
 
-    if shutil.which("podman") is None:
-        pytest.fail("podman missing: run scripts/podman-setup.sh")
-    subprocess.run(["bash", str(REPO / "scripts" / "debian-base.sh")], check=True, capture_output=True)
-    tag = default_tag(read_lock(default_lock_file))
-    r = hpckit(["build", "--site", "slurm-podman"], cwd=tmp_path_factory.mktemp("build"), timeout=1200)
-    assert r.returncode == 0, r.stdout + r.stderr
-    assert tag in r.stdout, r.stdout
-    yield tag
-    left = _podman("ps", "-q", "--filter", f"ancestor={tag}").stdout.strip()
-    _podman("rmi", "-f", tag)
-    assert not left, f"a container of {tag} was still running at the end of the session"
+        tag = default_tag(read_lock(default_lock_file))
+        where = _service_dir / "build"
+        where.mkdir(exist_ok=True)
+        r = hpckit(["build", "--site", "slurm-podman"], cwd=where, timeout=1200)
+        assert r.returncode == 0, r.stdout + r.stderr
+        assert tag in r.stdout, r.stdout
+        return tag
+
+    return once(_service_dir, "built_image", build)
 
 
 @pytest.fixture(scope="session")
-def packed_env(default_lock_file, tmp_path_factory) -> Path:
+def packed_env(default_lock_file, _service_dir) -> Path:
     """`hpckit pack --fast` (no .pyc, gzip level 1: the same environment, packed faster) of the default lock,
     under /tmp so that podman's /tmp bind shows it to containers."""
-    from hpckit.deploy.envlock import read_lock
-    from launch_util import hpckit
 
-    out = tmp_path_factory.mktemp("packed") / "env.tar.gz"
-    r = hpckit(["pack", "--fast", "-o", str(out)], cwd=out.parent, timeout=1200)
-    assert r.returncode == 0, r.stdout + r.stderr
-    assert read_lock(default_lock_file).hash in r.stdout, r.stdout
-    return out
+    def pack() -> str:
+        from hpckit.deploy.envlock import read_lock
+        from launch_util import hpckit
+
+        out = _service_dir / "packed" / "env.tar.gz"
+        out.parent.mkdir(exist_ok=True)
+        r = hpckit(["pack", "--fast", "-o", str(out)], cwd=out.parent, timeout=1200)
+        assert r.returncode == 0, r.stdout + r.stderr
+        assert read_lock(default_lock_file).hash in r.stdout, r.stdout
+        return str(out)
+
+    return Path(once(_service_dir, "packed_env", pack))
 
 
 # In CI (CI=true) a skipped test of a real service proves nothing: only TaskVine may skip there, since

@@ -1,6 +1,7 @@
 """Helpers for tests that need the local single-node Slurm (scripts/slurm-local.sh start).
 
-Tests call :func:`require_slurm` / :func:`require_qsub`; they skip with the reason when it is not up.
+Tests call :func:`require_slurm` / :func:`require_qsub`: the first call of the session starts it
+(tests/services.py); they fail, or skip with the reason where starting it needs root, when it cannot be.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import time
 from functools import lru_cache
 
 import pytest
+import services
 
 START_HINT = "start it with: bash scripts/slurm-local.sh start"
 
@@ -32,6 +34,7 @@ def slurm_status() -> tuple[bool, str]:
 
 
 def require_slurm() -> None:
+    services.ensure("slurm")
     up, reason = slurm_status()
     if not up:
         pytest.skip(reason)

@@ -11,7 +11,6 @@ from __future__ import annotations
 import io
 import json
 import os
-import shutil
 import subprocess
 import sys
 import tarfile
@@ -270,7 +269,7 @@ def test_unpack_failures_in_the_job_name_file_and_fix(case, lock, tmp_path):
 # images: launch-side checks with the real (rootful) podman
 
 
-needs_podman = pytest.mark.skipif(shutil.which("podman") is None, reason="podman missing: run scripts/podman-setup.sh")
+needs_podman = pytest.mark.usefixtures("podman_service")  # tests/services.py sets it up on first need
 
 
 def _podman(*args: str) -> subprocess.CompletedProcess:
@@ -289,8 +288,6 @@ def test_image_preflight_missing_image_names_build_command(lock):
 def test_image_preflight_other_lock_and_no_label(lock, tmp_path):
     """Two small images on the local Debian base: one labelled with another lock, one without a label."""
     base = "localhost/hpckit-debian:bookworm"
-    if _podman("image", "exists", base).returncode:
-        subprocess.run(["bash", str(REPO / "scripts" / "debian-base.sh"), base], check=True)
     tags = {f"localhost/hpckit-test-otherlock:{os.getpid()}": "LABEL org.hpckit.lock-hash=sha256:0000\n",
             f"localhost/hpckit-test-nolabel:{os.getpid()}": ""}
     try:

@@ -5,7 +5,7 @@ Dask and Parsl. No host venv in the workers: the jobs' PATH and PYTHONPATH hold 
 
 Each run equals `hpckit run --executor iterative`; every worker reports the lock hash and interpreter it
 ran in the metrics. An image or tarball that claims the client's lock but holds one package at another
-version (six 1.16.0, installed after the build) is refused by the workers, and the launch ends with the
+version (a small pure-Python package of the lock at another release, installed after the build) is refused by the workers, and the launch ends with the
 differing package and no job in the queue.
 
 One image and one tarball per session, shared with test_env_slow (tests/conftest.py); needs Slurm (scripts/slurm-local.sh), rootful
@@ -21,16 +21,20 @@ import subprocess
 import sys
 import tarfile
 import zipfile
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from filelock import FileLock
 from launch_util import ANALYSIS, REPO, assert_same_output, hpckit, load, run_jobs, squeue_ids
 from slurm_util import require_slurm
 
 pytestmark = [pytest.mark.slurm, pytest.mark.slow]
 
 CHUNK = "10"
-OTHER = "six==1.16.0"  # the lock has six 1.17.0 (python-dateutil needs six>=1.5)
+# Small pure-Python packages no worker imports; the first one the lock pins is swapped for another
+# release. The list is the test's own: it never relies on what else happens to be installed.
+SWAP_CANDIDATES = ("shellingham", "mdurl", "six", "typing-extensions")
 
 
 def _podman(*args: str, timeout: float = 600) -> subprocess.CompletedProcess:
@@ -71,21 +75,45 @@ def packed(packed_env) -> Path:
     return packed_env
 
 
-@pytest.fixture(scope="session")
-def other_wheel(work) -> Path:
-    """The six 1.16.0 wheel (from the index once, then hpckit's wheel cache)."""
-    from hpckit.deploy.envlock import wheel_cache
+@dataclass(frozen=True)
+class Swap:
+    """One package of the lock (``name`` at ``client``) and the wheel of another release of it."""
 
-    cached = sorted(wheel_cache().glob("six-1.16.0-*.whl"))
-    if not cached:
-        wheel_cache().mkdir(parents=True, exist_ok=True)
-        r = subprocess.run([sys.executable, "-m", "pip", "download", "--no-deps", "-q", "-d", str(wheel_cache()), OTHER],
-                           capture_output=True, text=True)
-        assert r.returncode == 0, r.stderr
-        cached = sorted(wheel_cache().glob("six-1.16.0-*.whl"))
-    dest = work / cached[0].name
-    shutil.copy(cached[0], dest)
-    return dest
+    name: str
+    client: str
+    other: str
+    wheel: Path
+
+    @property
+    def refusal(self) -> str:
+        return f"{self.name}: client {self.client}, worker {self.other}"
+
+
+@pytest.fixture(scope="session")
+def swap(work, default_lock_file) -> Swap:
+    """Another release of the first SWAP_CANDIDATES package the lock pins (from the index once, then from
+    hpckit's wheel cache)."""
+    from hpckit.deploy.envlock import normalize, read_lock, wheel_cache
+
+    pins = {normalize(n): v for n, v in read_lock(default_lock_file).pins.items()}
+    name = next((c for c in SWAP_CANDIDATES if c in pins), None)
+    assert name, f"the default lock pins none of {SWAP_CANDIDATES}: add a small pure-Python package it pins"
+    stem = name.replace("-", "_")
+
+    def others() -> list[Path]:
+        return sorted(w for w in wheel_cache().glob(f"{stem}-*-py*none-any.whl")
+                      if w.name.split("-")[1] != pins[name])
+
+    wheel_cache().mkdir(parents=True, exist_ok=True)
+    with FileLock(str(wheel_cache() / ".hpckit-test-swap.lock")):  # one download across xdist workers
+        if not others():
+            r = subprocess.run([sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:", "-q",
+                                "-d", str(wheel_cache()), f"{name}!={pins[name]}"], capture_output=True, text=True)
+            assert r.returncode == 0, r.stderr
+    wheel = others()[-1]
+    dest = work / wheel.name
+    shutil.copy(wheel, dest)
+    return Swap(name, pins[name], wheel.name.split("-")[1], dest)
 
 
 def _launch(work: Path, run_dir: Path, site: str, backend: str, *extra: str, timeout: float = 240):
@@ -107,6 +135,7 @@ def _worker_envs(run_dir: Path) -> list[dict]:
     return [e["environment"] for e in envs]
 
 
+@pytest.mark.xdist_group("image")  # its containers are counted by image: one worker runs them all
 @pytest.mark.timeout(900)
 @pytest.mark.parametrize("backend", ["dask", "parsl"])
 def test_image_workers_equal_run(backend, work, image, lock_hash):
@@ -122,6 +151,7 @@ def test_image_workers_equal_run(backend, work, image, lock_hash):
     assert not _podman("ps", "-q", "--filter", f"ancestor={image}").stdout.strip()
 
 
+@pytest.mark.xdist_group("tarball")  # the second case reuses what the first unpacked: one worker, in order
 @pytest.mark.timeout(900)
 @pytest.mark.parametrize("backend", ["dask", "parsl"])
 def test_tarball_workers_equal_run_and_reuse_the_unpacked_env(backend, work, packed, lock_hash):
@@ -144,9 +174,12 @@ def test_tarball_workers_equal_run_and_reuse_the_unpacked_env(backend, work, pac
         assert env_dir.stat().st_ino == before, "the unpacked environment was replaced, not reused"
 
 
+@pytest.mark.xdist_group("image")  # its containers are counted by image: one worker runs them all
 @pytest.mark.timeout(900)
-def test_image_with_another_package_version_is_refused(work, image, other_wheel):
-    """An image derived from the built one (so it keeps the lock label) with six 1.16.0 installed over it."""
+def test_image_with_another_package_version_is_refused(work, image, swap):
+    """An image derived from the built one (so it keeps the lock label) with another release of one of its
+    packages installed over it."""
+    other_wheel = swap.wheel
     require_slurm()
     tag = f"localhost/hpckit-test-tampered:{os.getpid()}"
     ctx = work / "tampered-image"
@@ -161,7 +194,7 @@ def test_image_with_another_package_version_is_refused(work, image, other_wheel)
         run_dir = work / "tampered-image-run"
         r = _launch(work, run_dir, "slurm-podman", "dask", "--set", f"container.image={tag}")
         assert r.returncode == 1, r.stderr
-        assert "six: client 1.17.0, worker 1.16.0" in r.stderr and "refusing work" in r.stderr, r.stderr
+        assert swap.refusal in r.stderr and "refusing work" in r.stderr, r.stderr
         assert not (run_dir / "out.pkl").exists()
         assert _no_jobs_left(run_dir)
         assert not _podman("ps", "-q", "--filter", f"ancestor={tag}").stdout.strip()
@@ -169,18 +202,23 @@ def test_image_with_another_package_version_is_refused(work, image, other_wheel)
         _podman("rmi", "-f", tag)
 
 
-def _tampered_tarball(packed: Path, wheel: Path, dest: Path) -> Path:
-    """The packed environment with six 1.16.0 in place of 1.17.0, copied member by member (nothing unpacked
-    to disk); the manifest stays first and still names the client's lock."""
+def _tampered_tarball(packed: Path, swap: Swap, dest: Path) -> Path:
+    """The packed environment with ``swap``'s other release in place of the locked one, copied member by
+    member (nothing unpacked to disk); the manifest stays first and still names the client's lock."""
     import io
 
+    wheel = swap.wheel
+    with zipfile.ZipFile(wheel) as z:  # what the wheel installs at the top of site-packages
+        tops = {name.split("/")[0] for name in z.namelist()}
+    stem = swap.name.replace("-", "_")
+    tops |= {f"{stem}-{swap.client}.dist-info", f"{stem}.py", stem}
     with tarfile.open(packed) as src, tarfile.open(dest, "w:gz", compresslevel=1) as out:
         site = None
         for m in src:
             parts = m.name.removeprefix("./").split("/")
             if len(parts) >= 4 and parts[0] == "lib" and parts[2] == "site-packages":
                 site = "/".join(parts[:3])
-                if parts[3] == "six.py" or parts[3].startswith("six-1.17.0.dist-info"):
+                if parts[3] in tops:
                     continue
             out.addfile(m, src.extractfile(m) if m.isfile() else None)
         assert site, "no site-packages in the tarball"
@@ -194,14 +232,14 @@ def _tampered_tarball(packed: Path, wheel: Path, dest: Path) -> Path:
 
 
 @pytest.mark.timeout(900)
-def test_tarball_with_another_package_version_is_refused(work, packed, other_wheel):
+def test_tarball_with_another_package_version_is_refused(work, packed, swap):
     require_slurm()
-    bad = _tampered_tarball(packed, other_wheel, work / "tampered.tar.gz")
+    bad = _tampered_tarball(packed, swap, work / "tampered.tar.gz")
     run_dir = work / "tampered-tarball-run"
     r = _launch(work, run_dir, "slurm-tarball", "parsl", "--env", str(bad),
                 "--set", f"env_delivery.node_scratch={work / 'node-tampered'}")
     assert r.returncode == 1, r.stderr
-    assert "six: client 1.17.0, worker 1.16.0" in r.stderr, r.stderr
+    assert swap.refusal in r.stderr, r.stderr
     assert not (run_dir / "out.pkl").exists()
     assert _no_jobs_left(run_dir)
 

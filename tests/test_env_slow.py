@@ -20,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import services
 
 from hpckit.deploy import container, envlock, envpack
 from hpckit.deploy.container import ContainerError, ContainerSpec
@@ -27,7 +28,7 @@ from hpckit.deploy.envlock import LockError
 
 pytestmark = [
     pytest.mark.slow,
-    pytest.mark.skipif(shutil.which("podman") is None, reason="podman missing: run scripts/podman-setup.sh"),
+    pytest.mark.usefixtures("podman_service"),  # scripts/podman-setup.sh + debian-base.sh (tests/services.py)
 ]
 
 REPO = Path(__file__).resolve().parents[1]
@@ -45,7 +46,7 @@ def podman(*args: str, check: bool = True) -> subprocess.CompletedProcess:
 @pytest.fixture(scope="module")
 def base_image():
     t0 = time.perf_counter()
-    subprocess.run(["bash", str(REPO / "scripts" / "debian-base.sh"), BASE], check=True)
+    services.ensure("podman")  # podman-setup.sh + debian-base.sh, once per session (tests/services.py)
     TIMINGS["base image (debootstrap or cached)"] = time.perf_counter() - t0
     return BASE
 
@@ -100,6 +101,7 @@ def assert_same(a, b, where="output"):
         assert a == b, where
 
 
+@pytest.mark.xdist_group("image")  # its containers are counted by image: one worker runs them all
 def test_image_carries_lock_hash_and_passes_fingerprint(image, lock):
     lk = envlock.read_lock(lock)
     assert container.image_label(image) == lk.hash
@@ -109,6 +111,7 @@ def test_image_carries_lock_hash_and_passes_fingerprint(image, lock):
     assert proc.stdout.split() == ["ok", "/opt/hpckit/env/bin/python"]
 
 
+@pytest.mark.xdist_group("image")  # its containers are counted by image: one worker runs them all
 def test_example_analysis_in_image_matches_host(image, analysis_dir):
     proc = podman("run", "--rm", "--pull=never", "--network=none", "-v", f"{analysis_dir}:/w", "-w", "/w",
                   image, "hpckit", *run_args("/w/out/image.pkl"))
@@ -155,6 +158,7 @@ def shlex_quote(s: str) -> str:
     return shlex.quote(s)
 
 
+@pytest.mark.xdist_group("image")  # its containers are counted by image: one worker runs them all
 def test_apptainer_runtime_without_apptainer_saves_archive(image, lock, tmp_path):
     """No image is built with Apptainer on this machine: the OCI image is saved as a docker-archive and
     the `apptainer build ... docker-archive://...` command for the site is given."""

@@ -4,7 +4,7 @@ screenshot and hands back the DOM it rendered and its console log. Checked: no c
 error level (or any at all: the page has no script), every section present, one timeline row per
 batch job / worker process, the screenshot is a real full-width PNG with content.
 
-Chromium comes from scripts/chromium-setup.sh (run by .ci/run); without it these tests skip saying so.
+Chromium comes from scripts/chromium-setup.sh, run on first need by tests/services.py.
 Set HPCKIT_TEST_SHOTS=DIR to keep the screenshots for a look.
 """
 
@@ -22,6 +22,7 @@ from pathlib import Path
 import matplotlib.image
 import numpy as np
 import pytest
+import services
 from launch_util import ANALYSIS, env, hpckit, run_jobs, squeue_ids
 from slurm_util import require_slurm
 from test_report import check_page
@@ -57,8 +58,7 @@ def _chromium(args: list[str], profile: Path, timeout: float = 120) -> tuple[str
 
 def open_in_browser(html: Path, shot: Path, tmp: Path) -> tuple[str, list[str]]:
     """(the DOM Chromium rendered, its console messages); writes a full-page screenshot to ``shot``."""
-    if shutil.which("chromium") is None:
-        pytest.skip("chromium is not installed; install it with: bash scripts/chromium-setup.sh")
+    services.ensure("chromium")
     url = html.resolve().as_uri()
     dom, err = _chromium(["--dump-dom", url], tmp / "profile-dom")
     console = [line for line in err.splitlines() if ":CONSOLE" in line]

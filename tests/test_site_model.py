@@ -56,12 +56,12 @@ def test_memory_roundtrip():
         assert parse_memory(format_memory(parse_memory(v))) == parse_memory(v)
 
 
-def test_every_shipped_site_loads_with_source_and_date():
+def test_every_shipped_site_loads_with_source_and_provenance():
     assert {"local", "perlmutter", "frontier", "polaris", "lpc", "chtc", "slurm-local", "pbs-local"} <= set(SHIPPED)
     for name in SHIPPED:
         s = site(name)
         assert s.name == name
-        assert s.source and s.verified_on
+        assert s.source and s.gathered_on and s.checked
         for key in s.unverified:  # every 'unverified' entry names a real key path
             obj = s
             for part in key.split("."):
@@ -242,3 +242,16 @@ def test_undefined_variable_names_template_and_variable():
         render_template("worker_job.sh.j2", site=site("slurm-local"))  # no `job`
     msg = str(exc.value)
     assert "'job' is undefined" in msg and "template " in msg and ".j2" in msg
+
+
+def test_older_site_file_with_verified_on_loads_saying_nothing_was_checked(tmp_path, monkeypatch):
+    """`verified_on: DATE` (site files before `checked`) is accepted as when the facts were gathered, and
+    the site says that nothing is recorded as checked; a new file must say what was checked."""
+    f = tmp_path / "old.yaml"
+    f.write_text("name: old\nscheduler: local\nsource: [x]\nverified_on: 2026-01-01\n")
+    monkeypatch.setenv("HPCKIT_SITES_PATH", str(tmp_path))
+    s = load_site("old").site
+    assert str(s.gathered_on) == "2026-01-01" and "not recorded" in s.checked
+    f.write_text("name: old\nscheduler: local\nsource: [x]\ngathered_on: 2026-01-01\n")
+    with pytest.raises(SiteError, match="checked"):
+        load_site("old")

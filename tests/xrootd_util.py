@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+import services
 
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = ROOT / "scripts" / "xrootd-local.sh"
@@ -28,16 +29,9 @@ def _script(*args: str, timeout: float = 600) -> subprocess.CompletedProcess:
 
 def sites() -> dict[str, str]:
     """{"site1": "root://127.0.0.1:PORT//.../site1/data", "site2": ...}: both answer, or the test fails
-    (it skips, with the reason, only where the servers cannot be started: not root, no script run)."""
+    (it skips, with the reason, only where they are down and starting them needs root)."""
+    services.ensure("xrootd")  # started once per session, stopped at its end (tests/services.py)
     r = _script("status")
-    if r.returncode != 0:
-        if os.geteuid() != 0:
-            pytest.skip("XRootD servers are not running and starting them needs root: run "
-                        "`sudo bash scripts/xrootd-local.sh start`")
-        r = _script("start")
-        if r.returncode != 0:
-            pytest.fail(f"scripts/xrootd-local.sh start failed:\n{r.stderr}")
-        r = _script("status")
     assert r.returncode == 0, r.stderr
     out = {}
     for line in r.stdout.splitlines():
@@ -67,7 +61,9 @@ class Server:
 
 @contextlib.contextmanager
 def server(name: str) -> Iterator[Server]:
-    """One extra XRootD instance (exporting site1's copy of data/) on a free port, stopped afterwards."""
+    """One extra XRootD instance (exporting site1's copy of data/) on a free port, stopped afterwards; its
+    name carries this process's id, so tests in parallel xdist workers never share one."""
+    name = f"{name}-{os.getpid()}"
     sites()  # the data copies exist
     r = _script("start-one", name, str(free_port()))
     if r.returncode != 0:

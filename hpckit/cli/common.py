@@ -8,6 +8,7 @@ from typing import List, NoReturn, Optional
 import typer
 from rich.console import Console
 
+from hpckit.defaults import VINE_PORT
 from hpckit.run import RunSpec
 
 out = Console(soft_wrap=True)
@@ -34,7 +35,7 @@ def _d(name: str):
 ANALYSIS = typer.Argument(..., help="Python file defining a ProcessorABC subclass")
 FILESET = typer.Option(..., "--fileset", "-f", help="fileset JSON")
 PROCESSOR = typer.Option(_d("processor_name"), "--processor", "-p", help="processor class name")
-CHUNKSIZE = typer.Option(_d("chunksize"), "--chunksize", min=1, help="events per chunk")
+CHUNKSIZE = typer.Option(_d("chunksize"), "--chunksize", help="events per chunk")
 MAXCHUNKS = typer.Option(_d("maxchunks"), "--maxchunks", min=1, help="at most this many chunks per dataset")
 TREENAME = typer.Option(_d("treename"), "--treename", help="tree name when the fileset does not give one")
 SCHEMA = typer.Option(_d("schema"), "--schema", help="nanoaod or base (any case)")
@@ -53,7 +54,7 @@ NOMINAL = typer.Option(_d("nominal"), "--nominal", help="the value of a variatio
 BAND = typer.Option(_d("band"), "--band/--no-band", help="draw a variation axis' envelope as a band around the nominal")
 WORKERS = typer.Option(None, "--workers", "-j", min=1,
                        help="workers (default: min(cores here or the site's maximum, chunks))")
-PORT = typer.Option(9123, "--port", help="TaskVine manager port (0: any free port)")
+PORT = typer.Option(VINE_PORT, "--port", help="TaskVine manager port (0: any free port)")
 SET = typer.Option(None, "--set", help="override a site key: key.path=value (repeatable)")
 SITE = typer.Option(..., "--site", help="site name or path to a site YAML file")
 

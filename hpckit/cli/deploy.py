@@ -9,6 +9,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from hpckit.defaults import VINE_PORT
 from hpckit.cli.common import fail as _fail, say
 from hpckit.deploy import BACKENDS, SiteError, list_sites, load_site, render_all
 from hpckit.deploy.render import RenderError
@@ -21,17 +22,17 @@ sites_app = typer.Typer(help="List the known sites, or show one (merged, with wh
 
 @sites_app.callback(invoke_without_command=True)
 def sites(ctx: typer.Context) -> None:
-    """Table of sites: scheduler, default backend, verified date."""
+    """Table of sites: scheduler, default backend, what was checked and how."""
     if ctx.invoked_subcommand is not None:
         return
-    table = Table("site", "scheduler", "default backend", "verified on", "description")
+    table = Table("site", "scheduler", "default backend", "checked", "description")
     for name in list_sites():
         try:
             s = load_site(name).site
         except SiteError as exc:
             table.add_row(name, "[red]invalid[/red]", "", "", str(exc).splitlines()[-1].strip())
             continue
-        table.add_row(name, s.scheduler, s.default_backend, str(s.verified_on), s.description)
+        table.add_row(name, s.scheduler, s.default_backend, f"{s.checked} (facts of {s.gathered_on})", s.description)
     console.print(table)
 
 
@@ -65,7 +66,7 @@ def render_command(
     manager_host: Optional[str] = typer.Option(
         None, help="TaskVine manager host the workers dial (default: the address of the site's interface here, "
                    "else this host's name; 127.0.0.1 only for loopback-only sites)"),
-    port: int = typer.Option(9123, help="TaskVine manager port"),
+    port: int = typer.Option(VINE_PORT, help="TaskVine manager port"),
 ) -> None:
     """Render a site for a backend and write every artifact into --out."""
     if backend not in BACKENDS:
@@ -77,7 +78,7 @@ def render_command(
     for p in paths:
         console.print(str(p), highlight=False, soft_wrap=True)
     if backend == "dask" and not any(p.name.startswith("job_script") for p in paths) and \
-            load_site(site, set_ or []).site.scheduler != "local":
+            load_site(site, set_ or []).site.batch:
         from hpckit.extras import INSTALL
 
         say(f"note: no job_script rendered: dask-jobqueue is not installed ({INSTALL['dask_jobqueue']})")

@@ -7,7 +7,7 @@ submitted.
 * :func:`resolve` (pure) - the site with concrete values the templates render: ``venv`` workers run the
   client's interpreter by absolute path; ``image: built`` becomes the lock's tag; the tarball's path and
   the lock hash the worker job checks.
-* :func:`preflight` - what can be checked from here, each a :class:`Finding` with its fix: the image
+* :func:`preflight` - what can be checked from here, each a :class:`Check` with its fix: the image
   exists for the runtime and carries the lock's label; the tarball exists, is complete, and was packed
   from the same lock for the same Python and platform. ``launch`` stops at the first failure
   (:class:`DeliveryError`); ``doctor`` prints them all.
@@ -30,6 +30,7 @@ import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from hpckit.deploy.checks import Check
 from hpckit.deploy.envlock import (
     DEFAULT_LOCK,
     Lock,
@@ -44,7 +45,7 @@ from hpckit.deploy.envlock import (
 from hpckit.deploy.site import Site
 from hpckit.errors import HpckitError
 
-__all__ = ["BUILT", "DeliveryError", "Finding", "Prepared", "client_lock", "default_lock", "fix_command",
+__all__ = ["BUILT", "DeliveryError", "Check", "Prepared", "client_lock", "default_lock", "fix_command",
            "preflight", "prepare", "resolve", "tarball_manifest"]
 
 BUILT = "built"  # container.image: the image `hpckit build --site NAME` made from the client's lock
@@ -55,14 +56,6 @@ MANIFEST = "hpckit-env.json"
 
 class DeliveryError(HpckitError, RuntimeError):
     """The environment the site's workers would run is missing or is not the client's; nothing was submitted."""
-
-
-@dataclass
-class Finding:
-    name: str
-    result: str  # "pass", "fail" or "skip"
-    detail: str
-    fix: str = ""
 
 
 # ------------------------------------------------------------------------------------------------
@@ -223,7 +216,7 @@ def _podman_lock(runtime: str, image: str) -> Lock | None:
         os.unlink(fh.name)
 
 
-def check_image(site: Site, lock: Lock, lock_src: str) -> list[Finding]:
+def check_image(site: Site, lock: Lock, lock_src: str) -> list[Check]:
     """The image exists for the site's runtime (as far as this machine can tell) and carries the lock."""
     from hpckit.deploy.container import LABEL_NS
 
@@ -233,32 +226,32 @@ def check_image(site: Site, lock: Lock, lock_src: str) -> list[Finding]:
     rt = c.runtime
     if rt in ("podman", "podman-hpc"):
         if shutil.which(rt) is None:
-            return [Finding("image", "skip", f"{rt} is not on this machine: cannot check {image} here", fix)]
+            return [Check("image", "skip", f"{rt} is not on this machine: cannot check {image} here", fix)]
         rc, _ = _run([rt, "image", "exists", image])
         if rc != 0:
-            return [Finding("image", "fail", f"image {image} does not exist in {rt}'s local storage "
+            return [Check("image", "fail", f"image {image} does not exist in {rt}'s local storage "
                             f"(workers run it with --pull=never)", fix)]
         rc, label = _run([rt, "image", "inspect", "--format", f'{{{{index .Labels "{LABEL_NS}.lock-hash"}}}}', image])
         label = label.strip() if rc == 0 else ""
         if label in ("", "<no value>"):
-            return [Finding("image", "fail", f"image {image} has no {LABEL_NS}.lock-hash label: not built by hpckit "
+            return [Check("image", "fail", f"image {image} has no {LABEL_NS}.lock-hash label: not built by hpckit "
                             "build, so nothing says which environment it holds", fix)]
         if label != lock.hash:
             other = _podman_lock(rt, image)
             diff = _lock_differences(lock, other.pins, other.python) if other else []
             listing = ("; differing packages:\n  " + "\n  ".join(diff)) if diff else ""
-            return [Finding("image", "fail", f"image {image} was built from lock {label}, the client's lock is "
+            return [Check("image", "fail", f"image {image} was built from lock {label}, the client's lock is "
                             f"{lock.hash}{listing}", fix)]
-        return [Finding("image", "pass", f"{image} present in {rt}, built from the client's lock {lock.hash[:19]}...")]
+        return [Check("image", "pass", f"{image} present in {rt}, built from the client's lock {lock.hash[:19]}...")]
     if rt == "apptainer":
         path = _expand(image)
         if "://" in image or path is None:
-            return [Finding("image", "skip", f"{image} is pulled by apptainer on the nodes: cannot check it here", fix)]
+            return [Check("image", "skip", f"{image} is pulled by apptainer on the nodes: cannot check it here", fix)]
         if not os.path.isfile(path):
-            return [Finding("image", "fail", f"Apptainer image {path} not found", fix +
+            return [Check("image", "fail", f"Apptainer image {path} not found", fix +
                             f" (then on the site: apptainer build {path} docker-archive://<the saved archive>)")]
         if shutil.which("apptainer") is None:
-            return [Finding("image", "skip", f"{path} present; apptainer is not here to read its lock label")]
+            return [Check("image", "skip", f"{path} present; apptainer is not here to read its lock label")]
         rc, text = _run(["apptainer", "inspect", "--json", "--labels", path])
         label = ""
         if rc == 0:
@@ -269,19 +262,19 @@ def check_image(site: Site, lock: Lock, lock_src: str) -> list[Finding]:
             except ValueError:
                 label = ""
         if label != lock.hash:
-            return [Finding("image", "fail", f"{path} was built from lock {label or '(no label)'}, the client's lock "
+            return [Check("image", "fail", f"{path} was built from lock {label or '(no label)'}, the client's lock "
                             f"is {lock.hash}", fix)]
-        return [Finding("image", "pass", f"{path} built from the client's lock")]
+        return [Check("image", "pass", f"{path} built from the client's lock")]
     if rt == "shifter":
         if image.startswith("localhost/"):
-            return [Finding("image", "fail", f"shifter pulls images from a registry, and {image} is local",
+            return [Check("image", "fail", f"shifter pulls images from a registry, and {image} is local",
                             f"--set container.registry=<registry/you>, then {fix_command(site, 'build', lock_src, image)}")]
         if shutil.which("shifterimg") is None:
-            return [Finding("image", "skip", f"shifterimg is not here: cannot check {image}", fix)]
+            return [Check("image", "skip", f"shifterimg is not here: cannot check {image}", fix)]
         rc, text = _run(["shifterimg", "lookup", image.removeprefix("docker:")])
         if rc != 0 or not text:
-            return [Finding("image", "fail", f"shifter does not have {image} (shifterimg lookup: {text or rc})", fix)]
-        return [Finding("image", "pass", f"shifter has {image} ({text.splitlines()[0]}); its lock is checked by "
+            return [Check("image", "fail", f"shifter does not have {image} (shifterimg lookup: {text or rc})", fix)]
+        return [Check("image", "pass", f"shifter has {image} ({text.splitlines()[0]}); its lock is checked by "
                         "every worker (shifter shows no labels)")]
     return []
 
@@ -321,18 +314,18 @@ def tarball_manifest(path: str | Path) -> dict:
     return manifest
 
 
-def check_tarball(site: Site, lock: Lock, lock_src: str) -> list[Finding]:
+def check_tarball(site: Site, lock: Lock, lock_src: str) -> list[Check]:
     raw = site.env_delivery.path or ""
     path = _expand(raw)
     fix = fix_command(site, "pack", lock_src, path or raw)
     if path is None:
-        return [Finding("env tarball", "skip", f"{raw}: variables not set here; checked by each worker job", fix)]
+        return [Check("env tarball", "skip", f"{raw}: variables not set here; checked by each worker job", fix)]
     if not os.path.isfile(path):
-        return [Finding("env tarball", "fail", f"env tarball {path} not found", fix)]
+        return [Check("env tarball", "fail", f"env tarball {path} not found", fix)]
     try:
         m = tarball_manifest(path)
     except DeliveryError as exc:
-        return [Finding("env tarball", "fail", str(exc), fix)]
+        return [Check("env tarball", "fail", str(exc), fix)]
     problems = []
     here_platform = Lock(pins={}).platform
     if m.get("platform") and m["platform"] != here_platform:
@@ -343,24 +336,24 @@ def check_tarball(site: Site, lock: Lock, lock_src: str) -> list[Finding]:
         problems.append(f"it was packed from lock {m.get('lock_hash')}, the client's lock is {lock.hash}"
                         + (("; differing packages:\n  " + "\n  ".join(diff)) if diff else ""))
     if problems:
-        return [Finding("env tarball", "fail", f"env tarball {path}: " + "; ".join(problems), fix)]
+        return [Check("env tarball", "fail", f"env tarball {path}: " + "; ".join(problems), fix)]
     size = os.path.getsize(path) / 2**20
-    return [Finding("env tarball", "pass", f"{path} ({size:.0f} MiB) packed from the client's lock, Python "
+    return [Check("env tarball", "pass", f"{path} ({size:.0f} MiB) packed from the client's lock, Python "
                     f"{m.get('python')}, {m.get('platform', '?')}")]
 
 
-def check_venv(site: Site) -> list[Finding]:
+def check_venv(site: Site) -> list[Check]:
     py = site.python
     path = _expand(py)
     if path is None or not os.path.isabs(path):
-        return [Finding("worker python", "skip", f"{py}: not an absolute path here")]
+        return [Check("worker python", "skip", f"{py}: not an absolute path here")]
     if not os.access(path, os.X_OK):
         fix = f"python -m venv {Path(path).parent.parent} && {Path(path).parent}/pip install 'hpckit[all]'"
-        return [Finding("worker python", "fail", f"{path} does not exist or is not executable", fix)]
-    return [Finding("worker python", "pass", f"workers run {path}")]
+        return [Check("worker python", "fail", f"{path} does not exist or is not executable", fix)]
+    return [Check("worker python", "pass", f"workers run {path}")]
 
 
-def preflight(site: Site, lock: Lock, lock_src: str) -> list[Finding]:
+def preflight(site: Site, lock: Lock, lock_src: str) -> list[Check]:
     """Every check of a resolved site's delivery that this machine can make."""
     mode = site.env_delivery.mode
     if mode == "image":
@@ -377,7 +370,7 @@ class Prepared:
     site: Site  # resolved
     lock: Lock
     lock_src: str
-    findings: list[Finding] = field(default_factory=list)
+    findings: list[Check] = field(default_factory=list)
 
 
 def prepare(site: Site, check: bool = True, cwd: str | Path = ".") -> Prepared:

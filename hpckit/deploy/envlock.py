@@ -25,6 +25,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping
 
+from hpckit.paths import atomic_write, umask_mode
 from hpckit.errors import HpckitError
 
 LOCK_HEADER = "# hpckit lock"
@@ -176,9 +177,7 @@ class Lock:
     def write(self, path: str | Path) -> Path:
         """Write atomically: a failed write leaves no half-written lock behind."""
         path = Path(path)
-        tmp = path.with_name(path.name + ".part")
-        tmp.write_text(self.text())
-        tmp.replace(path)
+        atomic_write(path, self.text().encode(), mode=umask_mode())
         return path
 
 

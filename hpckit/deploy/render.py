@@ -28,6 +28,7 @@ from typing import Any
 
 import jinja2
 
+from hpckit.deploy.schedulers import scheduler_class
 from hpckit.deploy.site import Site, format_walltime
 from hpckit.resources import data_dir
 
@@ -171,7 +172,7 @@ def job_context(site: Site, backend: str, mode: str = "script", name: str | None
     lifetime = site.lifetime()
     mem = site.job_memory
     disk = None if site.worker.disk is None else site.worker.disk * site.worker.per_job
-    return {
+    job = {
         "backend": backend,
         "mode": mode,
         "name": name if name and mode in ("dask", "script")
@@ -179,9 +180,6 @@ def job_context(site: Site, backend: str, mode: str = "script", name: str | None
         "walltime": None if (site.walltime is None or mode == "parsl") else format_walltime(site.walltime),
         "walltime_s": site.walltime,
         "nodes": mode != "parsl",
-        # HTCondor: dask-jobqueue, Parsl's CondorProvider and vine_factory write request_* themselves
-        "resources": not (mode != "script" and site.scheduler == "htcondor"),
-        "select": not (mode == "parsl" and site.scheduler == "pbs" and site.pbs.flavor == "pro"),
         "cores": site.job_cores,
         "per_job": site.worker.per_job,
         "worker_cores": site.worker.cores,
@@ -195,3 +193,6 @@ def job_context(site: Site, backend: str, mode: str = "script", name: str | None
         "lifetime_stagger": None if lifetime is None else lifetime[1],
         "loopback": site.loopback,
     }
+    # resources (write cores/memory requests), select (PBS Pro's select line): the scheduler says, per mode
+    job.update(scheduler_class(site.scheduler).job_facts(site, mode, job))
+    return job

@@ -50,6 +50,7 @@ from pydantic import (
     model_validator,
 )
 
+from hpckit.deploy.schedulers import SCHEDULERS
 from hpckit.paths import read_limited
 from hpckit.resources import data_dir
 
@@ -315,7 +316,8 @@ class Site(_Strict):
     description: Str = ""
     scheduler: Str = Field(description="a key of hpckit.deploy.schedulers.SCHEDULERS")
     source: list[Str] = Field(min_length=1, description="where the facts come from")
-    verified_on: _dt.date
+    gathered_on: _dt.date = Field(description="when the facts were taken from `source` (not a live check)")
+    checked: Str = Field(description="what was checked and how: run here by which tests, or read from the docs only")
     unverified: list[Str] = Field(default_factory=list, description="key paths whose values are not verified")
     default_backend: Literal["dask", "parsl", "taskvine"] = "dask"
     shared_filesystem: bool = Field(True, description="compute nodes see the login node's files (home, "
@@ -342,11 +344,22 @@ class Site(_Strict):
     pbs: PBSOptions = Field(default_factory=PBSOptions)
     htcondor: HTCondorOptions = Field(default_factory=HTCondorOptions)
 
+    @model_validator(mode="before")
+    @classmethod
+    def _older_provenance(cls, data: Any) -> Any:
+        """Site files written before ``checked`` said ``verified_on: DATE`` for facts never re-read: still
+        accepted, the date taken as when the facts were gathered, with ``checked`` saying so."""
+        if isinstance(data, dict) and "verified_on" in data:
+            data = dict(data)
+            data.setdefault("gathered_on", data.pop("verified_on"))
+            data.pop("verified_on", None)
+            data.setdefault("checked", "not recorded (an older site file: its verified_on date is taken as "
+                                       "when the facts were gathered, not as a live check)")
+        return data
+
     @field_validator("scheduler")
     @classmethod
     def _known_scheduler(cls, v: str) -> str:
-        from hpckit.deploy.schedulers import SCHEDULERS
-
         if v not in SCHEDULERS:
             raise ValueError(f"unknown scheduler {v!r}; expected one of " + ", ".join(repr(k) for k in SCHEDULERS))
         return v
@@ -354,22 +367,13 @@ class Site(_Strict):
     @model_validator(mode="after")
     def _consistent(self) -> Site:
         s = self.scheduler
-        if s != "slurm":
-            for k in ("partition", "qos", "constraint"):
+        mine = SCHEDULERS[s]
+        for other in SCHEDULERS.values():
+            for k in other.own_settings if other is not mine else ():
                 if getattr(self, k) is not None:
-                    raise ValueError(f"{k!r} is a Slurm setting but scheduler is {s!r}")
-        if s != "pbs" and self.queue is not None:
-            hint = " (use partition/qos for Slurm)" if s == "slurm" else ""
-            raise ValueError(f"'queue' is a PBS setting but scheduler is {s!r}{hint}")
-        if s != "local":
-            if self.walltime is None:
-                raise ValueError(f"a {s} site needs a walltime")
-            if self.worker.memory is None:
-                raise ValueError(f"a {s} site needs worker.memory")
-            if self.max_workers is None:
-                raise ValueError(f"a {s} site needs max_workers")
-        if s == "htcondor" and self.worker.disk is None:
-            raise ValueError("an htcondor site needs worker.disk")
+                    raise ValueError(f"{k!r} is a {other.label} setting but scheduler is {s!r}"
+                                     + mine.setting_hints.get(k, ""))
+        mine.validate(self)
         if self.env_delivery.mode == "image" and self.container.runtime == "none":
             raise ValueError("env_delivery mode 'image' needs a container runtime")
         jc = self.node.job_cores
@@ -382,10 +386,6 @@ class Site(_Strict):
                 f"worker.memory x worker.per_job = {format_memory(self.job_memory)} exceeds node.memory "
                 f"({format_memory(self.node.memory)})"
             )
-        if self.htcondor.singularity_image_attr and not self.container.image:
-            raise ValueError("htcondor.singularity_image_attr needs container.image")
-        if self.htcondor.universe == "container" and not self.container.image:
-            raise ValueError("htcondor.universe 'container' needs container.image")
         return self
 
     # derived shapes -------------------------------------------------------------------------------
@@ -399,10 +399,19 @@ class Site(_Strict):
         """Bytes one batch job asks for: worker.memory x worker.per_job."""
         return None if self.worker.memory is None else self.worker.memory * self.worker.per_job
 
+    def jobs_for(self, workers: int) -> int:
+        """The one conversion from workers to batch jobs: whole jobs of ``worker.per_job`` workers."""
+        return max(1, math.ceil(workers / self.worker.per_job))
+
     @property
     def max_jobs(self) -> int | None:
         """Batch jobs needed for max_workers workers."""
-        return None if self.max_workers is None else math.ceil(self.max_workers / self.worker.per_job)
+        return None if self.max_workers is None else self.jobs_for(self.max_workers)
+
+    @property
+    def batch(self) -> bool:
+        """True when workers run as batch jobs (any scheduler but ``local``)."""
+        return SCHEDULERS[self.scheduler].batch
 
     @property
     def loopback(self) -> bool:
@@ -416,11 +425,7 @@ class Site(_Strict):
         False when there is no container, or when HTCondor starts the container for us
         (``+SingularityImage`` or the container universe).
         """
-        if self.container.runtime == "none":
-            return False
-        if self.scheduler == "htcondor" and (self.htcondor.singularity_image_attr or self.htcondor.universe == "container"):
-            return False
-        return True
+        return self.container.runtime != "none" and not SCHEDULERS[self.scheduler].starts_container(self)
 
     def lifetime(self) -> tuple[int, int] | None:
         """(lifetime, stagger) in seconds for workers, so they retire before the walltime kills them.

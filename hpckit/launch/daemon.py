@@ -24,6 +24,7 @@ import traceback
 from pathlib import Path
 from typing import Any
 
+from hpckit.defaults import VINE_PORT
 from hpckit.errors import HpckitError
 
 
@@ -69,7 +70,7 @@ class Daemon:
         opts = PoolOptions(site=o["site"], backend=o.get("backend"), workers=o.get("workers"),
                            adapt=tuple(o["adapt"]) if o.get("adapt") else None, overrides=list(o.get("overrides", [])),
                            run_dir=self.run_dir, worker_timeout=float(o.get("worker_timeout", 300)),
-                           port=int(o.get("port", 9123)), env=Path(o["env"]) if o.get("env") else None, say=self.say)
+                           port=int(o.get("port", VINE_PORT)), env=Path(o["env"]) if o.get("env") else None, say=self.say)
         self.session = Session(opts)
         self.session.record(kind="pool", name=o["name"], idle_timeout=self.idle_timeout)
         self.session.up()

@@ -13,6 +13,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
+from hpckit.defaults import VINE_PORT
 from hpckit.deploy import delivery, load_site
 from hpckit.deploy.sharing import needs_shared_filesystem
 from hpckit.deploy.schedulers import scheduler_for
@@ -37,7 +38,7 @@ class LaunchOptions:
     fallback: bool = True
     worker_timeout: float = 300.0
     run_dir: Path | None = None  # None: default_run_dir(site)
-    port: int = 9123  # TaskVine manager port
+    port: int = VINE_PORT  # TaskVine manager port
     env: Path | None = None  # an `hpckit pack` tarball the workers run (env_delivery tarball)
     say: Callable[[str], None] = field(default=lambda msg: print(msg, file=sys.stderr), repr=False)
 

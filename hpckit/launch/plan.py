@@ -4,12 +4,12 @@ conversion from workers to jobs), the manager host, and the rendering with those
 from __future__ import annotations
 
 import datetime as _dt
-import math
 import os
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from hpckit.defaults import VINE_PORT
 from hpckit.deploy import render_all
 from hpckit.deploy.backends import Sizing
 from hpckit.deploy.network import manager_address
@@ -17,6 +17,7 @@ from hpckit.deploy.schedulers import Scheduler, scheduler_for
 from hpckit.deploy.site import Site, load_site
 from hpckit.errors import LaunchError
 from hpckit.paths import user_run_root
+from hpckit.run import default_workers
 from hpckit.units import plural
 
 BACKENDS = ("dask", "parsl", "taskvine", "futures", "iterative")
@@ -85,11 +86,8 @@ def size(site: Site, workers: int | None, chunks: int | None) -> Sizing:
     ``worker.per_job`` workers.
     """
     limit = worker_limit(site)
-    n = workers if workers else min(limit, chunks or limit)
-    n = max(1, min(n, limit))
-    if not scheduler_for(site).batch:
-        return Sizing(jobs=1, workers=n)
-    return Sizing(jobs=max(1, math.ceil(n / site.worker.per_job)), workers=n)
+    workers = min(workers, limit) if workers else default_workers(limit, chunks or limit)
+    return Sizing(jobs=site.jobs_for(workers) if site.batch else 1, workers=workers)
 
 
 def manager_host(site: Site) -> str:
@@ -107,7 +105,7 @@ class Plan:
     sizing: Sizing
     chunks: int | None
     host: str = "127.0.0.1"
-    port: int = 9123
+    port: int = VINE_PORT
     rendered: list[Path] = field(default_factory=list)
 
     @property

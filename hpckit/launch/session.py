@@ -25,6 +25,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable
 
+from hpckit.defaults import VINE_PORT
 from hpckit.deploy import delivery, load_site
 from hpckit.deploy.network import require_interface
 from hpckit.deploy.schedulers import scheduler_for
@@ -52,7 +53,7 @@ class PoolOptions:
     overrides: list[str] = field(default_factory=list)
     run_dir: Path | None = None  # None: default_run_dir(site)
     worker_timeout: float = 300.0
-    port: int = 9123  # TaskVine manager port
+    port: int = VINE_PORT  # TaskVine manager port
     env: Path | None = None  # an `hpckit pack` tarball the workers run (env_delivery tarball)
     lifeline: bool = True  # a process that cancels every job when this one dies without down()
     say: Callable[[str], None] = field(default=lambda msg: print(msg, file=sys.stderr), repr=False)

@@ -21,6 +21,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
+from hpckit.defaults import VINE_PORT
 from hpckit.errors import LaunchError
 from hpckit.paths import private_dir
 
@@ -46,7 +47,7 @@ class UpOptions:
     overrides: list = None  # type: ignore[assignment]
     run_dir: str | None = None
     worker_timeout: float = 300.0
-    port: int = 9123
+    port: int = VINE_PORT
     env: str | None = None
 
 

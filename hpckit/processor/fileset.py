@@ -12,6 +12,7 @@ from typing import Any
 
 from hpckit import storage
 from hpckit.errors import FilesetError
+from hpckit.defaults import check_chunksize
 from hpckit.paths import read_limited
 
 RESERVED_METADATA = frozenset(
@@ -282,8 +283,7 @@ def chunk_ranges(
     boundaries, a chunk ends at the first cluster boundary at least ``chunksize`` entries after its start.
     An empty file gives one empty chunk, so its dataset still appears in the output.
     """
-    if chunksize < 1:
-        raise ValueError(f"chunksize must be >= 1, got {chunksize}")
+    check_chunksize(chunksize)
     if num_entries == 0:
         return [(0, 0)]
     if clusters:

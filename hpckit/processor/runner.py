@@ -19,6 +19,7 @@ from hpckit.processor.fileset import (MISSING_LIMIT, FileMeta, WorkItem, as_work
 from hpckit.processor.metacache import open_cache
 from hpckit.processor.planning import LIGHT_ABOVE
 from hpckit.processor.progress import ChunkProgress, PlanProgress
+from hpckit.defaults import DEFAULT_CHUNKSIZE, check_chunksize
 from hpckit.processor.replicas import reset_preferences
 from hpckit.processor.result import Err, Ok
 from hpckit.processor.serialize import dump_processor
@@ -48,7 +49,7 @@ class Runner:
 
     executor: ExecutorBase
     pre_executor: Any = None  # accepted for coffea compatibility; files are opened by executor.map_files
-    chunksize: int = 100_000
+    chunksize: int = DEFAULT_CHUNKSIZE
     maxchunks: int | None = None
     metadata_cache: Any = None  # a MutableMapping; coffea's LRUCache works
     skipbadfiles: Any = False
@@ -77,8 +78,7 @@ class Runner:
             raise TypeError(f"executor must be an hpckit executor, got {type(self.executor).__name__}")
         if self.schema is None:
             raise ValueError("Schema must be set (NanoAODSchema or BaseSchema)")
-        if self.chunksize is None or int(self.chunksize) < 1:
-            raise ValueError(f"chunksize must be a positive integer, got {self.chunksize!r}")
+        self.chunksize = check_chunksize(self.chunksize)
         if self.chunk_timeout is not None and not self.chunk_timeout > 0:
             raise ValueError(f"chunk_timeout must be a positive number of seconds, got {self.chunk_timeout!r}")
         if self.format not in ("root", "parquet"):
@@ -257,9 +257,7 @@ class Runner:
                     replicas=spec.replicas,
                 )
                 if sent is not None:  # coffea's preprocess(...).send(new_chunksize): from the next file on
-                    chunksize = int(sent)
-                    if chunksize < 1:
-                        raise ValueError(f"chunksize must be a positive integer, got {sent!r}")
+                    chunksize = check_chunksize(sent)
         return chunksize
 
     def _persistent(self) -> Any:

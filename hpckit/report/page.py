@@ -9,8 +9,8 @@ from html import escape
 from pathlib import Path
 from typing import Any
 
-from hpckit.report import svg
 from hpckit.paths import atomic_write, umask_mode
+from hpckit.report import svg
 from hpckit.report.rundata import RunData
 
 SECTIONS = {  # id -> heading, in page order

@@ -13,6 +13,7 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
+from hpckit.defaults import VINE_PORT
 from hpckit.deploy.site import Site
 
 BACKENDS = ("dask", "parsl", "taskvine")
@@ -37,7 +38,7 @@ class Sizing:
         return None if self.run_dir is None else str(Path(self.run_dir) / "logs")
 
 
-def render_files(site: Site, backend: str, manager_host: str | None = None, port: int = 9123,
+def render_files(site: Site, backend: str, manager_host: str | None = None, port: int = VINE_PORT,
                  out_dir: Path | None = None, sizing: Sizing | None = None) -> dict[str, str]:
     """Every artifact for ``backend`` as ``{file name: text}`` (what :func:`render_all` writes).
 
@@ -94,7 +95,7 @@ def render_files(site: Site, backend: str, manager_host: str | None = None, port
 
 
 def render_all(site: Site, backend: str, out_dir: str | Path, manager_host: str | None = None,
-               port: int = 9123, sizing: Sizing | None = None) -> list[Path]:
+               port: int = VINE_PORT, sizing: Sizing | None = None) -> list[Path]:
     """Write every artifact of ``backend`` for ``site`` into ``out_dir`` (created); return their paths."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)

@@ -19,9 +19,10 @@ def directive_lines(site: Site, backend: str, mode: str, name: str | None = None
     Slurm/PBS lines keep their ``#SBATCH``/``#PBS`` prefix; HTCondor lines are ``key = value``;
     a local site has none.
     """
-    if not scheduler_class(site.scheduler).batch:
+    header = scheduler_class(site.scheduler).header_template()
+    if header is None:
         return []
-    text = render_template(f"{site.scheduler}/header.j2", site=site, job=job_context(site, backend, mode, name))
+    text = render_template(header, site=site, job=job_context(site, backend, mode, name))
     return [line for line in text.splitlines() if line.strip()]
 
 
@@ -90,7 +91,8 @@ def worker_job(site: Site, backend: str) -> dict[str, str]:
     job = job_context(site, backend, "script")
     sched = scheduler_class(site.scheduler)
     submit = f"{sched.submit_command} worker_job{sched.script_suffix}"
-    files = {"worker_job.sh": render_template("worker_job.sh.j2", site=site, job=job, submit_hint=submit)}
-    if sched.script_suffix == ".sub":
-        files["worker_job.sub"] = render_template("htcondor/submit.sub.j2", site=site, job=job, script_name="worker_job.sh")
+    files = {"worker_job.sh": render_template("worker_job.sh.j2", site=site, job=job, submit_hint=submit,
+                                              header=sched.script_header_template())}
+    if sched.submit_template is not None:
+        files["worker_job.sub"] = render_template(sched.submit_template, site=site, job=job, script_name="worker_job.sh")
     return files

@@ -15,7 +15,8 @@ def provider_name(site: Site) -> str:
 
 
 def _provider_args(site: Site, sizing: Any = None) -> dict[str, Any]:
-    if site.scheduler == "local":
+    sched = scheduler_class(site.scheduler)
+    if not sched.batch:
         return {"init_blocks": 1, "min_blocks": 0, "max_blocks": 1}
     args: dict[str, Any] = {
         "nodes_per_block": 1,
@@ -26,20 +27,7 @@ def _provider_args(site: Site, sizing: Any = None) -> dict[str, Any]:
     }
     if sizing is not None:  # a launch: exactly these blocks, submitted at parsl.load and kept (ended ones replaced)
         args.update(init_blocks=sizing.jobs, min_blocks=sizing.jobs, max_blocks=sizing.jobs)
-    job = job_context(site, "parsl", "parsl")
-    if site.scheduler == "slurm":
-        args["exclusive"] = False  # cores and memory are requested explicitly in SCHEDULER_OPTIONS
-    elif site.scheduler == "pbs" and site.pbs.flavor == "pro":
-        from hpckit.deploy.render import environment
-
-        args["cpus_per_node"] = site.job_cores
-        module = environment().get_template("pbs/header.j2").make_module({"site": site, "job": job})
-        args["select_options"] = str(module.select_options(site, job))
-    elif site.scheduler == "htcondor":
-        args["cores_per_slot"] = site.job_cores
-        args["mem_per_slot"] = round(site.job_memory / 1e9, 3)
-        if site.htcondor.requirements:
-            args["requirements"] = site.htcondor.requirements
+    args.update(sched.parsl_provider_args(site, job_context(site, "parsl", "parsl")))
     return args
 
 
@@ -65,6 +53,7 @@ def render_parsl(site: Site, sizing: Any = None) -> str:
     replaces the block: ``min_blocks``).
     """
     job = job_context(site, "parsl", "parsl")
+    batch = scheduler_class(site.scheduler).batch
     sched_opts = directive_lines(site, "parsl", "parsl")
     prefix = container_prefix(site)
     ctx = {
@@ -74,13 +63,13 @@ def render_parsl(site: Site, sizing: Any = None) -> str:
         "provider_args": _provider_args(site, sizing),
         "label": sizing.job_name if sizing is not None and sizing.job_name else f"hpckit-{site.name}",
         "scheduler_options": sched_opts,
-        "has_scheduler_options": site.scheduler != "local",
+        "has_scheduler_options": batch,
         "worker_init": prologue_lines(site, "parsl"),
         "container_prefix": prefix,
         "interface": site.network.interface,
         "loopback": site.loopback,
         "drain_period": _drain_period(site),
-        "max_workers_per_node": site.worker.per_job if site.scheduler != "local"
+        "max_workers_per_node": site.worker.per_job if batch
         else (sizing.workers if sizing is not None else site.max_workers),
     }
     return render_template("parsl/config.py.j2", **ctx)

@@ -6,6 +6,7 @@ import shlex
 from dataclasses import dataclass
 from typing import Any
 
+from hpckit.defaults import VINE_PORT
 from hpckit.deploy.backends.common import (
     container_prefix,
     directive_argv,
@@ -51,7 +52,7 @@ def batch_type(site: Site) -> str:
 def render_taskvine(
     site: Site,
     manager_host: str | None = None,
-    port: int = 9123,
+    port: int = VINE_PORT,
     config_path: str = "vine_factory.json",
     wrapper_path: str = WRAPPER_NAME,
     sizing: Any = None,

@@ -1,8 +1,11 @@
 """One class per batch system, each in its own file, holding every fact hpckit needs about it.
 
 Adding a scheduler: a new file here with a :class:`Scheduler` subclass, listed in ``SCHEDULERS``, plus its
-``templates/<name>/header.j2`` (the directives). Renderers, doctor, launch and the dry run read the facts
-from :func:`scheduler_class` / :func:`scheduler_for`.
+``templates/<name>/header.j2`` (the directives). Site validation, renderers (job headers, Parsl provider
+arguments), doctor, launch and the dry run read the facts from :func:`scheduler_class` /
+:func:`scheduler_for`; nothing outside this package compares scheduler names (tests/test_site_schedulers.py).
+This package never imports :mod:`hpckit.deploy.site` at run time (only for type hints): the site model
+imports it.
 """
 
 from __future__ import annotations

@@ -1,5 +1,8 @@
 """What every scheduler class provides: its facts (directive prefix, commands, the dask-jobqueue, Parsl and
-TaskVine names) and three verbs, ``submit`` / ``status`` / ``cancel`` (plus ``queued``), Parsl-provider style.
+TaskVine names, which site settings it owns and requires, its Parsl provider arguments and the header
+template of its job scripts) and the verbs launch and teardown use: ``status`` (every job in one query),
+``queued``, ``cancel``, ``ids_named``. Submission is the engines' (dask-jobqueue, Parsl, vine_factory): no
+scheduler class submits.
 
 A job's state is a :class:`JobState`; :class:`JobStatus` keeps the job's stdout/stderr paths and gives the head
 and tail of its stderr (the batch error a user otherwise never sees). Scheduler classes know sites, not
@@ -8,13 +11,13 @@ processors.
 
 from __future__ import annotations
 
-import re
 import shutil
 import subprocess
+from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from enum import Enum
 from pathlib import Path
-from typing import TYPE_CHECKING, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from hpckit.errors import LaunchError
 
@@ -22,7 +25,7 @@ if TYPE_CHECKING:
     from hpckit.deploy.checks import Check
     from hpckit.deploy.site import Site
 
-__all__ = ["JobState", "JobStatus", "Scheduler", "SubmitError", "run_command"]
+__all__ = ["JobState", "JobStatus", "Scheduler", "SubmitError", "run_command", "squeue_listed"]
 
 
 class SubmitError(LaunchError):
@@ -135,17 +138,29 @@ def run_command(cmd: list[str], timeout: float = 30, cwd: str | None = None) -> 
         raise LaunchError(f"{cmd[0]}: command not found on this machine's PATH") from None
 
 
-class Scheduler:
+def squeue_listed(job_ids: list[str]) -> set[str]:
+    """The ids of ``job_ids`` Slurm's squeue still lists (pending, running or completing), in one call;
+    shared by Slurm and by PBS front ends over Slurm (Debian's slurm-wlm-torque)."""
+    if not job_ids:
+        return set()
+    r = run_command(["squeue", "-h", "-o", "%i", "-j", ",".join(job_ids)], timeout=15)
+    return set(r.stdout.split()) if r.returncode == 0 else set()
+
+
+class Scheduler(ABC):
     """One batch system: every fact hpckit needs about it, and its verbs.
 
     Subclasses (one file each) fill in the class attributes and the verbs; see slurm.py for the full set.
-    Facts: ``name`` (the site's ``scheduler:``), ``directive_prefix`` (``#SBATCH ``; None when the header is
-    not prefixed lines), ``submit_command``/``status_command``/``cancel_command``/``queue_command``,
-    ``doctor_commands`` (what doctor looks for on PATH), ``dask_cluster_class`` (dotted path),
-    ``parsl_provider_name``, ``taskvine_batch_type_name``, ``script_suffix`` of a job script.
+    Facts: ``name`` (the site's ``scheduler:``), ``label`` (how messages name it), ``directive_prefix``
+    (``#SBATCH ``; None when the header is not prefixed lines), ``submit_command``/``status_command``/
+    ``cancel_command``/``queue_command``, ``doctor_commands`` (what doctor looks for on PATH),
+    ``dask_cluster_class`` (dotted path), ``parsl_provider_name``, ``taskvine_batch_type_name``,
+    ``script_suffix`` of a job script, ``own_settings`` (site fields only this scheduler reads),
+    ``submit_template`` (a submit description rendered beside worker_job.sh, HTCondor's ``.sub``).
     """
 
     name: ClassVar[str] = "base"
+    label: ClassVar[str] = "base"
     batch: ClassVar[bool] = True
     directive_prefix: ClassVar[str | None] = None
     submit_command: ClassVar[str] = ""
@@ -157,6 +172,10 @@ class Scheduler:
     parsl_provider_name: ClassVar[str] = ""
     taskvine_batch_type_name: ClassVar[str] = ""
     script_suffix: ClassVar[str] = ".sh"
+    own_settings: ClassVar[tuple[str, ...]] = ()
+    # what to say when another scheduler's setting is used on this one's site: {setting: hint}
+    setting_hints: ClassVar[dict[str, str]] = {}
+    submit_template: ClassVar[str | None] = None
 
     def __init__(self, log_dir: str | Path | None = None):
         self.log_dir = Path(log_dir) if log_dir else None
@@ -190,6 +209,44 @@ class Scheduler:
         return cls.taskvine_batch_type_name
 
     @classmethod
+    def header_template(cls) -> str | None:
+        """The template of its job-script header (directives or submit commands); None without a batch system."""
+        return f"{cls.name}/header.j2" if cls.batch else None
+
+    @classmethod
+    def script_header_template(cls) -> str | None:
+        """The header our own worker_job.sh carries: prefixed directive lines only (an HTCondor header is
+        a separate submit description, :attr:`submit_template`)."""
+        return cls.header_template() if cls.directive_prefix is not None else None
+
+    @classmethod
+    def validate(cls, site: Site) -> None:
+        """Raise ValueError when ``site`` lacks what this scheduler needs (the Site model calls it)."""
+        if cls.batch:
+            if site.walltime is None:
+                raise ValueError(f"a {cls.name} site needs a walltime")
+            if site.worker.memory is None:
+                raise ValueError(f"a {cls.name} site needs worker.memory")
+            if site.max_workers is None:
+                raise ValueError(f"a {cls.name} site needs max_workers")
+
+    @classmethod
+    def job_facts(cls, site: Site, mode: str, job: dict[str, Any]) -> dict[str, Any]:
+        """The scheduler's part of a template's ``job`` (hpckit.deploy.render.job_context, the rest of which
+        is ``job``): ``resources`` (write cores/memory requests) and ``select`` (PBS Pro's select line)."""
+        return {"resources": True, "select": True}
+
+    @classmethod
+    def parsl_provider_args(cls, site: Site, job: dict[str, Any]) -> dict[str, Any]:
+        """Provider arguments beyond the blocks and walltime every batch provider takes."""
+        return {}
+
+    @classmethod
+    def starts_container(cls, site: Site) -> bool:
+        """True when the scheduler itself starts the site's container around the worker."""
+        return False
+
+    @classmethod
     def job_script_name(cls) -> str:
         """The file name of the job script dask-jobqueue submits, as rendered."""
         return "job_script" + cls.script_suffix
@@ -205,11 +262,10 @@ class Scheduler:
         return None
 
     # ---- verbs --------------------------------------------------------------------------------
-    def submit(self, script: str | Path, cwd: str | Path | None = None) -> str:
-        raise NotImplementedError
-
+    @abstractmethod
     def status(self, job_ids: list[str]) -> dict[str, JobStatus]:
-        raise NotImplementedError
+        """Every job of ``job_ids`` (GONE when the scheduler no longer lists it), in as few queries as the
+        scheduler allows."""
 
     def cancel(self, job_ids: list[str]) -> None:
         if job_ids:
@@ -227,13 +283,3 @@ class Scheduler:
         """Checks of the site's names against this scheduler (partition, queue, account); run when the
         scheduler commands are here."""
         return []
-
-    def _submit(self, cmd: list[str], cwd) -> str:
-        out = run_command(cmd, cwd=str(cwd) if cwd else None)
-        if out.returncode != 0:
-            said = out.stderr.strip() or out.stdout.strip()
-            raise SubmitError(f"{said} ({' '.join(cmd)} exited {out.returncode})")
-        m = re.search(r"(\d+(?:\.[\w.-]+)?)", out.stdout)
-        if not m:
-            raise SubmitError(f"{' '.join(cmd)}: no job id in its output {out.stdout!r}")
-        return m.group(1)

@@ -8,6 +8,7 @@ from hpckit.deploy.schedulers.base import JobStatus, Scheduler
 
 class LocalScheduler(Scheduler):
     name = "local"
+    label = "local"
     batch = False
     directive_prefix = None
     submit_command = "bash"

@@ -5,9 +5,10 @@ from __future__ import annotations
 
 import re
 import shutil
+from typing import Any
 
 from hpckit.deploy.checks import Check, command_output
-from hpckit.deploy.schedulers.base import JobState, JobStatus, Scheduler, run_command
+from hpckit.deploy.schedulers.base import JobState, JobStatus, Scheduler, run_command, squeue_listed
 
 _STATE = {"Q": JobState.PENDING, "H": JobState.PENDING, "W": JobState.PENDING, "T": JobState.PENDING,
           "S": JobState.SUSPENDED, "R": JobState.RUNNING, "B": JobState.RUNNING, "E": JobState.COMPLETING,
@@ -19,6 +20,7 @@ class PBSScheduler(Scheduler):
     ``log_dir`` (where jobs were submitted from)."""
 
     name = "pbs"
+    label = "PBS"
     directive_prefix = "#PBS "
     submit_command = "qsub"
     status_command = "qstat"
@@ -27,21 +29,38 @@ class PBSScheduler(Scheduler):
     dask_cluster_class = "dask_jobqueue.PBSCluster"
     parsl_provider_name = "PBSProProvider"
     taskvine_batch_type_name = "pbs"
+    own_settings = ("queue",)
+
+    @staticmethod
+    def _pro(site) -> bool:
+        return site.pbs.flavor == "pro"
+
+    @classmethod
+    def job_facts(cls, site, mode: str, job: dict[str, Any]) -> dict[str, Any]:
+        # Parsl's PBSProProvider writes the select line itself, from cpus_per_node and select_options
+        mem = job["mem_mib"]
+        extra = site.pbs.select_extra
+        return {"resources": True, "select": not (mode == "parsl" and cls._pro(site)),
+                # what follows select=1:ncpus=N (":mem=4096mb:ngpus=1")
+                "select_options": (f":mem={mem}mb" if mem else "") + (f":{extra}" if extra else "")}
+
+    @classmethod
+    def parsl_provider_args(cls, site, job) -> dict[str, Any]:
+        if not cls._pro(site):
+            return {}
+        return {"cpus_per_node": site.job_cores, "select_options": job["select_options"]}
 
     @classmethod
     def parsl_provider(cls, site) -> str:
-        return "TorqueProvider" if site.pbs.flavor == "torque" else cls.parsl_provider_name
+        return cls.parsl_provider_name if cls._pro(site) else "TorqueProvider"
 
     @classmethod
     def taskvine_batch_type(cls, site) -> str:
-        return "torque" if site.pbs.flavor == "torque" else cls.taskvine_batch_type_name
+        return cls.taskvine_batch_type_name if cls._pro(site) else "torque"
 
     @classmethod
     def job_name_directive(cls, name: str) -> str:
         return f"-N {name}"
-
-    def submit(self, script, cwd=None) -> str:
-        return self._submit(["qsub", str(script)], cwd)
 
     def _default_log(self, job_id: str, kind: str) -> str | None:
         if self.log_dir is None:
@@ -51,14 +70,22 @@ class PBSScheduler(Scheduler):
         return str(hits[0]) if hits else None
 
     def status(self, job_ids) -> dict[str, JobStatus]:
+        """One ``qstat -f`` for all of ``job_ids`` (one ``Job Id:`` block each); a job it does not list is GONE."""
+        blocks: dict[str, dict[str, str]] = {}
+        if job_ids:
+            r = run_command(["qstat", "-f", *map(str, job_ids)], timeout=30)
+            for block in re.split(r"^Job Id:", r.stdout, flags=re.M)[1:]:
+                head, _, body = block.partition("\n")
+                f = {k.strip(): v.strip() for k, v in re.findall(r"^\s*([\w.]+)\s*=\s*(.*)$", body, re.M)}
+                if "job_state" in f:
+                    blocks[head.strip().split(".")[0]] = f
         out: dict[str, JobStatus] = {}
-        for j in job_ids:
-            r = run_command(["qstat", "-f", str(j)], timeout=15)
-            if r.returncode != 0 or "job_state" not in r.stdout:
+        for j in map(str, job_ids):
+            f = blocks.get(j.split(".")[0])
+            if f is None:
                 out[j] = JobStatus(j, JobState.GONE, reason="the scheduler no longer lists it",
                                    stdout_path=self._default_log(j, "o"), stderr_path=self._default_log(j, "e"))
                 continue
-            f = {k.strip(): v.strip() for k, v in re.findall(r"^\s*([\w.]+)\s*=\s*(.*)$", r.stdout, re.M)}
             state = _STATE.get(f.get("job_state", "U"), JobState.UNKNOWN)
             exit_code = f.get("Exit_status") or f.get("exit_status")
             if state is JobState.COMPLETED and exit_code not in (None, "0"):
@@ -73,9 +100,7 @@ class PBSScheduler(Scheduler):
         if shutil.which("squeue") and all(j.isdigit() for j in job_ids):
             # PBS front end over Slurm (Debian's slurm-wlm-torque): qstat says C while Slurm still lists
             # the job as COMPLETING; the ids are Slurm's, so ask squeue too
-            from hpckit.deploy.schedulers.slurm import SlurmScheduler
-
-            left = sorted(set(left) | set(SlurmScheduler().queued(job_ids)), key=job_ids.index)
+            left = sorted(set(left) | squeue_listed(job_ids), key=job_ids.index)
         return left
 
     def doctor_checks(self, site) -> list[Check]:

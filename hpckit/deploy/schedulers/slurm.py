@@ -3,11 +3,31 @@ SLURMCluster, Parsl's SlurmProvider, vine_factory ``-T slurm``) and its verbs.""
 
 from __future__ import annotations
 
-import re
-
 from hpckit.deploy.checks import Check, command_output
-from hpckit.deploy.schedulers.base import JobState, JobStatus, Scheduler, run_command
+from hpckit.deploy.schedulers.base import JobState, JobStatus, Scheduler, run_command, squeue_listed
 from hpckit.errors import LaunchError
+
+# One squeue call for every job of a launch: these fields, "|"-separated (-t all: ended jobs too, while
+# the controller still holds them, MinJobAge)
+_FIELDS = ("JobID", "State", "Reason", "exit_code", "STDOUT", "STDERR", "Name", "UserName")
+_FORMAT = ",".join(f"{f}:|" for f in _FIELDS)
+
+
+def _exit_code(raw: str) -> str | None:
+    """squeue's exit_code is the wait status (768); Slurm's own notation is ``exit:signal`` (3:0)."""
+    if not raw.isdigit():
+        return None
+    status = int(raw)
+    return f"{status >> 8}:{status & 0x7F}"
+
+
+def _expand(path: str, f: dict[str, str]) -> str | None:
+    """squeue shows --output/--error as written (``logs/w-%j.out``): fill in the job's own patterns."""
+    if not path or path == "(null)":
+        return None
+    for pattern, value in (("%j", f["JobID"]), ("%A", f["JobID"]), ("%x", f["Name"]), ("%u", f["UserName"])):
+        path = path.replace(pattern, value)
+    return path.replace("%%", "%")
 
 
 class SlurmScheduler(Scheduler):
@@ -17,10 +37,17 @@ class SlurmScheduler(Scheduler):
     status_command = "scontrol"
     queue_command = "squeue"
     cancel_command = "scancel"
+    label = "Slurm"
     extra_doctor_commands = ("sinfo",)
     dask_cluster_class = "dask_jobqueue.SLURMCluster"
     parsl_provider_name = "SlurmProvider"
     taskvine_batch_type_name = "slurm"
+    own_settings = ("partition", "qos", "constraint")
+    setting_hints = {"queue": " (use partition/qos for Slurm)"}
+
+    @classmethod
+    def parsl_provider_args(cls, site, job) -> dict:
+        return {"exclusive": False}  # cores and memory are requested explicitly in SCHEDULER_OPTIONS
 
     @classmethod
     def log_directives(cls, log_dir: str, stem: str) -> list[str]:
@@ -32,26 +59,29 @@ class SlurmScheduler(Scheduler):
     def job_name_directive(cls, name: str) -> str:
         return f"--job-name={name}"
 
-    def submit(self, script, cwd=None) -> str:
-        return self._submit(["sbatch", "--parsable", str(script)], cwd)
-
     def status(self, job_ids) -> dict[str, JobStatus]:
+        """One ``squeue -t all`` for all of ``job_ids``; a job it no longer lists is GONE."""
+        rows: dict[str, dict[str, str]] = {}
+        if job_ids:
+            r = run_command(["squeue", "-h", "-t", "all", "-j", ",".join(map(str, job_ids)), "-O", _FORMAT],
+                            timeout=15)
+            for line in r.stdout.splitlines() if r.returncode == 0 else ():
+                values = [v.strip() for v in line.split("|")]
+                if len(values) >= len(_FIELDS):
+                    f = dict(zip(_FIELDS, values))
+                    rows[f["JobID"]] = f
         out: dict[str, JobStatus] = {}
-        for j in job_ids:
-            r = run_command(["scontrol", "show", "job", "-o", str(j)], timeout=15)
-            if r.returncode != 0 or "JobState=" not in r.stdout:
+        for j in map(str, job_ids):
+            f = rows.get(j)
+            if f is None:
                 out[j] = JobStatus(j, JobState.GONE, reason="the scheduler no longer lists it")
                 continue
-            f = dict(re.findall(r"(\w+)=(\S*)", r.stdout))
-            out[j] = JobStatus(j, f.get("JobState", "UNKNOWN"), f.get("ExitCode"), f.get("Reason"),
-                               f.get("StdOut"), f.get("StdErr"))
+            out[j] = JobStatus(j, f["State"], _exit_code(f["exit_code"]), f["Reason"] or None,
+                               _expand(f["STDOUT"], f), _expand(f["STDERR"], f))
         return out
 
     def queued(self, job_ids) -> list[str]:
-        if not job_ids:
-            return []
-        r = run_command(["squeue", "-h", "-o", "%i", "-j", ",".join(job_ids)], timeout=15)
-        listed = set(r.stdout.split()) if r.returncode == 0 else set()
+        listed = squeue_listed(job_ids)
         return [j for j in job_ids if j in listed]
 
     def ids_named(self, job_name: str) -> list[str]:

@@ -27,7 +27,7 @@ from typing import Any
 from hpckit.errors import EngineError
 from hpckit.processor.executors._remote import chunk_failure, run_stats, tree_reduce
 from hpckit.processor.executors.base import ExecutorBase, missing_extra
-from hpckit.processor.accumulate import canonical_result
+from hpckit.processor.accumulate import DEFAULT_TREE_WIDTH, canonical_result
 from hpckit.processor.planning import FileBatch, batch_size, in_batches
 from hpckit.processor.serialize import decompress
 from hpckit.processor.work import ChunkJob, merge_payloads
@@ -61,7 +61,7 @@ def _count_runs(dask_scheduler=None, prefix: str = "") -> dict:  # runs on the s
 @dataclass
 class DaskExecutor(ExecutorBase):
     client: Any = None
-    treereduction: int = 20
+    treereduction: int = DEFAULT_TREE_WIDTH
     priority: int = 0
     use_dataframes: bool = False
     workers: int | None = None  # only for client=None: size of the LocalCluster started for the run

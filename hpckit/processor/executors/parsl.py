@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from hpckit.processor.executors._remote import Completions, JobRef, NotCached, StreamingDriver, run_cached, run_stats
+from hpckit.processor.accumulate import DEFAULT_TREE_WIDTH
 from hpckit.processor.executors.base import ExecutorBase, missing_extra, warn_tailtimeout
 from hpckit.processor.planning import FileBatch, batch_size, in_batches
 from hpckit.processor.work import ChunkJob, merge_payloads
@@ -104,7 +105,7 @@ class _ParslEngine:
 @dataclass
 class ParslExecutor(ExecutorBase):
     config: Any = None
-    treereduction: int = 20  # results merged on the workers in batches of this many
+    treereduction: int = DEFAULT_TREE_WIDTH  # results merged on the workers in batches of this many
     jobs_executors: Any = "all"  # Parsl executor labels that run chunks ...
     merges_executors: Any = "all"  # ... and merges
     merging: Any = True  # accepted for coffea compatibility; hpckit always merges on the workers

@@ -35,6 +35,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from hpckit.defaults import VINE_PORT
 from hpckit.errors import EngineError
 from hpckit.processor.executors._remote import (
     JobRef,
@@ -44,6 +45,7 @@ from hpckit.processor.executors._remote import (
     run_cached,
     run_stats,
 )
+from hpckit.processor.accumulate import DEFAULT_TREE_WIDTH
 from hpckit.processor.executors.base import ExecutorBase
 
 
@@ -198,7 +200,7 @@ class _VineEngine:
 
 @dataclass
 class TaskVineExecutor(ExecutorBase):
-    port: Any = 9123  # an int, or (low, high) for the first free port in a range; 0 for any free port
+    port: Any = VINE_PORT  # an int, or (low, high) for the first free port in a range; 0 for any free port
     manager_name: str | None = None
     cores: int = 1
     memory: int | None = None  # MB per task
@@ -207,7 +209,7 @@ class TaskVineExecutor(ExecutorBase):
     environment_file: str | None = None
     extra_input_files: Sequence[str] = ()
     x509_proxy: str | None = None
-    treereduction: int = 20
+    treereduction: int = DEFAULT_TREE_WIDTH
     filepath: str = "/tmp"  # where the manager's staging directory and logs go (removed afterwards)
     ssl: bool = False
     password_file: str | None = None

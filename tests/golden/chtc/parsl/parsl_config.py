@@ -14,7 +14,8 @@ from parsl.providers import CondorProvider
 SITE = 'chtc'
 SCHEDULER = 'htcondor'
 SOURCES = ['https://chtc.cs.wisc.edu/uw-research-computing/docker-jobs', 'https://chtc.cs.wisc.edu/uw-research-computing/file-avail-largedata']  # where the facts come from
-VERIFIED_ON = '2026-11-26'
+GATHERED_ON = '2026-11-26'  # when the facts were taken from SOURCES
+CHECKED = 'not checked live (no network or account here): values copied from the documents in `source`; the rendered files are checked against tests/golden; `unverified` lists values from secondary sources'
 
 # Directives added to every block's job script (site values validated: no spaces, quotes or shell characters).
 SCHEDULER_OPTIONS = "\n".join([

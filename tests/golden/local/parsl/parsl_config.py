@@ -14,7 +14,8 @@ from parsl.providers import LocalProvider
 SITE = 'local'
 SCHEDULER = 'local'
 SOURCES = ['hpckit default (no facility)']  # where the facts come from
-VERIFIED_ON = '2026-11-26'
+GATHERED_ON = '2026-11-26'  # when the facts were taken from SOURCES
+CHECKED = 'run on this machine by the test suite (tests/test_launch_local.py)'
 
 # Directives added to every block's job script (site values validated: no spaces, quotes or shell characters).
 SCHEDULER_OPTIONS = "\n".join([

@@ -14,7 +14,8 @@ from parsl.providers import TorqueProvider
 SITE = 'pbs-local'
 SCHEDULER = 'pbs'
 SOURCES = ['scripts/slurm-local.sh + Debian 12 slurm-wlm-torque 22.05 (qsub wrapper), checked on this machine']  # where the facts come from
-VERIFIED_ON = '2026-11-26'
+GATHERED_ON = '2026-11-26'  # when the facts were taken from SOURCES
+CHECKED = "jobs submitted through slurm-wlm-torque's qsub by the test suite (tests/test_site_slurm.py)"
 
 # Directives added to every block's job script (site values validated: no spaces, quotes or shell characters).
 SCHEDULER_OPTIONS = "\n".join([

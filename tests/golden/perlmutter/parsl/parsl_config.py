@@ -15,7 +15,8 @@ from parsl.addresses import address_by_interface
 SITE = 'perlmutter'
 SCHEDULER = 'slurm'
 SOURCES = ['https://docs.nersc.gov/systems/perlmutter/architecture/', 'https://docs.nersc.gov/filesystems/perlmutter-scratch/', 'https://docs.nersc.gov/services/cvmfs/', 'https://docs.nersc.gov/jobs/policy/', 'https://docs.nersc.gov/jobs/workflow/', 'https://docs.nersc.gov/development/containers/', 'https://docs.nersc.gov/development/containers/podman-hpc/overview/']  # where the facts come from
-VERIFIED_ON = '2026-11-26'
+GATHERED_ON = '2026-11-26'  # when the facts were taken from SOURCES
+CHECKED = 'not checked live (no network or account here): values copied from the documents in `source`; the rendered files are checked against tests/golden; `unverified` lists values from secondary sources'
 
 # Directives added to every block's job script (site values validated: no spaces, quotes or shell characters).
 SCHEDULER_OPTIONS = "\n".join([

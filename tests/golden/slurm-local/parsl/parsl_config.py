@@ -14,7 +14,8 @@ from parsl.providers import SlurmProvider
 SITE = 'slurm-local'
 SCHEDULER = 'slurm'
 SOURCES = ["scripts/slurm-local.sh (writes /etc/slurm/slurm.conf; partition 'debug', 8 CPUs advertised)"]  # where the facts come from
-VERIFIED_ON = '2026-11-26'
+GATHERED_ON = '2026-11-26'  # when the facts were taken from SOURCES
+CHECKED = "jobs submitted to this machine's Slurm by the test suite (tests/test_launch_slurm.py, tests/test_report.py)"
 
 # Directives added to every block's job script (site values validated: no spaces, quotes or shell characters).
 SCHEDULER_OPTIONS = "\n".join([

@@ -14,7 +14,8 @@ from parsl.providers import SlurmProvider
 SITE = 'slurm-podman'
 SCHEDULER = 'slurm'
 SOURCES = ["scripts/slurm-local.sh (partition 'debug'), scripts/podman-setup.sh (rootful podman, runc, no registry)"]  # where the facts come from
-VERIFIED_ON = '2026-11-30'
+GATHERED_ON = '2026-11-30'  # when the facts were taken from SOURCES
+CHECKED = "workers run in the built image on this machine's Slurm by the test suite (tests/test_delivery_slurm.py)"
 
 # Directives added to every block's job script (site values validated: no spaces, quotes or shell characters).
 SCHEDULER_OPTIONS = "\n".join([

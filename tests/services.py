@@ -1,0 +1,142 @@
+"""The machine services the integration tests use, started on first need and stopped at the end.
+
+Each service is one or more of the idempotent scripts in scripts/ (they install their Debian packages as
+root and do nothing when the service is already up). ``ensure(name)`` runs them once per test session -
+once across all pytest-xdist workers too: the first worker to need a service takes a file lock in the
+session's shared temporary directory (one lock for all services: their scripts share apt), starts it and
+writes down the outcome; the others read it.
+
+The session stops at its end exactly what it started (the controller process does it in
+``pytest_sessionfinish``, tests/conftest.py), so a machine whose services were already up keeps them
+and a fresh machine is left as it was found. A service that cannot be started fails the tests that need
+it with the script's own message; where it is down and starting it needs root, they skip saying what to
+run (tests/conftest.py turns that skip into a failure under CI=true).
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+from filelock import FileLock
+
+REPO = Path(__file__).resolve().parent.parent
+SCRIPTS = REPO / "scripts"
+
+
+@dataclass(frozen=True)
+class Service:
+    """How to ask whether a service is up, start it (idempotent scripts, in order) and stop it."""
+
+    name: str
+    start: tuple[tuple[str, ...], ...]
+    status: tuple[str, ...] | None = None  # exit 0: up (None: always run `start`, it is cheap when done)
+    stop: tuple[str, ...] | None = None  # None: nothing runs once started (packages, an image, config)
+    hint: str = field(default="")
+
+    def command_line(self) -> str:
+        return " && ".join("sudo bash " + " ".join(c) for c in self.start)
+
+
+def _script(name: str, *args: str) -> tuple[str, ...]:
+    return (f"scripts/{name}", *args)
+
+
+SERVICES: dict[str, Service] = {
+    s.name: s
+    for s in (
+        Service("slurm", (_script("slurm-local.sh", "start"),), _script("slurm-local.sh", "status"),
+                _script("slurm-local.sh", "stop")),
+        Service("xrootd", (_script("xrootd-local.sh", "start"),), _script("xrootd-local.sh", "status"),
+                _script("xrootd-local.sh", "stop")),
+        # rootful podman (config rewritten only when it differs) and the local Debian base image
+        Service("podman", (_script("podman-setup.sh"), _script("debian-base.sh"))),
+        # a login node and compute nodes in network namespaces with their own Slurm (after the local one:
+        # it uses the Slurm packages slurm-local.sh installs); stopped at the end like the others
+        Service("cluster", (_script("slurm-local.sh", "start"), _script("cluster-local.sh", "start")),
+                _script("cluster-local.sh", "status"), _script("cluster-local.sh", "stop")),
+        Service("chromium", (_script("chromium-setup.sh", "start"),), _script("chromium-setup.sh", "status")),
+    )
+}
+
+_shared_dir: Path | None = None
+_outcome: dict[str, tuple[str, str]] = {}  # name -> ("ok" | "skip" | "fail", message), this process
+
+
+def set_shared_dir(path: Path) -> None:
+    """Where the session's workers meet (the controller's basetemp); set by a session fixture."""
+    global _shared_dir
+    _shared_dir = path
+    path.mkdir(parents=True, exist_ok=True)
+
+
+def shared_dir_for(basetemp: Path) -> Path:
+    """The controller's basetemp: a pytest-xdist worker's basetemp is ``<controller's>/popen-gwN``."""
+    return basetemp.parent if os.environ.get("PYTEST_XDIST_WORKER") else basetemp
+
+
+def _run(cmd: tuple[str, ...], timeout: float = 1800) -> subprocess.CompletedProcess:
+    return subprocess.run(["bash", *cmd], cwd=REPO, capture_output=True, text=True, timeout=timeout)
+
+
+def _up(service: Service) -> bool:
+    return service.status is not None and _run(service.status, timeout=120).returncode == 0
+
+
+def _start(service: Service) -> tuple[str, str]:
+    """("ok"|"skip"|"fail", message) and, when this call started it, a marker for the final stop."""
+    if _up(service):
+        return "ok", "already up"
+    if os.geteuid() != 0:
+        return "skip", f"{service.name} is not set up and setting it up needs root: run {service.command_line()}"
+    for cmd in service.start:
+        r = _run(cmd)
+        if r.returncode != 0:
+            tail = "\n".join((r.stdout + r.stderr).strip().splitlines()[-20:])
+            return "fail", f"{' '.join(cmd)} failed ({r.returncode}):\n{tail}"
+    if service.status is not None and not _up(service):
+        return "fail", f"{service.name} was started but {' '.join(service.status)} says it is not up"
+    return "ok", "started"
+
+
+def ensure(name: str) -> None:
+    """Make the service ``name`` usable for this test, starting it once per session; skip or fail the
+    test (with the reason) where it cannot be."""
+    if name not in _outcome:
+        service = SERVICES[name]
+        if _shared_dir is None:  # imported outside a pytest session with tests/conftest.py
+            _outcome[name] = _start(service)
+        else:
+            # one lock for every service: their scripts share apt/dpkg, which refuses concurrent installs
+            with FileLock(str(_shared_dir / "services.lock")):
+                done = _shared_dir / f"service-{name}.outcome"
+                if done.is_file():
+                    kind, _, message = done.read_text().partition("\n")
+                else:
+                    kind, message = _start(service)
+                    done.write_text(f"{kind}\n{message}")
+                    if kind == "ok" and message == "started" and service.stop is not None:
+                        (_shared_dir / f"service-{name}.started").touch()
+                _outcome[name] = (kind, message)
+    kind, message = _outcome[name]
+    if kind == "skip":
+        pytest.skip(message)
+    if kind == "fail":
+        pytest.fail(f"could not start {name}: {message}", pytrace=False)
+
+
+def stop_started(shared: Path) -> list[str]:
+    """Stop the services this session started (markers in ``shared``); return the failures."""
+    errors = []
+    for name, service in SERVICES.items():
+        marker = shared / f"service-{name}.started"
+        if service.stop is None or not marker.is_file():
+            continue
+        r = _run(service.stop, timeout=300)
+        if r.returncode != 0:
+            errors.append(f"{' '.join(service.stop)}: {r.stderr.strip()}")
+        marker.unlink()
+    return errors
