@@ -25,7 +25,9 @@ def sites(ctx: typer.Context) -> None:
     """Table of sites: scheduler, default backend, what was checked and how."""
     if ctx.invoked_subcommand is not None:
         return
-    table = Table("site", "scheduler", "default backend", "checked", "description")
+    from rich.table import Column
+
+    table = Table(Column("site", no_wrap=True), "scheduler", "default backend", "checked", "description")
     for name in list_sites():
         try:
             s = load_site(name).site

@@ -15,7 +15,8 @@ from parsl.addresses import address_by_interface
 SITE = 'cluster-noshare'
 SCHEDULER = 'slurm'
 SOURCES = ["scripts/cluster-local.sh (partition 'noshare', node4-6, 2 CPUs and 2048 MB each, /work, /root and the shared scratch hidden)"]  # where the facts come from
-VERIFIED_ON = '2026-12-02'
+GATHERED_ON = '2026-12-02'  # when the facts were taken from SOURCES
+CHECKED = 'jobs submitted to this cluster by the test suite (tests/test_cluster.py)'
 
 # Directives added to every block's job script (site values validated: no spaces, quotes or shell characters).
 SCHEDULER_OPTIONS = "\n".join([
