@@ -120,6 +120,7 @@ def cluster(site: str, backend: str | None = None, workers: int | None = None, r
     t0 = time.perf_counter()
     session = Session(opts).up()
     c = Cluster(session, status=status)
+    session.check_environment()  # records the environment the workers serve now: a later change is refused
     link = session.dashboard_link()
     opts.say(f"hpckit: cluster {session.run_dir.name} up in {time.perf_counter() - t0:.1f} s"
              + (f"; dashboard {link}" if link else ""))

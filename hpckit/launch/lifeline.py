@@ -18,6 +18,8 @@ import sys
 import time
 from pathlib import Path
 
+from hpckit.processor.lifeline import EXEMPT
+
 RELEASED = b"released\n"
 
 
@@ -34,6 +36,7 @@ class Lifeline:
         env = dict(os.environ)  # the hpckit this process runs, wherever it was imported from
         top = str(Path(hpckit.__file__).resolve().parent.parent)
         env["PYTHONPATH"] = os.pathsep.join([top] + [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p])
+        env[EXEMPT] = "1"  # the owner's guardian (guard_descendants) ends its other children, not this one
         with open(Path(run_dir) / "logs" / "lifeline.log", "ab") as log:
             proc = subprocess.Popen([sys.executable, "-m", "hpckit.launch.lifeline", str(run_dir)],
                                     stdin=subprocess.PIPE, stdout=log, stderr=subprocess.STDOUT, env=env,

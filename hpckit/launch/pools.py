@@ -336,6 +336,7 @@ class ParslPool(Pool):
         self.config = module.get_config(run_dir=str(self.run_dir / "runinfo"))
         for ex in self.config.executors:
             _poll_jobs_every(ex.provider, self._poll_interval(ex.provider))
+            _commands_run_in(ex.provider, self.run_dir / "logs")
         self.dfk = parsl.load(self.config)
         self.poll_ids()
 
@@ -418,6 +419,17 @@ class ParslPool(Pool):
     def _cleanup(self) -> None:
         with contextlib.suppress(Exception):
             self.dfk.cleanup()
+
+
+def _commands_run_in(provider: Any, where: Path) -> None:
+    """Run ``provider``'s scheduler commands (qsub, sbatch, ...) from ``where``: PBS writes a job's stdout and
+    stderr to the directory it was submitted from, and Parsl submits its blocks - the first ones too - from its
+    own threads, whatever this process's current directory is by then."""
+    run = getattr(provider, "execute_wait", None)
+    if run is None:  # LocalProvider: its logs go to the submit script's directory anyway
+        return
+    prefix = f"cd {shlex.quote(str(where))} && "
+    provider.execute_wait = lambda cmd, timeout=None: run(prefix + cmd, timeout)
 
 
 def _poll_jobs_every(provider: Any, seconds: float) -> None:

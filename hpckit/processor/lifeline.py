@@ -52,8 +52,11 @@ def die_with_parent(parent: int, interval: float = 1.0) -> None:
 # guardian process watches this one: it keeps a list of this process's descendants (this process becomes a
 # child subreaper, so orphaned grandchildren stay descendants) and SIGKILLs them the moment this process is
 # gone, whatever ended it (SIGKILL, OOM, a crash). It learns that through a pipe only this process holds.
+# A process started with ``EXEMPT=1`` in its environment (a pool's lifeline, hpckit.launch.lifeline, which
+# must outlive this process to cancel its batch jobs) is left alone, with its children.
 
 PR_SET_CHILD_SUBREAPER = 36
+EXEMPT = "HPCKIT_GUARDIAN_EXEMPT"
 _GUARDIAN: "subprocess.Popen | None" = None
 
 
@@ -129,7 +132,7 @@ def _end(known: dict[int, float], grace: float = 3.0) -> None:
     for pid, created in known.items():
         try:
             p = psutil.Process(pid)
-            if p.create_time() == created:
+            if p.create_time() == created and p.environ().get(EXEMPT) != "1":  # read now: long since exec'd
                 procs[pid] = p
                 for kid in p.children(recursive=True):
                     procs.setdefault(kid.pid, kid)
