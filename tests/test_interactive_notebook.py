@@ -66,7 +66,9 @@ def test_interactive_notebook(tmp_path):
     # the progress bars: rich's notebook widgets (Output widgets), one per run; the widget state nbclient
     # saves is each one's last update it saw, which is the finished bar for most runs (not always all)
     widgets = json.dumps(nb.metadata.get("widgets", {}))
-    assert widgets.count("Processing") >= 3 and "8/8" in widgets, "no notebook progress bar in the widget state"
+    # (under load the saved state can be an earlier update of a bar: its total, 8 chunks, is always there)
+    assert widgets.count("Processing") >= 3 and re.search(r"\b\d/8\b", widgets), (
+        "no notebook progress bar in the widget state", re.findall(r"\d+/\d+", widgets))
 
     m = re.search(r"closed; its jobs: (\[.*?\]) still in squeue: \[\]", _text(closed))
     assert m, _text(closed)

@@ -111,6 +111,7 @@ class Session:
         self.runs = 0
         self._stack = contextlib.ExitStack()
         self._lifeline: Any = None
+        self._job_states: Any = None  # the JobStateRecorder (jobs.jsonl) from up to the end of down
         self._executors: dict[bool, Any] = {}
         self._lock = threading.Lock()
         self._warn_account = site is None  # a caller that loaded the site has warned already
@@ -166,9 +167,9 @@ class Session:
                     scheduler=site.scheduler, process=process_identity(), site=site.name, backend=self.backend)
         if dry_run:
             return self
+        require_interface(site)  # one line naming the interfaces here, not a traceback from dask or parsl
         self.say(plan.headline())
         t0 = time.perf_counter()
-        require_interface(site)  # one line naming the interfaces here, not a traceback from dask or parsl
         self.pool = pool = make_pool(plan)
         from hpckit.report.hooks import JobStateRecorder
 
@@ -177,8 +178,9 @@ class Session:
                 from hpckit.launch.lifeline import Lifeline
 
                 self._lifeline = Lifeline.start(self.run_dir)
-            self._stack.enter_context(JobStateRecorder(pool.job_ids, self.sched if self.sched.batch else None,
-                                                       self.run_dir / "jobs.jsonl"))
+            # outside the stack: it stops after teardown, so its last poll records the jobs' final states
+            self._job_states = JobStateRecorder(pool.job_ids, self.sched if self.sched.batch else None,
+                                                self.run_dir / "jobs.jsonl").start()
             self.say(f"hpckit: run dir {self.run_dir}")
             self._start(pool)
             self._protect_dashboard()
@@ -332,6 +334,10 @@ class Session:
             self._stack.close()  # the keeper first: no replacement during teardown
             left = teardown(self.pool, self.sched, self.say, failed=failed, wait=wait)
         finally:
+            if self._job_states is not None:
+                with contextlib.suppress(Exception):
+                    self._job_states.stop()
+                self._job_states = None
             self.state = "down"
             if self._lifeline is not None:
                 self._lifeline.release()  # the jobs are gone: the lifeline ends without cancelling
