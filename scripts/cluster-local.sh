@@ -44,6 +44,8 @@ IFACE=cl0
 CTLD_PORT=6917
 SLURMD_PORT=6918
 
+REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+
 log() { echo "cluster-local: $*" >&2; }
 
 need_root() {
@@ -81,6 +83,23 @@ on() { # on NODE CMD...: run CMD in NODE's namespaces, in the caller's directory
     local n="$1"; shift
     nsenter --net="/run/netns/hpc-$n" --mount="$NS/$n.mnt" --uts="$NS/$n.uts" -- \
         /bin/sh -c 'cd "$0" 2>/dev/null || cd /; exec "$@"' "$PWD" "$@"
+}
+
+share_repo() { # the repository at its own path on the login and shared nodes, also when it lies below a
+    # node-local /tmp or /var/tmp (a checkout under /tmp, as a CI clone may be): a link to the host's view of
+    # it through a long-lived process of the host's mount namespace, munged (a bind mount cannot cross mount
+    # namespaces, and /proc/1 is not ours to read here); refreshed at every `exec`
+    case "$REPO/" in /tmp/*|/var/tmp/*) ;; *) return 0 ;; esac
+    local n host
+    host="/proc/$(cat /run/munge/munged.pid)/root"
+    for n in login "${SHARED[@]}"; do
+        node_up "$n" || continue
+        nsenter --mount="$NS/$n.mnt" -- /bin/sh -ec "
+            if [ -d '$REPO/hpckit' ]; then exit 0; fi
+            rm -rf '$REPO'  # a stale link, or what an earlier link left in this node's own /tmp
+            mkdir -p \"\$(dirname '$REPO')\"
+            ln -s '$host$REPO' '$REPO'"
+    done
 }
 
 write_config() {
@@ -280,6 +299,7 @@ case "$cmd" in
         [ "${1:-}" = "--" ] && shift
         [ $# -gt 0 ] || { log "usage: $0 exec NODE -- CMD..."; exit 2; }
         node_up "$node" || { log "$node is not up: run $0 start"; exit 1; }
+        share_repo
         on "$node" "$@"
         ;;
     kill-node) need_root; known "${2:-}"; kill_node "$2"; log "killed every process on $2" ;;
