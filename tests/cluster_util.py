@@ -16,6 +16,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 import pytest
@@ -52,9 +53,14 @@ def require_cluster() -> None:
     import services
 
     services.ensure("cluster")  # started once per session (tests/services.py), stopped at its end
-    r = cluster("status")
-    if r.returncode != 0:
-        pytest.skip(f"the cluster is not up ({r.stdout.strip().splitlines()[-1:]}); {START_HINT}")
+    deadline = time.monotonic() + 120  # a node a fault test killed or cut comes back (heal-node) meanwhile
+    while True:
+        r = cluster("status")
+        if r.returncode == 0:
+            return
+        if time.monotonic() > deadline:
+            pytest.skip(f"the cluster is not up ({r.stdout.strip().splitlines()[-1:]}); {START_HINT}")
+        time.sleep(3)
 
 
 def scratch() -> Path:
@@ -63,11 +69,15 @@ def scratch() -> Path:
 
 @contextlib.contextmanager
 def cluster_lock(exclusive: bool = False):
-    """Shared for tests that use the nodes, exclusive for tests that kill or cut one."""
-    require_cluster()
+    """Shared for tests that use the nodes, exclusive for tests that kill or cut one; the cluster is checked
+    once the lock is held (a fault test holding it may have a node down)."""
+    import services
+
+    services.ensure("cluster")
     with open(scratch().parent / "run" / "tests.lock", "a") as fh:
         fcntl.flock(fh, fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH)
         try:
+            require_cluster()
             yield
         finally:
             fcntl.flock(fh, fcntl.LOCK_UN)
