@@ -293,7 +293,7 @@ def test_node_cut_mid_run_is_declared_lost_and_the_run_finishes(iterative_out):
             cut_at = time.time()
             # past the heartbeat timeout the worker is lost; heal then, so that Slurm can end its job
             # at teardown without waiting for the node to be declared down
-            time.sleep(20)
+            time.sleep(35)  # worker-ttl 10 s plus the scheduler's check interval, with room for a loaded machine
             cluster("heal-node", victim)
             _, err = proc.communicate(timeout=200)
             assert proc.returncode == 0, err
