@@ -27,8 +27,12 @@ need_root() {
     fi
 }
 
-alive() { # alive PIDFILE
-    [ -s "$1" ] && kill -0 "$(cat "$1")" 2>/dev/null
+alive() { # alive PIDFILE: its pid runs the daemon the file is named for (slurmd-node1.pid: slurmd);
+    # a pid file from an earlier boot may name a process that has nothing to do with it
+    local pid name
+    name="$(basename "$1" .pid)"; name="${name%%-*}"
+    [ -s "$1" ] && pid="$(cat "$1")" && [[ "$pid" =~ ^[0-9]+$ ]] \
+        && [ "$(cat "/proc/$pid/comm" 2>/dev/null)" = "$name" ]
 }
 
 node_ready() {

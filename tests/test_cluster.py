@@ -283,7 +283,7 @@ def test_node_cut_mid_run_is_declared_lost_and_the_run_finishes(iterative_out):
         run_dir = d / "run"
         proc = login_popen(["launch", SLOW, "--site", "cluster-local", "--backend", "dask", "--workers", "3",
                             "--fileset", str(fileset(d)), "--chunksize", "5", "--run-dir", str(run_dir),
-                            "--worker-timeout", "120", "--no-status", "--no-plots"], HPCKIT_TEST_SLEEP="1.5",
+                            "--worker-timeout", "120", "--no-status", "--no-plots"], HPCKIT_TEST_SLEEP="2.5",
                            DASK_DISTRIBUTED__SCHEDULER__WORKER_TTL="10s")
         victim = None
         try:
@@ -291,9 +291,10 @@ def test_node_cut_mid_run_is_declared_lost_and_the_run_finishes(iterative_out):
             victim = sorted({r["worker"].split(":")[0] for r in _records(run_dir)})[-1]
             assert cluster("cut-node", victim).returncode == 0
             cut_at = time.time()
-            # past the heartbeat timeout the worker is lost; heal then, so that Slurm can end its job
-            # at teardown without waiting for the node to be declared down
-            time.sleep(35)  # worker-ttl 10 s plus the scheduler's check interval, with room for a loaded machine
+            # the link stays down until the result is written (out.pkl, written before teardown): healed any
+            # sooner on a loaded machine, the cut worker's old connection could deliver its results after
+            # all. Healed then, so that Slurm can end its job at teardown without declaring the node down.
+            _wait(lambda: (run_dir / "out.pkl").is_file() or proc.poll() is not None, 240, "the result")
             cluster("heal-node", victim)
             _, err = proc.communicate(timeout=200)
             assert proc.returncode == 0, err
