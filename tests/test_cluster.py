@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import sys
 import tarfile
 import time
 from pathlib import Path
@@ -315,3 +316,52 @@ def test_node_cut_mid_run_is_declared_lost_and_the_run_finishes(iterative_out):
         assert stranded <= elsewhere, stranded - elsewhere
         assert any(r["t0"] > cut_at and not r["worker"].startswith(victim + ":") for r in recs)
         _wait(lambda: not set(run_jobs(run_dir)) & squeue_ids(), 90, "the cut node's job to leave squeue")
+
+
+_ADAPT_SCRIPT = """
+import json, pickle, sys, threading, time
+import hpckit
+
+run_dir, fs, analysis, out = sys.argv[1:5]
+c = hpckit.cluster("cluster-local", backend="dask", adapt=(1, 3), run_dir=run_dir, status=False, worker_timeout=150)
+counts, stop = [], threading.Event()
+
+def watch():
+    while not stop.wait(0.5):
+        counts.append(len(c.workers()))
+
+try:
+    before = len(c.workers())
+    threading.Thread(target=watch, daemon=True).start()
+    result = c.run(analysis, fs, chunksize=5)
+    during = max(counts)
+    t_end = time.monotonic()
+    while len(c.workers()) > 1 and time.monotonic() - t_end < 120:
+        time.sleep(1)
+    stop.set()
+    facts = {"before": before, "during": during, "after": len(c.workers()),
+             "fell_back_in": round(time.monotonic() - t_end, 1), "jobs": c.job_ids()}
+    with open(out, "wb") as fh:
+        pickle.dump((result, facts), fh)
+finally:
+    c.close()
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(420)
+def test_adaptive_pool_grows_with_the_work_and_falls_back_after(iterative_out):
+    """`hpckit.cluster("cluster-local", adapt=(1, 3))` on the login node: one worker while idle, three while a
+    slow run's chunks wait (dask-jobqueue adapt submits the jobs), back to one after it; output unchanged and no
+    job left after close."""
+    with cluster_lock(), scratch_dir() as d:
+        script, out = d / "adapt.py", d / "adapt.pkl"
+        script.write_text(_ADAPT_SCRIPT)
+        r = on("login", sys.executable, str(script), str(d / "pool"), str(fileset(d)), SLOW, str(out),
+               timeout=400, HPCKIT_TEST_SLEEP="3")
+        assert r.returncode == 0, r.stderr[-3000:]
+        result, facts = load(out)
+        assert facts["before"] == 1 and facts["during"] == 3 and facts["after"] == 1, facts
+        assert len(facts["jobs"]) >= 3, facts
+        assert_same_output(result, iterative_out)
+        assert not set(facts["jobs"]) & squeue_ids(), "closing the pool left jobs in squeue"

@@ -54,6 +54,8 @@ NOMINAL = typer.Option(_d("nominal"), "--nominal", help="the value of a variatio
 BAND = typer.Option(_d("band"), "--band/--no-band", help="draw a variation axis' envelope as a band around the nominal")
 WORKERS = typer.Option(None, "--workers", "-j", min=1,
                        help="workers (default: min(cores here or the site's maximum, chunks))")
+ADAPT = typer.Option(None, "--adapt", help="MIN:MAX workers, grown while chunks wait and released when "
+                     "idle (default: the site's adapt block, else a fixed number)")
 PORT = typer.Option(VINE_PORT, "--port", help="TaskVine manager port (0: any free port)")
 SET = typer.Option(None, "--set", help="override a site key: key.path=value (repeatable)")
 SITE = typer.Option(..., "--site", help="site name or path to a site YAML file")

@@ -18,6 +18,7 @@ def launch_command(
     backend: Optional[str] = typer.Option(
         None, "--backend", help="dask, parsl, taskvine, futures or iterative (default: the site's)"),
     workers: Optional[int] = c.WORKERS,
+    adapt: Optional[str] = c.ADAPT,
     set_: Optional[List[str]] = c.SET,
     chunksize: int = c.CHUNKSIZE,
     maxchunks: Optional[int] = c.MAXCHUNKS,
@@ -45,10 +46,13 @@ def launch_command(
     from hpckit.launch import LaunchOptions, Terminated, launch
     from hpckit.run import summarize
 
+    if workers and adapt:
+        c.fail("give --workers N or --adapt MIN:MAX, not both")
     spec = c.run_spec(analysis, fileset, processor_name, chunksize, maxchunks, treename, schema, checkpoint,
                       skipbadfiles, output, status, plots, data, plot_split, nominal, band,
                       refresh_metadata)
-    opts = LaunchOptions(site=site, spec=spec, backend=backend, workers=workers, overrides=c.overrides(set_),
+    opts = LaunchOptions(site=site, spec=spec, backend=backend, workers=workers, adapt=adapt,
+                         overrides=c.overrides(set_),
                          dry_run=dry_run, fallback=not no_fallback, worker_timeout=worker_timeout, run_dir=run_dir,
                          port=port, env=env, say=c.say)
     try:

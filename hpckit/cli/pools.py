@@ -26,7 +26,7 @@ def up_command(
     site: str = c.SITE,
     backend: Optional[str] = typer.Option(None, "--backend", help="dask, parsl or taskvine (default: the site's)"),
     workers: Optional[int] = typer.Option(None, "--workers", "-j", min=1, help="workers (default: the site's maximum)"),
-    adapt: Optional[str] = typer.Option(None, "--adapt", help="MIN:MAX workers, scaled with the load"),
+    adapt: Optional[str] = c.ADAPT,
     name: Optional[str] = typer.Option(None, "--name", help="the pool's name (default: <site>-<4 hex>)"),
     idle_timeout: str = typer.Option("30m", "--idle-timeout", help="end the pool after this long without a run "
                                      "(30m, 2h, 0 = never)"),

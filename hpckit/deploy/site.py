@@ -236,6 +236,20 @@ class Worker(_Strict):
     per_job: int = Field(1, gt=0, description="worker processes per batch job (one job = per_job workers)")
 
 
+class Adapt(_Strict):
+    """Workers that follow the work: grow while chunks wait, released when idle (dask-jobqueue ``adapt``,
+    Parsl's min/max blocks). Used when a launch or pool gives neither --workers nor --adapt."""
+
+    minimum: int = Field(1, ge=1, description="workers kept up while idle")
+    maximum: int = Field(gt=0, description="most workers while chunks wait")
+
+    @model_validator(mode="after")
+    def _ordered(self) -> "Adapt":
+        if self.minimum > self.maximum:
+            raise ValueError(f"adapt.minimum ({self.minimum}) exceeds adapt.maximum ({self.maximum})")
+        return self
+
+
 class Network(_Strict):
     interface: Interface | None = Field(None, description="network interface workers bind to (lo, hsn0, ...)")
     port_range: tuple[int, int] | None = Field(None, description="[low, high] ports workers may listen on")
@@ -333,6 +347,8 @@ class Site(_Strict):
     node: Node = Field(default_factory=Node)
     worker: Worker = Field(default_factory=Worker)
     max_workers: int | None = Field(None, gt=0, description="most worker processes at once (null: one per core, local)")
+    adapt: Adapt | None = Field(None, description="scale between adapt.minimum and adapt.maximum workers "
+                                                   "with the load (null: a fixed number of workers)")
     network: Network = Field(default_factory=Network)
     scratch: Str | None = Field(None, description="worker scratch directory (may use $VARS)")
     modules: list[Str] = Field(default_factory=list, description="`module load` each, before the worker")
@@ -374,6 +390,8 @@ class Site(_Strict):
                     raise ValueError(f"{k!r} is a {other.label} setting but scheduler is {s!r}"
                                      + mine.setting_hints.get(k, ""))
         mine.validate(self)
+        if self.adapt is not None and self.max_workers is not None and self.adapt.maximum > self.max_workers:
+            raise ValueError(f"adapt.maximum ({self.adapt.maximum}) exceeds max_workers ({self.max_workers})")
         if self.env_delivery.mode == "image" and self.container.runtime == "none":
             raise ValueError("env_delivery mode 'image' needs a container runtime")
         jc = self.node.job_cores

@@ -33,6 +33,7 @@ class LaunchOptions:
     spec: RunSpec
     backend: str | None = None  # None: the site's default_backend
     workers: int | None = None  # None: min(site maximum, chunks)
+    adapt: str | tuple[int, int] | None = None  # "MIN:MAX": scaled with the load (None: the site's adapt block)
     overrides: list[str] = field(default_factory=list)
     dry_run: bool = False
     fallback: bool = True
@@ -149,7 +150,7 @@ def launch(opts: LaunchOptions) -> LaunchResult:
         return result
 
     # batch: launch = up + run + down, the pool of hpckit.launch.session (which `hpckit up` keeps up)
-    from hpckit.launch.session import PoolOptions, Session
+    from hpckit.launch.session import PoolOptions, Session, parse_adapt
 
     def record(pool_facts: dict) -> None:  # the pool's facts join the launch's own record
         base.update({k: v for k, v in pool_facts.items() if k not in _RUN_KEYS})
@@ -160,7 +161,8 @@ def launch(opts: LaunchOptions) -> LaunchResult:
         if pieces:
             raise LaunchError(f"site {site.name} has no shared file system, and this launch reaches the nodes "
                               f"through client paths: {'; '.join(pieces)} (hpckit doctor --site {site.name})")
-    session = Session(PoolOptions(site=opts.site, backend=backend, workers=opts.workers, overrides=opts.overrides,
+    session = Session(PoolOptions(site=opts.site, backend=backend, workers=opts.workers,
+                                  adapt=parse_adapt(opts.adapt), overrides=opts.overrides,
                                   run_dir=run_dir, worker_timeout=opts.worker_timeout, port=opts.port, env=opts.env,
                                   lifeline=False, say=say), chunks=chunks, record=record, site=site)
     if opts.dry_run:

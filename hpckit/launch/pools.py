@@ -107,6 +107,7 @@ class Pool:
     name = "base"
 
     def __init__(self, plan: Plan):
+        self.adaptive = False  # scaled by the engine with the load (--adapt): keep_alive leaves it alone
         self.plan = plan
         self.site = plan.site
         self.run_dir = plan.run_dir
@@ -209,7 +210,7 @@ class DaskPool(Pool):
         """One job per planned job that is up and not retiring: a retiring worker's replacement is
         submitted when it starts retiring, so its data has somewhere to go."""
         cluster = self.cluster
-        if cluster is None or not self.plan.scheduler.batch or self.generations.stopped:
+        if cluster is None or self.adaptive or not self.plan.scheduler.batch or self.generations.stopped:
             return
         workers = self._workers_info()
         spec = list(cluster.worker_spec)

@@ -121,6 +121,15 @@ class Session:
         if self.backend in LOCAL_BACKENDS:
             raise LaunchError(f"backend {self.backend} has no workers to keep up; use dask, parsl or taskvine")
         self.site = site
+        if opts.workers and opts.adapt:
+            raise LaunchError("give --workers N or --adapt MIN:MAX, not both")
+        # MIN:MAX workers with the load: asked for, else the site's adapt block unless a number was given
+        self.adapt: tuple[int, int] | None = opts.adapt or (
+            (site.adapt.minimum, site.adapt.maximum) if site.adapt and not opts.workers else None)
+        if self.adapt and site.max_workers and self.adapt[1] > site.max_workers:
+            self.say(f"hpckit: --adapt {self.adapt[0]}:{self.adapt[1]} capped at the site's max_workers "
+                     f"({site.max_workers})")
+            self.adapt = (min(self.adapt[0], site.max_workers), site.max_workers)
         run_dir = Path(opts.run_dir).absolute() if opts.run_dir else default_run_dir(site)
         for p in (run_dir, run_dir.resolve()):  # engines format it (and logs/, runinfo/) into shell commands
             shell_safe_path(p, "run directory")
@@ -155,7 +164,7 @@ class Session:
         prepared = delivery.prepare(site, check=not dry_run)
         self.site = site = prepared.site
         self.notes += [f"{f.name}: {f.result}: {f.detail}" for f in prepared.findings]
-        workers = opts.adapt[0] if opts.adapt else opts.workers
+        workers = self.adapt[0] if self.adapt else opts.workers
         from hpckit.launch.flow import job_name_for  # one place for the name every job carries
 
         sizing = replace(size(site, workers, self.chunks), run_dir=str(self.run_dir),
@@ -163,6 +172,8 @@ class Session:
         self.plan = plan = Plan(site, self.backend, self.run_dir, sizing, self.chunks, host=manager_host(site),
                                 port=opts.port)
         plan.render()
+        if self.adapt:
+            self.say(f"hpckit: adaptive pool: {self.adapt[0]} to {self.adapt[1]} workers, grown while chunks wait")
         self.record(job_name=sizing.job_name, rendered=[str(p) for p in plan.rendered],
                     scheduler=site.scheduler, process=process_identity(), site=site.name, backend=self.backend)
         if dry_run:
@@ -187,8 +198,8 @@ class Session:
             helpers = [process_identity(pid) for pid in pool.helper_pids()]
             if helpers:
                 self.record(helpers=helpers)
-            if opts.adapt:
-                self._adapt(*opts.adapt)
+            if self.adapt:
+                self._adapt(*self.adapt)
             if self.backend != "taskvine":  # TaskVine's manager only exists inside the executor's run
                 wait_for_first_worker(pool, self.sched, opts.worker_timeout, sizing.jobs if self.sched.batch else 0)
                 self.first_worker_at = time.perf_counter()
@@ -198,14 +209,14 @@ class Session:
             from hpckit.launch.keeper import keep_up
 
             self.check = environment_check(self.say, prepared.lock)
-            if not opts.adapt:  # adaptive scaling replaces ended jobs itself
+            if not self.adapt:  # adaptive scaling replaces ended jobs itself
                 self._stack.enter_context(keep_up(pool))
         except BaseException:
             self.down(failed=True)
             raise
         self.state = "up"
         self.record(state="up", seconds_to_first_worker=self.seconds_to_first_worker, workers=sizing.workers,
-                    adapt=list(opts.adapt) if opts.adapt else None)
+                    adapt=list(self.adapt) if self.adapt else None)
         return self
 
     def _start(self, pool: Any) -> None:
@@ -233,8 +244,8 @@ class Session:
 
     def _adapt(self, lo: int, hi: int) -> None:
         """Scale between ``lo`` and ``hi`` workers with the load (in whole jobs)."""
-        per = self.site.worker.per_job if self.sched.batch else 1
-        jobs = (max(1, -(-lo // per)), max(1, -(-hi // per)))
+        self.pool.adaptive = True
+        jobs = (self.site.jobs_for(lo), self.site.jobs_for(hi))  # whole jobs of worker.per_job workers
         cluster = getattr(self.pool, "cluster", None)
         if cluster is not None and self.sched.batch:
             cluster.adapt(minimum_jobs=jobs[0], maximum_jobs=jobs[1])
