@@ -226,3 +226,26 @@ def test_taskvine_dry_run_names_the_sites_interface_address(tmp_path):
     assert f"{expected} 9123" in text and any(f"{expected} 9123" in line for line in r.planned), (text, r.planned)
     cfg = json.loads((tmp_path / "r" / "vine_factory.json").read_text())
     assert cfg["min-workers"] == cfg["max-workers"] == 3
+
+
+def test_adapt_from_the_site_or_the_command_line(tmp_path):
+    """A site's adapt block makes the pool adaptive unless --workers N is given; --adapt beyond max_workers is
+    capped (and said); --workers with --adapt, or MIN > MAX in the site, is one line naming the fix."""
+    from hpckit.errors import HpckitError
+
+    def plan(**kw):
+        said = []
+        launch(LaunchOptions(site="slurm-local", spec=RunSpec(ANALYSIS, _fileset(tmp_path)), backend="dask",
+                             dry_run=True, run_dir=tmp_path / f"r{len(list(tmp_path.iterdir()))}", say=said.append,
+                             **kw))
+        return "\n".join(said)
+
+    site_adapt = ["adapt.minimum=1", "adapt.maximum=3"]
+    assert "adaptive pool: 1 to 3 workers" in plan(overrides=site_adapt)
+    assert "adaptive" not in plan(overrides=site_adapt, workers=2)
+    said = plan(adapt="2:9")
+    assert "capped at the site's max_workers (4)" in said and "adaptive pool: 2 to 4 workers" in said, said
+    with pytest.raises(HpckitError, match="not both"):
+        plan(adapt="1:2", workers=2)
+    with pytest.raises(HpckitError, match=r"adapt.minimum \(3\) exceeds adapt.maximum \(2\)"):
+        plan(overrides=["adapt.minimum=3", "adapt.maximum=2"])
