@@ -192,7 +192,8 @@ def test_nonexistent_base_image_is_clear_and_leaves_nothing(lock, tmp_path):
 
 def test_lock_naming_nonexistent_package(base_image, tmp_path):
     lk = envlock.make_lock(closure=True)
-    lk.pins["hpckit-no-such-package"] = "1.0.0"
+    # the bad pin alone: with the whole closure a fresh machine would download every wheel first (~2 min in CI)
+    lk.pins = {"hpckit-no-such-package": "1.0.0"}
     path = lk.write(tmp_path / "bad.lock")
     out = tmp_path / "out"
     tag = f"localhost/hpckit-env:badlock-{os.getpid()}"

@@ -44,8 +44,9 @@ def test_dry_run_every_shipped_site_renders_without_scheduler(tmp_path, monkeypa
     for site in SHIPPED:
         for backend in BATCH_BACKENDS:
             run_dir = tmp_path / f"{site}-{backend}"
+            # workers given: no chunk counting (36 plans; sizing is test_default_workers_*'s)
             r = launch(LaunchOptions(site=site, spec=RunSpec(ANALYSIS, fileset), backend=backend, dry_run=True,
-                                     run_dir=run_dir, say=lambda m: None))
+                                     run_dir=run_dir, workers=2, say=lambda m: None))
             assert r.mode == "dry-run" and not r.job_ids
             assert not (run_dir / "jobs.txt").exists()
             names = {p.name for p in run_dir.iterdir()}

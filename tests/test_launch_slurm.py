@@ -53,8 +53,8 @@ def _assert_no_jobs_left(run_dir: Path) -> list[str]:
 
 
 @pytest.mark.timeout(150)
-@pytest.mark.parametrize("site,backend", [("slurm-local", "dask"), ("slurm-local", "parsl"),
-                                          ("pbs-local", "dask"), ("pbs-local", "parsl")])
+# one case per engine, each through one of the two front ends (sbatch, and qsub's PBS wrappers)
+@pytest.mark.parametrize("site,backend", [("slurm-local", "dask"), ("pbs-local", "parsl")])
 def test_launch_equals_iterative_and_leaves_no_job(site, backend, tmp_path, iterative_out):
     require_qsub() if site == "pbs-local" else require_slurm()
     run_dir = tmp_path / "run"
@@ -76,27 +76,27 @@ def test_launch_equals_iterative_and_leaves_no_job(site, backend, tmp_path, iter
     assert logs, "no batch log in the run dir"
 
 
-@pytest.mark.timeout(90)
+@pytest.mark.timeout(300)
 @pytest.mark.parametrize("backend", ["dask", "parsl"])
 def test_worker_start_failure_shows_stderr_and_cancels(backend, tmp_path):
+    """The launch stops at the failed jobs, with their stderr and the scheduler's state - well before its
+    --worker-timeout (600 s, longer than this test may take), whatever the machine's load."""
     require_slurm()
     run_dir = tmp_path / "run"
-    t0 = time.monotonic()
     r = hpckit(["launch", str(ANALYSIS), "--site", "slurm-local", "--backend", backend, "--workers", "2",
-                "--fileset", str(_fileset(tmp_path)), "--run-dir", str(run_dir), "--worker-timeout", "45",
+                "--fileset", str(_fileset(tmp_path)), "--run-dir", str(run_dir), "--worker-timeout", "600",
                 "--no-status", "--set", 'worker_init=["echo hpckit-test: no such environment >&2", "exit 3"]'],
-               cwd=tmp_path, timeout=80)
-    elapsed = time.monotonic() - t0
+               cwd=tmp_path, timeout=280)
     assert r.returncode == 1, r.stderr
     assert "hpckit-test: no such environment" in r.stderr  # the job's own stderr, in the error
     assert "FAILED" in r.stderr and "3:0" in r.stderr  # the scheduler's state and exit code
-    assert elapsed < 45 + 20
     assert run_jobs(run_dir), "the launch recorded no job"
     _assert_no_jobs_left(run_dir)
 
 
 @pytest.mark.timeout(150)
-@pytest.mark.parametrize("sig,code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)], ids=["SIGINT", "SIGTERM"])
+# SIGTERM (a batch system's preemption); Ctrl-C of a launch is tests/test_engine_leftovers.py's
+@pytest.mark.parametrize("sig,code", [(signal.SIGTERM, 143)], ids=["SIGTERM"])
 def test_signal_cancels_jobs_and_rerun_resumes(sig, code, tmp_path, iterative_out):
     require_slurm()
     fileset = _fileset(tmp_path)
@@ -161,7 +161,7 @@ def test_rejected_submission_fails_fast_with_the_schedulers_words(tmp_path):
 
 
 @pytest.mark.timeout(150)
-@pytest.mark.parametrize("backend", ["dask", "parsl"])
+@pytest.mark.parametrize("backend", ["dask"])  # Parsl's: tests/test_cluster.py, from the login node
 def test_sigkill_then_hpckit_cancel_leaves_no_job(backend, tmp_path):
     """SIGKILL the launch mid-run (no teardown runs); `hpckit jobs` lists its jobs with the launch gone and
     `hpckit cancel RUN` removes them from squeue (only this run's job ids are checked); the helper processes it

@@ -48,8 +48,9 @@ def _killed_by_time_limit(run_dir: Path) -> list[str]:
 
 
 @pytest.mark.timeout(600)
-@pytest.mark.parametrize("checkpoint", [False, True], ids=["no-checkpoint", "checkpoint"])
-@pytest.mark.parametrize("backend", ["dask", "parsl"])
+# one case per engine (each ~3 walltimes long): Dask without checkpoints, Parsl with them
+@pytest.mark.parametrize("backend,checkpoint", [("dask", False), ("parsl", True)],
+                         ids=["dask-no-checkpoint", "parsl-checkpoint"])
 def test_run_of_three_walltimes_with_one_minute_workers(backend, checkpoint, tmp_path, local_out):
     require_slurm()
     run_dir = tmp_path / "run"
