@@ -8,6 +8,7 @@ from typing import List, Optional
 import typer
 
 from hpckit.cli import common as c
+from hpckit.engines import ENGINES
 
 
 def launch_command(
@@ -16,7 +17,7 @@ def launch_command(
     fileset: Path = c.FILESET,
     processor_name: Optional[str] = c.PROCESSOR,
     backend: Optional[str] = typer.Option(
-        None, "--backend", help="dask, parsl, taskvine, futures or iterative (default: the site's)"),
+        None, "--backend", help=f"{', '.join(ENGINES)} (default: the site's)"),
     workers: Optional[int] = c.WORKERS,
     set_: Optional[List[str]] = c.SET,
     chunksize: int = c.CHUNKSIZE,

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from hpckit.deploy.backends.common import (
@@ -139,3 +141,16 @@ def job_script(rendering: DaskRendering, scheduler_address: str = PLACEHOLDER_SC
     job_cls = cluster_cls.job_cls
     job_kwargs = {k: v for k, v in rendering.kwargs.items() if k not in _CLUSTER_ONLY}
     return job_cls(scheduler_address, name="dummy-name", **job_kwargs).job_script()
+
+
+def files(site: Site, manager_host: str | None, port: int, out_dir: Path | None, sizing: Any) -> dict[str, str]:
+    """``dask_cluster.json`` (cluster_class + kwargs, ``scale_jobs`` for a launch), and the job script
+    dask-jobqueue submits (``job_script.sh``; ``.sub`` for HTCondor; none for the local site)."""
+    r = render_dask(site, sizing)
+    doc = {"cluster_class": r.cluster_class, "kwargs": r.kwargs}
+    if sizing is not None:
+        doc["scale_jobs"] = sizing.jobs
+    out = {"dask_cluster.json": json.dumps(doc, indent=2) + "\n"}
+    if r.job_script is not None:
+        out[scheduler_class(site.scheduler).job_script_name()] = r.job_script
+    return out

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from hpckit.deploy.backends.common import container_prefix, directive_lines, prologue_lines
@@ -73,3 +74,8 @@ def render_parsl(site: Site, sizing: Any = None) -> str:
         else (sizing.workers if sizing is not None else site.max_workers),
     }
     return render_template("parsl/config.py.j2", **ctx)
+
+
+def files(site: Site, manager_host: str | None, port: int, out_dir: Path | None, sizing: Any) -> dict[str, str]:
+    """``parsl_config.py``."""
+    return {"parsl_config.py": render_parsl(site, sizing)}

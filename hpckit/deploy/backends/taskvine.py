@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import shlex
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from hpckit.defaults import VINE_PORT
@@ -122,3 +124,22 @@ def render_taskvine(
         command += ["--python-env", site.env_delivery.path]
     command += [manager_host, str(port)]
     return TaskVineRendering(config=config, command=command, batch_options=batch_options, wrapper=wrapper)
+
+
+def files(site: Site, manager_host: str | None, port: int, out_dir: Path | None, sizing: Any) -> dict[str, str]:
+    """``vine_factory.json``, ``vine_factory.sh`` (the exact command), and the worker wrapper when needed."""
+    base = Path(out_dir) if out_dir is not None else None
+    cfg = str(base / "vine_factory.json") if base else "vine_factory.json"
+    wrp = str(base / WRAPPER_NAME) if base else WRAPPER_NAME
+    r = render_taskvine(site, manager_host, port, config_path=cfg, wrapper_path=wrp, sizing=sizing)
+    out = {
+        "vine_factory.json": json.dumps(r.config, indent=2) + "\n",
+        "vine_factory.sh": (
+            "#!/bin/bash\n"
+            f"# hpckit: TaskVine factory for site {site.name}; workers dial {r.command[-2]}:{port}\n"
+            f"exec {r.command_line}\n"
+        ),
+    }
+    if r.wrapper is not None:
+        out[WRAPPER_NAME] = r.wrapper
+    return out
