@@ -14,10 +14,12 @@ from hpckit.deploy.backends.common import (
     prologue_lines,
     wrapped_python,
 )
+from hpckit.deploy.render import JobMode
 from hpckit.deploy.schedulers import scheduler_class
 from hpckit.errors import MissingExtra
 from hpckit.deploy.site import Site, format_memory
 
+MODE = JobMode("dask", job_name="dask-worker")  # dask-jobqueue writes the script around our directives
 # keyword arguments that belong to the cluster, not to the Job that writes the script
 _CLUSTER_ONLY = ("scheduler_options", "n_workers")
 PLACEHOLDER_SCHEDULER = "tcp://<insert-scheduler-address-here>:8786"
@@ -119,11 +121,11 @@ def render_dask(site: Site, sizing: Any = None) -> DaskRendering:
         kwargs["local_directory"] = '"$HPCKIT_SCRATCH"'  # dask-jobqueue joins its command unquoted
     if sched.directive_prefix is None:  # HTCondor: submit commands, merged into its description
         kwargs["disk"] = format_memory(site.worker.disk * site.worker.per_job)
-        kwargs["job_extra_directives"] = htcondor_commands(site, "dask", "dask")
+        kwargs["job_extra_directives"] = htcondor_commands(site, "dask", MODE)
     else:
         # dask-jobqueue's own header lines all start with the prefix; skip them and give it ours (quoted, complete)
         kwargs["job_directives_skip"] = [sched.directive_prefix.strip()]
-        kwargs["job_extra_directives"] = directive_args(site, "dask", "dask",
+        kwargs["job_extra_directives"] = directive_args(site, "dask", MODE,
                                                         sizing.job_name if sizing is not None else None)
         if sizing is not None and sizing.log_dir:
             kwargs["job_extra_directives"] += sched.log_directives(sizing.log_dir, "dask-worker")
