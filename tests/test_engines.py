@@ -37,6 +37,9 @@ def test_unknown_names_are_one_line_naming_every_engine():
     assert get("DASK").name == "dask"
     with pytest.raises(Exception, match="unknown backend 'spark'"):
         load_site("local", ["default_backend=spark"])
+    r = CliRunner().invoke(app, ["doctor", "--site", "local", "--backend", "spark"], env={"COLUMNS": "300"})
+    assert r.exit_code == 1 and "error: unknown backend 'spark'; expected one of" in r.output, r.output
+    assert "Traceback" not in r.output
 
 
 def test_cli_choices_come_from_the_registry():

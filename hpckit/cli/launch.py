@@ -81,12 +81,12 @@ def doctor_command(
     fileset: Optional[Path] = typer.Option(None, "--fileset", "-f", help="also check its storage endpoints"),
 ) -> None:
     """Check this machine against SITE before burning queue time: one pass/fail line per check, with the fix."""
-    from hpckit.deploy import SiteError
     from hpckit.doctor import run_checks
+    from hpckit.errors import HpckitError
 
     try:
         checks = run_checks(site, c.overrides(set_), backend, fileset=str(fileset) if fileset else None)
-    except SiteError as exc:
+    except HpckitError as exc:  # a broken site file, an unknown backend
         c.fail(exc)
     marks = {"pass": "[green]PASS[/green]", "fail": "[red]FAIL[/red]", "skip": "[yellow]SKIP[/yellow]"}
     for chk in checks:

@@ -120,7 +120,8 @@ class Session:
         self.backend = pick_backend(site, opts.backend)
         self.engine = ENGINES[self.backend]
         if not self.engine.batch:
-            raise LaunchError(f"backend {self.backend} has no workers to keep up; use one of {', '.join(batch_names())}")
+            raise LaunchError(f"backend {self.backend} has no workers to keep up; "
+                              f"use one of {', '.join(batch_names())}")
         self.site = site
         run_dir = Path(opts.run_dir).absolute() if opts.run_dir else default_run_dir(site)
         for p in (run_dir, run_dir.resolve()):  # engines format it (and logs/, runinfo/) into shell commands
