@@ -15,7 +15,7 @@ from __future__ import annotations
 import importlib
 import pkgutil
 
-from hpckit.engines.base import Engine, Pool, batch_names
+from hpckit.engines.base import Engine, Pool
 from hpckit.errors import UsageError
 
 
@@ -36,6 +36,11 @@ ENGINES: dict[str, Engine] = _discover()
 def names() -> list[str]:
     """Every engine's name, the local ones first."""
     return list(ENGINES)
+
+
+def batch_names() -> list[str]:
+    """The engines with a worker pool for a site (they render a site and start batch jobs)."""
+    return [n for n, e in ENGINES.items() if e.batch]
 
 
 def get(name: str, what: str = "executor", error: type[Exception] = UsageError) -> Engine:

@@ -54,8 +54,8 @@ class Engine:
 
     # ---- `hpckit launch` / `up` -----------------------------------------------------------------------
     def pool(self, plan: Plan) -> Pool:
-        """The pool that starts exactly what ``plan`` rendered."""
-        raise LaunchError(f"backend {self.name} has no workers to keep up; use one of {', '.join(batch_names())}")
+        """The pool that starts exactly what ``plan`` rendered (a batch engine's)."""
+        raise LaunchError(f"backend {self.name} runs in this process: it has no workers to keep up")
 
     def dry_run(self, plan: Plan) -> list[str]:
         """The dry run's lines: what would be submitted."""
@@ -84,12 +84,6 @@ def _importable(module: str) -> bool:
         return importlib.util.find_spec(module) is not None
     except ModuleNotFoundError:
         return False
-
-
-def batch_names() -> list[str]:
-    from hpckit.engines import ENGINES
-
-    return [n for n, e in ENGINES.items() if e.batch]
 
 
 def failures_allowed(jobs: int) -> int:
