@@ -9,16 +9,16 @@ from __future__ import annotations
 import os
 import re
 import shutil
-import socket
 from typing import Callable
 
-from hpckit.defaults import VINE_PORT
 from hpckit.deploy import load_site
 from hpckit.deploy.checks import Check, command_output as _cmd
-from hpckit.deploy.network import describe, interface_addresses
+from hpckit.deploy.network import describe, interface_addresses, port_free
 from hpckit.deploy.sharing import needs_shared_filesystem
 from hpckit.deploy.schedulers import scheduler_for
 from hpckit.deploy.site import Site
+from hpckit.engines import Engine, get
+from hpckit.errors import LaunchError
 
 __all__ = ["Check", "run_checks"]
 
@@ -64,31 +64,23 @@ def check_interface(site: Site) -> list[Check]:
     return [Check("network interface", "pass", f"{iface} has {', '.join(have[iface])}")]
 
 
-def _port_free(host: str, port: int) -> bool:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        try:
-            s.bind((host, port))
-        except OSError:
-            return False
-    return True
+def bind_host(site: Site) -> str:
+    """The address this machine's engine ports bind for ``site``."""
+    return "127.0.0.1" if site.loopback or not site.batch else "0.0.0.0"
 
 
-def check_ports(site: Site, backend: str) -> list[Check]:
-    host = "127.0.0.1" if site.loopback or not site.batch else "0.0.0.0"
+def check_ports(site: Site) -> list[Check]:
+    host = bind_host(site)
     out = []
     if site.network.port_range:
         lo, hi = site.network.port_range
-        free = [p for p in range(lo, hi + 1) if _port_free(host, p)]
+        free = [p for p in range(lo, hi + 1) if port_free(host, p)]
         need = min(site.max_workers or 1, hi - lo + 1)
         if len(free) >= need:
             out.append(Check("worker ports", "pass", f"{len(free)} of {lo}-{hi} free here (need {need})"))
         else:
             out.append(Check("worker ports", "fail", f"only {len(free)} of {lo}-{hi} free here, need {need}",
                              "stop what holds them (ss -ltnp) or --set network.port_range=[low,high]"))
-    if backend == "taskvine":
-        ok = _port_free(host, VINE_PORT)
-        out.append(Check("TaskVine manager port", "pass" if ok else "fail", f"{VINE_PORT} {'free' if ok else 'in use'}",
-                         "launch --port <free port>"))
     if not out:
         out.append(Check("worker ports", "pass", "no fixed port range; dask/parsl pick free ports"))
     return out
@@ -156,11 +148,12 @@ def check_x509(site: Site, min_hours: float = 2.0) -> list[Check]:
     return [Check("x509 proxy", "pass", f"{path}: {left / 3600:.1f} h left ({how})")]
 
 
-def check_shared_filesystem(site: Site, backend: str, fileset: str | None = None) -> list[Check]:
+def check_shared_filesystem(site: Site, engine: Engine, fileset: str | None = None) -> list[Check]:
     """A site without a shared file system, and a launch that would need one: fail naming each piece."""
     if site.shared_filesystem:
         return []
-    pieces = needs_shared_filesystem(site, backend, fileset)
+    backend = engine.name
+    pieces = needs_shared_filesystem(site, engine.node_files, fileset)
     if not pieces:
         return [Check("shared file system", "pass", "the site has none and the launch needs none")]
     return [Check("shared file system", "fail", f"site {site.name} has none, and a {backend} launch reaches the "
@@ -169,39 +162,22 @@ def check_shared_filesystem(site: Site, backend: str, fileset: str | None = None
                   "system is not supported yet for the rest")]
 
 
-def check_backend(backend: str) -> list[Check]:
-    mods = {"dask": ("dask_jobqueue", "distributed"), "parsl": ("parsl",), "taskvine": ("ndcctools.taskvine",)}
-    import importlib.util
-
-    missing = []
-    for m in mods.get(backend, ()):
-        try:
-            found = importlib.util.find_spec(m) is not None
-        except ModuleNotFoundError:
-            found = False
-        if not found:
-            missing.append(m)
-    if not missing:
-        return [Check(f"{backend} backend", "pass", "importable" if backend in mods else "local executor")]
-    fix = "conda install -c conda-forge ndcctools" if backend == "taskvine" else f"pip install 'hpckit[{backend}]'"
-    return [Check(f"{backend} backend", "fail", f"cannot import {', '.join(missing)}", fix)]
-
-
 def run_checks(site_name: str, overrides: list[str] | None = None, backend: str | None = None,
                fileset: str | None = None) -> list[Check]:
     """Every check for ``site_name`` (with ``--set`` overrides) on this machine, in order; with
     ``fileset``, also its storage endpoints and grid credential (hpckit.storage_check)."""
     site = load_site(site_name, overrides or []).site
-    backend = backend or site.default_backend
+    engine = get(backend or site.default_backend, "backend", LaunchError)
     checks: list[Check] = []
-    steps: list[Callable[[], list[Check]]] = [lambda: check_scheduler(site), lambda: check_backend(backend)]
+    steps: list[Callable[[], list[Check]]] = [lambda: check_scheduler(site),
+                                              lambda: engine.doctor_checks(site, bind_host(site))]
     sched = scheduler_for(site)
     steps.append(lambda: check_account(site))
     if sched.batch and not sched.missing():
         steps.append(lambda: sched.doctor_checks(site))
-    steps += [lambda: check_interface(site), lambda: check_ports(site, backend), lambda: check_container(site),
+    steps += [lambda: check_interface(site), lambda: check_ports(site), lambda: check_container(site),
               lambda: check_delivery(site), lambda: check_x509(site),
-              lambda: check_shared_filesystem(site, backend, fileset)]
+              lambda: check_shared_filesystem(site, engine, fileset)]
     if fileset is not None:
         from hpckit.storage_check import check_fileset_storage
 

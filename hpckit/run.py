@@ -11,13 +11,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from hpckit.engines import get as engine_named
 from hpckit.errors import UsageError
 from hpckit.defaults import DEFAULT_CHUNKSIZE, VINE_PORT, check_chunksize
 from hpckit.units import format_bytes, format_rate, plural
 
 SCHEMAS = ("nanoaod", "base")
-LOCAL_EXECUTORS = ("iterative", "futures")
-EXECUTORS = ("iterative", "futures", "dask", "parsl", "taskvine")
 
 
 @dataclass
@@ -109,17 +108,6 @@ class RunSpec:
         )
 
 
-def make_local_executor(name: str, workers: int, status: bool) -> Any:
-    """IterativeExecutor or FuturesExecutor(workers)."""
-    from hpckit.processor import FuturesExecutor, IterativeExecutor
-
-    if name == "iterative":
-        return IterativeExecutor(status=status)
-    if name == "futures":
-        return FuturesExecutor(workers=workers, status=status)
-    raise UsageError(f"unknown local executor {name!r}; expected one of {', '.join(LOCAL_EXECUTORS)}")
-
-
 def run_with_executor(spec: RunSpec, executor: Any, worker_check: Any = None) -> tuple[Any, dict, list[Path]]:
     """Load the processor, run it with ``executor``, write the results; returns (out, metrics, written).
     The run is recorded for its report as it goes (``run.json``, ``chunks.jsonl`` in ``spec.records_dir()``)."""
@@ -159,7 +147,8 @@ def summarize(metrics: dict, written: list[Path]) -> str:
 
 @dataclass
 class EngineOptions:
-    """Which executor `hpckit run` uses and how it reaches its engine."""
+    """Which executor `hpckit run` uses (a name in :data:`hpckit.engines.ENGINES`) and how it reaches its
+    engine."""
 
     executor: str = "futures"
     workers: int | None = None  # None: min(cores here, chunks)
@@ -168,48 +157,12 @@ class EngineOptions:
     port: int = VINE_PORT  # taskvine manager port
 
     def __post_init__(self) -> None:
-        self.executor = str(self.executor).lower()
-        if self.executor not in EXECUTORS:
-            raise UsageError(f"unknown executor {self.executor!r}; expected one of {', '.join(EXECUTORS)}")
+        self.executor = engine_named(self.executor).name
 
 
 def default_workers(limit: int, chunks: int) -> int:
     """The default worker count: as many as useful, ``min(limit, chunks)``, at least 1."""
     return max(1, min(limit, chunks))
-
-
-def load_parsl_config(path: Path) -> Any:
-    """``get_config()`` (or ``config``) of the Python file ``path``."""
-    import importlib.util
-    import uuid
-
-    path = Path(path)
-    if not path.is_file():
-        raise UsageError(f"Parsl config file not found: {path}")
-    spec = importlib.util.spec_from_file_location(f"hpckit_parsl_config_{uuid.uuid4().hex[:8]}", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    if hasattr(module, "get_config"):
-        return module.get_config()
-    if hasattr(module, "config"):
-        return module.config
-    raise UsageError(f"{path} defines neither get_config() nor config")
-
-
-def local_parsl_config(workers: int, run_dir: str = "runinfo") -> Any:
-    """A HighThroughputExecutor with ``workers`` workers on this machine, on loopback."""
-    from hpckit.extras import require_module
-    from hpckit.paths import shell_safe_path
-
-    require_module("parsl", "the parsl executor")
-    shell_safe_path(run_dir, "Parsl run directory")  # Parsl formats it into the worker command, unquoted
-    from parsl.config import Config
-    from parsl.executors import HighThroughputExecutor
-    from parsl.providers import LocalProvider
-
-    return Config(executors=[HighThroughputExecutor(
-        label="hpckit-local", address="127.0.0.1", max_workers_per_node=workers, cores_per_worker=1,
-        provider=LocalProvider(init_blocks=1, min_blocks=0, max_blocks=1))], run_dir=run_dir)
 
 
 def run_here(spec: RunSpec, engine: EngineOptions, say: Any = print) -> tuple[Any, dict, list[Path]]:
@@ -225,44 +178,18 @@ def run_here(spec: RunSpec, engine: EngineOptions, say: Any = print) -> tuple[An
     return out, metrics, written + ([report] if report is not None else [])
 
 
-def _run_on_engine(spec: RunSpec, engine: EngineOptions, say: Any) -> tuple[Any, dict, list[Path]]:
+def _run_on_engine(spec: RunSpec, opts: EngineOptions, say: Any) -> tuple[Any, dict, list[Path]]:
     import os
 
-    from hpckit.extras import require_module
-
-    workers = engine.workers
-    if workers is None and engine.executor in ("futures", "dask", "parsl") and not engine.scheduler \
-            and not engine.parsl_config:
+    engine = engine_named(opts.executor)
+    workers = opts.workers
+    if workers is None and engine.sizes_workers(opts):
         chunks = spec.count_chunks()
         workers = default_workers(os.cpu_count() or 1, chunks)
-        say(f"hpckit: {plural(chunks, 'chunk')}; {plural(workers, 'worker')} ({engine.executor})")
-    workers = workers or 1
-    if engine.executor in LOCAL_EXECUTORS:
-        return run_with_executor(spec, make_local_executor(engine.executor, workers, spec.status))
-    from hpckit.processor.lifeline import guard_descendants
+        say(f"hpckit: {plural(chunks, 'chunk')}; {plural(workers, 'worker')} ({engine.name})")
+    if engine.batch:
+        from hpckit.processor.lifeline import guard_descendants
 
-    guard_descendants()  # the engine's processes (nannies, interchange, worker pools) end with this one
-    if engine.executor == "dask":
-        require_module("distributed", "the dask executor")
-        from hpckit.processor import DaskExecutor
-
-        if engine.scheduler:
-            from distributed import Client
-
-            with Client(engine.scheduler) as client:
-                return run_with_executor(spec, DaskExecutor(client=client, status=spec.status))
-        return run_with_executor(spec, DaskExecutor(workers=workers, status=spec.status))
-    if engine.executor == "parsl":
-        require_module("parsl", "the parsl executor")
-        from hpckit.processor import ParslExecutor
-
-        runinfo = str(spec.records_dir() / "runinfo")  # Parsl's logs and keys next to the run's records
-        config = load_parsl_config(engine.parsl_config) if engine.parsl_config else local_parsl_config(workers, runinfo)
-        if config.run_dir == "runinfo":  # Parsl's default: the current directory
-            config.run_dir = runinfo
-        return run_with_executor(spec, ParslExecutor(config=config, status=spec.status))
-    require_module("ndcctools.taskvine", "the taskvine executor")
-    from hpckit.processor import TaskVineExecutor
-
-    say(f"hpckit: TaskVine manager on port {engine.port}; start workers with: vine_worker <this host> {engine.port}")
-    return run_with_executor(spec, TaskVineExecutor(port=engine.port, status=spec.status))
+        guard_descendants()  # the engine's processes (nannies, interchange, worker pools) end with this one
+    with engine.run_executor(opts, workers or 1, spec.status, spec.records_dir(), say) as executor:
+        return run_with_executor(spec, executor)

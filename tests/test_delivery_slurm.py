@@ -320,12 +320,12 @@ def test_launch_taskvine_passes_the_tarball_by_default(work, packed):
     from hpckit.deploy.backends import Sizing
     from hpckit.deploy.backends.taskvine import render_taskvine
     from hpckit.launch import Plan
-    from hpckit.launch.pools import make_pool
+    from hpckit.engines import ENGINES
 
     site = delivery.resolve(load_site("slurm-tarball", [f"env_delivery.path={packed}"]).site, delivery.default_lock())
     r = render_taskvine(site)
     assert r.command[r.command.index("--python-env") + 1] == str(packed)
-    pool = make_pool(Plan(site, "taskvine", work, Sizing(jobs=1, workers=1), chunks=None))
+    pool = ENGINES["taskvine"].pool(Plan(site, "taskvine", work, Sizing(jobs=1, workers=1), chunks=None))
     try:
         ex = pool.executor(False)
     except ImportError:

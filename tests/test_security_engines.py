@@ -109,7 +109,7 @@ def test_launch_dask_pool_is_tls_only_and_run_dir_private(tmp_path):
     lives in the 0700 run directory."""
     from hpckit.deploy import load_site
     from hpckit.launch.plan import Plan, size
-    from hpckit.launch.pools import DaskPool
+    from hpckit.engines.dask import DaskPool
     from hpckit.paths import private_dir
 
     site = load_site("local", []).site

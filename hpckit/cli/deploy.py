@@ -62,7 +62,7 @@ def show(
 
 def render_command(
     site: str = typer.Option(..., "--site", help="site name or path to a site YAML file"),
-    backend: str = typer.Option(..., "--backend", help="dask, parsl or taskvine"),
+    backend: str = typer.Option(..., "--backend", help=", ".join(BACKENDS)),
     out: Path = typer.Option(..., "--out", help="directory to write the artifacts into"),
     set_: Optional[List[str]] = typer.Option(None, "--set", help="override key.path=value (repeatable)"),
     manager_host: Optional[str] = typer.Option(
@@ -79,8 +79,8 @@ def render_command(
         _fail(exc)
     for p in paths:
         console.print(str(p), highlight=False, soft_wrap=True)
-    if backend == "dask" and not any(p.name.startswith("job_script") for p in paths) and \
-            load_site(site, set_ or []).site.batch:
-        from hpckit.extras import INSTALL
+    from hpckit.engines import ENGINES
 
-        say(f"note: no job_script rendered: dask-jobqueue is not installed ({INSTALL['dask_jobqueue']})")
+    note = ENGINES[backend].render_note(load_site(site, set_ or []).site, paths)
+    if note:
+        say(f"note: {note}")

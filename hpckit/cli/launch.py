@@ -8,6 +8,7 @@ from typing import List, Optional
 import typer
 
 from hpckit.cli import common as c
+from hpckit.engines import ENGINES
 
 
 def launch_command(
@@ -16,7 +17,7 @@ def launch_command(
     fileset: Path = c.FILESET,
     processor_name: Optional[str] = c.PROCESSOR,
     backend: Optional[str] = typer.Option(
-        None, "--backend", help="dask, parsl, taskvine, futures or iterative (default: the site's)"),
+        None, "--backend", help=f"{', '.join(ENGINES)} (default: the site's)"),
     workers: Optional[int] = c.WORKERS,
     adapt: Optional[str] = c.ADAPT,
     set_: Optional[List[str]] = c.SET,
@@ -84,12 +85,12 @@ def doctor_command(
     fileset: Optional[Path] = typer.Option(None, "--fileset", "-f", help="also check its storage endpoints"),
 ) -> None:
     """Check this machine against SITE before burning queue time: one pass/fail line per check, with the fix."""
-    from hpckit.deploy import SiteError
     from hpckit.doctor import run_checks
+    from hpckit.errors import HpckitError
 
     try:
         checks = run_checks(site, c.overrides(set_), backend, fileset=str(fileset) if fileset else None)
-    except SiteError as exc:
+    except HpckitError as exc:  # a broken site file, an unknown backend
         c.fail(exc)
     marks = {"pass": "[green]PASS[/green]", "fail": "[red]FAIL[/red]", "skip": "[yellow]SKIP[/yellow]"}
     for chk in checks:

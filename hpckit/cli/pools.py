@@ -8,6 +8,7 @@ from typing import List, Optional
 import typer
 
 from hpckit.cli import common as c
+from hpckit.engines import batch_names
 
 
 def _seconds(text: str) -> float:
@@ -24,7 +25,7 @@ def _seconds(text: str) -> float:
 
 def up_command(
     site: str = c.SITE,
-    backend: Optional[str] = typer.Option(None, "--backend", help="dask, parsl or taskvine (default: the site's)"),
+    backend: Optional[str] = typer.Option(None, "--backend", help=f"{', '.join(batch_names())} (default: the site's)"),
     workers: Optional[int] = typer.Option(None, "--workers", "-j", min=1, help="workers (default: the site's maximum)"),
     adapt: Optional[str] = c.ADAPT,
     name: Optional[str] = typer.Option(None, "--name", help="the pool's name (default: <site>-<4 hex>)"),

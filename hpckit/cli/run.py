@@ -9,21 +9,16 @@ from typing import List, Optional
 import typer
 
 from hpckit.cli import common as c
+from hpckit.engines import ENGINES
 
-
-class Executor(str, Enum):
-    iterative = "iterative"
-    futures = "futures"
-    dask = "dask"
-    parsl = "parsl"
-    taskvine = "taskvine"
+Executor = Enum("Executor", {name: name for name in ENGINES}, type=str)  # one choice per engine
 
 
 def run_command(
     analysis: Path = c.ANALYSIS,
     fileset: Path = c.FILESET,
     processor_name: Optional[str] = c.PROCESSOR,
-    executor: Executor = typer.Option(Executor.futures, "--executor", "-e", case_sensitive=False),
+    executor: Executor = typer.Option(Executor("futures"), "--executor", "-e", case_sensitive=False),
     workers: Optional[int] = c.WORKERS,
     scheduler: Optional[str] = typer.Option(None, "--scheduler", help="dask: address of a running scheduler "
                                             "(default: a LocalCluster of --workers for this run)"),

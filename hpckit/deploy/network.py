@@ -66,3 +66,13 @@ def manager_address(site: Site) -> str:
         return found
     fqdn = socket.getfqdn()
     return fqdn if "." in fqdn and not fqdn.startswith("localhost") else socket.gethostname()
+
+
+def port_free(host: str, port: int) -> bool:
+    """Whether ``port`` can be bound on ``host`` here now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        try:
+            s.bind((host, port))
+        except OSError:
+            return False
+    return True

@@ -23,6 +23,7 @@ from hpckit.errors import HpckitError
 import math
 import re
 import shlex
+from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
@@ -32,7 +33,7 @@ from hpckit.deploy.schedulers import scheduler_class
 from hpckit.deploy.site import Site, format_walltime
 from hpckit.resources import data_dir
 
-__all__ = ["RenderError", "environment", "job_context", "render_template", "shquote", "shpath", "classad_string"]
+__all__ = ["JobMode", "RenderError", "SCRIPT", "environment", "job_context", "render_template", "shquote", "shpath", "classad_string"]
 
 
 class RenderError(HpckitError, RuntimeError):
@@ -158,28 +159,38 @@ def _mib(nbytes: int) -> int:
     return math.ceil(nbytes / 2**20)
 
 
-def job_context(site: Site, backend: str, mode: str = "script", name: str | None = None) -> dict[str, Any]:
-    """The derived values templates use, as ``job``.
-
-    ``mode`` says who writes the rest of the job script:
-
-    * ``"script"``: our own worker_job.sh: every directive (name, walltime, nodes, cores, memory);
-    * ``"dask"``: dask-jobqueue writes the script; for Slurm/PBS we give it every directive (its own are
-      skipped), for HTCondor it keeps its request_* lines, so ``job.resources`` is False;
-    * ``"parsl"``: Parsl's provider writes job name, nodes/select, walltime and output paths;
-    * ``"taskvine"``: vine_factory's batch options: no job name, no log paths.
+@dataclass(frozen=True)
+class JobMode:
+    """Who writes the rest of a job script, and so which directives ours leave out. Each renderer in
+    :mod:`hpckit.deploy.backends` has its own (``MODE``): dask-jobqueue takes every Slurm/PBS directive
+    from us (its own are skipped) and names its jobs ``dask-worker``; Parsl's provider writes the job name,
+    nodes/select, walltime and output paths; vine_factory's batch options carry no job name and no log paths.
     """
+
+    name: str
+    names_jobs: bool = True  # a job name given to the renderer is written
+    job_name: str | None = None  # the name written otherwise (None with names_jobs: hpckit-<backend>)
+    walltime: bool = True  # we write the walltime
+    nodes: bool = True  # we write the node count
+
+
+SCRIPT = JobMode("script")  # our own worker_job.sh: every directive (name, walltime, nodes, cores, memory)
+
+
+def job_context(site: Site, backend: str, mode: JobMode = SCRIPT, name: str | None = None) -> dict[str, Any]:
+    """The derived values templates use, as ``job``; ``mode`` says who writes the rest of the job script
+    (:class:`JobMode`; the scheduler's part, :meth:`job_facts`, gets its name)."""
     lifetime = site.lifetime()
     mem = site.job_memory
     disk = None if site.worker.disk is None else site.worker.disk * site.worker.per_job
+    default_name = mode.job_name if (mode.job_name or not mode.names_jobs) else f"hpckit-{backend}"
     job = {
         "backend": backend,
-        "mode": mode,
-        "name": name if name and mode in ("dask", "script")
-        else {"dask": "dask-worker", "parsl": None, "taskvine": None}.get(mode, f"hpckit-{backend}"),
-        "walltime": None if (site.walltime is None or mode == "parsl") else format_walltime(site.walltime),
+        "mode": mode.name,
+        "name": name if name and mode.names_jobs else default_name,
+        "walltime": None if (site.walltime is None or not mode.walltime) else format_walltime(site.walltime),
         "walltime_s": site.walltime,
-        "nodes": mode != "parsl",
+        "nodes": mode.nodes,
         "cores": site.job_cores,
         "per_job": site.worker.per_job,
         "worker_cores": site.worker.cores,
@@ -194,5 +205,5 @@ def job_context(site: Site, backend: str, mode: str = "script", name: str | None
         "loopback": site.loopback,
     }
     # resources (write cores/memory requests), select (PBS Pro's select line): the scheduler says, per mode
-    job.update(scheduler_class(site.scheduler).job_facts(site, mode, job))
+    job.update(scheduler_class(site.scheduler).job_facts(site, mode.name, job))
     return job

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Sequence
 
 from hpckit.deploy.schedulers import scheduler_class
 from hpckit.deploy.site import Site
@@ -34,17 +35,14 @@ def _local_inputs(fileset: str | Path | None) -> list[str]:
     return paths
 
 
-def needs_shared_filesystem(site: Site, backend: str, fileset: str | Path | None = None,
+def needs_shared_filesystem(site: Site, node_files: Sequence[str] = (), fileset: str | Path | None = None,
                             analysis: str | Path | None = None) -> list[str]:
-    """The pieces a launch of ``backend`` on ``site`` would read or write on the nodes through a client path;
-    empty when the site shares its file system (or is local)."""
+    """The pieces a launch on ``site`` would read or write on the nodes through a client path (``node_files``:
+    what its engine keeps in the run directory for them); empty when the site shares its file system (or is
+    local)."""
     if site.shared_filesystem or not scheduler_class(site.scheduler).batch:
         return []
-    pieces = ["run directory (batch logs, per-chunk records, worker logs)"]
-    if backend == "dask":
-        pieces.append("Dask TLS files in the run directory")
-    elif backend == "parsl":
-        pieces.append("Parsl CurveZMQ keys in the run directory")
+    pieces = ["run directory (batch logs, per-chunk records, worker logs)", *node_files]
     d = site.env_delivery
     if d.mode == "venv":
         pieces.append(f"env path {d.path or 'the client interpreter'}")

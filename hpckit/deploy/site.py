@@ -50,6 +50,7 @@ from pydantic import (
     model_validator,
 )
 
+from hpckit.deploy.backends import BACKENDS
 from hpckit.deploy.schedulers import SCHEDULERS
 from hpckit.paths import read_limited
 from hpckit.resources import data_dir
@@ -333,7 +334,7 @@ class Site(_Strict):
     gathered_on: _dt.date = Field(description="when the facts were taken from `source` (not a live check)")
     checked: Str = Field(description="what was checked and how: run here by which tests, or read from the docs only")
     unverified: list[Str] = Field(default_factory=list, description="key paths whose values are not verified")
-    default_backend: Literal["dask", "parsl", "taskvine"] = "dask"
+    default_backend: Str = Field("dask", description="a key of hpckit.deploy.backends.BACKENDS")
     shared_filesystem: bool = Field(True, description="compute nodes see the login node's files (home, "
                                                       "project, scratch); false: CHTC/OSG-like, only node-local")
 
@@ -372,6 +373,13 @@ class Site(_Strict):
             data.setdefault("checked", "not recorded (an older site file: its verified_on date is taken as "
                                        "when the facts were gathered, not as a live check)")
         return data
+
+    @field_validator("default_backend")
+    @classmethod
+    def _known_backend(cls, v: str) -> str:
+        if v not in BACKENDS:
+            raise ValueError(f"unknown backend {v!r}; expected one of " + ", ".join(repr(k) for k in BACKENDS))
+        return v
 
     @field_validator("scheduler")
     @classmethod

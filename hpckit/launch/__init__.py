@@ -2,8 +2,8 @@
 
 * :mod:`hpckit.launch.plan` - run directory, backend, workers -> jobs (once), rendering with the final numbers,
   the dry-run text;
-* :mod:`hpckit.launch.pools` - start what was rendered (dask-jobqueue / LocalCluster, Parsl, vine_factory),
-  record job ids as they are submitted;
+* :mod:`hpckit.engines` (beside this package) - per engine, the pool that starts what was rendered
+  (dask-jobqueue / LocalCluster, Parsl, vine_factory) and records job ids as they are submitted;
 * :mod:`hpckit.launch.teardown` - signals, cancelling, waiting for workers, `hpckit jobs` / `hpckit cancel`;
 * :mod:`hpckit.launch.flow` - :func:`launch` with :class:`LaunchOptions` -> :class:`LaunchResult`;
 * :mod:`hpckit.launch.session` - the pool between runs (launch = up + run + down), used by launch and by

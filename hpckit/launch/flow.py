@@ -20,11 +20,15 @@ from hpckit.deploy.schedulers import scheduler_for
 from hpckit.errors import LaunchError
 from hpckit.paths import atomic_write, private_dir, shell_safe_path, umask_mode
 from hpckit.launch.keeper import keeper, resume_hint
-from hpckit.launch.plan import LOCAL_BACKENDS, default_run_dir, pick_backend, size
+from hpckit.engines import ENGINES
+from hpckit.launch.plan import default_run_dir, pick_backend, size
 from hpckit.launch.teardown import process_identity, signals_raise
 from hpckit.report.hooks import RunRecord, lock_hash
-from hpckit.run import RunSpec, make_local_executor, run_with_executor
+from hpckit.run import RunSpec, run_with_executor
 from hpckit.units import plural
+
+
+FALLBACK = "futures"  # the engine a launch runs here when the site's scheduler is not on this machine
 
 
 @dataclass
@@ -92,7 +96,7 @@ def launch(opts: LaunchOptions) -> LaunchResult:
     backend = pick_backend(site, opts.backend)
     opts.spec.check_inputs()
     run_dir = Path(opts.run_dir).absolute() if opts.run_dir else default_run_dir(site)
-    if backend not in LOCAL_BACKENDS:  # engines format it (and logs/, runinfo/ under it) into shell commands
+    if ENGINES[backend].batch:  # engines format it (and logs/, runinfo/ under it) into shell commands
         for p in (run_dir, run_dir.resolve()):
             shell_safe_path(p, "run directory")
     # 0700: outputs, logs, credentials (TLS, Parsl keys) are the user's alone; checked before any link is followed
@@ -108,7 +112,7 @@ def launch(opts: LaunchOptions) -> LaunchResult:
         say(f"hpckit: WARNING: site {site.name} needs an account and none is set; the scheduler will likely "
             "refuse the jobs (--set account=<your project>)")
 
-    local = backend in LOCAL_BACKENDS
+    local = not ENGINES[backend].batch
     if not local and sched.batch and sched.missing() and not opts.dry_run:
         missing = sched.missing()
         msg = (f"site {site.name} uses {site.scheduler}, but {', '.join(missing)} "
@@ -118,7 +122,7 @@ def launch(opts: LaunchOptions) -> LaunchResult:
                                     "to run locally)")
         say(f"hpckit: {msg}; running locally with FuturesExecutor instead")
         result.notes.append(msg + "; fell back to a local run")
-        result.mode, backend, local = "fallback", "futures", True
+        result.mode, backend, local = "fallback", FALLBACK, True
 
     chunks = spec.count_chunks() if opts.workers is None else None
     if local:
@@ -138,8 +142,8 @@ def launch(opts: LaunchOptions) -> LaunchResult:
         _record(run_dir, result, base)
         error: BaseException | None = None
         try:
-            _, result.metrics, result.written = run_with_executor(spec, make_local_executor(backend, workers,
-                                                                                            spec.status))
+            with ENGINES[backend].run_executor(None, workers, spec.status, run_dir, say) as executor:
+                _, result.metrics, result.written = run_with_executor(spec, executor)
         except BaseException as exc:
             error = exc
             raise
@@ -157,7 +161,7 @@ def launch(opts: LaunchOptions) -> LaunchResult:
         _record(run_dir, result, base)
 
     if not opts.dry_run:
-        pieces = needs_shared_filesystem(site, backend, opts.spec.fileset, opts.spec.analysis)
+        pieces = needs_shared_filesystem(site, ENGINES[backend].node_files, opts.spec.fileset, opts.spec.analysis)
         if pieces:
             raise LaunchError(f"site {site.name} has no shared file system, and this launch reaches the nodes "
                               f"through client paths: {'; '.join(pieces)} (hpckit doctor --site {site.name})")

@@ -2,8 +2,8 @@
 (within a minute, saying why) when no worker is left and none can come.
 
 * Replacements follow the work: the pool replaces a job that ended (walltime, retirement, preemption) for as
-  long as the run needs workers, with no fixed cap; it stops when ``failures_allowed`` jobs in a row ended
-  without a worker ever connecting (a broken environment, a site that kills them), and says so.
+  long as the run needs workers, with no fixed cap; it stops when ``failures_allowed`` jobs in a row
+  (:mod:`hpckit.engines.base`) ended without a worker ever connecting (a broken environment, a site that kills them), and says so.
 * Stalled: no worker connected and no job of the run pending or running, for ``grace`` seconds once the pool
   says why (replacing stopped, a refused submission, the engine gave up), or for the pool's
   ``quiet_allowed()`` when nothing says why (Parsl replaces ended blocks only at its next poll): nothing will
@@ -27,11 +27,6 @@ logger = logging.getLogger("hpckit.launch")
 
 class Stalled(LaunchError):
     """No worker left and none can come; the message says why and how to resume."""
-
-
-def failures_allowed(jobs: int) -> int:
-    """Jobs in a row that may end without a worker connecting before replacing stops."""
-    return max(3, 2 * jobs)
 
 
 _KEEP_LOCK = threading.Lock()  # one keep_alive at a time, whichever loop calls it

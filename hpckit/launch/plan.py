@@ -15,14 +15,14 @@ from hpckit.deploy.backends import Sizing
 from hpckit.deploy.network import manager_address
 from hpckit.deploy.schedulers import Scheduler, scheduler_for
 from hpckit.deploy.site import Site, load_site
+from hpckit.engines import ENGINES, Engine, get
 from hpckit.errors import LaunchError
 from hpckit.paths import user_run_root
 from hpckit.run import default_workers
 from hpckit.units import plural
 
-BACKENDS = ("dask", "parsl", "taskvine", "futures", "iterative")
-BATCH_BACKENDS = ("dask", "parsl", "taskvine")
-LOCAL_BACKENDS = ("futures", "iterative")
+BACKENDS = tuple(ENGINES)  # every engine, the local ones first (hpckit.engines reads their files)
+BATCH_BACKENDS = tuple(n for n, e in ENGINES.items() if e.batch)
 
 
 def _expand(path: str) -> str | None:
@@ -65,12 +65,7 @@ def run_roots() -> list[Path]:
 
 def pick_backend(site: Site, backend: str | None) -> str:
     """``backend``, or the site's ``default_backend``."""
-    if backend is None:
-        return site.default_backend
-    backend = backend.lower()
-    if backend not in BACKENDS:
-        raise LaunchError(f"unknown backend {backend!r}; expected one of {', '.join(BACKENDS)}")
-    return backend
+    return get(site.default_backend if backend is None else backend, "backend", LaunchError).name
 
 
 def worker_limit(site: Site) -> int:
@@ -109,6 +104,10 @@ class Plan:
     rendered: list[Path] = field(default_factory=list)
 
     @property
+    def engine(self) -> Engine:
+        return ENGINES[self.backend]
+
+    @property
     def scheduler(self) -> Scheduler:
         return scheduler_for(self.site, self.run_dir / "logs")
 
@@ -127,21 +126,11 @@ class Plan:
 
     def describe(self) -> list[str]:
         """The dry run's text: what was rendered and what would be started."""
-        site, s, sched, run_dir = self.site, self.sizing, self.scheduler, self.run_dir
+        s, sched, run_dir = self.sizing, self.scheduler, self.run_dir
         lines = [self.headline(), f"rendered into {run_dir}: " + ", ".join(p.name for p in self.rendered)]
         if not sched.batch:
             lines.append(f"would start {self.backend} with {plural(s.workers, 'local worker process', 'local worker processes')}; "
                          "nothing is submitted")
-        elif self.backend == "dask":
-            if not (run_dir / sched.job_script_name()).exists():
-                lines.append("(no job script rendered: dask-jobqueue is not installed; pip install 'hpckit[dask]')")
-            lines.append(f"would submit {plural(s.jobs, 'job')} of {run_dir / sched.job_script_name()} with "
-                         f"{sched.submit_command} (dask-jobqueue {site.scheduler}), "
-                         f"{plural(site.worker.per_job, 'worker')} each")
-        elif self.backend == "parsl":
-            lines.append(f"would load {run_dir / 'parsl_config.py'} with {plural(s.jobs, 'block')} "
-                         f"({sched.submit_command} via Parsl)")
         else:
-            cmd = (run_dir / "vine_factory.sh").read_text().splitlines()[-1].removeprefix("exec ")
-            lines.append(f"would run: {cmd}  ({plural(s.jobs, 'worker job')} via {sched.submit_command})")
+            lines += self.engine.dry_run(self)
         return lines

@@ -30,9 +30,9 @@ from hpckit.deploy import delivery, load_site
 from hpckit.deploy.network import require_interface
 from hpckit.deploy.schedulers import scheduler_for
 from hpckit.errors import LaunchError
-from hpckit.launch.plan import LOCAL_BACKENDS, Plan, default_run_dir, manager_host, pick_backend, size
+from hpckit.engines import ENGINES, batch_names
+from hpckit.launch.plan import Plan, default_run_dir, manager_host, pick_backend, size
 from hpckit.launch.changes import fingerprint_now, forget_edited_modules, guarded
-from hpckit.launch.pools import make_pool
 from hpckit.launch.teardown import process_identity, teardown, wait_for_first_worker
 from hpckit.paths import private_dir, shell_safe_path
 from hpckit.units import plural
@@ -118,8 +118,10 @@ class Session:
         if site is None:
             site = load_site(opts.site, list(opts.overrides) + delivery.env_overrides(opts.env)).site
         self.backend = pick_backend(site, opts.backend)
-        if self.backend in LOCAL_BACKENDS:
-            raise LaunchError(f"backend {self.backend} has no workers to keep up; use dask, parsl or taskvine")
+        self.engine = ENGINES[self.backend]
+        if not self.engine.batch:
+            raise LaunchError(f"backend {self.backend} has no workers to keep up; "
+                              f"use one of {', '.join(batch_names())}")
         self.site = site
         if opts.workers and opts.adapt:
             raise LaunchError("give --workers N or --adapt MIN:MAX, not both")
@@ -181,7 +183,7 @@ class Session:
         require_interface(site)  # one line naming the interfaces here, not a traceback from dask or parsl
         self.say(plan.headline())
         t0 = time.perf_counter()
-        self.pool = pool = make_pool(plan)
+        self.pool = pool = self.engine.pool(plan)
         from hpckit.report.hooks import JobStateRecorder
 
         try:
@@ -200,7 +202,7 @@ class Session:
                 self.record(helpers=helpers)
             if self.adapt:
                 self._adapt(*self.adapt)
-            if self.backend != "taskvine":  # TaskVine's manager only exists inside the executor's run
+            if self.engine.first_worker_before_run:
                 wait_for_first_worker(pool, self.sched, opts.worker_timeout, sizing.jobs if self.sched.batch else 0)
                 self.first_worker_at = time.perf_counter()
                 self.seconds_to_first_worker = self.first_worker_at - t0
@@ -244,18 +246,8 @@ class Session:
 
     def _adapt(self, lo: int, hi: int) -> None:
         """Scale between ``lo`` and ``hi`` workers with the load (in whole jobs)."""
-        self.pool.adaptive = True
-        jobs = (self.site.jobs_for(lo), self.site.jobs_for(hi))  # whole jobs of worker.per_job workers
-        cluster = getattr(self.pool, "cluster", None)
-        if cluster is not None and self.sched.batch:
-            cluster.adapt(minimum_jobs=jobs[0], maximum_jobs=jobs[1])
-        elif cluster is not None:
-            cluster.adapt(minimum=lo, maximum=hi)
-        elif getattr(self.pool, "dfk", None) is not None:  # Parsl's strategy reads these on every tick
-            for ex in self.pool._htex():
-                ex.provider.min_blocks, ex.provider.max_blocks = jobs
-        else:
-            raise LaunchError(f"--adapt is not supported for the {self.backend} backend; give --workers N")
+        self.pool.adapt((lo, hi), (self.site.jobs_for(lo), self.site.jobs_for(hi)))  # whole jobs of per_job
+        self.pool.adaptive = True  # the engine decides how many jobs run: the keeper leaves them alone
 
     # ---- use ---------------------------------------------------------------------------------------
     def executor(self, status: bool = True) -> Any:

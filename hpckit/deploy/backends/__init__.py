@@ -1,6 +1,8 @@
 """Per-backend rendering of a site (pure: text and dicts, no submission).
 
-Call :func:`render_all` for every artifact on disk, or the per-backend functions:
+One module here per engine that runs on batch sites, each with ``files(site, manager_host, port, out_dir,
+sizing) -> {file name: text}``; :data:`BACKENDS` is the modules found (``common`` is shared). Call
+:func:`render_all` for every artifact on disk, or the per-backend functions:
 
 * :func:`hpckit.deploy.backends.dask.render_dask` (site) -> DaskRendering(cluster_class, kwargs, job_script)
 * :func:`hpckit.deploy.backends.parsl.render_parsl` (site) -> str (parsl_config.py)
@@ -9,14 +11,19 @@ Call :func:`render_all` for every artifact on disk, or the per-backend functions
 
 from __future__ import annotations
 
-import json
+import importlib
+import pkgutil
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from hpckit.defaults import VINE_PORT
-from hpckit.deploy.site import Site
 
-BACKENDS = ("dask", "parsl", "taskvine")
+if TYPE_CHECKING:
+    from hpckit.deploy.site import Site
+
+# one renderer module per engine that runs on batch sites (hpckit.engines names the same ones)
+BACKENDS = tuple(sorted(m.name for m in pkgutil.iter_modules(__path__) if m.name != "common"))
 
 
 @dataclass(frozen=True)
@@ -58,38 +65,7 @@ def render_files(site: Site, backend: str, manager_host: str | None = None, port
 
     if backend not in BACKENDS:
         raise ValueError(f"unknown backend {backend!r}; expected one of {', '.join(BACKENDS)}")
-    files: dict[str, str] = {}
-    if backend == "dask":
-        from hpckit.deploy.backends.dask import render_dask
-
-        r = render_dask(site, sizing)
-        doc = {"cluster_class": r.cluster_class, "kwargs": r.kwargs}
-        if sizing is not None:
-            doc["scale_jobs"] = sizing.jobs
-        files["dask_cluster.json"] = json.dumps(doc, indent=2) + "\n"
-        if r.job_script is not None:
-            from hpckit.deploy.schedulers import scheduler_class
-
-            files[scheduler_class(site.scheduler).job_script_name()] = r.job_script
-    elif backend == "parsl":
-        from hpckit.deploy.backends.parsl import render_parsl
-
-        files["parsl_config.py"] = render_parsl(site, sizing)
-    else:
-        from hpckit.deploy.backends.taskvine import WRAPPER_NAME, render_taskvine
-
-        base = Path(out_dir) if out_dir is not None else None
-        cfg = str(base / "vine_factory.json") if base else "vine_factory.json"
-        wrp = str(base / WRAPPER_NAME) if base else WRAPPER_NAME
-        r = render_taskvine(site, manager_host, port, config_path=cfg, wrapper_path=wrp, sizing=sizing)
-        files["vine_factory.json"] = json.dumps(r.config, indent=2) + "\n"
-        files["vine_factory.sh"] = (
-            "#!/bin/bash\n"
-            f"# hpckit: TaskVine factory for site {site.name}; workers dial {r.command[-2]}:{port}\n"
-            f"exec {r.command_line}\n"
-        )
-        if r.wrapper is not None:
-            files[WRAPPER_NAME] = r.wrapper
+    files = importlib.import_module(f"{__name__}.{backend}").files(site, manager_host, port, out_dir, sizing)
     files.update(worker_job(site, backend))
     return files
 

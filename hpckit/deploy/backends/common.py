@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import shlex
 
-from hpckit.deploy.render import job_context, render_template
+from hpckit.deploy.render import SCRIPT, JobMode, job_context, render_template
 from hpckit.deploy.schedulers import scheduler_class
 from hpckit.deploy.site import Site
 
@@ -13,7 +13,7 @@ JOB_START_ENV = "HPCKIT_JOB_START"
 JOB_START_LINE = f'export {JOB_START_ENV}="$(date +%s)"'  # a launch's dask job script: when the job began
 
 
-def directive_lines(site: Site, backend: str, mode: str, name: str | None = None) -> list[str]:
+def directive_lines(site: Site, backend: str, mode: JobMode, name: str | None = None) -> list[str]:
     """The scheduler header for ``mode`` (see :func:`job_context`) as lines.
 
     Slurm/PBS lines keep their ``#SBATCH``/``#PBS`` prefix; HTCondor lines are ``key = value``;
@@ -26,7 +26,7 @@ def directive_lines(site: Site, backend: str, mode: str, name: str | None = None
     return [line for line in text.splitlines() if line.strip()]
 
 
-def directive_args(site: Site, backend: str, mode: str, name: str | None = None) -> list[str]:
+def directive_args(site: Site, backend: str, mode: JobMode, name: str | None = None) -> list[str]:
     """Slurm/PBS directives without the prefix (``--account=m1234``), as sbatch/qsub read them: the
     values were validated (:data:`hpckit.deploy.site.Directive`), not quoted. :func:`directive_argv`
     gives them shell-quoted for a command line."""
@@ -36,14 +36,14 @@ def directive_args(site: Site, backend: str, mode: str, name: str | None = None)
     return [line[len(prefix):] for line in directive_lines(site, backend, mode, name)]
 
 
-def directive_argv(site: Site, backend: str, mode: str, extra: list[str] = ()) -> str:
+def directive_argv(site: Site, backend: str, mode: JobMode, extra: list[str] = ()) -> str:
     """:func:`directive_args` (plus ``extra`` arguments) as one shell-quoted command-line fragment
     (``--constraint='gpu&hbm80g'``)."""
     args = [*directive_args(site, backend, mode), *extra]
     return " ".join(shlex.join(arg.split(" ")) for arg in args)
 
 
-def htcondor_commands(site: Site, backend: str, mode: str) -> dict[str, str]:
+def htcondor_commands(site: Site, backend: str, mode: JobMode) -> dict[str, str]:
     """HTCondor header as ``{command: value}``."""
     out: dict[str, str] = {}
     for line in directive_lines(site, backend, mode):
@@ -88,7 +88,7 @@ def worker_job(site: Site, backend: str) -> dict[str, str]:
     The job reads the scheduler/manager address from ``HPCKIT_DASK_SCHEDULER``, ``HPCKIT_PARSL_ADDRESSES``
     + ``HPCKIT_PARSL_PORT`` or ``HPCKIT_VINE_MANAGER`` + ``HPCKIT_VINE_PORT`` in its environment.
     """
-    job = job_context(site, backend, "script")
+    job = job_context(site, backend, SCRIPT)
     sched = scheduler_class(site.scheduler)
     submit = f"{sched.submit_command} worker_job{sched.script_suffix}"
     files = {"worker_job.sh": render_template("worker_job.sh.j2", site=site, job=job, submit_hint=submit,

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from hpckit.deploy.backends.common import (
@@ -12,10 +14,12 @@ from hpckit.deploy.backends.common import (
     prologue_lines,
     wrapped_python,
 )
+from hpckit.deploy.render import JobMode
 from hpckit.deploy.schedulers import scheduler_class
 from hpckit.errors import MissingExtra
 from hpckit.deploy.site import Site, format_memory
 
+MODE = JobMode("dask", job_name="dask-worker")  # dask-jobqueue writes the script around our directives
 # keyword arguments that belong to the cluster, not to the Job that writes the script
 _CLUSTER_ONLY = ("scheduler_options", "n_workers")
 PLACEHOLDER_SCHEDULER = "tcp://<insert-scheduler-address-here>:8786"
@@ -117,11 +121,11 @@ def render_dask(site: Site, sizing: Any = None) -> DaskRendering:
         kwargs["local_directory"] = '"$HPCKIT_SCRATCH"'  # dask-jobqueue joins its command unquoted
     if sched.directive_prefix is None:  # HTCondor: submit commands, merged into its description
         kwargs["disk"] = format_memory(site.worker.disk * site.worker.per_job)
-        kwargs["job_extra_directives"] = htcondor_commands(site, "dask", "dask")
+        kwargs["job_extra_directives"] = htcondor_commands(site, "dask", MODE)
     else:
         # dask-jobqueue's own header lines all start with the prefix; skip them and give it ours (quoted, complete)
         kwargs["job_directives_skip"] = [sched.directive_prefix.strip()]
-        kwargs["job_extra_directives"] = directive_args(site, "dask", "dask",
+        kwargs["job_extra_directives"] = directive_args(site, "dask", MODE,
                                                         sizing.job_name if sizing is not None else None)
         if sizing is not None and sizing.log_dir:
             kwargs["job_extra_directives"] += sched.log_directives(sizing.log_dir, "dask-worker")
@@ -139,3 +143,16 @@ def job_script(rendering: DaskRendering, scheduler_address: str = PLACEHOLDER_SC
     job_cls = cluster_cls.job_cls
     job_kwargs = {k: v for k, v in rendering.kwargs.items() if k not in _CLUSTER_ONLY}
     return job_cls(scheduler_address, name="dummy-name", **job_kwargs).job_script()
+
+
+def files(site: Site, manager_host: str | None, port: int, out_dir: Path | None, sizing: Any) -> dict[str, str]:
+    """``dask_cluster.json`` (cluster_class + kwargs, ``scale_jobs`` for a launch), and the job script
+    dask-jobqueue submits (``job_script.sh``; ``.sub`` for HTCondor; none for the local site)."""
+    r = render_dask(site, sizing)
+    doc = {"cluster_class": r.cluster_class, "kwargs": r.kwargs}
+    if sizing is not None:
+        doc["scale_jobs"] = sizing.jobs
+    out = {"dask_cluster.json": json.dumps(doc, indent=2) + "\n"}
+    if r.job_script is not None:
+        out[scheduler_class(site.scheduler).job_script_name()] = r.job_script
+    return out

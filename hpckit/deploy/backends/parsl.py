@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from hpckit.deploy.backends.common import container_prefix, directive_lines, prologue_lines
-from hpckit.deploy.render import job_context, render_template
+from hpckit.deploy.render import JobMode, job_context, render_template
 from hpckit.deploy.schedulers import scheduler_class
 from hpckit.deploy.site import Site, format_walltime
+
+MODE = JobMode("parsl", names_jobs=False, walltime=False, nodes=False)  # the provider writes those
+
 
 def provider_name(site: Site) -> str:
     """The Parsl provider class for the site."""
@@ -27,7 +31,7 @@ def _provider_args(site: Site, sizing: Any = None) -> dict[str, Any]:
     }
     if sizing is not None:  # a launch: exactly these blocks, submitted at parsl.load and kept (ended ones replaced)
         args.update(init_blocks=sizing.jobs, min_blocks=sizing.jobs, max_blocks=sizing.jobs)
-    args.update(sched.parsl_provider_args(site, job_context(site, "parsl", "parsl")))
+    args.update(sched.parsl_provider_args(site, job_context(site, "parsl", MODE)))
     return args
 
 
@@ -52,9 +56,9 @@ def render_parsl(site: Site, sizing: Any = None) -> str:
     With a walltime, ``drain_period`` ends each block's pool between tasks before the walltime (Parsl then
     replaces the block: ``min_blocks``).
     """
-    job = job_context(site, "parsl", "parsl")
+    job = job_context(site, "parsl", MODE)
     batch = scheduler_class(site.scheduler).batch
-    sched_opts = directive_lines(site, "parsl", "parsl")
+    sched_opts = directive_lines(site, "parsl", MODE)
     prefix = container_prefix(site)
     ctx = {
         "site": site,
@@ -73,3 +77,8 @@ def render_parsl(site: Site, sizing: Any = None) -> str:
         else (sizing.workers if sizing is not None else site.max_workers),
     }
     return render_template("parsl/config.py.j2", **ctx)
+
+
+def files(site: Site, manager_host: str | None, port: int, out_dir: Path | None, sizing: Any) -> dict[str, str]:
+    """``parsl_config.py``."""
+    return {"parsl_config.py": render_parsl(site, sizing)}

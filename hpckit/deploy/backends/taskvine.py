@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import shlex
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from hpckit.defaults import VINE_PORT
@@ -15,10 +17,11 @@ from hpckit.deploy.backends.common import (
     render_template_macro,
 )
 from hpckit.deploy.network import interface_address
-from hpckit.deploy.render import job_context
+from hpckit.deploy.render import JobMode, job_context
 from hpckit.deploy.schedulers import scheduler_class
 from hpckit.deploy.site import Site
 
+MODE = JobMode("taskvine", names_jobs=False)  # vine_factory's batch options: no job name, no log paths
 WRAPPER_NAME = "vine_worker_wrapper.sh"
 # Rendered off-site with no --manager-host: the factory's own host, as the shell there names it (the factory
 # runs beside the manager); never loopback, which a worker on another node would take for itself.
@@ -74,7 +77,7 @@ def render_taskvine(
     """
     if manager_host is None:
         manager_host = interface_address(site) or SUBMIT_HOST
-    job = job_context(site, "taskvine", "taskvine")
+    job = job_context(site, "taskvine", MODE)
     config: dict[str, Any] = {
         "min-workers": 0,
         "max-workers": site.max_jobs if site.max_jobs is not None else 1,
@@ -97,9 +100,9 @@ def render_taskvine(
         extra = []
         if sizing is not None and sizing.job_name and sched.job_name_directive(sizing.job_name):
             extra.append(sched.job_name_directive(sizing.job_name))
-        batch_options = directive_argv(site, "taskvine", "taskvine", extra)
+        batch_options = directive_argv(site, "taskvine", MODE, extra)
     elif sched.batch:
-        batch_options = "\n".join(directive_lines(site, "taskvine", "taskvine"))
+        batch_options = "\n".join(directive_lines(site, "taskvine", MODE))
     else:
         batch_options = ""
     prologue = prologue_lines(site, "taskvine")
@@ -122,3 +125,22 @@ def render_taskvine(
         command += ["--python-env", site.env_delivery.path]
     command += [manager_host, str(port)]
     return TaskVineRendering(config=config, command=command, batch_options=batch_options, wrapper=wrapper)
+
+
+def files(site: Site, manager_host: str | None, port: int, out_dir: Path | None, sizing: Any) -> dict[str, str]:
+    """``vine_factory.json``, ``vine_factory.sh`` (the exact command), and the worker wrapper when needed."""
+    base = Path(out_dir) if out_dir is not None else None
+    cfg = str(base / "vine_factory.json") if base else "vine_factory.json"
+    wrp = str(base / WRAPPER_NAME) if base else WRAPPER_NAME
+    r = render_taskvine(site, manager_host, port, config_path=cfg, wrapper_path=wrp, sizing=sizing)
+    out = {
+        "vine_factory.json": json.dumps(r.config, indent=2) + "\n",
+        "vine_factory.sh": (
+            "#!/bin/bash\n"
+            f"# hpckit: TaskVine factory for site {site.name}; workers dial {r.command[-2]}:{port}\n"
+            f"exec {r.command_line}\n"
+        ),
+    }
+    if r.wrapper is not None:
+        out[WRAPPER_NAME] = r.wrapper
+    return out

@@ -37,10 +37,11 @@ class PBSScheduler(Scheduler):
 
     @classmethod
     def job_facts(cls, site, mode: str, job: dict[str, Any]) -> dict[str, Any]:
-        # Parsl's PBSProProvider writes the select line itself, from cpus_per_node and select_options
+        # an engine that writes the node count writes PBS Pro's select line too (Parsl's PBSProProvider, from
+        # cpus_per_node and select_options): job["nodes"] is False for it (hpckit.deploy.render.JobMode)
         mem = job["mem_mib"]
         extra = site.pbs.select_extra
-        return {"resources": True, "select": not (mode == "parsl" and cls._pro(site)),
+        return {"resources": True, "select": job["nodes"] or not cls._pro(site),
                 # what follows select=1:ncpus=N (":mem=4096mb:ngpus=1")
                 "select_options": (f":mem={mem}mb" if mem else "") + (f":{extra}" if extra else "")}
 
