@@ -33,6 +33,27 @@ class _RateColumn(ProgressColumn):
         return Text(f"{format_rate(rate)} | {chunk_rate:,.1f} chunks/s{extra}")
 
 
+def _bar(*columns: ProgressColumn, transient: bool, thread: bool = True) -> Progress:
+    """A rich bar ending in elapsed time and ETA. Redrawn by a thread in a terminal; in Jupyter only when
+    told (:func:`_redraw`): rich's thread draws into an Output widget, and a ``print`` of the user's that
+    lands while it does is captured into the widget and vanishes from the cell."""
+    from rich.console import Console
+
+    auto = thread and not Console().is_jupyter
+    return Progress(*columns, TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(), transient=transient,
+                    auto_refresh=auto)
+
+
+def _redraw(progress: Progress, last: list[float], every: float = 0.25) -> None:
+    """Refresh a bar without a thread of its own, at most every ``every`` seconds (``last``: [when])."""
+    if progress.live.auto_refresh:
+        return
+    now = time.monotonic()
+    if now - last[0] >= every:
+        last[0] = now
+        progress.refresh()
+
+
 class ChunkProgress:
     """Progress of a run; a no-op when ``status`` is False (nothing is drawn, no thread started).
     ``failed``: chunk attempts that failed so far (retried, skipped) and files skipped in planning."""
@@ -46,18 +67,10 @@ class ChunkProgress:
         self.started = time.perf_counter()
         self.first_result_at: float | None = None
         self._progress: Progress | None = None
+        self._drawn = [0.0]
         if self.enabled:
-            self._progress = Progress(
-                TextColumn("[bold]{task.description}"),
-                BarColumn(),
-                MofNCompleteColumn(),
-                TextColumn("chunks"),
-                _RateColumn(),
-                TimeElapsedColumn(),
-                TextColumn("ETA"),
-                TimeRemainingColumn(),
-                transient=False,
-            )
+            self._progress = _bar(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+                                  TextColumn("chunks"), _RateColumn(), transient=False)
             self._task = self._progress.add_task(desc, total=total_chunks, events=0, workers=None, failed=0)
 
     def __enter__(self) -> "ChunkProgress":
@@ -67,6 +80,7 @@ class ChunkProgress:
 
     def __exit__(self, *exc: Any) -> None:
         if self._progress is not None:
+            self._progress.refresh()  # the final count, also where nothing redraws by itself
             self._progress.stop()
 
     def advance(self, chunks: int = 1, events: int = 0) -> None:
@@ -76,11 +90,13 @@ class ChunkProgress:
         self.events += events
         if self._progress is not None:
             self._progress.update(self._task, advance=chunks, events=self.events)
+            _redraw(self._progress, self._drawn)
 
     def failed(self, n: int = 1) -> None:
         self.failures += n
         if self._progress is not None:
             self._progress.update(self._task, failed=self.failures)
+            _redraw(self._progress, self._drawn)
 
     def set_workers(self, n: int) -> None:
         if self._progress is not None:
@@ -93,10 +109,10 @@ class PlanProgress:
 
     def __init__(self, status: bool, total_files: int):
         self._progress: Progress | None = None
+        self._drawn = [0.0]
         if status:
-            self._progress = Progress(TextColumn("[bold]Planning"), BarColumn(), MofNCompleteColumn(),
-                                      TextColumn("files"), TimeElapsedColumn(), TextColumn("ETA"),
-                                      TimeRemainingColumn(), transient=True, auto_refresh=False)
+            self._progress = _bar(TextColumn("[bold]Planning"), BarColumn(), MofNCompleteColumn(),
+                                  TextColumn("files"), transient=True, thread=False)
             self._task = self._progress.add_task("plan", total=total_files)
 
     @property
@@ -115,4 +131,4 @@ class PlanProgress:
     def advance(self, files: int) -> None:
         if self._progress is not None:
             self._progress.update(self._task, advance=files)
-            self._progress.refresh()
+            _redraw(self._progress, self._drawn, every=0.0)
