@@ -164,7 +164,14 @@ class FuturesExecutor(ExecutorBase):
         # Many files are read the light way (no tree is kept open to inherit): then the pool reads them,
         # a batch of files a task.
         many = getattr(task, "light", False)
-        if len(specs) < 2 or job is None or self._threads or (self.workers < _PARALLEL_OPEN_MIN_WORKERS and not many):
+        if len(specs) < 2 or self._threads:
+            return super().map_files(task, specs, job)
+        if job is None:  # planning alone (Runner.preprocess): a pool of plain workers, ended by close()
+            if not many or self.workers < 2:
+                return super().map_files(task, specs, job)
+            pool, _ = self._open_pool(None, None)
+            return list(pool.map(task, specs, chunksize=batch_size(len(specs), self.workers)))
+        if self.workers < _PARALLEL_OPEN_MIN_WORKERS and not many:
             return super().map_files(task, specs, job)
         first = task(specs[0])  # in the driver: its open file and a warm-up are inherited by the workers
         warm = None
