@@ -170,7 +170,8 @@ def _dask_chunks_in_flight_max(dask_scheduler=None, since: int = 0) -> int:  # r
 
 def test_dask(baseline):
     """Byte-identical to Iterative; with a small window the scheduler never holds more chunk tasks than
-    the window (observed in the scheduler's own transition log), and the bytes are the same."""
+    the window (observed in the scheduler's own transition log), and the bytes are the same; the files were
+    planned by tasks on the workers."""
     pytest.importorskip("distributed")
     from distributed import Client, LocalCluster
 
@@ -181,7 +182,15 @@ def test_dask(baseline):
             windowed = processor.DaskExecutor(client=client, status=False, window=WINDOW)
             assert _pickled(windowed, WeightedMass(jitter=0.05)) == baseline
             seen = client.run_on_scheduler(_dask_chunks_in_flight_max, since=since)
+            planned_on = client.run_on_scheduler(_dask_planning_tasks)
     assert 2 <= seen <= WINDOW and windowed.stats["in_flight_max"] <= WINDOW
+    assert planned_on  # the files' metadata was read by planning tasks on the workers, not in the driver
+
+
+def _dask_planning_tasks(dask_scheduler=None) -> set:  # runs on the scheduler
+    """Planning tasks (``hpckit-...-meta-N``) that a worker ran (processing -> memory)."""
+    return {key for key, start, finish, *_ in dask_scheduler.transition_log
+            if isinstance(key, str) and "-meta-" in key and (start, finish) == ("processing", "memory")}
 
 
 def test_parsl(baseline, tmp_path):
@@ -197,12 +206,18 @@ def test_parsl(baseline, tmp_path):
     )
     dfk = parsl.load(config)
     try:
+        items = list(processor.Runner(processor.ParslExecutor(config=config, status=False), chunksize=CHUNKSIZE,
+                                      persistent_metadata=False).preprocess(EXAMPLE_FILESET))
+        planning_apps = dfk.task_count  # the files' metadata was read by apps on the workers
         got = _pickled(processor.ParslExecutor(config=config, status=False), WeightedMass(jitter=0.05))
         with _ParslChunksInFlight(dfk) as seen:
             windowed = _pickled(processor.ParslExecutor(config=config, status=False, window=WINDOW), WeightedMass(jitter=0.05))
     finally:
         dfk.cleanup()
     assert got == baseline and windowed == baseline
+    alone = list(processor.Runner(processor.IterativeExecutor(status=False), chunksize=CHUNKSIZE,
+                                  persistent_metadata=False).preprocess(EXAMPLE_FILESET))
+    assert planning_apps >= 1 and items == alone
     assert 2 <= seen.most <= WINDOW  # all 28 at once before the window
 
 
