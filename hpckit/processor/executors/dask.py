@@ -2,8 +2,11 @@
 
 * The ``ChunkJob`` (with the cloudpickled processor inside) is scattered once; every chunk task refers to
   that one future, so the processor crosses the network once per worker, not once per task.
-* Chunk results are merged on the cluster in groups of ``treereduction`` (``merge_payloads``), level by
-  level, until one result is left; only that one travels to the driver.
+* Chunks go out through the bounded window every executor shares; chunk results are merged on the
+  cluster in groups of ``treereduction`` (``merge_payloads``) as soon as a group's tasks are out. Each
+  merged result comes to the driver and goes into the next level's merge as data, so the scheduler
+  forgets the merged tasks (it keeps a task's dependencies as long as the task, to recompute it): the
+  scheduler and the driver hold a window of chunks and a few results per tree level, not the tree.
 * ``retries``: Dask re-runs a task that raised up to ``retries`` times; a task whose worker died is re-run
   by the scheduler on its own (up to ``distributed.scheduler.allowed-failures``, then ``KilledWorker``).
   Every re-run (either kind) is counted from the scheduler's transition log into ``stats["retried"]``.
@@ -40,6 +43,17 @@ def _run_chunk(item, job: ChunkJob):
 
 def _the_job(job: ChunkJob) -> ChunkJob:
     return job
+
+
+@dataclass(frozen=True)
+class _Payload:
+    """A merged result the driver sends back as data (opaque to Dask's argument traversal)."""
+
+    value: Any
+
+
+def _merge(group: list, compression: Any) -> Any:
+    return merge_payloads([g.value if isinstance(g, _Payload) else g for g in group], compression)
 
 
 def _frame_of(result: dict) -> Any:
@@ -192,24 +206,25 @@ class DaskExecutor(ExecutorBase):
         finished = as_completed()
         frames: list[Any] | None = [] if self.use_dataframes else None
 
-        def merge(group: list[Any], level: int) -> Any:
+        merging: dict[str, tuple[int, int]] = {}  # merge task key -> its node (level, index) in the tree
+
+        def merge(node: tuple[int, int], group: list[Any]) -> None:
             fut = client.submit(
-                merge_payloads,
+                _merge,
                 group,
                 job.compression,
-                key=f"{prefix}merge-{level}-{uuid.uuid4().hex[:8]}",
+                key=f"{prefix}merge-{node[0]}-{uuid.uuid4().hex[:8]}",
                 retries=self.retries,
-                priority=self.priority + 1 + level,  # merge early: frees worker memory sooner
+                priority=self.priority + node[0],  # merge early: frees worker memory sooner
             )
-            live.difference_update(group)  # the merge holds them now
+            live.difference_update(g for g in group if not isinstance(g, _Payload))  # the merge holds them now
             live.add(fut)
-            return fut
+            merging[fut.key] = node
+            finished.add(fut)
 
-        def place(index: int, leaf: Any) -> None:
-            todo = [(0, index, leaf)]
-            while todo:
-                for (level, up), group in tree.put(*todo.pop()):
-                    todo.append((level, up, merge(group, level - 1)))
+        def place(level: int, index: int, value: Any) -> None:
+            for node, group in tree.put(level, index, value):
+                merge(node, group)
 
         def submit_more() -> None:
             for i in window.take():
@@ -230,11 +245,24 @@ class DaskExecutor(ExecutorBase):
                     frames.append(client.submit(_frame_of, fut, key=f"{prefix}frame-{i}"))
                     leaf = client.submit(_without_frame, fut, key=f"{prefix}meta-{i}")
                 live.add(leaf)
-                place(i, leaf)
+                place(0, i, leaf)
 
         submit_more()
         polled = time.monotonic()
         for fut in finished:
+            node = merging.pop(fut.key, None)
+            if node is not None:
+                # a merge's result comes to the driver and goes into the next merge as data: the scheduler
+                # then forgets the merge and the chunks under it (a task's dependencies are kept as long
+                # as it is, to recompute it: the whole tree's lineage would stay in the scheduler)
+                live.discard(fut)
+                try:
+                    payload = fut.result()
+                except Exception as err:
+                    raise chunk_failure("merging results", err, self.retries + 1) from err
+                del fut
+                place(*node, _Payload(payload))
+                continue
             if fut.status == "error":
                 raise self._error(fut, items[int(fut.key.rsplit("-", 1)[1])])
             index = int(fut.key.rsplit("-", 1)[1])
@@ -251,9 +279,9 @@ class DaskExecutor(ExecutorBase):
             submit_more()
         last_chunk = time.monotonic()
         engine_workers |= set(client.scheduler_info(n_workers=-1).get("workers", {}))
-        root = tree.root
+        root = tree.root  # a merged payload, or the one chunk's future
         try:
-            payload = root.result()
+            payload = root.value if isinstance(root, _Payload) else root.result()
         except Exception as err:
             raise chunk_failure("merging results", err, self.retries + 1) from err
         result = canonical_result(decompress(payload))
