@@ -148,6 +148,7 @@ else:
     merge = stats.get("merge_s", stats.get("merge_tail_s", 0.0))
     out["merge_s"] = merge
     out["held_max"] = stats.get("held_max")
+    out["in_flight_max"] = stats.get("in_flight_max")
     out["events"] = int(result["events"])
 out["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 # CPU seconds of this process and its (ended) workers: on a loaded machine, what the run would cost idle
@@ -203,6 +204,7 @@ def chunks_case(workdir: Path, m: int, executors: list[str], workers: int) -> No
         frac = r["merge_s"] / r["seconds"] if r["seconds"] else 0.0
         print(f"chunks {r['chunks']:>7,} ({ex}({workers}), chunksize {chunksize}): run {r['seconds']:7.1f} s "
               f"({r['seconds'] / r['chunks'] * 1e3:5.2f} ms/chunk)  merge {frac:5.1%}  held max {r['held_max']}  "
+              f"in flight max {r.get('in_flight_max')}  "
               f"cpu {r.get('cpu_s', 0):.0f} s  driver peak {r['peak_rss_mb']:.0f} MB  [{load()}]", flush=True)
 
 

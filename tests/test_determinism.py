@@ -148,13 +148,49 @@ def test_resumed_from_checkpoints_is_byte_identical(baseline, tmp_path):
     assert pickle.dumps(out, protocol=pickle.HIGHEST_PROTOCOL) == baseline
 
 
+WINDOW = 4  # chunks in flight at most, in the windowed runs below (28 chunks)
+
+
+def _dask_chunks_in_flight_max(dask_scheduler=None, since: int = 0) -> int:  # runs on the scheduler
+    """The most chunk tasks the scheduler held at once between submission and result, from its own
+    transition log: a task enters when it first goes from ``released`` to be run, leaves at ``memory``."""
+    entered, left, now, most = set(), set(), 0, 0
+    for key, start, finish, *_ in list(dask_scheduler.transition_log)[since:]:
+        if not (isinstance(key, str) and "-chunk-" in key):
+            continue
+        if start == "released" and finish != "forgotten" and key not in entered:
+            entered.add(key)
+            now += 1
+        elif finish == "memory" and key not in left:
+            left.add(key)
+            now -= 1
+        most = max(most, now)
+    return most
+
+
 def test_dask(baseline):
+    """Byte-identical to Iterative; with a small window the scheduler never holds more chunk tasks than
+    the window (observed in the scheduler's own transition log), and the bytes are the same; the files were
+    planned by tasks on the workers."""
     pytest.importorskip("distributed")
     from distributed import Client, LocalCluster
 
     with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1", dashboard_address=None) as cl:
         with Client(cl) as client:
             assert _pickled(processor.DaskExecutor(client=client, status=False), WeightedMass(jitter=0.05)) == baseline
+            since = client.run_on_scheduler(lambda dask_scheduler: len(dask_scheduler.transition_log))
+            windowed = processor.DaskExecutor(client=client, status=False, window=WINDOW)
+            assert _pickled(windowed, WeightedMass(jitter=0.05)) == baseline
+            seen = client.run_on_scheduler(_dask_chunks_in_flight_max, since=since)
+            planned_on = client.run_on_scheduler(_dask_planning_tasks)
+    assert 2 <= seen <= WINDOW and windowed.stats["in_flight_max"] <= WINDOW
+    assert planned_on  # the files' metadata was read by planning tasks on the workers, not in the driver
+
+
+def _dask_planning_tasks(dask_scheduler=None) -> set:  # runs on the scheduler
+    """Planning tasks (``hpckit-...-meta-N``) that a worker ran (processing -> memory)."""
+    return {key for key, start, finish, *_ in dask_scheduler.transition_log
+            if isinstance(key, str) and "-meta-" in key and (start, finish) == ("processing", "memory")}
 
 
 def test_parsl(baseline, tmp_path):
@@ -168,14 +204,45 @@ def test_parsl(baseline, tmp_path):
                                           provider=LocalProvider(init_blocks=1, min_blocks=0, max_blocks=1))],
         run_dir=str(tmp_path), retries=0, strategy="none",
     )
+    dfk = parsl.load(config)
     try:
+        items = list(processor.Runner(processor.ParslExecutor(config=config, status=False), chunksize=CHUNKSIZE,
+                                      persistent_metadata=False).preprocess(EXAMPLE_FILESET))
+        planning_apps = dfk.task_count  # the files' metadata was read by apps on the workers
         got = _pickled(processor.ParslExecutor(config=config, status=False), WeightedMass(jitter=0.05))
+        with _ParslChunksInFlight(dfk) as seen:
+            windowed = _pickled(processor.ParslExecutor(config=config, status=False, window=WINDOW), WeightedMass(jitter=0.05))
     finally:
-        try:
-            parsl.dfk().cleanup()
-        except Exception:  # noqa: BLE001 - the executor already cleaned up the DFK it loaded
-            pass
-    assert got == baseline
+        dfk.cleanup()
+    assert got == baseline and windowed == baseline
+    alone = list(processor.Runner(processor.IterativeExecutor(status=False), chunksize=CHUNKSIZE,
+                                  persistent_metadata=False).preprocess(EXAMPLE_FILESET))
+    assert planning_apps >= 1 and items == alone
+    assert 2 <= seen.most <= WINDOW  # all 28 at once before the window
+
+
+class _ParslChunksInFlight:
+    """Samples the DataFlowKernel's task table (every 2 ms, in a thread) for chunk apps not finished yet:
+    Parsl drops a task's record before its future resolves, so the table holds exactly those in flight."""
+
+    def __init__(self, dfk):
+        import threading
+
+        self.dfk, self.most, self._stop = dfk, 0, threading.Event()
+        self._thread = threading.Thread(target=self._watch, daemon=True)
+
+    def _watch(self) -> None:
+        while not self._stop.wait(0.002):
+            chunks = sum(1 for t in list(self.dfk.tasks.values()) if t.get("func_name") == "run_cached")
+            self.most = max(self.most, chunks)
+
+    def __enter__(self):
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        self._thread.join()
 
 
 def _have_vine() -> bool:

@@ -263,3 +263,25 @@ def test_jobs_progress_from_the_run_records(files, tmp_path):
     (tmp_path / "run" / "chunks.jsonl").write_text("\n".join(half) + "\n")
     line = progress_line(tmp_path / "run")
     assert line.startswith(f"{m['chunks'] // 2}/{m['chunks']} chunks") and "chunks/s" in line and "ended" not in line
+
+
+def test_planning_alone_spreads_over_the_futures_pool(files):
+    """``Runner.preprocess`` without a processor plans many files on the pool's workers (light reads, a
+    batch a task), gives the chunks the driver alone gives, and leaves no worker process behind."""
+    import psutil
+
+    fs = _fileset(files)
+    alone = list(processor.Runner(processor.IterativeExecutor(status=False), chunksize=7,
+                                  persistent_metadata=False).preprocess(fs))
+
+    def kids() -> set[int]:
+        return {p.pid for p in psutil.Process().children(recursive=True) if p.status() != psutil.STATUS_ZOMBIE}
+
+    before = kids()
+    gen = processor.Runner(processor.FuturesExecutor(workers=2, status=False), chunksize=7,
+                           persistent_metadata=False).preprocess(fs)
+    pooled = [next(gen)]  # every file is planned by now: by the pool's two workers, still up
+    assert len(kids() - before) == 2
+    pooled.extend(gen)
+    assert pooled == alone and len(alone) > len(files)
+    assert not kids() - before

@@ -4,8 +4,9 @@
 * ``Failure`` / ``guarded``: an exception carried back as a value (with the worker's traceback text), for
   engines that would otherwise lose it (TaskVine prints it to the task's stdout).
 * ``StreamingDriver``: the submit / wait / retry / merge-on-workers loop for engines that hand back
-  futures one at a time (Parsl, TaskVine). Dask builds its reduction graph up front instead and lets
-  the scheduler do the same work (``tree_reduce``).
+  futures one at a time (Parsl, TaskVine), submitting through the shared bounded window
+  (:mod:`._window`). Dask submits through the same window and lets its scheduler wait for a merge's
+  inputs (a merge is submitted as soon as its group's tasks are).
 * ``chunk_failure``: the error that ends a run when a chunk keeps failing; it keeps the processor's own
   exception (and message, chunk, traceback) when there is one.
 * ``run_stats``: the ``executor.stats`` every executor reports (tasks retried, workers).
@@ -26,6 +27,7 @@ from typing import Any, Protocol
 
 from hpckit.errors import ChunkError, EngineError
 from hpckit.processor.accumulate import MergeTree, canonical_result
+from hpckit.processor.executors._window import SubmitWindow, window_size
 from hpckit.processor.fileset import WorkItem
 from hpckit.processor.progress import ChunkProgress
 from hpckit.processor.serialize import decompress
@@ -172,6 +174,9 @@ class TaskEngine(Protocol):
 
     def wait(self, handles: list[Any]) -> list[tuple[Any, bool, Any, int, str]]: ...
 
+    def workers(self) -> int:
+        """Workers connected now (sizes the submission window)."""
+
 
 @dataclass
 class _Task:
@@ -183,13 +188,18 @@ class _Task:
 
 
 class StreamingDriver:
-    """Submit every chunk, retry a failed task up to ``retries`` times, and merge finished payloads on
-    the workers in the fixed :class:`MergeTree` order (``width`` consecutive chunks at a time), so the
-    output does not depend on which task finished first. Results waiting for their siblings are the only
-    ones the driver holds (``held_max`` records the most at once)."""
+    """Submit chunks through the bounded window (``window``: its size, None: from the engine's workers,
+    followed as they come and go), retry a failed task up to ``retries`` times, and merge finished
+    payloads on the workers in the fixed :class:`MergeTree` order (``width`` consecutive chunks at a
+    time), so the output does not depend on which task finished first. Results waiting for their
+    siblings are the only ones the driver holds (``held_max`` records the most at once); they are
+    bounded by the window."""
 
-    def __init__(self, engine: TaskEngine, retries: int, width: int, progress: ChunkProgress):
+    def __init__(self, engine: TaskEngine, retries: int, width: int, progress: ChunkProgress,
+                 window: int | None = None):
         self.engine = engine
+        self.window = window
+        self.in_flight_max = 0
         self.retries = max(0, int(retries))
         self.width = max(2, int(width))
         self.progress = progress
@@ -209,9 +219,19 @@ class StreamingDriver:
         tree = MergeTree(len(items), self.width)
         chunks_left, last_chunk = len(items), time.perf_counter()
         pending: dict[Any, _Task] = {}
-        for i, item in enumerate(items):
-            task = _Task("chunk", item, node=(0, i))
-            pending[self._submit(task)] = task
+        window = SubmitWindow(len(items), window_size(self.engine.workers(), self.window))
+        polled = time.monotonic()
+
+        def submit_more() -> None:
+            nonlocal polled
+            if self.window is None and time.monotonic() - polled > 2.0:  # workers come and go
+                polled = time.monotonic()
+                window.resize(window_size(self.engine.workers()))
+            for i in window.take():
+                task = _Task("chunk", items[i], node=(0, i))
+                pending[self._submit(task)] = task
+
+        submit_more()
         while pending:
             for handle, ok, value, extra, worker in self.engine.wait(list(pending)):
                 task = pending.pop(handle)
@@ -233,6 +253,7 @@ class StreamingDriver:
                     raise chunk_failure(what, value, task.attempt, tb)
                 if task.what == "chunk":
                     self.progress.advance(1, len(task.item))
+                    window.finish(task.node[1])
                     chunks_left -= 1
                     if not chunks_left:
                         last_chunk = time.perf_counter()
@@ -241,6 +262,8 @@ class StreamingDriver:
                     merge = _Task("merge", payloads=group, node=node)
                     pending[self._submit(merge)] = merge
                 self.held_max = max(self.held_max, tree.held_max)
+            submit_more()
+        self.in_flight_max = window.in_flight_max
         if not tree.done:
             raise EngineError("the engine returned no result")
         result = canonical_result(decompress(tree.root))

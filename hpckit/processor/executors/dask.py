@@ -2,8 +2,11 @@
 
 * The ``ChunkJob`` (with the cloudpickled processor inside) is scattered once; every chunk task refers to
   that one future, so the processor crosses the network once per worker, not once per task.
-* Chunk results are merged on the cluster in groups of ``treereduction`` (``merge_payloads``), level by
-  level, until one result is left; only that one travels to the driver.
+* Chunks go out through the bounded window every executor shares; chunk results are merged on the
+  cluster in groups of ``treereduction`` (``merge_payloads``) as soon as a group's tasks are out. Each
+  merged result comes to the driver and goes into the next level's merge as data, so the scheduler
+  forgets the merged tasks (it keeps a task's dependencies as long as the task, to recompute it): the
+  scheduler and the driver hold a window of chunks and a few results per tree level, not the tree.
 * ``retries``: Dask re-runs a task that raised up to ``retries`` times; a task whose worker died is re-run
   by the scheduler on its own (up to ``distributed.scheduler.allowed-failures``, then ``KilledWorker``).
   Every re-run (either kind) is counted from the scheduler's transition log into ``stats["retried"]``.
@@ -25,9 +28,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from hpckit.errors import EngineError
-from hpckit.processor.executors._remote import chunk_failure, run_stats, tree_reduce
+from hpckit.processor.executors._remote import chunk_failure, run_stats
+from hpckit.processor.executors._window import SubmitWindow, window_size
 from hpckit.processor.executors.base import ExecutorBase, missing_extra
-from hpckit.processor.accumulate import DEFAULT_TREE_WIDTH, canonical_result
+from hpckit.processor.accumulate import DEFAULT_TREE_WIDTH, MergeTree, canonical_result
 from hpckit.processor.planning import FileBatch, batch_size, in_batches
 from hpckit.processor.serialize import decompress
 from hpckit.processor.work import ChunkJob, merge_payloads
@@ -39,6 +43,17 @@ def _run_chunk(item, job: ChunkJob):
 
 def _the_job(job: ChunkJob) -> ChunkJob:
     return job
+
+
+@dataclass(frozen=True)
+class _Payload:
+    """A merged result the driver sends back as data (opaque to Dask's argument traversal)."""
+
+    value: Any
+
+
+def _merge(group: list, compression: Any) -> Any:
+    return merge_payloads([g.value if isinstance(g, _Payload) else g for g in group], compression)
 
 
 def _frame_of(result: dict) -> Any:
@@ -68,6 +83,7 @@ class DaskExecutor(ExecutorBase):
     heavy_input: Any = None  # coffea's; hpckit sends the processor once per worker whatever this says
     worker_affinity: bool = False  # coffea's; hpckit always prefers the worker that has the chunk's file open
     dashboard_address: str = "127.0.0.1:0"  # only for client=None: where its dashboard listens
+    window: int | None = None  # chunks submitted ahead of the oldest unfinished one (None: max(64, 16 x workers))
     _session: Any = field(default=None, init=False, repr=False, compare=False)  # (client, cluster) we started
     _file_workers: dict = field(default_factory=dict, init=False, repr=False, compare=False)
 
@@ -78,6 +94,7 @@ class DaskExecutor(ExecutorBase):
             raise missing_extra("dask distributed", "dask") from None
         if int(self.treereduction) < 2:
             raise ValueError(f"treereduction must be at least 2, got {self.treereduction}")
+        window_size(1, self.window)
         if self.use_dataframes:
             try:
                 import dask.dataframe  # noqa: F401
@@ -155,21 +172,21 @@ class DaskExecutor(ExecutorBase):
         opened_here = self.client is None and self._session is None
         client, cluster = self._client()
         prefix = f"hpckit-{uuid.uuid4().hex[:10]}-"
-        futures: list[Any] = []
+        live: set[Any] = set()  # futures this run holds: cancelled if it fails on a client of the caller's
         try:
-            result, retried, engine_workers = self._run(client, prefix, items, job, progress, futures)
+            result, retried, engine_workers = self._run(client, prefix, items, job, progress, live)
         except BaseException:
             if cluster is None:
-                client.cancel(futures, force=True)
+                client.cancel(list(live), force=True)
             raise
         finally:
-            futures.clear()
+            live.clear()
             if opened_here:
                 self.close()
         self.stats = {**run_stats(result, retried, engine_workers), **self.stats}
         return result
 
-    def _run(self, client, prefix, items, job, progress, futures) -> tuple[Any, int, set]:
+    def _run(self, client, prefix, items, job, progress, live) -> tuple[Any, int, set]:
         from distributed import as_completed
 
         engine_workers = set(client.scheduler_info(n_workers=-1).get("workers", {}))
@@ -178,67 +195,97 @@ class DaskExecutor(ExecutorBase):
         # holding it is gone (walltime, preemption), the scheduler recomputes it on a new worker, where
         # scattered data would be lost for good
         job_future = client.submit(_the_job, job, key=f"{prefix}job", pure=False, retries=self.retries)
-        futures.append(job_future)
-        chunk_keys = [f"{prefix}chunk-{i}" for i in range(len(items))]
-        by_key = dict(zip(chunk_keys, items))
-        by_file: dict[str, list[int]] = {}
-        for i, item in enumerate(items):
-            by_file.setdefault(item.filename, []).append(i)
-        chunks: list[Any] = [None] * len(items)
+        live.add(job_future)
         pool = sorted(engine_workers)
-        for k, (filename, idx) in enumerate(by_file.items()):
-            # the worker that opened the file in preprocessing, else one per file in turn: chunks of a
-            # file then meet their open file, and tasks with a (loose) place skip the scheduler's
-            # root-task queue, which costs a scheduler round trip between two tasks on a worker
-            where = self._file_workers.get(filename) or (pool[k % len(pool)] if pool else None)
-            placement = {"workers": [where], "allow_other_workers": True} if where else {}
-            placed = client.map(
-                _run_chunk, [items[i] for i in idx], job=job_future, key=[chunk_keys[i] for i in idx],
-                retries=self.retries, priority=self.priority, **placement,
-            )
-            for i, fut in zip(idx, placed):
-                chunks[i] = fut
-        futures.extend(chunks)
+        homes: dict[str, Any] = {}
+        # chunks go out through the shared bounded window; a merge is submitted as soon as its group's
+        # tasks are (the scheduler runs it when they are done), so the scheduler, the cluster's memory and
+        # the driver hold a window of chunks and one partial result per tree level, not the whole graph
+        window = SubmitWindow(len(items), window_size(len(engine_workers), self.window))
+        tree = MergeTree(len(items), self.treereduction)
+        finished = as_completed()
+        frames: list[Any] | None = [] if self.use_dataframes else None
 
-        def merge(group: list[Any], level: int) -> Any:
+        merging: dict[str, tuple[int, int]] = {}  # merge task key -> its node (level, index) in the tree
+
+        def merge(node: tuple[int, int], group: list[Any]) -> None:
             fut = client.submit(
-                merge_payloads,
+                _merge,
                 group,
                 job.compression,
-                key=f"{prefix}merge-{level}-{uuid.uuid4().hex[:8]}",
+                key=f"{prefix}merge-{node[0]}-{uuid.uuid4().hex[:8]}",
                 retries=self.retries,
-                priority=self.priority + 1 + level,  # merge early: frees worker memory sooner
+                priority=self.priority + node[0],  # merge early: frees worker memory sooner
             )
-            futures.append(fut)
-            return fut
+            live.difference_update(g for g in group if not isinstance(g, _Payload))  # the merge holds them now
+            live.add(fut)
+            merging[fut.key] = node
+            finished.add(fut)
 
-        frames = None
-        if self.use_dataframes:
-            frames = client.map(_frame_of, chunks, key=[f"{prefix}frame-{i}" for i in range(len(items))])
-            meta_parts = client.map(_without_frame, chunks, key=[f"{prefix}meta-{i}" for i in range(len(items))])
-            futures.extend(frames + meta_parts)
-            root = tree_reduce(meta_parts, merge, self.treereduction)
-        else:
-            root = tree_reduce(chunks, merge, self.treereduction)
+        def place(level: int, index: int, value: Any) -> None:
+            for node, group in tree.put(level, index, value):
+                merge(node, group)
 
+        def submit_more() -> None:
+            for i in window.take():
+                item = items[i]
+                # the worker that opened the file in preprocessing, else one per file in turn: chunks of a
+                # file then meet their open file, and tasks with a (loose) place skip the scheduler's
+                # root-task queue, which costs a scheduler round trip between two tasks on a worker
+                where = homes.get(item.filename)
+                if where is None:
+                    where = self._file_workers.get(item.filename) or (pool[len(homes) % len(pool)] if pool else "")
+                    homes[item.filename] = where
+                placement = {"workers": [where], "allow_other_workers": True} if where else {}
+                fut = client.submit(_run_chunk, item, job=job_future, key=f"{prefix}chunk-{i}",
+                                    retries=self.retries, priority=self.priority, **placement)
+                finished.add(fut)
+                leaf = fut
+                if frames is not None:
+                    frames.append(client.submit(_frame_of, fut, key=f"{prefix}frame-{i}"))
+                    leaf = client.submit(_without_frame, fut, key=f"{prefix}meta-{i}")
+                live.add(leaf)
+                place(0, i, leaf)
+
+        submit_more()
         polled = time.monotonic()
-        for fut in as_completed(chunks):
+        for fut in finished:
+            node = merging.pop(fut.key, None)
+            if node is not None:
+                # a merge's result comes to the driver and goes into the next merge as data: the scheduler
+                # then forgets the merge and the chunks under it (a task's dependencies are kept as long
+                # as it is, to recompute it: the whole tree's lineage would stay in the scheduler)
+                live.discard(fut)
+                try:
+                    payload = fut.result()
+                except Exception as err:
+                    raise chunk_failure("merging results", err, self.retries + 1) from err
+                del fut
+                place(*node, _Payload(payload))
+                continue
             if fut.status == "error":
-                raise self._error(fut, by_key)
-            progress.advance(1, len(by_key[fut.key]))
-            if time.monotonic() - polled > 2.0:  # workers come and go: keep the count and names fresh
+                raise self._error(fut, items[int(fut.key.rsplit("-", 1)[1])])
+            index = int(fut.key.rsplit("-", 1)[1])
+            del fut  # the chunk's result stays on the cluster only until its merge has run
+            progress.advance(1, len(items[index]))
+            window.finish(index)
+            if time.monotonic() - polled > 2.0:  # workers come and go: keep the count, names and window fresh
                 polled = time.monotonic()
                 now = set(client.scheduler_info(n_workers=-1).get("workers", {}))
                 engine_workers |= now
                 progress.set_workers(len(now))
+                if self.window is None:
+                    window.resize(window_size(len(now)))
+            submit_more()
         last_chunk = time.monotonic()
         engine_workers |= set(client.scheduler_info(n_workers=-1).get("workers", {}))
+        root = tree.root  # a merged payload, or the one chunk's future
         try:
-            payload = root.result()
+            payload = root.value if isinstance(root, _Payload) else root.result()
         except Exception as err:
             raise chunk_failure("merging results", err, self.retries + 1) from err
         result = canonical_result(decompress(payload))
-        self.stats = {"merge_tail_s": time.monotonic() - last_chunk}
+        self.stats = {"merge_tail_s": time.monotonic() - last_chunk, "in_flight_max": window.in_flight_max}
         if frames is not None:
             import dask.dataframe as dd
 
@@ -251,10 +298,9 @@ class DaskExecutor(ExecutorBase):
             retried = 0
         return result, retried, engine_workers
 
-    def _error(self, fut: Any, by_key: dict) -> BaseException:
+    def _error(self, fut: Any, item: Any) -> BaseException:
         from distributed import KilledWorker
 
-        item = by_key[fut.key]
         err = fut.exception()
         if isinstance(err, KilledWorker):
             return EngineError(

@@ -13,6 +13,7 @@ from typing import Any
 from hpckit.errors import EngineError
 from hpckit.processor.accumulate import DEFAULT_TREE_WIDTH, FoldTree, MergeTree, canonical_result
 from hpckit.processor.executors._remote import Completions
+from hpckit.processor.executors._window import SubmitWindow, window_size
 from hpckit.processor.executors.base import ExecutorBase, warn_tailtimeout
 from hpckit.processor.fileset import WorkItem
 from hpckit.processor.lifeline import die_with_parent
@@ -106,11 +107,13 @@ class FuturesExecutor(ExecutorBase):
     recoverable: bool = False
     tailtimeout: Any = None
     treereduction: int = DEFAULT_TREE_WIDTH
+    window: int | None = None  # chunks submitted ahead of the oldest unfinished one (None: max(64, 16 x workers))
     _session: Any = field(default=None, init=False, repr=False, compare=False)
     _replaced: int = field(default=0, init=False, repr=False, compare=False)  # pools replaced in this run
 
     def __post_init__(self) -> None:
         warn_tailtimeout(self.tailtimeout)
+        window_size(1, self.window)  # checked now, not when the run starts
 
     @property
     def _threads(self) -> bool:
@@ -161,7 +164,14 @@ class FuturesExecutor(ExecutorBase):
         # Many files are read the light way (no tree is kept open to inherit): then the pool reads them,
         # a batch of files a task.
         many = getattr(task, "light", False)
-        if len(specs) < 2 or job is None or self._threads or (self.workers < _PARALLEL_OPEN_MIN_WORKERS and not many):
+        if len(specs) < 2 or self._threads:
+            return super().map_files(task, specs, job)
+        if job is None:  # planning alone (Runner.preprocess): a pool of plain workers, ended by close()
+            if not many or self.workers < 2:
+                return super().map_files(task, specs, job)
+            pool, _ = self._open_pool(None, None)
+            return list(pool.map(task, specs, chunksize=batch_size(len(specs), self.workers)))
+        if self.workers < _PARALLEL_OPEN_MIN_WORKERS and not many:
             return super().map_files(task, specs, job)
         first = task(specs[0])  # in the driver: its open file and a warm-up are inherited by the workers
         warm = None
@@ -191,10 +201,9 @@ class FuturesExecutor(ExecutorBase):
         finished = Completions()
         chunks_left, last_chunk = len(items), time.perf_counter()
         merge_s = 0.0
-        # chunks run at most ``window`` ahead of the oldest unfinished one, so the pool's queue and the
+        # chunks run at most a window ahead of the oldest unfinished one, so the pool's queue and the
         # results waiting for their turn in the fold stay bounded whatever the number of chunks
-        window, submitted, oldest = max(64, 16 * self.workers), 0, 0
-        finished_chunks = bytearray(len(items))
+        window = SubmitWindow(len(items), window_size(self.workers, self.window))
         todo: dict[cf.Future, tuple[int, int]] = {}
         merges: dict[tuple[int, int], list] = {}  # a merge's inputs, kept until it is done (resubmitted if lost)
         lost: dict[int, int] = {}  # chunk index -> times a dying pool process cut it short
@@ -211,12 +220,8 @@ class FuturesExecutor(ExecutorBase):
             todo[finished.watch(fut)] = node
 
         def submit_more() -> None:
-            nonlocal submitted, oldest
-            while oldest < len(items) and finished_chunks[oldest]:
-                oldest += 1
-            while submitted < len(items) and submitted < oldest + window:
-                submit((0, submitted))
-                submitted += 1
+            for index in window.take():
+                submit((0, index))
 
         try:
             submit_more()
@@ -238,7 +243,7 @@ class FuturesExecutor(ExecutorBase):
                     if level == 0:
                         item = items[index]
                         payload = _result(fut, item.describe())
-                        finished_chunks[index] = 1
+                        window.finish(index)
                         progress.advance(1, len(item))
                         chunks_left -= 1
                         if not chunks_left:
@@ -267,7 +272,8 @@ class FuturesExecutor(ExecutorBase):
             workers = set(result.get("metrics", {}).get("workers", ())) or {worker_id()}
         self.stats = {"retried": sum(lost.values()), "workers": sorted(workers), "held_max": tree.held_max if tree else 0,
                       "waiting_max": getattr(tree, "waiting_max", 0), "merge_tail_s": time.perf_counter() - last_chunk,
-                      "merge_s": merge_s, "pools_replaced": self._replaced}
+                      "merge_s": merge_s, "pools_replaced": self._replaced,
+                      "in_flight_max": window.in_flight_max}
         return result
 
     def _recoverable(self) -> bool:

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from hpckit.processor.executors._remote import Completions, JobRef, NotCached, StreamingDriver, run_cached, run_stats
+from hpckit.processor.executors._window import window_size
 from hpckit.processor.accumulate import DEFAULT_TREE_WIDTH
 from hpckit.processor.executors.base import ExecutorBase, missing_extra, warn_tailtimeout
 from hpckit.processor.planning import FileBatch, batch_size, in_batches
@@ -65,6 +66,10 @@ class _ParslEngine:
         self.next_handle = 0
         self.misses = 0
         self.completions = Completions()
+        self.dfk = dfk
+
+    def workers(self) -> int:
+        return _connected_workers(self.dfk)
 
     def _track(self, fut: Any, handle: int, item: Any) -> int:
         self.futures[fut] = (handle, item)
@@ -111,9 +116,11 @@ class ParslExecutor(ExecutorBase):
     merging: Any = True  # accepted for coffea compatibility; hpckit always merges on the workers
     tailtimeout: Any = None  # accepted for coffea compatibility (unused)
     recoverable: bool = False  # accepted for coffea compatibility (unused)
+    window: int | None = None  # chunks submitted ahead of the oldest unfinished one (None: max(64, 16 x workers))
 
     def __post_init__(self) -> None:
         warn_tailtimeout(self.tailtimeout)
+        window_size(1, self.window)
         try:
             import parsl  # noqa: F401
         except ImportError:
@@ -165,14 +172,15 @@ class ParslExecutor(ExecutorBase):
         try:
             engine = _ParslEngine(dfk, job, self.jobs_executors, self.merges_executors)
             progress.set_workers(_connected_workers(dfk))
-            driver = StreamingDriver(engine, self.retries, self.treereduction, progress)
+            driver = StreamingDriver(engine, self.retries, self.treereduction, progress, self.window)
             result = driver.run(items)
             managers = _managers(dfk)
         finally:
             if owned:
                 dfk.cleanup()
         self.stats = run_stats(result, driver.retried, managers)
-        self.stats.update(held_max=driver.held_max, job_misses=engine.misses, merge_tail_s=driver.merge_tail)
+        self.stats.update(held_max=driver.held_max, job_misses=engine.misses, merge_tail_s=driver.merge_tail,
+                          in_flight_max=driver.in_flight_max)
         return result
 
 

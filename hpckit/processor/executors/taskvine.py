@@ -45,6 +45,7 @@ from hpckit.processor.executors._remote import (
     run_cached,
     run_stats,
 )
+from hpckit.processor.executors._window import window_size
 from hpckit.processor.accumulate import DEFAULT_TREE_WIDTH
 from hpckit.processor.executors.base import ExecutorBase
 
@@ -163,6 +164,9 @@ class _VineEngine:
         self.submitted += 1
         return task_id
 
+    def workers(self) -> int:
+        return int(self.m.stats.workers_connected)
+
     def submit_chunk(self, item):
         if self.serverless:
             call = self.vine.FunctionCall(self.library, "hpckit_chunk", self.ref.key, item)
@@ -229,11 +233,13 @@ class TaskVineExecutor(ExecutorBase):
     concurrent_reads: int = 2
     custom_init: Any = None
     mode: str = "serverless"  # "serverless": a library per worker runs function calls; "tasks": a process per chunk
+    window: int | None = None  # chunks submitted ahead of the oldest unfinished one (None: max(64, 16 x workers))
     # the live vine.Manager while run() runs (e.g. to read .port when port=0)
     manager: Any = field(default=None, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         _import_vine()
+        window_size(1, self.window)
         if self.mode not in ("serverless", "tasks"):
             raise ValueError(f"TaskVineExecutor mode must be 'serverless' or 'tasks', got {self.mode!r}")
         if int(self.treereduction) < 2:
@@ -265,7 +271,7 @@ class TaskVineExecutor(ExecutorBase):
             manager.set_password_file(self.password_file)
         engine = _VineEngine(vine, manager, self, job)
         progress.set_workers(int(manager.stats.workers_connected))
-        driver = StreamingDriver(engine, self.retries, self.treereduction, progress)
+        driver = StreamingDriver(engine, self.retries, self.treereduction, progress, self.window)
         try:
             result = driver.run(items)
         finally:
@@ -277,5 +283,5 @@ class TaskVineExecutor(ExecutorBase):
                 except Exception:  # noqa: BLE001 - best effort while shutting down
                     pass
         self.stats = run_stats(result, driver.retried + engine.redispatched, driver.engine_workers)
-        self.stats.update(held_max=driver.held_max, merge_tail_s=driver.merge_tail)
+        self.stats.update(held_max=driver.held_max, merge_tail_s=driver.merge_tail, in_flight_max=driver.in_flight_max)
         return result
