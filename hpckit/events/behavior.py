@@ -85,6 +85,14 @@ class NamesMissing:
 class CoffeaMethods(NamesMissing):
     """coffea's spellings on top of vector's: delta_r, delta_phi, nearest, metric_table, sum, ..."""
 
+    def __add__(self, other):
+        out = lorentz.flat_binary(np.add, self, other)
+        return super().__add__(other) if out is None else out
+
+    def __sub__(self, other):
+        out = lorentz.flat_binary(np.subtract, self, other)
+        return super().__sub__(other) if out is None else out
+
     def delta_r(self, other):
         return self.deltaR(other)
 
