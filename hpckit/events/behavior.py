@@ -35,7 +35,7 @@ _BASES = {"Momentum4D": (vba.MomentumArray4D, vba.MomentumRecord4D),
 # Methods and properties of coffea's NanoAOD collections that hpckit does not provide: touching one
 # names it instead of awkward's "no field named ...".
 COFFEA_ONLY = {
-    "constituents": "needs PFNano's PF-candidate collections",
+    "constituents": "needs PFNano's nConstituents branch and PF-candidate association table",
     "systematics": "systematics (add_systematic) are a coffea-only feature",
     "add_systematic": "systematics (add_systematic) are a coffea-only feature",
     "explodes_how": "systematics are a coffea-only feature",
