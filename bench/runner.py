@@ -152,6 +152,7 @@ def main() -> None:
     ap.add_argument("--skip-coffea", action="store_true")
     ap.add_argument("--json", help="also write the results here")
     ap.add_argument("--per-chunk-only", action="store_true", help="only the fixed cost per chunk on the wide file")
+    ap.add_argument("--skip-per-chunk", action="store_true", help="only the events/s table")
     # internal: one measurement in this (fresh) process
     ap.add_argument("--measure")
     ap.add_argument("--executor", default="iterative")
@@ -214,6 +215,10 @@ def main() -> None:
         same = "" if r["muons"] == floor["muons"] and r["mass_entries"] == floor["mass_entries"] else "  RESULT DIFFERS"
         print(f"{name:50s} {rate:8.3f} {ratio:8.2f} {cratio:8.2f} {r['bytes'] / 1e6:8.1f} {bratio:8.3f} {r['peak_rss_mb']:8.0f}  {r['all_seconds']}{same}")
 
+    if args.skip_per_chunk:
+        if args.json:
+            Path(args.json).write_text(json.dumps({"events": n_events, "results": results}, indent=2))
+        return
     # fixed cost per chunk on the wide file: the same file as 1 chunk and as 20 chunks, each in a fresh process
     wide = [str(WIDE)]
     print(f"\nfixed cost per chunk on {WIDE.name} (2,656 branches, 200 events): (T[20 chunks] - T[1 chunk]) / 19,"
