@@ -78,3 +78,14 @@ def test_sum_of_leading_muons_is_coffeas_candidate(v15):
     px = lambda m: ak.to_numpy(m.pt) * np.cos(ak.to_numpy(m.phi))  # noqa: E731
     np.testing.assert_allclose(ak.to_numpy(pair.x), px(mu0) + px(mu1), rtol=1e-6)
     assert ak.to_list(pair.charge) == ak.to_list(mu0.charge + mu1.charge)
+
+
+@pytest.mark.parametrize("collection", ["Muon", "Jet"])
+def test_list_sum_and_difference_as_awkward_computes_them(v15, collection):
+    """Lists of pairs (``ak.combinations``) and lists sliced alike take the direct path too."""
+    pairs = ak.combinations(v15[collection], 2)
+    for a, b in ((pairs["0"], pairs["1"]), (v15[collection][:, :1], v15[collection][:, :1])):
+        for operator, ufunc in ((lambda x, y: x + y, np.add), (lambda x, y: x - y, np.subtract)):
+            direct, through_awkward = operator(a, b), ufunc(a, b)
+            assert str(direct.type) == str(through_awkward.type)
+            assert ak.to_list(direct) == ak.to_list(through_awkward)

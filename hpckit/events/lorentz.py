@@ -102,32 +102,43 @@ def _flat_columns(layout: Any) -> tuple[str, dict[str, np.ndarray]] | None:
     return name, out
 
 
+def _one_list(layout: Any) -> tuple[np.ndarray, Any] | None:
+    """(offsets from 0, content) of a plain list of records (one jagged level), or None."""
+    if type(layout) not in (ak.contents.ListOffsetArray, ak.contents.ListArray) or layout.parameters:
+        return None
+    packed = layout.to_ListOffsetArray64(True)
+    return np.asarray(packed.offsets.data), packed.content
+
+
 def flat_binary(ufunc: Any, a: Any, b: Any) -> ak.Array | None:
-    """``ufunc(a, b)`` (add, subtract) of two flat arrays of 4-vector records (``pairs[:, 0] + pairs[:, 1]``)
-    computed directly, without awkward's broadcasting, which pushes the index of each side into all of a
-    collection's fields first (~2 ms a call on NanoAOD's 80-field Muon); None for anything else (then awkward
-    does it, through :func:`combine`). Same result as that path: the behaviour's own entry decides."""
+    """``ufunc(a, b)`` (add, subtract) of two arrays of 4-vector records, flat (``pairs[:, 0] + pairs[:, 1]``)
+    or lists of equal lengths (``pair["0"] + pair["1"]`` of ``ak.combinations``), computed directly, without
+    awkward's broadcasting, which pushes the index of each side into all of a collection's fields first
+    (~2 ms a call on NanoAOD's 80-field Muon); None for anything else (then awkward does it, through
+    :func:`combine`). Same result as that path: the behaviour's own entry decides."""
     if not (isinstance(a, ak.Array) and isinstance(b, ak.Array)) or a.behavior is not b.behavior:
         return None
-    if a.ndim != 1 or b.ndim != 1 or len(a) != len(b):
+    if a.ndim != b.ndim or a.ndim > 2 or len(a) != len(b):
         return None
-    la, lb = _flat_columns(a.layout), _flat_columns(b.layout)
-    if la is None or lb is None or la[0] is None or lb[0] is None:
+    la, lb, offsets = a.layout, b.layout, None
+    if a.ndim == 2:
+        pa, pb = _one_list(la), _one_list(lb)
+        if pa is None or pb is None or not np.array_equal(pa[0], pb[0]):
+            return None
+        (offsets, la), (_, lb) = pa, pb
+    ca, cb = _flat_columns(la), _flat_columns(lb)
+    if ca is None or cb is None or ca[0] is None or cb[0] is None:
         return None
     behavior = a.behavior
-    fn = behavior.get((ufunc, la[0], lb[0])) if behavior is not None else None
+    fn = behavior.get((ufunc, ca[0], cb[0])) if behavior is not None else None
     sign = getattr(fn, "lorentz_sign", None)
     if sign is None:
         return None
-    return _combined(la[1], lb[1], sign, a)
-
-
-def _renamed(out: Any, sign: int, a: Any, b: Any) -> Any:
-    """vector's result (named Momentum4D) under coffea's name, with the summed charge for candidates."""
-    charged = sign > 0 and "charge" in ak.fields(a) and "charge" in ak.fields(b)
-    if charged:
-        out = ak.with_field(out, a["charge"] + b["charge"], "charge")
-    return ak.with_name(out, "Candidate" if charged else "LorentzVector")
+    out = _combined(ca[1], cb[1], sign, a)
+    if out is None or offsets is None:
+        return out
+    listed = ak.contents.ListOffsetArray(ak.index.Index64(offsets), out.layout)
+    return ak.Array(listed, behavior=a.behavior, attrs=a.attrs)
 
 
 # -- properties of x, y, z, t records (what a sum or difference is) ------------------------------------
