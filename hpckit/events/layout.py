@@ -87,7 +87,7 @@ class _Last:
 class _Load:
     """A buffer's loader, as ak.from_buffers makes it: ``container[key]()`` as ``dtype``, cut to its length."""
 
-    __slots__ = ("load", "dtype", "length", "length_of")
+    __slots__ = ("dtype", "length", "length_of", "load")
 
     def __init__(self, load: Callable[[], Any], dtype: np.dtype, length: Any, length_of: Callable[[], int] | None):
         self.load, self.dtype, self.length, self.length_of = load, dtype, length, length_of

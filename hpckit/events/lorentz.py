@@ -141,6 +141,14 @@ def flat_binary(ufunc: Any, a: Any, b: Any) -> ak.Array | None:
     return ak.Array(listed, behavior=a.behavior, attrs=a.attrs)
 
 
+def _renamed(out: Any, sign: int, a: Any, b: Any) -> Any:
+    """vector's result (named Momentum4D) under coffea's name, with the summed charge for candidates."""
+    charged = sign > 0 and "charge" in ak.fields(a) and "charge" in ak.fields(b)
+    if charged:
+        out = ak.with_field(out, a["charge"] + b["charge"], "charge")
+    return ak.with_name(out, "Candidate" if charged else "LorentzVector")
+
+
 # -- properties of x, y, z, t records (what a sum or difference is) ------------------------------------
 def _map_records(layout: ak.contents.Content, fn: Callable) -> ak.contents.Content | None:
     """``fn(columns)`` at the records of ``layout``, its lists, options and indices kept; None if not
