@@ -137,3 +137,24 @@ def test_missing_target_is_named():
     events = NanoEventsFactory.from_root(FILES[1]).events()
     with pytest.raises(CoffeaMethodMissing, match="matched_photon"):
         events.Electron.matched_photon
+
+
+def test_jet_constituents_are_the_association_table_rows_of_that_jet():
+    """coffea's Jet.constituents on PFNano: jet j's JetPFCands (and through .pf its PF candidates), checked
+    against the table's own jetIdx and pFCandsIdx branches."""
+    path = DATA / "pfnano.root"
+    events = NanoEventsFactory.from_root({str(path): "Events"}).events()
+    jets = events.Jet[:, 1:]  # a slice: the references are global, they survive it
+    got = jets.constituents.pf.pt.tolist()
+    jet_idx, pf_idx, pf_pt, njet = raw(path, "JetPFCands_jetIdx", "JetPFCands_pFCandsIdx", "PFCands_pt", "nJet")
+    want = [[[pf_pt[e][k] for k, j in zip(pf_idx[e], jet_idx[e]) if j == jet] for jet in range(1, njet[e])]
+            for e in range(len(njet))]
+    assert got == want
+    assert ak.all(ak.flatten(jets.constituents.jet.pt, axis=None)
+                  == ak.flatten(ak.broadcast_arrays(jets.pt, jets.constituents.pt)[0], axis=None))
+
+
+def test_constituents_without_the_branches_are_named():
+    events = NanoEventsFactory.from_root({str(DATA / "pfnano.root"): "Events"}).events()
+    with pytest.raises(CoffeaMethodMissing, match="FatJet.constituents"):
+        events.FatJet.constituents  # noqa: B018 - this sample has no FatJet_nConstituents

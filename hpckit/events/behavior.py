@@ -35,7 +35,7 @@ _BASES = {"Momentum4D": (vba.MomentumArray4D, vba.MomentumRecord4D),
 # Methods and properties of coffea's NanoAOD collections that hpckit does not provide: touching one
 # names it instead of awkward's "no field named ...".
 COFFEA_ONLY = {
-    "constituents": "needs PFNano's PF-candidate collections",
+    "constituents": "needs PFNano's nConstituents branch and PF-candidate association table",
     "systematics": "systematics (add_systematic) are a coffea-only feature",
     "add_systematic": "systematics (add_systematic) are a coffea-only feature",
     "explodes_how": "systematics are a coffea-only feature",
@@ -84,6 +84,14 @@ class NamesMissing:
 
 class CoffeaMethods(NamesMissing):
     """coffea's spellings on top of vector's: delta_r, delta_phi, nearest, metric_table, sum, ..."""
+
+    def __add__(self, other):
+        out = lorentz.flat_binary(np.add, self, other)
+        return super().__add__(other) if out is None else out
+
+    def __sub__(self, other):
+        out = lorentz.flat_binary(np.subtract, self, other)
+        return super().__sub__(other) if out is None else out
 
     def delta_r(self, other):
         return self.deltaR(other)

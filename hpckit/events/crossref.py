@@ -43,6 +43,13 @@ NESTED = {
     "Jet_muonIdxG": ("Jet_muonIdx1", "Jet_muonIdx2"),
     "Jet_electronIdxG": ("Jet_electronIdx1", "Jet_electronIdx2"),
 }
+# a jet's PF candidates (coffea's nested_index_items): the association table lists them jet after jet, so
+# jet j's are the next Jet_nConstituents[j] entries of it
+CONSTITUENTS = {
+    "Jet_pFCandsIdxG": ("Jet_nConstituents", "JetPFCands"),
+    "FatJet_pFCandsIdxG": ("FatJet_nConstituents", "FatJetPFCands"),
+    "GenJet_pFCandsIdxG": ("GenJet_nConstituents", "GenJetCands"),
+}
 # fields coffea fills with zeros so that the collection is a Lorentz vector / candidate
 ZERO_FILLED = {
     "Photon": ("mass", "charge"), "Jet": ("charge",), "FatJet": ("charge",), "TrigObj": ("mass",),
@@ -64,8 +71,10 @@ REFERENCES: dict[str, dict[str, tuple[str, str]]] = {
                "matched_jet": ("Jet", "jetIdxG")},
     "FsrPhoton": {"matched_muon": ("Muon", "muonIdxG")},
     "Jet": {"matched_electrons": ("Electron", "electronIdxG"), "matched_muons": ("Muon", "muonIdxG"),
-            "matched_gen": ("GenJet", "genJetIdxG")},
-    "FatJet": {"subjets": ("SubJet", "subJetIdxG"), "matched_gen": ("GenJetAK8", "genJetAK8IdxG")},
+            "matched_gen": ("GenJet", "genJetIdxG"), "constituents": ("JetPFCands", "pFCandsIdxG")},
+    "FatJet": {"subjets": ("SubJet", "subJetIdxG"), "matched_gen": ("GenJetAK8", "genJetAK8IdxG"),
+               "constituents": ("FatJetPFCands", "pFCandsIdxG")},
+    "GenJet": {"constituents": ("GenJetCands", "pFCandsIdxG")},
     "GenPart": {"parent": ("GenPart", "genPartIdxMotherG"), "distinctParent": ("GenPart", "distinctParentIdxG"),
                 "children": ("GenPart", "childrenIdxG"), "distinctChildren": ("GenPart", "distinctChildrenIdxG"),
                 "distinctChildrenDeep": ("GenPart", "distinctChildrenDeepIdxG")},
@@ -119,6 +128,11 @@ def extra_fields(prefix: str, branches: dict, sources: dict[str, BufferSource]) 
     for name, (idx1, idx2) in NESTED.items():
         if name.startswith(prefix + "_") and usable(idx1) and usable(idx2):
             list_field(name[len(prefix) + 1 :], name, BufferSource(idx1, "nested", (idx2, CROSS_REFERENCES[idx1])))
+    for name, (counts, target) in CONSTITUENTS.items():
+        info, tcount = branches.get(counts), branches.get(f"n{target}")
+        if name.startswith(prefix + "_") and info is not None and info.kind == "jagged" and tcount is not None \
+                and tcount.kind == "flat":
+            list_field(name[len(prefix) + 1 :], name, BufferSource(counts, "constituents", (target,)))
     if prefix == "GenPart" and usable("GenPart_genPartIdxMother") and "GenPart_pdgId" in branches:
         numpy_field("distinctParentIdxG", "GenPart_distinctParentIdxG", BufferSource("GenPart_genPartIdxMother", "distinct-parent"))
         list_field("childrenIdxG", "GenPart_childrenIdxG", BufferSource("GenPart_genPartIdxMother", "children"))
@@ -156,6 +170,21 @@ def _nested(reader, source: BufferSource) -> np.ndarray:
     out = np.empty(2 * len(a), dtype=np.int64)
     out[0::2], out[1::2] = a, b
     return out
+
+
+def _constituent_offsets(reader, source: BufferSource) -> np.ndarray:
+    """Where each jet's candidates start in the chunk's association table (``nConstituents`` summed)."""
+    _, counts = reader.jagged(source.branch)
+    offsets = np.zeros(len(counts) + 1, dtype=np.int64)
+    np.cumsum(counts, out=offsets[1:])
+    (target,) = source.args
+    have = int(reader.counter_offsets(f"n{target}")[-1])
+    if offsets[-1] != have:
+        raise CoffeaMethodMissing(
+            f"{source.branch} adds up to {int(offsets[-1])} candidates but entries {reader.start}-{reader.stop} of "
+            f"{reader.tree.filename} have {have} {target}: the constituents need {target} listed jet after jet, "
+            f"as PFNano writes it; use {target}.jetIdx instead")
+    return offsets
 
 
 def _distinct_parent(reader, source: BufferSource) -> np.ndarray:
@@ -231,6 +260,8 @@ _DERIVE = {
     "distinct-children-offsets": lambda r, s: _children_of(r, s, True)[0],
     "distinct-children-deep": lambda r, s: _children_deep(r, s)[1],
     "distinct-children-deep-offsets": lambda r, s: _children_deep(r, s)[0],
+    "constituents": lambda r, s: np.arange(_constituent_offsets(r, s)[-1], dtype=np.int64),
+    "constituents-offsets": _constituent_offsets,
     "zeros": lambda r, s: np.zeros(int(r.counter_offsets(s.branch)[-1]), dtype=np.float32),
 }
 

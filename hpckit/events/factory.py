@@ -9,7 +9,7 @@ from typing import Any
 import awkward as ak
 import numpy as np
 
-from hpckit.events import crossref
+from hpckit.events import crossref, layout as fast_layout
 from hpckit.events.behavior import Behavior, CoffeaMethodMissing, build_behavior
 from hpckit.events.plan import BufferSource
 from hpckit.events.reader import OpenTree
@@ -29,9 +29,11 @@ class _LazySource:
     def field(self, name: str) -> ak.Array:
         layout = self._layouts.get(name)
         if layout is None:
-            layout = self._layouts[name] = ak.from_buffers(
-                self.form.content(name), self.length, self.container, highlevel=False
-            )
+            form = self.form.content(name)
+            layout = fast_layout.build(form, self.length, self.container)
+            if layout is None:
+                layout = ak.from_buffers(form, self.length, self.container, highlevel=False)
+            self._layouts[name] = layout
         return ak.Array(layout, behavior=self.behavior, attrs=self.attrs)
 
     def collection_content(self, name: str) -> ak.contents.Content:
