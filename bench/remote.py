@@ -77,7 +77,7 @@ def uproot_alone(paths: list[str], chunksize: int) -> dict:
     import uproot
 
     from hpckit.processor.fileset import chunk_ranges
-    from hpckit.storage import configure_xrootd_client
+    from hpckit.io.storage import configure_xrootd_client
 
     configure_xrootd_client()
     total = {"bytes": 0, "requests": 0, "chunks": 0, "whole_file_bytes": 0, "whole_file_requests": 0}

@@ -10,7 +10,7 @@ from typing import Any
 
 import cloudpickle
 
-from hpckit.errors import HpckitError
+from hpckit.core.errors import HpckitError
 from hpckit.processor.abc import ProcessorABC
 
 

@@ -18,7 +18,7 @@ from hpckit.deploy.sharing import needs_shared_filesystem
 from hpckit.deploy.schedulers import scheduler_for
 from hpckit.deploy.site import Site
 from hpckit.engines import Engine, get
-from hpckit.errors import LaunchError
+from hpckit.core.errors import LaunchError
 
 __all__ = ["Check", "run_checks"]
 
@@ -165,7 +165,7 @@ def check_shared_filesystem(site: Site, engine: Engine, fileset: str | None = No
 def run_checks(site_name: str, overrides: list[str] | None = None, backend: str | None = None,
                fileset: str | None = None) -> list[Check]:
     """Every check for ``site_name`` (with ``--set`` overrides) on this machine, in order; with
-    ``fileset``, also its storage endpoints and grid credential (hpckit.storage_check)."""
+    ``fileset``, also its storage endpoints and grid credential (hpckit.io.storage_check)."""
     site = load_site(site_name, overrides or []).site
     engine = get(backend or site.default_backend, "backend", LaunchError)
     checks: list[Check] = []
@@ -179,7 +179,7 @@ def run_checks(site_name: str, overrides: list[str] | None = None, backend: str 
               lambda: check_delivery(site), lambda: check_x509(site),
               lambda: check_shared_filesystem(site, engine, fileset)]
     if fileset is not None:
-        from hpckit.storage_check import check_fileset_storage
+        from hpckit.io.storage_check import check_fileset_storage
 
         steps.append(lambda: check_fileset_storage(fileset, credential_required=site.htcondor.x509_proxy))
     for step in steps:

@@ -12,9 +12,9 @@ from pathlib import Path
 from typing import Any
 
 from hpckit.engines import get as engine_named
-from hpckit.errors import UsageError
-from hpckit.defaults import DEFAULT_CHUNKSIZE, VINE_PORT, check_chunksize
-from hpckit.units import format_bytes, format_rate, plural
+from hpckit.core.errors import UsageError
+from hpckit.core.defaults import DEFAULT_CHUNKSIZE, VINE_PORT, check_chunksize
+from hpckit.core.units import format_bytes, format_rate, plural
 
 SCHEMAS = ("nanoaod", "base")
 
@@ -71,7 +71,7 @@ class RunSpec:
     def check_inputs(self) -> None:
         """The inputs exist; the places the run writes are the user's own (an UnsafePathError names one
         that another user owns or links to), created when missing."""
-        from hpckit.paths import own_dir
+        from hpckit.io.paths import own_dir
 
         for p, what in ((self.analysis, "analysis file"), (self.fileset, "fileset")):
             if not Path(p).exists():
@@ -112,7 +112,7 @@ def run_with_executor(spec: RunSpec, executor: Any, worker_check: Any = None) ->
     """Load the processor, run it with ``executor``, write the results; returns (out, metrics, written).
     The run is recorded for its report as it goes (``run.json``, ``chunks.jsonl`` in ``spec.records_dir()``)."""
     from hpckit.analysis import load_processor
-    from hpckit.outputs import write_results
+    from hpckit.io.outputs import write_results
     from hpckit.report.cutflow import find_cutflows
     from hpckit.report.hooks import RunInfo
 

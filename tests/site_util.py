@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from hpckit.deploy import BACKENDS, list_sites, load_site
-from hpckit.resources import data_dir
+from hpckit.core.resources import data_dir
 
 SHIPPED = sorted(p.stem for p in data_dir("sites").glob("*.yaml"))
 GOLDEN = Path(__file__).parent / "golden"

@@ -161,7 +161,7 @@ def test_100k_missing_files_stop_early(tmp_path):
     """A fileset of 100,000 missing files: FileNotFound after the first 200, with the count, before any
     file is opened (it used to open all of them: 37 s and 1.6 GB). Time and memory are not asserted (see
     the report); the point is that it stops at 200."""
-    from hpckit.errors import FileNotFound
+    from hpckit.core.errors import FileNotFound
     from hpckit.processor import IterativeExecutor, Runner
 
     fs = {"ds": {"files": {f"/nonexistent/f{i}.root": "Events" for i in range(100_000)}}}

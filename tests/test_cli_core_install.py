@@ -84,7 +84,7 @@ def test_version_and_short_help(tmp_path):
 
 
 def test_units_are_readable():
-    from hpckit.units import format_bytes, format_rate, plural
+    from hpckit.core.units import format_bytes, format_rate, plural
 
     assert format_rate(812) == "812 Hz" and format_rate(48_200) == "48.2 kHz" and format_rate(3.1e6) == "3.1 MHz"
     assert format_bytes(512) == "512 B" and format_bytes(12_400) == "12.4 kB" and format_bytes(3.2e6) == "3.2 MB"
@@ -92,7 +92,7 @@ def test_units_are_readable():
 
 
 def test_run_spec_one_default_each_and_case_insensitive_schema(tmp_path):
-    from hpckit.errors import HpckitError
+    from hpckit.core.errors import HpckitError
     from hpckit.run import RunSpec
 
     assert RunSpec(ANALYSIS, tmp_path, schema="NanoAOD").schema == "nanoaod"

@@ -86,7 +86,7 @@ def test_run_certificate_is_valid_for_the_scheduler_address(tmp_path):
     import ssl
     import threading
 
-    from hpckit.security import write_tls_files
+    from hpckit.io.tls import write_tls_files
 
     files = write_tls_files(tmp_path / "tls", hosts=("127.0.0.1",))
     assert _san(files.cert.read_bytes()) == ["127.0.0.1"]

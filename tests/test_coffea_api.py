@@ -17,7 +17,7 @@ from conftest import DATASETS, REPO, assert_matches_reference
 from dimuon import DimuonProcessor
 
 from hpckit import processor
-from hpckit.errors import FileNotFound
+from hpckit.core.errors import FileNotFound
 from hpckit.processor import Err, Ok
 from hpckit.processor.executor import ExecutorBase, FileMeta, UprootMissTreeError, WorkItem
 

@@ -67,7 +67,7 @@ def test_built_image_resolves_to_the_lock_tag(lock):
 
 def test_no_shipped_site_defaults_to_an_image_without_hpckit():
     """Every image delivery of a shipped site is the image built from the client's lock."""
-    from hpckit.resources import data_dir
+    from hpckit.core.resources import data_dir
 
     for path in sorted(data_dir("sites").glob("*.yaml")):
         site = load_site(path.stem).site

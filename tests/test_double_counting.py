@@ -20,7 +20,7 @@ from conftest import DATA
 from test_executors_taskvine import WHY, needs_vine, workers  # noqa: F401 - the vine_worker fixture
 
 from hpckit import processor
-from hpckit.errors import HpckitError, ProcessorError
+from hpckit.core.errors import HpckitError, ProcessorError
 from hpckit.events import NanoAODSchema
 from hpckit.processor.isolate import ProcessorCopies
 

@@ -13,7 +13,7 @@ import hpckit
 from hpckit.cli.app import app
 from hpckit.deploy import BACKENDS, load_site
 from hpckit.engines import ENGINES, batch_names, get
-from hpckit.errors import LaunchError, UsageError
+from hpckit.core.errors import LaunchError, UsageError
 from hpckit.launch import BATCH_BACKENDS
 from hpckit.launch.plan import pick_backend
 

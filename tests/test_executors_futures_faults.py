@@ -19,7 +19,7 @@ sys.path.insert(0, str(EXAMPLES))
 from dimuon import DimuonProcessor  # noqa: E402
 
 from hpckit import processor  # noqa: E402
-from hpckit.errors import EngineError  # noqa: E402
+from hpckit.core.errors import EngineError  # noqa: E402
 
 
 class MarkedDimuon(DimuonProcessor):

@@ -25,7 +25,7 @@ from distributed_support import (  # noqa: E402
     wait_no_new_children,
 )
 from hpckit import processor  # noqa: E402
-from hpckit.errors import ProcessorError  # noqa: E402
+from hpckit.core.errors import ProcessorError  # noqa: E402
 
 pytestmark = pytest.mark.timeout(180)
 

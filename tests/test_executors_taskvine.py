@@ -17,7 +17,7 @@ import pytest
 
 from distributed_support import Exploding, assert_same_output, children, reference, run, wait_no_new_children
 from hpckit import processor
-from hpckit.errors import ProcessorError
+from hpckit.core.errors import ProcessorError
 
 pytestmark = pytest.mark.timeout(600)  # task mode starts a python per chunk: slow on a loaded 2-core VM
 

@@ -13,7 +13,7 @@ from conftest import DATA, DATASETS, assert_matches_reference
 from dimuon import DimuonProcessor
 
 from hpckit import processor
-from hpckit.errors import ChunkError, FileNotFound, NotATreeError
+from hpckit.core.errors import ChunkError, FileNotFound, NotATreeError
 
 pytestmark = pytest.mark.timeout(300)
 

@@ -232,7 +232,7 @@ def test_taskvine_dry_run_names_the_sites_interface_address(tmp_path):
 def test_adapt_from_the_site_or_the_command_line(tmp_path):
     """A site's adapt block makes the pool adaptive unless --workers N is given; --adapt beyond max_workers is
     capped (and said); --workers with --adapt, or MIN > MAX in the site, is one line naming the fix."""
-    from hpckit.errors import HpckitError
+    from hpckit.core.errors import HpckitError
 
     def plan(**kw):
         said = []

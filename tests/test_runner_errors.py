@@ -9,7 +9,7 @@ from conftest import DATASETS, reference_dimuon
 from dimuon import DimuonProcessor
 
 from hpckit import processor
-from hpckit.errors import ChunkError, FileAccessError, FilesetError, ProcessorError
+from hpckit.core.errors import ChunkError, FileAccessError, FilesetError, ProcessorError
 
 
 def _runner(**kw):

@@ -18,7 +18,7 @@ pytest.importorskip("distributed")
 from distributed import Client, LocalCluster  # noqa: E402
 
 from hpckit import processor  # noqa: E402
-from hpckit.security import TLSFiles, write_tls_files  # noqa: E402
+from hpckit.io.tls import TLSFiles, write_tls_files  # noqa: E402
 
 
 class Count(processor.ProcessorABC):
@@ -110,7 +110,7 @@ def test_launch_dask_pool_is_tls_only_and_run_dir_private(tmp_path):
     from hpckit.deploy import load_site
     from hpckit.launch.plan import Plan, size
     from hpckit.engines.dask import DaskPool
-    from hpckit.paths import private_dir
+    from hpckit.io.paths import private_dir
 
     site = load_site("local", []).site
     run_dir = private_dir(tmp_path / "run")

@@ -18,7 +18,7 @@ from conftest import DATA, EXAMPLES, REPO
 
 from hpckit import processor
 from hpckit.deploy.site import MAX_SITE_BYTES, SiteError, load_site
-from hpckit.errors import ChunkError, FileAccessError, FilesetError
+from hpckit.core.errors import ChunkError, FileAccessError, FilesetError
 from hpckit.events.reader import open_tree
 from hpckit.processor.work import retry_file_errors
 

@@ -10,13 +10,13 @@ import sys
 import pytest
 from conftest import REPO
 
-from hpckit.paths import private_dir, user_run_root
+from hpckit.io.paths import private_dir, user_run_root
 
 _WRITE = """
 import resource, signal, sys
 signal.signal(signal.SIGXFSZ, signal.SIG_IGN)   # a write past the limit fails with EFBIG, like a full disk
 resource.setrlimit(resource.RLIMIT_FSIZE, (4096, 4096))
-from hpckit.outputs import write_results
+from hpckit.io.outputs import write_results
 try:
     write_results(sys.argv[1], {"big": b"x" * 100_000}, {"n": 1}, plots=False)
 except OSError as exc:
@@ -36,7 +36,7 @@ def test_failed_output_write_leaves_no_part_file(tmp_path):
 def test_outputs_follow_the_users_umask(tmp_path):
     """Output files get the permissions the user's umask gives (077: private); the temporary file they
     are written through is private whatever the umask. Run directories are 0700 (below)."""
-    from hpckit.outputs import write_results
+    from hpckit.io.outputs import write_results
 
     for mask, mode in ((0o077, 0o600), (0o022, 0o644)):
         old = os.umask(mask)

@@ -119,7 +119,7 @@ def test_report_command_reads_json_only(tmp_path):
 
 
 def test_checkpoint_directory_of_another_user_refused(tmp_path, fileset_path):
-    from hpckit.paths import UnsafePathError
+    from hpckit.io.paths import UnsafePathError
     from hpckit.processor import SimpleCheckpointer
 
     theirs = tmp_path / "theirs"
@@ -152,7 +152,7 @@ def test_checkpoint_directory_of_another_user_refused(tmp_path, fileset_path):
 
 
 def test_output_and_run_directories_of_another_user_refused(tmp_path, fileset_path):
-    from hpckit.paths import own_dir
+    from hpckit.io.paths import own_dir
     theirs = tmp_path / "theirs"
     theirs.mkdir()
     theirs.chmod(0o777)
@@ -181,7 +181,7 @@ def test_output_and_run_directories_of_another_user_refused(tmp_path, fileset_pa
 
 def test_wheel_cache_of_another_user_refused(tmp_path, monkeypatch):
     from hpckit.deploy.envlock import wheel_cache
-    from hpckit.paths import UnsafePathError
+    from hpckit.io.paths import UnsafePathError
 
     cache = tmp_path / "cache"
     (cache / "wheels").mkdir(parents=True)

@@ -28,7 +28,7 @@ except ImportError:
     from site_util import isolated_sites  # noqa: F401
 
 from hpckit.deploy import BACKENDS, SiteError, load_site, render_files
-from hpckit.resources import data_dir
+from hpckit.core.resources import data_dir
 
 HOSTILE = [
     'x"""; __import__("os").system("touch {M}"); """',
@@ -288,7 +288,7 @@ def test_cli_paths_refused_or_inert(tmp_path, backend):
     the run directory (which engines format into shell commands unquoted: Parsl's worker command and
     provider scripts, batch log directives) is refused with one error naming it; output and checkpoint
     paths never reach a rendered file; scratch is quoted everywhere (a site field: see above)."""
-    from hpckit.paths import UnsafePathError
+    from hpckit.io.paths import UnsafePathError
 
     marker = tmp_path / "PWNED"
     for i, raw in enumerate(HOSTILE):

@@ -110,7 +110,7 @@ def test_user_dir_layers_over_builtin(tmp_path, monkeypatch):
     d1.mkdir(), d2.mkdir()
     (d1 / "perlmutter.yaml").write_text("account: m1111\n")
     (d2 / "perlmutter.yaml").write_text("account: m2222\nqos: debug\n")
-    (d2 / "mysite.yaml").write_text((__import__("hpckit.resources").resources.data_dir("sites") / "slurm-local.yaml").read_text().replace("name: slurm-local", "name: mysite"))
+    (d2 / "mysite.yaml").write_text((__import__("hpckit.core.resources").core.resources.data_dir("sites") / "slurm-local.yaml").read_text().replace("name: slurm-local", "name: mysite"))
     monkeypatch.setenv("HPCKIT_SITES_PATH", f"{d1}:{d2}")
     loaded = load_site("perlmutter")
     assert loaded.site.account == "m1111"  # leftmost directory wins

@@ -262,7 +262,7 @@ def test_cli_sites_show_render(tmp_path):
 
 
 def test_slurm_local_script_syntax():
-    from hpckit.resources import data_dir
+    from hpckit.core.resources import data_dir
 
     script = data_dir("sites").parent / "scripts" / "slurm-local.sh"
     if not script.is_file():

@@ -17,7 +17,7 @@ from dimuon import DimuonProcessor
 
 import xrootd_util
 from hpckit import processor
-from hpckit.errors import ChunkError, FileAccessError, FilesetError
+from hpckit.core.errors import ChunkError, FileAccessError, FilesetError
 
 pytestmark = [pytest.mark.xrootd, pytest.mark.timeout(300)]
 
@@ -321,7 +321,7 @@ def test_servers_refuse_non_loopback_clients(sites):
     import psutil
     from XRootD import client
 
-    from hpckit.storage import configure_xrootd_client
+    from hpckit.io.storage import configure_xrootd_client
 
     configure_xrootd_client()  # timeouts checked every second, not every 15 s
 

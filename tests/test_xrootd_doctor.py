@@ -12,7 +12,7 @@ import pytest
 from conftest import DATA, REPO
 
 import xrootd_util
-from hpckit.storage_check import check_credential, check_fileset_storage, endpoints, find_credential
+from hpckit.io.storage_check import check_credential, check_fileset_storage, endpoints, find_credential
 
 pytestmark = [pytest.mark.xrootd, pytest.mark.timeout(180)]
 

@@ -8,7 +8,7 @@ from typing import List, NoReturn, Optional
 import typer
 from rich.console import Console
 
-from hpckit.defaults import VINE_PORT
+from hpckit.core.defaults import VINE_PORT
 from hpckit.run import RunSpec
 
 out = Console(soft_wrap=True)
@@ -67,7 +67,7 @@ def run_spec(analysis: Path, fileset: Path, processor_name: Optional[str], chunk
              plot_split: bool, nominal: Optional[str] = None, band: bool = False,
              refresh_metadata: bool = False) -> RunSpec:
     """A RunSpec from the shared options (a bad value is an error line, not a traceback)."""
-    from hpckit.errors import HpckitError
+    from hpckit.core.errors import HpckitError
 
     try:
         return RunSpec(analysis=analysis, fileset=fileset, processor_name=processor_name, chunksize=chunksize,

@@ -9,11 +9,11 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from hpckit.defaults import VINE_PORT
+from hpckit.core.defaults import VINE_PORT
 from hpckit.cli.common import fail as _fail, say
 from hpckit.deploy import BACKENDS, SiteError, list_sites, load_site, render_all
 from hpckit.deploy.render import RenderError
-from hpckit.resources import data_dir
+from hpckit.core.resources import data_dir
 
 console = Console()
 

@@ -8,7 +8,7 @@ from typing import List, Optional
 import typer
 from rich.console import Console
 
-from hpckit.errors import MissingExtra
+from hpckit.core.errors import MissingExtra
 
 console = Console(soft_wrap=True)
 err = Console(stderr=True, soft_wrap=True)

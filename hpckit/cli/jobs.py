@@ -25,7 +25,7 @@ def jobs_command(
     runs: Optional[Path] = typer.Option(None, "--runs", help=RUNS_HELP),
 ) -> None:
     """List the batch jobs of earlier launches with their scheduler state and whether the launch is alive."""
-    from hpckit.errors import HpckitError
+    from hpckit.core.errors import HpckitError
     from hpckit.launch.teardown import find_runs, run_jobs_table
 
     from hpckit.cli.pools import pool_rows
@@ -51,7 +51,7 @@ def cancel_command(
 ) -> None:
     """Cancel the jobs of a launch whose process is gone (SIGKILL, lost login session), or end what an `hpckit run`
     left. Exits 1 when a named run is not cancelled (its launch still runs: --force)."""
-    from hpckit.errors import HpckitError
+    from hpckit.core.errors import HpckitError
     from hpckit.launch.teardown import cancel_runs, find_runs
 
     if run is None and not all_orphans:

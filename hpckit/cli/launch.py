@@ -43,7 +43,7 @@ def launch_command(
     refresh_metadata: bool = c.REFRESH_METADATA,
 ) -> None:
     """Start workers for SITE, run ANALYSIS over FILESET on them, write the results, cancel every job."""
-    from hpckit.errors import HpckitError
+    from hpckit.core.errors import HpckitError
     from hpckit.launch import LaunchOptions, Terminated, launch
     from hpckit.run import summarize
 
@@ -86,7 +86,7 @@ def doctor_command(
 ) -> None:
     """Check this machine against SITE before burning queue time: one pass/fail line per check, with the fix."""
     from hpckit.doctor import run_checks
-    from hpckit.errors import HpckitError
+    from hpckit.core.errors import HpckitError
 
     try:
         checks = run_checks(site, c.overrides(set_), backend, fileset=str(fileset) if fileset else None)
@@ -105,6 +105,6 @@ def doctor_command(
 
 
 def plural_checks(n: int) -> str:
-    from hpckit.units import plural
+    from hpckit.core.units import plural
 
     return plural(n, "check")

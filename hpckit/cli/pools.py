@@ -13,7 +13,7 @@ from hpckit.engines import batch_names
 
 def _seconds(text: str) -> float:
     """``30m``, ``2h``, ``90s``, ``45`` (minutes), ``0`` (never) -> seconds."""
-    from hpckit.errors import UsageError
+    from hpckit.core.errors import UsageError
 
     t = text.strip().lower()
     units = {"s": 1, "m": 60, "h": 3600}
@@ -38,7 +38,7 @@ def up_command(
     env: Optional[Path] = typer.Option(None, "--env", help="hpckit pack tarball the workers run (env_delivery tarball)"),
 ) -> None:
     """Start SITE's workers and keep them up (a detached process) for `hpckit run --on NAME`."""
-    from hpckit.errors import HpckitError
+    from hpckit.core.errors import HpckitError
     from hpckit.launch import standing
     from hpckit.launch.dashboard import tunnel_command
 
@@ -65,7 +65,7 @@ def up_command(
 
 def down_command(name: str = typer.Argument(..., help="the pool's name (hpckit jobs lists them)")) -> None:
     """End the pool NAME: cancel every job and stop its process."""
-    from hpckit.errors import HpckitError
+    from hpckit.core.errors import HpckitError
     from hpckit.launch import standing
 
     try:
@@ -77,7 +77,7 @@ def down_command(name: str = typer.Argument(..., help="the pool's name (hpckit j
 def pool_rows() -> list[str]:
     """One line per standing pool for `hpckit jobs`: name, state, site/backend, workers, jobs, age."""
     from hpckit.launch import standing
-    from hpckit.units import plural
+    from hpckit.core.units import plural
 
     rows = []
     for p in standing.list_pools():
@@ -91,7 +91,7 @@ def pool_rows() -> list[str]:
 
 def run_on(name: str, spec) -> None:
     """`hpckit run ... --on NAME`."""
-    from hpckit.errors import HpckitError
+    from hpckit.core.errors import HpckitError
     from hpckit.launch import standing
 
     try:

@@ -42,7 +42,7 @@ def run_command(
     on: Optional[str] = typer.Option(None, "--on", help="run on the standing pool of this name (hpckit up)"),
 ) -> None:
     """Run ANALYSIS over FILESET; write the output pickle, metrics JSON, histogram plots and report.html."""
-    from hpckit.errors import HpckitError
+    from hpckit.core.errors import HpckitError
     from hpckit.launch.teardown import Terminated, signals_raise
     from hpckit.run import EngineOptions, run_here, summarize
 

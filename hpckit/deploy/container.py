@@ -10,7 +10,7 @@ the site.
 
 from __future__ import annotations
 
-from hpckit.errors import HpckitError
+from hpckit.core.errors import HpckitError
 
 import shlex
 import shutil

@@ -43,7 +43,7 @@ from hpckit.deploy.envlock import (
     read_lock,
 )
 from hpckit.deploy.site import Site
-from hpckit.errors import HpckitError
+from hpckit.core.errors import HpckitError
 
 __all__ = ["BUILT", "DeliveryError", "Check", "Prepared", "client_lock", "default_lock", "fix_command",
            "preflight", "prepare", "resolve", "tarball_manifest"]

@@ -25,8 +25,8 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping
 
-from hpckit.paths import atomic_write, umask_mode
-from hpckit.errors import HpckitError
+from hpckit.io.paths import atomic_write, umask_mode
+from hpckit.core.errors import HpckitError
 
 LOCK_HEADER = "# hpckit lock"
 DEFAULT_LOCK = "hpckit.lock"
@@ -379,7 +379,7 @@ def guarded(fn: Callable[..., Any], fp: Fingerprint) -> Callable[..., Any]:
 def wheel_cache() -> Path:
     import os
 
-    from hpckit.paths import own_dir
+    from hpckit.io.paths import own_dir
 
     root = os.environ.get("HPCKIT_CACHE") or str(Path.home() / ".cache" / "hpckit")
     # its wheels are installed into environments that run your code: refuse a cache someone else controls

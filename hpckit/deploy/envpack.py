@@ -39,7 +39,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from hpckit.deploy.envlock import Lock, LockError, python_minor, read_lock, wheelhouse
-from hpckit.errors import HpckitError
+from hpckit.core.errors import HpckitError
 
 MANIFEST = "hpckit-env.json"
 # Parts of the stdlib that no worker needs and that are large.
@@ -193,7 +193,7 @@ def pack(
 
     ``compile=False`` leaves out the byte-compiled files (a smaller tarball, packed faster; the first worker
     on a node compiles what it imports into its unpacked copy)."""
-    from hpckit.extras import require_module
+    from hpckit.core.extras import require_module
 
     venv_pack = require_module("venv_pack", "hpckit pack")
 

@@ -11,7 +11,7 @@ import socket
 
 from hpckit.deploy.schedulers import scheduler_class
 from hpckit.deploy.site import Site
-from hpckit.errors import LaunchError
+from hpckit.core.errors import LaunchError
 
 __all__ = ["interface_address", "interface_addresses", "manager_address", "require_interface"]
 

@@ -18,7 +18,7 @@ call :func:`render_template` with a context from :func:`job_context`.
 
 from __future__ import annotations
 
-from hpckit.errors import HpckitError
+from hpckit.core.errors import HpckitError
 
 import math
 import re
@@ -31,7 +31,7 @@ import jinja2
 
 from hpckit.deploy.schedulers import scheduler_class
 from hpckit.deploy.site import Site, format_walltime
-from hpckit.resources import data_dir
+from hpckit.core.resources import data_dir
 
 __all__ = ["JobMode", "RenderError", "SCRIPT", "environment", "job_context", "render_template", "shquote", "shpath", "classad_string"]
 

@@ -28,7 +28,7 @@ Public API: :func:`load_site`, :func:`list_sites`, :func:`site_paths`, :class:`S
 
 from __future__ import annotations
 
-from hpckit.errors import HpckitError
+from hpckit.core.errors import HpckitError
 
 import datetime as _dt
 import math
@@ -52,8 +52,8 @@ from pydantic import (
 
 from hpckit.deploy.backends import BACKENDS
 from hpckit.deploy.schedulers import SCHEDULERS
-from hpckit.paths import read_limited
-from hpckit.resources import data_dir
+from hpckit.io.paths import read_limited
+from hpckit.core.resources import data_dir
 
 __all__ = [
     "Bytes",

@@ -16,7 +16,7 @@ import importlib
 import pkgutil
 
 from hpckit.engines.base import Engine, Pool
-from hpckit.errors import UsageError
+from hpckit.core.errors import UsageError
 
 
 def _discover() -> dict[str, Engine]:

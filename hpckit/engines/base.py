@@ -16,7 +16,7 @@ import threading
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Iterator
 
-from hpckit.errors import LaunchError
+from hpckit.core.errors import LaunchError
 
 if TYPE_CHECKING:
     from hpckit.deploy.checks import Check
@@ -28,7 +28,7 @@ class Engine:
     """One engine. Subclasses set the class attributes and override what differs.
 
     ``batch``: it has a :class:`Pool` for a site (rendered files, batch jobs); else it runs in this process
-    (iterative, futures). ``modules``: what it imports (doctor checks them; :data:`hpckit.extras.INSTALL`
+    (iterative, futures). ``modules``: what it imports (doctor checks them; :data:`hpckit.core.extras.INSTALL`
     says how to get each). ``node_files``: what a launch of it keeps in the run directory for the nodes
     (named when a site has no shared file system). ``first_worker_before_run``: a started pool has workers
     to wait for before the run starts (TaskVine's manager only exists inside the executor's run).
@@ -73,7 +73,7 @@ class Engine:
         missing = [m for m in self.modules if not _importable(m)]
         if not missing:
             return [Check(f"{self.name} backend", "pass", "importable" if self.modules else "local executor")]
-        from hpckit.extras import INSTALL
+        from hpckit.core.extras import INSTALL
 
         fix = INSTALL.get(missing[0].split(".")[0], f"pip install {missing[0]}")
         return [Check(f"{self.name} backend", "fail", f"cannot import {', '.join(missing)}", fix)]

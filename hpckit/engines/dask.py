@@ -15,8 +15,8 @@ from typing import TYPE_CHECKING, Any, Iterator
 from hpckit.deploy.retire import RetireBeforeWalltime
 from hpckit.deploy.schedulers import SubmitError, scheduler_for
 from hpckit.engines.base import Engine, JobRecord, Pool, failures_allowed
-from hpckit.extras import require_module
-from hpckit.units import plural
+from hpckit.core.extras import require_module
+from hpckit.core.units import plural
 
 if TYPE_CHECKING:
     from hpckit.launch.plan import Plan
@@ -58,7 +58,7 @@ class DaskEngine(Engine):
     def render_note(self, site: Any, rendered: list[Path]) -> str | None:
         if not scheduler_for(site).batch or any(p.name.startswith("job_script") for p in rendered):
             return None
-        from hpckit.extras import INSTALL
+        from hpckit.core.extras import INSTALL
 
         return f"no job script rendered: dask-jobqueue is not installed; {INSTALL['dask_jobqueue']}"
 
@@ -135,7 +135,7 @@ class DaskPool(Pool):
         import dask
         from distributed import Client
 
-        from hpckit.security import write_tls_files
+        from hpckit.io.tls import write_tls_files
 
         # TLS with a certificate made for this run (0600 files in the 0700 run directory): only the
         # scheduler, the workers (dask-jobqueue passes them the files) and this client can connect

@@ -16,9 +16,9 @@ from types import ModuleType
 from typing import TYPE_CHECKING, Any, Iterator
 
 from hpckit.engines.base import Engine, Pool
-from hpckit.errors import UsageError
-from hpckit.extras import require_module
-from hpckit.units import plural
+from hpckit.core.errors import UsageError
+from hpckit.core.extras import require_module
+from hpckit.core.units import plural
 
 if TYPE_CHECKING:
     from hpckit.launch.plan import Plan
@@ -75,7 +75,7 @@ def load_parsl_config(path: Path) -> Any:
 
 def local_parsl_config(workers: int, run_dir: str = "runinfo") -> Any:
     """A HighThroughputExecutor with ``workers`` workers on this machine, on loopback."""
-    from hpckit.paths import shell_safe_path
+    from hpckit.io.paths import shell_safe_path
 
     require_module("parsl", "the parsl executor")
     shell_safe_path(run_dir, "Parsl run directory")  # Parsl formats it into the worker command, unquoted

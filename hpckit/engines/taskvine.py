@@ -10,10 +10,10 @@ import subprocess
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterator
 
-from hpckit.defaults import VINE_PORT
+from hpckit.core.defaults import VINE_PORT
 from hpckit.engines.base import Engine, Pool
-from hpckit.extras import require_command, require_module
-from hpckit.units import plural
+from hpckit.core.extras import require_command, require_module
+from hpckit.core.units import plural
 
 if TYPE_CHECKING:
     from hpckit.deploy.checks import Check

@@ -16,7 +16,7 @@ import awkward as ak
 import numpy as np
 import vector.backends.awkward as vba
 
-from hpckit.errors import HpckitError
+from hpckit.core.errors import HpckitError
 from hpckit.events import lorentz, shared_behavior
 
 shared_behavior.install()

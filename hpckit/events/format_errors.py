@@ -1,12 +1,12 @@
 """File errors that are also the exception types coffea raises for the same case, so code written for
 coffea (``skipbadfiles=(UprootMissTreeError, ArrowInvalid)``, ``except KeyError``) keeps working. Kept out
-of ``hpckit.errors`` because they subclass uproot's and pyarrow's types (slow imports)."""
+of ``hpckit.core.errors`` because they subclass uproot's and pyarrow's types (slow imports)."""
 
 from __future__ import annotations
 
 import uproot
 
-from hpckit.errors import FileAccessError
+from hpckit.core.errors import FileAccessError
 
 
 class UprootMissTreeError(FileAccessError, uproot.KeyInFileError):

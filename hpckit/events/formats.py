@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from hpckit.errors import FileAccessError, NotATreeError
+from hpckit.core.errors import FileAccessError, NotATreeError
 from hpckit.events.reader import BranchInfo, OpenTree
 
 _PARQUET_SUFFIXES = (".parquet", ".parq", ".pq")
@@ -243,7 +243,7 @@ def open_parquet(filename: str, treename: str = "", storage_options: dict | None
     except ImportError:
         raise ImportError("reading Parquet needs pyarrow; install it with: pip install 'hpckit[parquet]'") from None
 
-    from hpckit.errors import FileNotFound
+    from hpckit.core.errors import FileNotFound
 
     if parquet_file is not None:  # the caller's open pyarrow.parquet.ParquetFile: its reads are not counted
         return _parquet_tree(filename, treename, _CountingFile(None), parquet_file)

@@ -17,8 +17,8 @@ from typing import Any
 import numpy as np
 import uproot
 
-from hpckit import storage
-from hpckit.errors import FileAccessError, FileNotFound
+from hpckit.io import storage
+from hpckit.core.errors import FileAccessError, FileNotFound
 
 _MAX_OPEN = int(os.environ.get("HPCKIT_MAX_OPEN_FILES", "8"))
 _local = threading.local()

@@ -13,7 +13,7 @@
 """
 
 from hpckit.deploy.schedulers import JobState, JobStatus, SubmitError
-from hpckit.errors import LaunchError
+from hpckit.core.errors import LaunchError
 from hpckit.launch.flow import LaunchOptions, LaunchResult, environment_check, launch
 from hpckit.launch.plan import BACKENDS, BATCH_BACKENDS, Plan, default_run_dir, size
 from hpckit.launch.teardown import Terminated, WorkerTimeout

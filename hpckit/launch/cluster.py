@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from hpckit.launch.session import PoolOptions, Session, parse_adapt
-from hpckit.units import plural
+from hpckit.core.units import plural
 
 
 class Cluster:

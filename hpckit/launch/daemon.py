@@ -24,8 +24,8 @@ import traceback
 from pathlib import Path
 from typing import Any
 
-from hpckit.defaults import VINE_PORT
-from hpckit.errors import HpckitError
+from hpckit.core.defaults import VINE_PORT
+from hpckit.core.errors import HpckitError
 
 
 def write_state(run_dir: Path, **data: Any) -> None:

@@ -13,19 +13,19 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-from hpckit.defaults import VINE_PORT
+from hpckit.core.defaults import VINE_PORT
 from hpckit.deploy import delivery, load_site
 from hpckit.deploy.sharing import needs_shared_filesystem
 from hpckit.deploy.schedulers import scheduler_for
-from hpckit.errors import LaunchError
-from hpckit.paths import atomic_write, private_dir, shell_safe_path, umask_mode
+from hpckit.core.errors import LaunchError
+from hpckit.io.paths import atomic_write, private_dir, shell_safe_path, umask_mode
 from hpckit.launch.keeper import keeper, resume_hint
 from hpckit.engines import ENGINES
 from hpckit.launch.plan import default_run_dir, pick_backend, size
 from hpckit.launch.teardown import process_identity, signals_raise
 from hpckit.report.hooks import RunRecord, lock_hash
 from hpckit.run import RunSpec, run_with_executor
-from hpckit.units import plural
+from hpckit.core.units import plural
 
 
 FALLBACK = "futures"  # the engine a launch runs here when the site's scheduler is not on this machine

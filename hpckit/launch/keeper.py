@@ -20,7 +20,7 @@ import threading
 import time
 from typing import Any, Iterator
 
-from hpckit.errors import LaunchError
+from hpckit.core.errors import LaunchError
 
 logger = logging.getLogger("hpckit.launch")
 

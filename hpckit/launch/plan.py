@@ -9,17 +9,17 @@ import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from hpckit.defaults import VINE_PORT
+from hpckit.core.defaults import VINE_PORT
 from hpckit.deploy import render_all
 from hpckit.deploy.backends import Sizing
 from hpckit.deploy.network import manager_address
 from hpckit.deploy.schedulers import Scheduler, scheduler_for
 from hpckit.deploy.site import Site, load_site
 from hpckit.engines import ENGINES, Engine, get
-from hpckit.errors import LaunchError
-from hpckit.paths import user_run_root
+from hpckit.core.errors import LaunchError
+from hpckit.io.paths import user_run_root
 from hpckit.run import default_workers
-from hpckit.units import plural
+from hpckit.core.units import plural
 
 BACKENDS = tuple(ENGINES)  # every engine, the local ones first (hpckit.engines reads their files)
 BATCH_BACKENDS = tuple(n for n, e in ENGINES.items() if e.batch)

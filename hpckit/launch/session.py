@@ -25,17 +25,17 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable
 
-from hpckit.defaults import VINE_PORT
+from hpckit.core.defaults import VINE_PORT
 from hpckit.deploy import delivery, load_site
 from hpckit.deploy.network import require_interface
 from hpckit.deploy.schedulers import scheduler_for
-from hpckit.errors import LaunchError
+from hpckit.core.errors import LaunchError
 from hpckit.engines import ENGINES, batch_names
 from hpckit.launch.plan import Plan, default_run_dir, manager_host, pick_backend, size
 from hpckit.launch.changes import fingerprint_now, forget_edited_modules, guarded
 from hpckit.launch.teardown import process_identity, teardown, wait_for_first_worker
-from hpckit.paths import private_dir, shell_safe_path
-from hpckit.units import plural
+from hpckit.io.paths import private_dir, shell_safe_path
+from hpckit.core.units import plural
 
 
 class EnvironmentChanged(LaunchError):

@@ -21,9 +21,9 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
-from hpckit.defaults import VINE_PORT
-from hpckit.errors import LaunchError
-from hpckit.paths import private_dir
+from hpckit.core.defaults import VINE_PORT
+from hpckit.core.errors import LaunchError
+from hpckit.io.paths import private_dir
 
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
 

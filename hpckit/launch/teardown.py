@@ -16,9 +16,9 @@ from pathlib import Path
 from typing import Callable, Iterator
 
 from hpckit.deploy.schedulers import Scheduler, SubmitError, scheduler_class
-from hpckit.errors import LaunchError
+from hpckit.core.errors import LaunchError
 from hpckit.report.rundata import progress_line
-from hpckit.units import plural
+from hpckit.core.units import plural
 
 
 class WorkerTimeout(LaunchError):

@@ -9,9 +9,9 @@ A checkpoint is a pickle, and unpickling runs code, so a file is only unpickled 
 checks out: the MAC is keyed by a per-user secret (``~/.config/hpckit/checkpoint.key``, 0600, made on
 first use) and covers the chunk's identity, so a file planted by someone else, a torn or empty file,
 or another chunk's file is redone with a warning naming it, never loaded. Files not owned by the user
-or in a group/world-writable directory are refused before they are read (:func:`hpckit.paths.untrusted_file`),
+or in a group/world-writable directory are refused before they are read (:func:`hpckit.io.paths.untrusted_file`),
 and a checkpoint directory another user owns, links to or may write is refused at once
-(:func:`hpckit.paths.own_dir`). Dataset, file and tree names
+(:func:`hpckit.io.paths.own_dir`). Dataset, file and tree names
 are hashed into the path, so ``DY+jets`` and ``DY_jets`` never share a checkpoint.
 """
 
@@ -31,8 +31,8 @@ from typing import Any
 
 import cloudpickle
 
-from hpckit.errors import HpckitError
-from hpckit.paths import atomic_write, config_dir, own_dir, untrusted_file
+from hpckit.core.errors import HpckitError
+from hpckit.io.paths import atomic_write, config_dir, own_dir, untrusted_file
 from hpckit.processor.fileset import WorkItem
 from hpckit.processor.serialize import compress, decompress
 

@@ -10,10 +10,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from hpckit import storage
-from hpckit.errors import FilesetError
-from hpckit.defaults import check_chunksize
-from hpckit.paths import read_limited
+from hpckit.io import storage
+from hpckit.core.errors import FilesetError
+from hpckit.core.defaults import check_chunksize
+from hpckit.io.paths import read_limited
 
 RESERVED_METADATA = frozenset(
     "dataset filename treename metadata entrystart entrystop fileuuid numentries uuid clusters preload".split()

@@ -32,7 +32,7 @@ from typing import Any
 import cloudpickle
 import numpy as np
 
-from hpckit.errors import ProcessorError
+from hpckit.core.errors import ProcessorError
 
 _IMMUTABLE = (
     type(None), bool, int, float, complex, str, bytes, range, type, types.FunctionType,

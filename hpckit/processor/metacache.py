@@ -36,8 +36,8 @@ from pathlib import Path
 from collections.abc import Iterable
 from typing import Any
 
-from hpckit import storage
-from hpckit.errors import HpckitError
+from hpckit.io import storage
+from hpckit.core.errors import HpckitError
 
 DEFAULT_NAME = "metadata.sqlite"
 DEFAULT_MAX_MB = 256
@@ -54,7 +54,7 @@ class MetadataCache:
     ``treename``) plus what was read (``what``: format and cluster choice, part of the key)."""
 
     def __init__(self, path: str | os.PathLike | None = None, max_bytes: int | None = None, key: bytes | None = None):
-        from hpckit.paths import cache_dir, private_dir
+        from hpckit.io.paths import cache_dir, private_dir
 
         if path is None:
             self.path = cache_dir() / DEFAULT_NAME
@@ -82,7 +82,7 @@ class MetadataCache:
 
     # -- safety --------------------------------------------------------------------------------------
     def _check_file(self) -> None:
-        from hpckit.paths import untrusted_file
+        from hpckit.io.paths import untrusted_file
 
         try:
             fd = os.open(self.path, os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0), 0o600)

@@ -17,7 +17,7 @@ from rich.progress import (
 )
 from rich.text import Text
 
-from hpckit.units import format_rate
+from hpckit.core.units import format_rate
 
 
 class _RateColumn(ProgressColumn):

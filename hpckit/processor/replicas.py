@@ -7,7 +7,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import TypeVar
 
-from hpckit.errors import FileAccessError, FilesetError
+from hpckit.core.errors import FileAccessError, FilesetError
 from hpckit.events.reader import forget
 
 T = TypeVar("T")

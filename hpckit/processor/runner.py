@@ -9,7 +9,7 @@ from collections.abc import Generator
 from dataclasses import dataclass, field
 from typing import Any
 
-from hpckit.errors import ChunkError, FilesetError
+from hpckit.core.errors import ChunkError, FilesetError
 from hpckit.events import NanoAODSchema
 from hpckit.processor.accumulate import Merger, set_accumulator
 from hpckit.processor.checkpoint import CheckpointerABC, processor_fingerprint
@@ -19,7 +19,7 @@ from hpckit.processor.fileset import (MISSING_LIMIT, FileMeta, WorkItem, as_work
 from hpckit.processor.metacache import open_cache
 from hpckit.processor.planning import LIGHT_ABOVE
 from hpckit.processor.progress import ChunkProgress, PlanProgress
-from hpckit.defaults import DEFAULT_CHUNKSIZE, check_chunksize
+from hpckit.core.defaults import DEFAULT_CHUNKSIZE, check_chunksize
 from hpckit.processor.replicas import reset_preferences
 from hpckit.processor.result import Err, Ok
 from hpckit.processor.serialize import dump_processor
@@ -144,7 +144,7 @@ class Runner:
     def _stop_on_missing_files(self, specs: list) -> None:
         """Local files that do not exist end the run at once, in one line with a count, before any file is
         opened (unless ``skipbadfiles`` covers a missing file: then they are skipped one by one, listed)."""
-        from hpckit.errors import FileNotFound
+        from hpckit.core.errors import FileNotFound
 
         probe = FileNotFoundError("probe")
         if skip_matches(self.skipbadfiles, probe):

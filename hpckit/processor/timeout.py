@@ -15,7 +15,7 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from hpckit.errors import ChunkError
+from hpckit.core.errors import ChunkError
 
 
 class _Expired(BaseException):

@@ -18,7 +18,7 @@ import warnings
 from dataclasses import dataclass, field
 from typing import Any
 
-from hpckit.errors import ChunkError, FileAccessError, FilesetError, ProcessorError
+from hpckit.core.errors import ChunkError, FileAccessError, FilesetError, ProcessorError
 from hpckit.events import make_events
 from hpckit.events.reader import file_uuid, forget, open_tree
 from hpckit.processor.abc import call_process

@@ -15,7 +15,7 @@ import warnings
 from pathlib import Path
 from typing import Any
 
-from hpckit.paths import atomic_write, umask_mode
+from hpckit.io.paths import atomic_write, umask_mode
 from hpckit.processor.records import ChunkRecorder
 from hpckit.report.jobs import JobStateRecorder
 

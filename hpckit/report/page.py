@@ -9,7 +9,7 @@ from html import escape
 from pathlib import Path
 from typing import Any
 
-from hpckit.paths import atomic_write, umask_mode
+from hpckit.io.paths import atomic_write, umask_mode
 from hpckit.report import svg
 from hpckit.report.rundata import RunData
 

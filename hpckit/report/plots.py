@@ -29,7 +29,7 @@ from typing import Any
 
 import numpy as np
 
-from hpckit.errors import HpckitError
+from hpckit.core.errors import HpckitError
 
 DATA_KEYS = ("isData", "is_data")  # fileset metadata marking a dataset as data; is_mc/isMC false also does
 # names (any case) of a category axis holding systematic variations: drawn at its nominal, never summed
@@ -372,7 +372,7 @@ def plot_histograms(out: Any, stem: Path, data: Iterable[str] = (), split: bool 
     import matplotlib.pyplot as plt
     from matplotlib.backends.backend_pdf import PdfPages
 
-    from hpckit.paths import atomic_write, umask_mode
+    from hpckit.io.paths import atomic_write, umask_mode
 
     stem = Path(stem)
     written: list[Path] = []

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from hpckit.deploy.schedulers import JobState
-from hpckit.errors import HpckitError
+from hpckit.core.errors import HpckitError
 from hpckit.report.numbers import LIMIT, from_json, metrics_path, results_path
 
 
@@ -310,7 +310,7 @@ def load_run(run_dir: str | Path) -> RunData:
 
 def _results(path: Path) -> tuple[dict | None, dict, str | None]:
     """(histograms, numbers, None) from the results JSON at ``path``, or (None, {}, why not)."""
-    from hpckit.paths import untrusted_file
+    from hpckit.io.paths import untrusted_file
 
     try:
         fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0))

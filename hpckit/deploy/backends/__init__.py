@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from hpckit.defaults import VINE_PORT
+from hpckit.core.defaults import VINE_PORT
 
 if TYPE_CHECKING:
     from hpckit.deploy.site import Site

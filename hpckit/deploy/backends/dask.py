@@ -16,7 +16,7 @@ from hpckit.deploy.backends.common import (
 )
 from hpckit.deploy.render import JobMode
 from hpckit.deploy.schedulers import scheduler_class
-from hpckit.errors import MissingExtra
+from hpckit.core.errors import MissingExtra
 from hpckit.deploy.site import Site, format_memory
 
 MODE = JobMode("dask", job_name="dask-worker")  # dask-jobqueue writes the script around our directives
@@ -35,7 +35,7 @@ class DaskRendering:
 
     def cluster_type(self) -> type:
         """Import and return the cluster class (:class:`MissingExtra` naming the extra when absent)."""
-        from hpckit.extras import require_module
+        from hpckit.core.extras import require_module
 
         module, _, name = self.cluster_class.rpartition(".")
         return getattr(require_module(module, f"the dask cluster {self.cluster_class}"), name)

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from hpckit.defaults import VINE_PORT
+from hpckit.core.defaults import VINE_PORT
 from hpckit.deploy.backends.common import (
     container_prefix,
     directive_argv,

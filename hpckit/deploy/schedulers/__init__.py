@@ -18,7 +18,7 @@ from hpckit.deploy.schedulers.htcondor import HTCondorScheduler
 from hpckit.deploy.schedulers.local import LocalScheduler
 from hpckit.deploy.schedulers.pbs import PBSScheduler
 from hpckit.deploy.schedulers.slurm import SlurmScheduler
-from hpckit.errors import UsageError
+from hpckit.core.errors import UsageError
 
 if TYPE_CHECKING:
     from hpckit.deploy.site import Site

@@ -19,7 +19,7 @@ from enum import Enum
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from hpckit.errors import LaunchError
+from hpckit.core.errors import LaunchError
 
 if TYPE_CHECKING:
     from hpckit.deploy.checks import Check

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from hpckit.deploy.checks import Check, command_output
 from hpckit.deploy.schedulers.base import JobState, JobStatus, Scheduler, run_command, squeue_listed
-from hpckit.errors import LaunchError
+from hpckit.core.errors import LaunchError
 
 # One squeue call for every job of a launch: these fields, "|"-separated (-t all: ended jobs too, while
 # the controller still holds them, MinJobAge)

@@ -25,7 +25,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from hpckit.errors import ChunkError, EngineError
+from hpckit.core.errors import ChunkError, EngineError
 from hpckit.processor.accumulate import MergeTree, canonical_result
 from hpckit.processor.executors._window import SubmitWindow, window_size
 from hpckit.processor.fileset import WorkItem

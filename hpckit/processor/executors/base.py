@@ -90,7 +90,7 @@ def warn_tailtimeout(value: Any) -> None:
 
 
 def missing_extra(package: str, extra: str) -> ImportError:
-    from hpckit.errors import MissingExtra
+    from hpckit.core.errors import MissingExtra
 
     return MissingExtra(f"{package} is not installed; install it with: pip install 'hpckit[{extra}]'")
 

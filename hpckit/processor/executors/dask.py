@@ -12,7 +12,7 @@
   Every re-run (either kind) is counted from the scheduler's transition log into ``stats["retried"]``.
 * ``client=None``: a ``LocalCluster`` of process workers (one thread each, ``workers`` of them, default one
   per core) is started for the call and closed after it. It listens on 127.0.0.1 only and speaks TLS with
-  a certificate made for the run (:func:`hpckit.security.temporary_security`), so no other local user's
+  a certificate made for the run (:func:`hpckit.io.tls.temporary_security`), so no other local user's
   client can connect and run code; its dashboard binds to ``dashboard_address`` (loopback by default).
 * ``use_dataframes=True``: each chunk's output must be a pandas DataFrame; the run returns a
   ``dask.dataframe`` made of those chunk frames, still living on the workers (so it needs a ``client`` the
@@ -27,7 +27,7 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
-from hpckit.errors import EngineError
+from hpckit.core.errors import EngineError
 from hpckit.processor.executors._remote import chunk_failure, run_stats
 from hpckit.processor.executors._window import SubmitWindow, window_size
 from hpckit.processor.executors.base import ExecutorBase, missing_extra
@@ -146,7 +146,7 @@ class DaskExecutor(ExecutorBase):
             return self._session
         from distributed import Client, LocalCluster
 
-        from hpckit.security import temporary_security
+        from hpckit.io.tls import temporary_security
 
         security = temporary_security()
         cluster = LocalCluster(

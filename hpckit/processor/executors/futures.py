@@ -10,7 +10,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from hpckit.errors import EngineError
+from hpckit.core.errors import EngineError
 from hpckit.processor.accumulate import DEFAULT_TREE_WIDTH, FoldTree, MergeTree, canonical_result
 from hpckit.processor.executors._remote import Completions
 from hpckit.processor.executors._window import SubmitWindow, window_size

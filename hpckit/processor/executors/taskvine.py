@@ -35,8 +35,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from hpckit.defaults import VINE_PORT
-from hpckit.errors import EngineError
+from hpckit.core.defaults import VINE_PORT
+from hpckit.core.errors import EngineError
 from hpckit.processor.executors._remote import (
     JobRef,
     StreamingDriver,
