@@ -201,6 +201,12 @@ Interface = Annotated[str, _matching(_INTERFACE, "a network interface name holds
 SubmitKey = Annotated[str, _matching(_SUBMIT_KEY, "an HTCondor submit command is a name like request_gpus or +MyAttr")]
 
 
+def _one_of(value: str, known: Any, what: str) -> str:
+    if value not in known:
+        raise ValueError(f"unknown {what} {value!r}; expected one of " + ", ".join(repr(k) for k in known))
+    return value
+
+
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=False, validate_default=True)
 
@@ -377,16 +383,12 @@ class Site(_Strict):
     @field_validator("default_backend")
     @classmethod
     def _known_backend(cls, v: str) -> str:
-        if v not in BACKENDS:
-            raise ValueError(f"unknown backend {v!r}; expected one of " + ", ".join(repr(k) for k in BACKENDS))
-        return v
+        return _one_of(v, BACKENDS, "backend")
 
     @field_validator("scheduler")
     @classmethod
     def _known_scheduler(cls, v: str) -> str:
-        if v not in SCHEDULERS:
-            raise ValueError(f"unknown scheduler {v!r}; expected one of " + ", ".join(repr(k) for k in SCHEDULERS))
-        return v
+        return _one_of(v, SCHEDULERS, "scheduler")
 
     @model_validator(mode="after")
     def _consistent(self) -> Site:
