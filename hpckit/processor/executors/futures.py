@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import concurrent.futures as cf
+from concurrent.futures.process import BrokenProcessPool
 import multiprocessing
 import os
 import sys
@@ -300,13 +301,13 @@ class FuturesExecutor(ExecutorBase):
 
 
 def _broken(fut: cf.Future) -> bool:
-    return fut.done() and not fut.cancelled() and isinstance(fut.exception(), cf.process.BrokenProcessPool)
+    return fut.done() and not fut.cancelled() and isinstance(fut.exception(), BrokenProcessPool)
 
 
 def _result(fut: cf.Future, what: str) -> Any:
     try:
         return fut.result()
-    except cf.process.BrokenProcessPool as err:
+    except BrokenProcessPool as err:
         raise EngineError(
             f"a worker process of the pool died while running {what} (killed, or out of memory); "
             "finished chunks are kept if a checkpointer is set"
