@@ -82,6 +82,21 @@ def test_containerfile_shares_lock_and_labels(lock):
         assert step in text and step in apptainer
 
 
+def test_changed_wheel_of_the_same_version_misses_the_layer_cache(lock, tmp_path):
+    """A wheel built from a local project (hpckit itself) changes with its code, not its version: the
+    Containerfile COPYs the wheels' digest before the bind-mounted install step, whose cache key would
+    otherwise be the same and reinstall the old code (an image of a stale hpckit failed CI's Dask workers)."""
+    text = container.render_definition(lock, ContainerSpec(runtime="podman", base=container.LOCAL_BASE), "oci")
+    lines = text.splitlines()
+    copy = lines.index("COPY wheels.sha256 /opt/hpckit/wheels.sha256")
+    assert copy < next(i for i, ln in enumerate(lines) if ln.startswith("RUN --mount=type=bind,source=wheels"))
+    whl = tmp_path / "hpckit-0.1.0-py3-none-any.whl"
+    whl.write_bytes(b"old code")
+    before = container.wheels_digest([whl])
+    whl.write_bytes(b"new code")
+    assert container.wheels_digest([whl]) != before and whl.name in before
+
+
 @pytest.mark.parametrize("runtime, first", [
     ("podman", ["podman", "build", "--pull=never", "--network=none"]),
     ("podman-hpc", ["podman-hpc", "build", "--pull=never"]),

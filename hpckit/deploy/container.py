@@ -261,8 +261,17 @@ def prepare_context(plan: BuildPlan, lock: Lock, directory: Path) -> Path:
     for name, text in plan.files.items():
         (directory / name).write_text(text)
     (directory / "hpckit.lock").write_text(lock.text())
-    wheelhouse(lock, directory / "wheels")
+    wheels = wheelhouse(lock, directory / "wheels")
+    (directory / "wheels.sha256").write_text(wheels_digest(wheels))
     return directory
+
+
+def wheels_digest(wheels: list[Path]) -> str:
+    """``sha256  name`` per wheel: COPY'd before the install step, so a changed wheel (same version, new
+    code) misses podman's layer cache instead of reusing the install of the old one."""
+    import hashlib
+
+    return "".join(f"{hashlib.sha256(w.read_bytes()).hexdigest()}  {w.name}\n" for w in sorted(wheels))
 
 
 def build(
