@@ -90,18 +90,21 @@ def test_report_of_a_slurm_launch_in_chromium(tmp_path):
     assert r.returncode == 0, r.stderr
     jobs = run_jobs(run_dir)
     assert len(jobs) == 2 and not set(jobs) & squeue_ids()
-    # the job state changes: each job seen submitted, running and ended
+    # the job state changes: each job seen submitted and ended; every job that ran a chunk seen running (on a
+    # loaded machine the second job may still be pending when the first has done every chunk: then cancelled)
     states: dict[str, list[str]] = {}
     for line in (run_dir / "jobs.jsonl").read_text().splitlines():
         s = json.loads(line)
         states.setdefault(s["job"], []).append(s["state"])
     assert sorted(states) == sorted(jobs)
-    for j, seq in states.items():
-        assert seq[0] == "SUBMITTED" and "RUNNING" in seq, (j, seq)
-        assert seq[-1].split()[0] in ("COMPLETED", "CANCELLED", "GONE"), (j, seq)
     chunks = [json.loads(x) for x in (run_dir / "chunks.jsonl").read_text().splitlines()]
     chunks = [c for c in chunks if c["kind"] == "chunk"]
     assert sum(c["events"] for c in chunks) == 80 and {c["job"] for c in chunks} <= set(jobs)
+    worked = {c["job"] for c in chunks}
+    assert worked
+    for j, seq in states.items():
+        assert seq[0] == "SUBMITTED" and ("RUNNING" in seq or j not in worked), (j, seq)
+        assert seq[-1].split()[0] in ("COMPLETED", "CANCELLED", "GONE"), (j, seq)
 
     dom, console = open_in_browser(run_dir / "report.html", tmp_path / "report-slurm.png", tmp_path)
     assert console == [], console

@@ -22,6 +22,8 @@
 
 from __future__ import annotations
 
+import contextlib
+
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -177,7 +179,11 @@ class DaskExecutor(ExecutorBase):
             result, retried, engine_workers = self._run(client, prefix, items, job, progress, live)
         except BaseException:
             if cluster is None:
-                client.cancel(list(live), force=True)
+                # only what this run holds: force=True would also cancel the merges' dependents that no
+                # client wants any more, which trips an assertion in distributed's scheduler (a traceback
+                # in a launch's stderr, where the scheduler runs)
+                with contextlib.suppress(Exception):
+                    client.cancel(list(live))
             raise
         finally:
             live.clear()
