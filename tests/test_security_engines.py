@@ -26,13 +26,25 @@ class Count(processor.ProcessorABC):
         return {"n": len(events)}
 
 
-def _refused(address: str, **kwargs) -> str:
-    try:
-        c = Client(address, timeout=5, **kwargs)
-    except Exception as exc:  # noqa: BLE001 - any failure to connect is a refusal
-        return f"{type(exc).__name__}: {exc}"
-    c.close()
-    return ""
+_TRY_CLIENT = """
+import sys
+from distributed import Client
+from distributed.security import Security
+kw = {"security": Security.temporary()} if sys.argv[2] == "temporary" else {}
+try:
+    Client(sys.argv[1], timeout=5, **kw).close()
+except Exception as exc:
+    print(f"{type(exc).__name__}: {exc}")
+"""
+
+
+def _refused(address: str, security: str = "none") -> str:
+    """The refusal, from a client in another process (``security``: none or a temporary certificate): a
+    client that fails to connect inside the test process can leave the shared event loop's state behind,
+    and the run after it then waited for ever on results already in the scheduler's memory."""
+    r = subprocess.run([sys.executable, "-c", _TRY_CLIENT, address, security], capture_output=True, text=True,
+                       timeout=120)
+    return r.stdout.strip()
 
 
 def _listening(pids: set[int]) -> list:
@@ -47,9 +59,7 @@ def test_dask_executor_own_cluster_refuses_clients_without_the_certificate(files
         assert addr.startswith("tls://127.0.0.1:")
         assert _refused(addr), "a client without credentials connected"
         assert _refused(addr.replace("tls://", "tcp://")), "a plain TCP client connected"
-        from distributed.security import Security
-
-        assert _refused(addr, security=Security.temporary()), "a client with another certificate connected"
+        assert _refused(addr, security="temporary"), "a client with another certificate connected"
         with Client(addr, security=cluster.security, timeout=30) as ok:  # with the run's credentials: works
             assert ok.submit(lambda: 41 + 1).result(timeout=60) == 42
         pids = {os.getpid()} | {p.pid for p in psutil.Process().children(recursive=True)}
