@@ -113,7 +113,10 @@ def wait_no_new_children(before: set[int], timeout=20.0) -> set[int]:
         for pid in children() - before:
             try:
                 proc = psutil.Process(pid)
-                if proc.status() != psutil.STATUS_ZOMBIE:
+                # multiprocessing's resource tracker is this process's own (one per process, started by
+                # whichever test first needs it, kept until exit), not something the run left behind
+                if proc.status() != psutil.STATUS_ZOMBIE and "multiprocessing.resource_tracker" not in " ".join(
+                        proc.cmdline()):
                     left.add(pid)
             except psutil.NoSuchProcess:
                 pass

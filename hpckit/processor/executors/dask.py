@@ -201,7 +201,9 @@ class DaskExecutor(ExecutorBase):
         # holding it is gone (walltime, preemption), the scheduler recomputes it on a new worker, where
         # scattered data would be lost for good
         job_future = client.submit(_the_job, job, key=f"{prefix}job", pure=False, retries=self.retries)
-        live.add(job_future)
+        # not in `live`: cancelling it would cancel its dependents, the chunks, some of which no client wants
+        # any more (their merges hold them) - distributed's scheduler asserts on that; it is released with
+        # the last reference to it instead
         pool = sorted(engine_workers)
         homes: dict[str, Any] = {}
         # chunks go out through the shared bounded window; a merge is submitted as soon as its group's
