@@ -20,6 +20,7 @@ import shutil
 import subprocess
 import sys
 import tarfile
+import time
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -148,6 +149,10 @@ def test_image_workers_equal_run(backend, work, image, lock_hash):
     for e in _worker_envs(run_dir):  # the worker ran the image's interpreter, from the client's lock
         assert e["lock_hash"] == lock_hash and e["delivered"] == lock_hash, e
         assert e["python"].startswith("/opt/hpckit/env/bin/python"), e
+    # the jobs are gone from squeue; their containers stop on the job's SIGTERM, which takes podman a moment
+    deadline = time.monotonic() + 60
+    while _podman("ps", "-q", "--filter", f"ancestor={image}").stdout.strip() and time.monotonic() < deadline:
+        time.sleep(1)
     assert not _podman("ps", "-q", "--filter", f"ancestor={image}").stdout.strip()
 
 
