@@ -235,18 +235,47 @@ start() {
     for n in "${COMPUTE[@]}"; do
         slurmd_alive "$n" || on "$n" /usr/sbin/slurmd -N "$n"
     done
-    for _ in $(seq 150); do
+    local i
+    for i in $(seq 300); do
         if nodes_ready; then
             on login sinfo -h -N -o '%N %P %T' | sed 's/^/cluster-local: up: /' >&2
             on login scontrol update nodename="$(IFS=,; echo "${COMPUTE[*]}")" state=resume >/dev/null 2>&1 || true
             return 0
         fi
+        # a slurmd whose one registration was lost (a loaded machine) would wait for slurmctld's next ping
+        # of an UNKNOWN node, minutes away: after 10 s and 30 s, restart the slurmd of every node not up yet
+        if [ "$i" = 50 ] || [ "$i" = 150 ]; then restart_stalled; fi
         sleep 0.2
     done
-    log "nodes did not become idle within 30 s; sinfo says:"
+    log "nodes did not become idle within 60 s; sinfo says:"
     on login sinfo -N -l >&2 || true
-    log "see $BASE/log/"
+    for n in $(stalled_nodes); do
+        log "$n: last lines of $BASE/log/slurmd-$n.log:"
+        tail -n 15 "$BASE/log/slurmd-$n.log" >&2 2>/dev/null || true
+    done
+    log "last lines of $BASE/log/slurmctld.log:"
+    tail -n 15 "$BASE/log/slurmctld.log" >&2 2>/dev/null || true
     exit 1
+}
+
+stalled_nodes() { # compute nodes sinfo does not show idle/mixed/allocated/completing (all when sinfo fails)
+    local out n
+    out="$(on login timeout 5 sinfo -h -N -o '%N %T' 2>/dev/null)" || out=""
+    for n in "${COMPUTE[@]}"; do
+        echo "$out" | grep -qE "^$n (idle|mixed|allocated|completing)\$" || echo "$n"
+    done
+}
+
+restart_stalled() {
+    local n pid
+    for n in $(stalled_nodes); do
+        log "$n has not registered: restarting its slurmd"
+        if slurmd_alive "$n"; then
+            pid="$(cat "$RUN/slurmd-$n.pid")"; kill "$pid" 2>/dev/null || true
+            for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+        fi
+        on "$n" /usr/sbin/slurmd -N "$n" || log "$n: slurmd did not start (see $BASE/log/slurmd-$n.log)"
+    done
 }
 
 kill_node() { # SIGKILL every process in NODE's network namespace
