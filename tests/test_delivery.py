@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from hpckit.deploy import delivery, load_site
-from hpckit.deploy.backends import render_files
+from hpckit.deploy import render_files
 from hpckit.deploy.backends.common import prologue_lines
 from hpckit.deploy.envlock import Lock
 

@@ -3,7 +3,8 @@
 Never imports hpckit.processor or hpckit.events.
 """
 
-from hpckit.deploy.backends import BACKENDS, render_all, render_files
+from hpckit.deploy.artifacts import render_all, render_files
+from hpckit.deploy.backends import BACKENDS
 from hpckit.deploy.site import LoadedSite, Site, SiteError, list_sites, load_site
 
 __all__ = ["BACKENDS", "LoadedSite", "Site", "SiteError", "list_sites", "load_site", "render_all", "render_files"]

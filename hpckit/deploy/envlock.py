@@ -17,6 +17,7 @@ import functools
 import hashlib
 import json
 import pickle
+import os
 import platform
 import re
 import sys
@@ -463,3 +464,16 @@ def wheelhouse(lock: Lock, dest: str | Path) -> list[Path]:
     finally:
         Path(req.name).unlink(missing_ok=True)
     return sorted(dest.glob("*.whl"))
+
+
+def environment_check(say: Callable[[str], None] = print, lock: Any = None) -> Any:
+    """The client's environment fingerprint (of ``lock``, else of what is installed here), checked by every
+    worker before it takes work: a worker whose installed versions differ refuses with the list of
+    differing packages instead of failing later while unpickling; one that passes reports the lock hash it
+    runs (the run's ``worker_environments`` metrics). ``HPCKIT_NO_ENV_CHECK=1`` turns it off."""
+    if os.environ.get("HPCKIT_NO_ENV_CHECK") == "1":
+        return None
+    fp = current_fingerprint(lock)
+    what = "the client's lock" if lock is not None else "hpckit and its dependencies"
+    say(f"hpckit: environment fingerprint {fp.hash} ({what}) checked on every worker")
+    return functools.partial(check_environment, fp.to_json())

@@ -16,10 +16,9 @@ import awkward as ak
 import numpy as np
 import vector.backends.awkward as vba
 
-from hpckit.core.errors import HpckitError
 from hpckit.events import lorentz, shared_behavior
-
-shared_behavior.install()
+from hpckit.events.crossref import class_members
+from hpckit.events.missing import COFFEA_ONLY, CoffeaMethodMissing, missing_method  # noqa: F401 (re-exported)
 
 # coffea's record names and the vector kind that computes them
 COFFEA_NAMES_4D = (
@@ -31,35 +30,6 @@ COFFEA_NAMES_2D = ("TwoVector", "PolarTwoVector", "MissingET")
 _BASES = {"Momentum4D": (vba.MomentumArray4D, vba.MomentumRecord4D),
           "Momentum3D": (vba.MomentumArray3D, vba.MomentumRecord3D),
           "Momentum2D": (vba.MomentumArray2D, vba.MomentumRecord2D)}
-
-# Methods and properties of coffea's NanoAOD collections that hpckit does not provide: touching one
-# names it instead of awkward's "no field named ...".
-COFFEA_ONLY = {
-    "constituents": "needs PFNano's nConstituents branch and PF-candidate association table",
-    "systematics": "systematics (add_systematic) are a coffea-only feature",
-    "add_systematic": "systematics (add_systematic) are a coffea-only feature",
-    "explodes_how": "systematics are a coffea-only feature",
-    "pos": "build it with ak.zip({'x': ..., 'y': ..., 'z': ...}, with_name='ThreeVector')",
-    "p4": "build it with ak.zip({'pt': ..., 'eta': ..., 'phi': ..., 'mass': ...}, with_name='PtEtaPhiMLorentzVector')",
-    "_events": "hpckit's collections reach their events through attrs['@events'], not _events()",
-    "_apply_global_index": "hpckit resolves cross-references itself (see hpckit.events.crossref)",
-    "jet": "this file has no PFNano association branches (JetPFCands_jetIdx, ...)",
-    "pf": "this file has no PFNano association branches (JetPFCands_pFCandsIdx, ...)",
-    "sv": "this file has no PFNano association branches (JetSVs_sVIdx, ...)",
-}
-
-
-class CoffeaMethodMissing(HpckitError, AttributeError):
-    """A coffea NanoEvents method or cross-reference that hpckit does not provide (or this file lacks)."""
-
-
-def missing_method(owner: str, name: str, why: str) -> CoffeaMethodMissing:
-    return CoffeaMethodMissing(
-        f"{owner}.{name} is a coffea NanoEvents method that hpckit does not provide ({why}). Compute it from "
-        f"the branches, or run the processor with coffea's own schema (schema=coffea.nanoevents.NanoAODSchema) "
-        f"so coffea builds the events."
-    )
-
 
 def _name_of(self) -> str:
     layout = self.layout if isinstance(self, (ak.Array, ak.Record)) else None
@@ -268,6 +238,9 @@ class Behavior(dict):
             return default
 
 
+shared_behavior.install(Behavior)
+
+
 @functools.lru_cache(maxsize=None)
 def _fast(base: type) -> dict[str, property]:
     """pt, eta, phi, mass of a vector class: the record's own field when it has one (no vector call)."""
@@ -284,8 +257,6 @@ def _rebuild(module: str, name: str, *args: Any) -> dict:
 def build_behavior(named: frozenset[tuple[str, str]]) -> Behavior:
     """Behaviour for the record names ``named`` ({(name, kind)}, kind Momentum4D/3D/2D, or None: not a
     vector) plus coffea's names."""
-    from hpckit.events.crossref import class_members  # noqa: PLC0415 - crossref imports this module
-
     behavior_plain: dict = {}
     kinds = {n: k for n, k in named if k is not None}
     for name in sorted(n for n, k in named if k is None):  # PV, HLT, ...: only the named-missing errors

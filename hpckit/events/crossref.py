@@ -15,7 +15,7 @@ from typing import Any
 import awkward as ak
 import numpy as np
 
-from hpckit.events.behavior import CoffeaMethodMissing, missing_method
+from hpckit.events.missing import CoffeaMethodMissing, missing_method
 from hpckit.events.plan import BufferSource
 
 # local index branch -> target collection (coffea's NanoAODSchema.all_cross_references)

@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-_installed = False
+_lazy_type: type | None = None  # hpckit.events.behavior.Behavior, given by install() (it imports this module)
 
 
 def _distinct(mappings: Sequence[Any]) -> list[Any]:
@@ -24,8 +24,7 @@ def _distinct(mappings: Sequence[Any]) -> list[Any]:
 
 
 def _keep_lazy(merged: Any, inputs: Sequence[Any]) -> Any:
-    from hpckit.events.behavior import Behavior
-
+    Behavior = _lazy_type
     lazy = [m for m in inputs if isinstance(m, Behavior)]
     if not lazy or isinstance(merged, Behavior) or not isinstance(merged, dict):
         return merged
@@ -35,12 +34,13 @@ def _keep_lazy(merged: Any, inputs: Sequence[Any]) -> Any:
     return Behavior(merged, lazy[0].recipe, kinds)
 
 
-def install() -> None:
-    """Wrap awkward's two merge points once (idempotent; a no-op if awkward renamed them)."""
-    global _installed
-    if _installed:
+def install(lazy_type: type) -> None:
+    """Wrap awkward's two merge points once (idempotent; a no-op if awkward renamed them); a merge of
+    different ``lazy_type`` mappings stays a ``lazy_type``."""
+    global _lazy_type
+    if _lazy_type is not None:
         return
-    _installed = True
+    _lazy_type = lazy_type
     import awkward._connect.numpy as ak_numpy
     import awkward._layout as ak_layout
 

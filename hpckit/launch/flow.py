@@ -3,15 +3,13 @@
 from __future__ import annotations
 
 import contextlib
-import functools
 import json
 import os
-import re
 import sys
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Callable
 
 from hpckit.core.defaults import VINE_PORT
 from hpckit.deploy import delivery, load_site
@@ -21,7 +19,8 @@ from hpckit.core.errors import LaunchError
 from hpckit.io.paths import atomic_write, private_dir, shell_safe_path, umask_mode
 from hpckit.launch.keeper import keeper, resume_hint
 from hpckit.engines import ENGINES
-from hpckit.launch.plan import default_run_dir, pick_backend, size
+from hpckit.launch.plan import default_run_dir, job_name_for, pick_backend, size  # noqa: F401 (job_name_for: re-exported)
+from hpckit.deploy.envlock import environment_check  # noqa: F401 (re-exported: hpckit.launch.environment_check)
 from hpckit.launch.teardown import process_identity, signals_raise
 from hpckit.report.hooks import RunRecord, lock_hash
 from hpckit.run import RunSpec, run_with_executor
@@ -70,21 +69,6 @@ def _record(run_dir: Path, result: LaunchResult, extra: dict | None = None) -> N
     data.pop("metrics", None)
     data.update(extra or {})
     atomic_write(run_dir / "launch.json", (json.dumps(data, indent=2, default=str) + "\n").encode(), umask_mode())
-
-
-def environment_check(say: Callable[[str], None] = print, lock: Any = None) -> Any:
-    """The client's environment fingerprint (of ``lock``, else of what is installed here), checked by every
-    worker before it takes work: a worker whose installed versions differ refuses with the list of
-    differing packages instead of failing later while unpickling; one that passes reports the lock hash it
-    runs (the run's ``worker_environments`` metrics). ``HPCKIT_NO_ENV_CHECK=1`` turns it off."""
-    if os.environ.get("HPCKIT_NO_ENV_CHECK") == "1":
-        return None
-    from hpckit.deploy.envlock import check_environment, current_fingerprint
-
-    fp = current_fingerprint(lock)
-    what = "the client's lock" if lock is not None else "hpckit and its dependencies"
-    say(f"hpckit: environment fingerprint {fp.hash} ({what}) checked on every worker")
-    return functools.partial(check_environment, fp.to_json())
 
 
 def launch(opts: LaunchOptions) -> LaunchResult:
@@ -213,16 +197,6 @@ def launch(opts: LaunchOptions) -> LaunchResult:
 
 
 _RUN_KEYS = ("state", "finished", "workers", "site", "backend")  # the launch's own, not the pool's
-
-
-def job_name_for(run_dir: Path) -> str:
-    """``hpckit-<run id>-<hash of the run directory's path>``: the name every batch job of the run carries
-    (safe in any directive). Jobs are found and cancelled by this name, so two run directories with the
-    same last component (``run1`` in two places) must not share it."""
-    import hashlib
-
-    digest = hashlib.sha256(str(Path(run_dir).absolute()).encode()).hexdigest()[:8]
-    return "hpckit-" + re.sub(r"[^A-Za-z0-9_.-]", "_", run_dir.name)[:50] + "-" + digest
 
 
 def scheduler_free(site):

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import os
+import re
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -134,3 +135,13 @@ class Plan:
         else:
             lines += self.engine.dry_run(self)
         return lines
+
+
+def job_name_for(run_dir: Path) -> str:
+    """``hpckit-<run id>-<hash of the run directory's path>``: the name every batch job of the run carries
+    (safe in any directive). Jobs are found and cancelled by this name, so two run directories with the
+    same last component (``run1`` in two places) must not share it."""
+    import hashlib
+
+    digest = hashlib.sha256(str(Path(run_dir).absolute()).encode()).hexdigest()[:8]
+    return "hpckit-" + re.sub(r"[^A-Za-z0-9_.-]", "_", run_dir.name)[:50] + "-" + digest

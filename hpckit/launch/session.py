@@ -167,7 +167,7 @@ class Session:
         self.site = site = prepared.site
         self.notes += [f"{f.name}: {f.result}: {f.detail}" for f in prepared.findings]
         workers = self.adapt[0] if self.adapt else opts.workers
-        from hpckit.launch.flow import job_name_for  # one place for the name every job carries
+        from hpckit.launch.plan import job_name_for  # one place for the name every job carries
 
         sizing = replace(size(site, workers, self.chunks), run_dir=str(self.run_dir),
                          job_name=job_name_for(self.run_dir) if self.sched.batch else None)
@@ -207,7 +207,7 @@ class Session:
                 self.first_worker_at = time.perf_counter()
                 self.seconds_to_first_worker = self.first_worker_at - t0
                 self.say(f"hpckit: first worker connected after {self.seconds_to_first_worker:.1f} s")
-            from hpckit.launch.flow import environment_check
+            from hpckit.deploy.envlock import environment_check
             from hpckit.launch.keeper import keep_up
 
             self.check = environment_check(self.say, prepared.lock)

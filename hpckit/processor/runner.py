@@ -11,6 +11,7 @@ from typing import Any
 
 from hpckit.core.errors import ChunkError, FilesetError
 from hpckit.events import NanoAODSchema
+from hpckit.events.formats import OPTIONS
 from hpckit.processor.accumulate import Merger, set_accumulator
 from hpckit.processor.checkpoint import CheckpointerABC, processor_fingerprint
 from hpckit.processor.executors.base import ExecutorBase
@@ -81,8 +82,8 @@ class Runner:
         self.chunksize = check_chunksize(self.chunksize)
         if self.chunk_timeout is not None and not self.chunk_timeout > 0:
             raise ValueError(f"chunk_timeout must be a positive number of seconds, got {self.chunk_timeout!r}")
-        if self.format not in ("root", "parquet"):
-            raise ValueError(f"format must be 'root' or 'parquet', got {self.format!r}")
+        if self.format not in OPTIONS:
+            raise ValueError(f"format must be {' or '.join(map(repr, OPTIONS))}, got {self.format!r}")
         if self.format == "parquet" and self.align_clusters:
             raise ValueError("align_clusters is only supported for ROOT input (format='root')")
         if self.use_result_type and self.skipbadfiles is False:

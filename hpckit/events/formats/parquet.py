@@ -1,106 +1,18 @@
-"""RNTuple and Parquet inputs, read like TTrees: each format gives an ``OpenTree`` whose columns play the
-branches, so schemas, lazy events, chunking, metrics and checkpoints are the same for all three.
-
-Why not uproot's ``RNTuple.to_akform()`` / ``arrays()`` for the description: on a 1,900-field NanoAOD
-RNTuple it costs ~25 s per file (uproot builds the form of every field); the field records alone say
-which columns are flat or jagged and of what type, in well under a second.
-"""
+"""Parquet inputs (coffea's ``format="parquet"``, or a file named ``*.parquet``): the columns play the
+branches, the row groups the baskets."""
 
 from __future__ import annotations
 
 import hashlib
 import os
-import re
 from typing import Any
 
 import numpy as np
 
-from hpckit.core.errors import FileAccessError, NotATreeError
-from hpckit.events.reader import BranchInfo, OpenTree
+from hpckit.core.errors import FileAccessError
+from hpckit.events.formats.base import InputFormat
+from hpckit.events.opentree import BranchInfo, OpenTree
 
-_PARQUET_SUFFIXES = (".parquet", ".parq", ".pq")
-
-
-def is_parquet(filename: str, format: str = "root") -> bool:
-    """Parquet when the Runner says so (coffea's ``format="parquet"``) or the name ends in .parquet."""
-    if format == "parquet":
-        return True
-    return filename.split("?", 1)[0].lower().endswith(_PARQUET_SUFFIXES)
-
-
-def wrap_object(filename: str, treename: str, file: Any, obj: Any) -> OpenTree:
-    """The ``OpenTree`` for the object ``file[treename]``: a TTree or an RNTuple; anything else is a file
-    error naming what the object is (``skipbadfiles`` skips it)."""
-    classname = getattr(obj, "classname", type(obj).__name__)
-    uuid = str(file.file.uuid)
-    if classname.startswith("TTree") or classname.startswith("TNtuple"):
-        return OpenTree(filename, treename, file, obj, uuid, int(obj.num_entries))
-    if "RNTuple" in classname:
-        return RNTupleTree(filename, treename, file, obj, uuid, int(obj.num_entries))
-    raise NotATreeError(
-        f"{treename!r} in {filename} is a {classname}, neither a TTree nor an RNTuple", filename
-    )
-
-
-# -- RNTuple -------------------------------------------------------------------------------------------
-_PRIMITIVES = {
-    "bool": "bool",
-    "char": "int8",
-    "float": "float32",
-    "double": "float64",
-    "std::float_t": "float32",
-    "std::double_t": "float64",
-    **{f"std::{s}int{n}_t": f"{s}int{n}" for s in ("", "u") for n in (8, 16, 32, 64)},
-}
-_VECTOR = re.compile(r"^(?:ROOT::VecOps::RVec|ROOT::RVec|std::vector)<(.+)>$")
-_CARDINALITY = re.compile(r"^ROOT::RNTupleCardinality<(.+)>$")
-
-
-def describe_rntuple(ntuple: Any) -> dict[str, BranchInfo]:
-    """Top-level fields of primitive type (flat), of vectors of a primitive (jagged) and collection sizes
-    (``nMuon``: flat) as branches, from the field records only."""
-    out: dict[str, BranchInfo] = {}
-    for index, rec in enumerate(ntuple.field_records):
-        if rec.parent_field_id != index or rec.field_name.startswith("_"):
-            continue  # sub-fields, and the anonymous collections that projected fields point into
-        type_name = rec.type_name.replace(" ", "")
-        vec = _VECTOR.match(type_name)
-        card = _CARDINALITY.match(type_name)
-        if vec and vec.group(1) in _PRIMITIVES:
-            out[rec.field_name] = BranchInfo(rec.field_name, "jagged", np.dtype(_PRIMITIVES[vec.group(1)]))
-        elif card and card.group(1) in _PRIMITIVES:
-            out[rec.field_name] = BranchInfo(rec.field_name, "flat", np.dtype(_PRIMITIVES[card.group(1)]))
-        elif type_name in _PRIMITIVES:
-            out[rec.field_name] = BranchInfo(rec.field_name, "flat", np.dtype(_PRIMITIVES[type_name]))
-    return out
-
-
-class RNTupleTree(OpenTree):
-    """An RNTuple's fields as branches; storage units are its clusters."""
-
-    format_name = "RNTuple"
-
-    @property
-    def branches(self) -> dict[str, BranchInfo]:
-        if self._branches is None:
-            self._branches = describe_rntuple(self.tree)
-        return self._branches
-
-    def cluster_starts(self) -> list[int]:
-        starts = [int(c.num_first_entry) for c in self.tree.cluster_summaries]
-        return sorted(set(starts) | {0, self.num_entries})
-
-    def _entry_offsets(self, branch: str) -> np.ndarray:
-        return np.asarray(self.cluster_starts(), dtype=np.int64)
-
-    def _read_column(self, branch: str, info: BranchInfo, start: int, stop: int) -> Any:
-        arr = self.tree[branch].array(entry_start=start, entry_stop=stop)
-        if info.kind == "flat":
-            return np.asarray(arr, dtype=info.dtype)  # cardinalities come back as int64
-        return arr
-
-
-# -- Parquet -------------------------------------------------------------------------------------------
 class _CountingFile:
     """A binary file that counts the bytes read through it (``metrics["bytesread"]`` for Parquet)."""
 
@@ -183,16 +95,16 @@ class ParquetTree(OpenTree):
     def requests(self) -> int:
         return 0  # pyarrow reads through the counting file; requests are not counted for Parquet
 
-    @property
-    def branches(self) -> dict[str, BranchInfo]:
-        if self._branches is None:
-            out = {}
-            for field in self.tree.schema_arrow:
-                kind = _arrow_kind(field.type)
-                if kind is not None:
-                    out[field.name] = BranchInfo(field.name, *kind)
-            self._branches = out
-        return self._branches
+    def _describe(self) -> dict[str, BranchInfo]:
+        out = {}
+        for field in self.tree.schema_arrow:
+            kind = _arrow_kind(field.type)
+            if kind is not None:
+                out[field.name] = BranchInfo(field.name, *kind)
+        return out
+
+    def open_again(self) -> OpenTree:
+        return open_parquet(self.filename, self.treename)
 
     def cluster_starts(self) -> list[int]:
         md = self.tree.metadata
@@ -277,3 +189,7 @@ def _parquet_tree(filename: str, treename: str, counting: _CountingFile, pf: Any
                    counting.size if counting.raw is not None else None))
     uuid = hashlib.sha1(footer.encode()).hexdigest()[:32]
     return ParquetTree(filename, treename, counting, pf, uuid, int(md.num_rows))
+
+
+FORMAT = InputFormat(name="Parquet", called="a Parquet file", option="parquet", tree_class=ParquetTree,
+                     suffixes=(".parquet", ".parq", ".pq"), open=open_parquet)
