@@ -279,7 +279,21 @@ def atomic_write(path: str | os.PathLike, data: bytes, mode: int | None = None) 
 
 
 def umask_mode(mode: int = 0o666) -> int:
-    """``mode`` as the user's umask lets a new file have it."""
-    mask = os.umask(0)
+    """``mode`` as the user's umask lets a new file have it. Read from /proc where it is there: setting the
+    umask to read it back would, for an instant, let another thread create a file open to everyone."""
+    with contextlib.suppress(OSError, ValueError):
+        with open("/proc/self/status") as fh:
+            for line in fh:
+                if line.startswith("Umask:"):
+                    return mode & ~int(line.split()[1], 8)
+    mask = os.umask(0o077)
     os.umask(mask)
     return mode & ~mask
+
+
+def write_json(path: str | os.PathLike, data: object) -> None:
+    """``data`` as indented JSON, written atomically (:func:`atomic_write`) with the umask's permissions:
+    the state files (launch.json, pool.json) that other commands read while a run writes them."""
+    import json
+
+    atomic_write(path, (json.dumps(data, indent=2, default=str) + "\n").encode(), umask_mode())

@@ -26,6 +26,7 @@ from typing import Any
 
 from hpckit.core.defaults import VINE_PORT
 from hpckit.core.errors import HpckitError
+from hpckit.io.paths import write_json
 
 
 def write_state(run_dir: Path, **data: Any) -> None:
@@ -35,9 +36,7 @@ def write_state(run_dir: Path, **data: Any) -> None:
     with contextlib.suppress(Exception):
         old = json.loads(f.read_text())
     old.update(data)
-    tmp = f.with_name(".pool.json.part")
-    tmp.write_text(json.dumps(old, indent=2, default=str) + "\n")
-    os.replace(tmp, f)
+    write_json(f, old)
 
 
 def _peer_uid(conn: socket.socket) -> int | None:

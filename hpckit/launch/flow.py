@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import sys
 import time
@@ -16,7 +15,7 @@ from hpckit.deploy import delivery, load_site
 from hpckit.deploy.sharing import needs_shared_filesystem
 from hpckit.deploy.schedulers import scheduler_for
 from hpckit.core.errors import LaunchError
-from hpckit.io.paths import atomic_write, private_dir, shell_safe_path, umask_mode
+from hpckit.io.paths import private_dir, shell_safe_path, write_json
 from hpckit.launch.keeper import keeper, resume_hint
 from hpckit.engines import ENGINES
 from hpckit.launch.plan import default_run_dir, job_name_for, pick_backend, size  # noqa: F401 (job_name_for: re-exported)
@@ -68,7 +67,7 @@ def _record(run_dir: Path, result: LaunchResult, extra: dict | None = None) -> N
     data["written"] = [str(p) for p in result.written]
     data.pop("metrics", None)
     data.update(extra or {})
-    atomic_write(run_dir / "launch.json", (json.dumps(data, indent=2, default=str) + "\n").encode(), umask_mode())
+    write_json(run_dir / "launch.json", data)
 
 
 def launch(opts: LaunchOptions) -> LaunchResult:

@@ -110,9 +110,9 @@ def _mark_ended(run_dir: Path) -> None:
     with contextlib.suppress(Exception):
         data = json.loads(f.read_text())
         data.update(state="owner died; jobs cancelled by its lifeline", finished=time.time())
-        tmp = run_dir / ".launch.json.part"
-        tmp.write_text(json.dumps(data, indent=2, default=str) + "\n")
-        os.replace(tmp, f)
+        from hpckit.io.paths import write_json
+
+        write_json(f, data)
 
 
 if __name__ == "__main__":

@@ -16,7 +16,6 @@
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import sys
 import threading
@@ -34,7 +33,7 @@ from hpckit.engines import ENGINES, batch_names
 from hpckit.launch.plan import Plan, default_run_dir, manager_host, pick_backend, size
 from hpckit.launch.changes import fingerprint_now, forget_edited_modules, guarded
 from hpckit.launch.teardown import process_identity, teardown, wait_for_first_worker
-from hpckit.io.paths import private_dir, shell_safe_path
+from hpckit.io.paths import private_dir, shell_safe_path, write_json
 from hpckit.core.units import plural
 
 
@@ -145,9 +144,7 @@ class Session:
         if self._record is not None:
             self._record(dict(self.base))
             return
-        tmp = self.run_dir / ".launch.json.part"
-        tmp.write_text(json.dumps(self.base, indent=2, default=str) + "\n")
-        os.replace(tmp, self.run_dir / "launch.json")
+        write_json(self.run_dir / "launch.json", self.base)
 
     # ---- up ----------------------------------------------------------------------------------------
     def up(self, dry_run: bool = False) -> "Session":

@@ -16,7 +16,10 @@ import os
 import signal
 import sys
 import threading
-from typing import Iterator
+from typing import TYPE_CHECKING, Iterator
+
+if TYPE_CHECKING:
+    import subprocess
 
 PR_SET_PDEATHSIG = 1
 
@@ -124,7 +127,6 @@ def _guard(parent: int, interval: float = 0.5) -> None:
 def _end(known: dict[int, float], grace: float = 3.0) -> None:
     """SIGTERM every listed process that is still the one listed (pids are reused), and the children they
     have now; SIGKILL whatever is left after ``grace`` seconds (a vine_factory removes its jobs on SIGTERM)."""
-    import time
 
     import psutil
 

@@ -29,7 +29,6 @@ import hmac
 import json
 import os
 import sqlite3
-import stat
 import time
 import warnings
 from pathlib import Path
