@@ -166,7 +166,8 @@ def test_launch_from_login_spreads_over_nodes_and_unpacks_once_per_node(packed_e
     the run directory holds the address that ran, no job left. The tarball is unpacked once per node into
     its own /tmp (3 nodes: 3 unpacks) by the first launch and reused untouched by the second."""
     with tarfile.open(packed_env, "r:gz") as tf:  # hpckit-env.json is the first member
-        key = json.load(tf.extractfile(tf.next()))["lock_hash"].removeprefix("sha256:")[:16]
+        manifest = json.load(tf.extractfile(tf.next()))
+    key = manifest.get("env_key", manifest["lock_hash"]).removeprefix("sha256:")[:16]  # the node's unpack dir
     with cluster_lock(), scratch_dir() as d:
         tarball = d / "env.tar.gz"
         shutil.copyfile(packed_env, tarball)

@@ -180,6 +180,43 @@ def test_tarball_preflight_failures_name_file_and_fix(case, lock, tmp_path):
         delivery.prepare(_tar_site(tb))
 
 
+def _local_package(root: Path, body: str) -> Path:
+    """``mypkg`` 1.0 installed from a local directory (PEP 610 direct_url.json), as `pip install ./mypkg`
+    leaves it: its code in ``root/mypkg``, its metadata in ``root/mypkg-1.0.dist-info``."""
+    (root / "mypkg").mkdir(parents=True, exist_ok=True)
+    (root / "mypkg" / "__init__.py").write_text(body)
+    info = root / "mypkg-1.0.dist-info"
+    info.mkdir(exist_ok=True)
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: mypkg\nVersion: 1.0\n")
+    (info / "top_level.txt").write_text("mypkg\n")
+    (info / "direct_url.json").write_text(json.dumps({"url": f"file://{root}/src", "dir_info": {}}))
+    return root
+
+
+def test_tarball_packed_from_other_code_of_a_local_package_is_refused(lock, tmp_path, monkeypatch):
+    """A package installed from a local path keeps its version when its code changes: a tarball packed
+    before the edit passes the version check, and its workers would run the old code. The manifest's code
+    digests tell them apart (and name the package); the unpack directory is keyed by them too."""
+    from hpckit.deploy.envlock import code_digest, env_key, local_code
+
+    _local_package(tmp_path / "site", "SCALE = 1.0\n")
+    monkeypatch.syspath_prepend(str(tmp_path / "site"))
+    mine = Lock(pins={**lock.pins, "mypkg": "1.0"}, python=lock.python, local={**lock.local, "mypkg": "src"})
+    packed = local_code(mine)
+    assert packed["mypkg"] == code_digest("mypkg") and packed["mypkg"].startswith("sha256:")
+    tb = _tarball(tmp_path / "env.tar.gz", _manifest(mine, code=packed, env_key=env_key(mine.hash, packed)))
+    site = delivery.resolve(_tar_site(tb), mine)
+    assert [f.result for f in delivery.preflight(site, mine, "default")] == ["pass"]
+
+    (tmp_path / "site" / "mypkg" / "__init__.py").write_text("SCALE = 2.0  # the physicist's fix\n")
+    assert local_code(mine)["mypkg"] != packed["mypkg"]
+    (f,) = delivery.preflight(site, mine, "default")
+    assert f.result == "fail" and "other code of mypkg (same version 1.0)" in f.detail, f.detail
+    assert f.fix == f"hpckit pack -o {tb}"
+    assert env_key(mine.hash, local_code(mine)) != env_key(mine.hash, packed) != mine.hash
+    assert env_key(mine.hash, {}) == mine.hash  # no local package: the lock hash, as before
+
+
 def test_lock_file_that_differs_from_the_running_environment(tmp_path, lock):
     bad = Lock(pins={**lock.pins, "numpy": "1.0.0"}, python=lock.python)
     bad.write(tmp_path / "hpckit.lock")
@@ -227,6 +264,26 @@ def test_unpack_once_atomic_reused_and_clean_path(lock, tmp_path):
     marker = env_dir / "reused"
     marker.write_text("x")
     assert _run_job(_job(site, tmp_path, tail)).returncode == 0 and marker.exists()
+
+
+def test_repack_with_new_code_of_the_same_versions_is_unpacked_anew(lock, tmp_path):
+    """Two tarballs of one lock whose local packages' code differs (env_key) get two unpack directories on a
+    node: the second is not answered by the first's (which holds the old code)."""
+    cache = tmp_path / "node"
+    tail = 'echo "ENV=$HPCKIT_ENV_DIR"'
+    seen = []
+    for n, code in enumerate(({"mypkg": "sha256:" + "1" * 64}, {"mypkg": "sha256:" + "2" * 64})):
+        from hpckit.deploy.envlock import env_key
+
+        key = env_key(lock.hash, code)
+        tb = _tarball(tmp_path / f"env{n}.tar.gz", _manifest(lock, code=code, env_key=key))
+        site = delivery.resolve(_site("slurm-tarball", f"env_delivery.path={tb}",
+                                      f"env_delivery.node_scratch={cache}"), lock)
+        r = _run_job(_job(site, tmp_path, tail))
+        assert r.returncode == 0, r.stderr
+        seen.append(r.stdout.split("ENV=", 1)[1].split()[0])
+        assert seen[-1] == str(cache / "hpckit-envs" / key.split(":")[1][:16])
+    assert seen[0] != seen[1]
 
 
 @pytest.mark.parametrize("case", ["missing", "truncated", "other-lock", "other-platform", "scratch-not-writable"])

@@ -163,7 +163,10 @@ def test_tarball_workers_equal_run_and_reuse_the_unpacked_env(backend, work, pac
     """dask runs first (cold: the node has no unpacked copy), parsl second (warm: the same copy reused)."""
     require_slurm()
     node = work / "node-scratch"
-    env_dir = node / "hpckit-envs" / lock_hash.split(":")[1][:16]
+    with tarfile.open(packed, "r:gz") as tf:  # the unpack directory is named by the manifest's env_key
+        manifest = json.load(tf.extractfile(tf.next()))
+    assert manifest["lock_hash"] == lock_hash and "hpckit" in manifest["code"]  # hpckit from this checkout
+    env_dir = node / "hpckit-envs" / manifest["env_key"].split(":")[1][:16]
     before = env_dir.stat().st_ino if env_dir.exists() else None
     run_dir = work / f"tarball-{backend}"
     r = _launch(work, run_dir, "slurm-tarball", backend, "--env", str(packed),

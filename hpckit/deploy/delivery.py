@@ -37,6 +37,7 @@ from hpckit.deploy.envlock import (
     LockError,
     differences,
     installed,
+    local_code,
     make_lock,
     normalize,
     python_minor,
@@ -335,6 +336,13 @@ def check_tarball(site: Site, lock: Lock, lock_src: str) -> list[Check]:
         diff = _lock_differences(lock, dict(fp.get("pins", {})), fp.get("python", m.get("python", "?")))
         problems.append(f"it was packed from lock {m.get('lock_hash')}, the client's lock is {lock.hash}"
                         + (("; differing packages:\n  " + "\n  ".join(diff)) if diff else ""))
+    elif "code" in m:  # same versions: the code of the local packages (hpckit from a checkout, your own)
+        packed, here = m["code"], local_code(lock)
+        changed = sorted(n for n in set(packed) | set(here) if packed.get(n) != here.get(n))
+        if changed:
+            problems.append(f"it was packed from other code of {', '.join(changed)} (same version{'s' if len(changed) > 1 else ''}"
+                            f" {', '.join(lock.pins.get(n, '?') for n in changed)}): its workers would run the old "
+                            "code")
     if problems:
         return [Check("env tarball", "fail", f"env tarball {path}: " + "; ".join(problems), fix)]
     size = os.path.getsize(path) / 2**20

@@ -240,6 +240,77 @@ def _local_source(dist: metadata.Distribution | None) -> str | None:
     return url.removeprefix("file://") or None
 
 
+def _import_names(dist_name: str, dist: metadata.Distribution | None) -> list[str]:
+    """The top-level modules a distribution provides (top_level.txt, RECORD), else its name as a module."""
+    names: set[str] = set()
+    if dist is not None:
+        top = dist.read_text("top_level.txt")
+        if top:
+            names |= {n.strip() for n in top.splitlines() if n.strip()}
+        for f in dist.files or ():
+            head = f.parts[0] if f.parts else ""
+            if len(f.parts) > 1 and ".dist-info" not in head and not head.startswith(("__", ".")) \
+                    and head.isidentifier():
+                names.add(head)
+            elif len(f.parts) == 1 and f.suffix == ".py" and f.stem.isidentifier():
+                names.add(f.stem)
+    if not names:
+        names.add(normalize(dist_name).replace("-", "_"))
+    return sorted(names)
+
+
+def code_digest(module: str) -> str | None:
+    """sha256 of the ``.py`` files of an importable top-level module or package (relative path + bytes),
+    without importing it; None when it cannot be found here."""
+    import importlib.util
+
+    try:
+        spec = importlib.util.find_spec(module)
+    except (ImportError, ValueError):
+        return None
+    if spec is None:
+        return None
+    files: list[tuple[str, Path]] = []
+    for root in spec.submodule_search_locations or ():
+        base = Path(root)
+        files += [(str(f.relative_to(base)), f) for f in base.rglob("*.py") if "__pycache__" not in f.parts]
+    if not files and spec.origin and spec.origin.endswith(".py"):
+        files = [(Path(spec.origin).name, Path(spec.origin))]
+    if not files:
+        return None
+    h = hashlib.sha256()
+    for rel, f in sorted(files):
+        try:
+            h.update(rel.encode() + b"\0" + f.read_bytes() + b"\0")
+        except OSError:
+            continue
+    return "sha256:" + h.hexdigest()
+
+
+def local_code(lock: "Lock") -> dict[str, str]:
+    """Distribution name -> digest of its code as importable here, for the lock's packages installed from a
+    local path (``lock.local``: hpckit from a checkout, a physicist's own package). Their version does not
+    change when their code does, so a tarball or image built from older code would pass the version check
+    and run the old code: this is what tells them apart."""
+    dists = installed()
+    out: dict[str, str] = {}
+    for name in sorted(lock.local):
+        digests = [d for d in (code_digest(m) for m in _import_names(name, dists.get(name))) if d]
+        if digests:
+            out[name] = digests[0] if len(digests) == 1 else "sha256:" + hashlib.sha256(
+                "\n".join(digests).encode()).hexdigest()
+    return out
+
+
+def env_key(lock_hash: str, code: Mapping[str, str]) -> str:
+    """What a packed environment is known by on a node (its unpack directory): the lock hash, and the code of
+    its local packages when it has some (a repack with new code of the same versions is a new environment)."""
+    if not code:
+        return lock_hash
+    joined = lock_hash + "".join(f"\n{n} {d}" for n, d in sorted(code.items()))
+    return "sha256:" + hashlib.sha256(joined.encode()).hexdigest()
+
+
 _PIN = re.compile(r"^([A-Za-z0-9][A-Za-z0-9._-]*)==([^\s;#]+)\s*$")
 
 

@@ -38,7 +38,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from hpckit.deploy.envlock import Lock, LockError, python_minor, read_lock, wheelhouse
+from hpckit.deploy.envlock import Lock, LockError, env_key, local_code, python_minor, read_lock, wheelhouse
 from hpckit.core.errors import HpckitError
 
 MANIFEST = "hpckit-env.json"
@@ -221,8 +221,11 @@ def pack(
         modules = _modules_to_check(env, lock)
         raw = stage / "raw.tar"
         venv_pack.pack(prefix=str(env), output=str(raw), format="tar", force=True)
+        code = local_code(lock)  # the wheels of lock.local were just built from this code
         manifest = {
             "lock_hash": lock.hash,
+            "env_key": env_key(lock.hash, code),  # the node's unpack directory (tarball env_unpack.sh)
+            "code": code,
             "python": have,
             "platform": lock.platform,
             "fingerprint": json.loads(lock.fingerprint().to_json()),

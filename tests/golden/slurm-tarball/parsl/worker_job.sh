@@ -16,8 +16,10 @@ mkdir -p "$HPCKIT_SCRATCH"
 hpckit_tarball=./env.tar.gz
 hpckit_fail() { echo "hpckit: $1" >&2; exit 78; }
 [ -r "$hpckit_tarball" ] || hpckit_fail "env tarball $hpckit_tarball not found or not readable on $(hostname); fix: hpckit pack -o $hpckit_tarball (on a file system the nodes see)"
-hpckit_hash=$(tar -xzOf "$hpckit_tarball" --occurrence=1 hpckit-env.json 2>/dev/null | sed -n 's/.*"lock_hash": *"\(sha256:[0-9a-f]\{64\}\)".*/\1/p' | head -n 1)
-hpckit_key=$(printf %.16s "${hpckit_hash#sha256:}")
+hpckit_manifest=$(tar -xzOf "$hpckit_tarball" --occurrence=1 hpckit-env.json 2>/dev/null | tr -d '\n')
+hpckit_hash=$(printf %s "$hpckit_manifest" | sed -n 's/.*"lock_hash": *"\(sha256:[0-9a-f]\{64\}\)".*/\1/p' | head -n 1)
+hpckit_env_key=$(printf %s "$hpckit_manifest" | sed -n 's/.*"env_key": *"\(sha256:[0-9a-f]\{64\}\)".*/\1/p' | head -n 1)
+hpckit_key_of=${hpckit_env_key:-$hpckit_hash}; hpckit_key=$(printf %.16s "${hpckit_key_of#sha256:}")
 [ -n "$hpckit_key" ] || hpckit_fail "$hpckit_tarball is not an hpckit pack tarball (no hpckit-env.json: truncated or another file?); fix: hpckit pack -o $hpckit_tarball"
 hpckit_cache=/tmp/hpckit-envs
 HPCKIT_ENV_DIR="$hpckit_cache/$hpckit_key"
