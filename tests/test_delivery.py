@@ -343,21 +343,27 @@ def test_image_preflight_missing_image_names_build_command(lock):
 
 @needs_podman
 def test_image_preflight_other_lock_and_no_label(lock, tmp_path):
-    """Two small images on the local Debian base: one labelled with another lock, one without a label."""
+    """Small images on the local Debian base: one labelled with another lock, one without a label, one with
+    the client's lock but other code of hpckit (a build before an edit of the checkout)."""
     base = "localhost/hpckit-debian:bookworm"
+    stale = json.dumps(json.dumps({"hpckit": "sha256:" + "0" * 64}))  # built from other code of hpckit
     tags = {f"localhost/hpckit-test-otherlock:{os.getpid()}": "LABEL org.hpckit.lock-hash=sha256:0000\n",
-            f"localhost/hpckit-test-nolabel:{os.getpid()}": ""}
+            f"localhost/hpckit-test-nolabel:{os.getpid()}": "",
+            f"localhost/hpckit-test-othercode:{os.getpid()}":
+                f"LABEL org.hpckit.lock-hash={lock.hash}\nLABEL org.hpckit.code={stale}\n"}
     try:
         for tag, label in tags.items():
             (tmp_path / "Containerfile").write_text(f"FROM {base}\n{label}")
             r = _podman("build", "--pull=never", "--network=none", "-t", tag, str(tmp_path))
             assert r.returncode == 0, r.stderr
-        other, nolabel = tags
+        other, nolabel, othercode = tags
         (f,) = delivery.preflight(delivery.resolve(_site("slurm-podman", f"container.image={other}"), lock), lock, "x")
         assert f.result == "fail" and f"built from lock sha256:0000, the client's lock is {lock.hash}" in f.detail
         assert f.fix.startswith("hpckit build --site slurm-podman")
         (f,) = delivery.preflight(delivery.resolve(_site("slurm-podman", f"container.image={nolabel}"), lock), lock, "x")
         assert f.result == "fail" and "no org.hpckit.lock-hash label" in f.detail
+        (f,) = delivery.preflight(delivery.resolve(_site("slurm-podman", f"container.image={othercode}"), lock), lock, "x")
+        assert f.result == "fail" and "other code of hpckit (same version" in f.detail, f.detail
     finally:
         for tag in tags:
             _podman("rmi", "-f", tag)

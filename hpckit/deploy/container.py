@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from hpckit.core.errors import HpckitError
 
+import json
 import shlex
 import shutil
 import subprocess
@@ -22,7 +23,7 @@ from typing import Literal
 
 import jinja2
 
-from hpckit.deploy.envlock import Lock, python_minor, read_lock, wheelhouse
+from hpckit.deploy.envlock import Lock, local_code, python_minor, read_lock, wheelhouse
 
 Runtime = Literal["apptainer", "shifter", "podman-hpc", "podman", "none"]
 RUNTIMES: tuple[str, ...] = ("apptainer", "shifter", "podman-hpc", "podman", "none")
@@ -107,14 +108,20 @@ def mountpoints(binds: tuple[str, ...]) -> list[str]:
 
 
 def labels(lock: Lock) -> dict[str, str]:
+    """The image's labels; ``code``: the code digests of the lock's local packages (as the wheels about to be
+    built from them), which a launch compares with the client's (same versions, other code)."""
     import hpckit
 
-    return {
+    out = {
         f"{LABEL_NS}.lock-hash": lock.hash,
         f"{LABEL_NS}.python": python_minor(lock.python),
         f"{LABEL_NS}.hpckit-version": lock.pins.get("hpckit", hpckit.__version__),
         f"{LABEL_NS}.packages": str(len(lock.pins)),
     }
+    code = local_code(lock)
+    if code:
+        out[f"{LABEL_NS}.code"] = json.dumps(code, sort_keys=True, separators=(",", ":"))
+    return out
 
 
 def environment(lock: Lock) -> dict[str, str]:

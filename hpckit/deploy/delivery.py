@@ -243,6 +243,15 @@ def check_image(site: Site, lock: Lock, lock_src: str) -> list[Check]:
             listing = ("; differing packages:\n  " + "\n  ".join(diff)) if diff else ""
             return [Check("image", "fail", f"image {image} was built from lock {label}, the client's lock is "
                             f"{lock.hash}{listing}", fix)]
+        rc, code = _run([rt, "image", "inspect", "--format", f'{{{{index .Labels "{LABEL_NS}.code"}}}}', image])
+        code = code.strip() if rc == 0 else ""
+        if code not in ("", "<no value>"):
+            try:
+                other = other_code(json.loads(code), lock)
+            except ValueError:
+                other = f"an unreadable {LABEL_NS}.code label"
+            if other:
+                return [Check("image", "fail", f"image {image} was built from {other}", fix)]
         return [Check("image", "pass", f"{image} present in {rt}, built from the client's lock {lock.hash[:19]}...")]
     if rt == "apptainer":
         path = _expand(image)
@@ -315,6 +324,18 @@ def tarball_manifest(path: str | Path) -> dict:
     return manifest
 
 
+def other_code(delivered: dict, lock: Lock) -> str | None:
+    """What differs between the code of the local packages an image or tarball was made from (``delivered``:
+    name -> digest) and the client's now, in words; None when nothing does."""
+    here = local_code(lock)
+    changed = sorted(n for n in set(delivered) | set(here) if delivered.get(n) != here.get(n))
+    if not changed:
+        return None
+    versions = ", ".join(lock.pins.get(n, "?") for n in changed)
+    return (f"other code of {', '.join(changed)} (same version{'s' if len(changed) > 1 else ''} {versions}): its "
+            "workers would run the old code")
+
+
 def check_tarball(site: Site, lock: Lock, lock_src: str) -> list[Check]:
     raw = site.env_delivery.path or ""
     path = _expand(raw)
@@ -337,12 +358,9 @@ def check_tarball(site: Site, lock: Lock, lock_src: str) -> list[Check]:
         problems.append(f"it was packed from lock {m.get('lock_hash')}, the client's lock is {lock.hash}"
                         + (("; differing packages:\n  " + "\n  ".join(diff)) if diff else ""))
     elif "code" in m:  # same versions: the code of the local packages (hpckit from a checkout, your own)
-        packed, here = m["code"], local_code(lock)
-        changed = sorted(n for n in set(packed) | set(here) if packed.get(n) != here.get(n))
-        if changed:
-            problems.append(f"it was packed from other code of {', '.join(changed)} (same version{'s' if len(changed) > 1 else ''}"
-                            f" {', '.join(lock.pins.get(n, '?') for n in changed)}): its workers would run the old "
-                            "code")
+        other = other_code(m["code"], lock)
+        if other:
+            problems.append(f"it was packed from {other}")
     if problems:
         return [Check("env tarball", "fail", f"env tarball {path}: " + "; ".join(problems), fix)]
     size = os.path.getsize(path) / 2**20
