@@ -187,9 +187,19 @@ def _run_on_engine(spec: RunSpec, opts: EngineOptions, say: Any) -> tuple[Any, d
         chunks = spec.count_chunks()
         workers = default_workers(os.cpu_count() or 1, chunks)
         say(f"hpckit: {plural(chunks, 'chunk')}; {plural(workers, 'worker')} ({engine.name})")
+    return run_on_engine(spec, engine.name, workers or 1, opts, spec.records_dir(), say)
+
+
+def run_on_engine(spec: RunSpec, engine_name: str, workers: int, opts: EngineOptions | None, records_dir: Path,
+                  say: Any = print) -> tuple[Any, dict, list[Path]]:
+    """The one way a run goes on an engine started here: `hpckit run --executor X`, and `hpckit launch`
+    on a site whose engine runs in this process (iterative, futures, or the fallback of a batch site without
+    its scheduler). The engine's executor for ``workers``, the Runner, then everything it opened closed;
+    ``opts``: `hpckit run`'s ways to reach an engine it did not start (None: the engine's own)."""
+    engine = engine_named(engine_name)
     if engine.batch:
         from hpckit.processor.lifeline import guard_descendants
 
         guard_descendants()  # the engine's processes (nannies, interchange, worker pools) end with this one
-    with engine.run_executor(opts, workers or 1, spec.status, spec.records_dir(), say) as executor:
+    with engine.run_executor(opts, workers, spec.status, records_dir, say) as executor:
         return run_with_executor(spec, executor)

@@ -22,7 +22,7 @@ from hpckit.launch.plan import default_run_dir, job_name_for, pick_backend, size
 from hpckit.deploy.envlock import environment_check  # noqa: F401 (re-exported: hpckit.launch.environment_check)
 from hpckit.launch.teardown import process_identity, signals_raise
 from hpckit.report.hooks import RunRecord, lock_hash
-from hpckit.run import RunSpec, run_with_executor
+from hpckit.run import RunSpec, run_on_engine, run_with_executor
 from hpckit.core.units import plural
 
 
@@ -125,8 +125,7 @@ def launch(opts: LaunchOptions) -> LaunchResult:
         _record(run_dir, result, base)
         error: BaseException | None = None
         try:
-            with ENGINES[backend].run_executor(None, workers, spec.status, run_dir, say) as executor:
-                _, result.metrics, result.written = run_with_executor(spec, executor)
+            _, result.metrics, result.written = run_on_engine(spec, backend, workers, None, run_dir, say)
         except BaseException as exc:
             error = exc
             raise
