@@ -164,3 +164,24 @@ def test_every_field_builds(name):
     if "SV" in events.fields:
         with pytest.raises(CoffeaMethodMissing, match=r"SV\.p4"):
             events.SV.p4
+
+
+def test_scalar_products_keep_coffeas_coordinates(events, raw):
+    """coffea's polar Lorentz vectors times a scalar: k >= 0 keeps (pt, eta, phi, mass) with pt and mass
+    scaled; a negative k gives a cartesian LorentzVector; (pt, eta, phi, energy) stays one, reversed for
+    k < 0 (eta negated, phi moved by pi). Checked against the raw branches."""
+    half = events.Muon * 0.5
+    assert half.layout.content.parameter("__record__") == "PtEtaPhiMLorentzVector"
+    assert ak.fields(half) == ["pt", "eta", "phi", "mass"]
+    assert ak.all(half.pt == raw["Muon_pt"] * np.float32(0.5)) and ak.all(half.eta == raw["Muon_eta"])
+    assert ak.all(half.mass == raw["Muon_mass"] * np.float32(0.5))
+    assert ak.fields(events.Muon / 2) == ["pt", "eta", "phi", "mass"]
+    flipped = -events.Muon
+    assert ak.fields(flipped) == ["x", "y", "z", "t"]
+    x = raw["Muon_pt"] * np.cos(raw["Muon_phi"])
+    assert np.allclose(ak.flatten(flipped.x), -ak.flatten(x), rtol=1e-5)
+    e = ak.zip({"pt": [[2.0]], "eta": [[0.5]], "phi": [[0.3]], "energy": [[5.0]]}, with_name="PtEtaPhiELorentzVector",
+               behavior=candidate.behavior)
+    back = e * -2
+    assert ak.fields(back) == ["pt", "eta", "phi", "energy"]
+    assert back.tolist() == [[{"pt": 4.0, "eta": -0.5, "phi": pytest.approx(0.3 - np.pi), "energy": -10.0}]]

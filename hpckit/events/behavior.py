@@ -179,6 +179,36 @@ def _pair_functions() -> dict[tuple, Callable]:
 _PAIRS = _pair_functions()
 
 
+def _scaled(v: Any, k: Any) -> Any:
+    """``v * k`` for a scalar ``k``, as coffea's polar Lorentz vectors do it: a (pt, eta, phi, mass) record
+    times k >= 0 keeps its coordinates (pt and mass scaled; a PtEtaPhiMLorentzVector), times anything else
+    is a cartesian LorentzVector (t < 0 has no mass form); a (pt, eta, phi, energy) record stays one, the
+    direction reversed for k < 0. Other records: vector's ``scale``."""
+    fields = set(ak.fields(v))
+    behavior = v.behavior
+    if {"pt", "eta", "phi", "mass"} <= fields:
+        if isinstance(k, (int, float, np.integer, np.floating)) and k >= 0:
+            return ak.zip({"pt": v.pt * k, "eta": v.eta, "phi": v.phi, "mass": v.mass * k},
+                          with_name="PtEtaPhiMLorentzVector", behavior=behavior)
+        return ak.zip({"x": v.x * k, "y": v.y * k, "z": v.z * k, "t": v.t * k}, with_name="LorentzVector",
+                      behavior=behavior)
+    if {"pt", "eta", "phi", "energy"} <= fields:
+        return ak.zip({"pt": v.pt * abs(k), "eta": v.eta * np.sign(k),
+                       "phi": v.phi % (2 * np.pi) - np.pi * (k < 0), "energy": v.energy * k},
+                      with_name="PtEtaPhiELorentzVector", behavior=behavior)
+    return v.scale(k)
+
+
+def _polar_arithmetic(name: str) -> dict:
+    """The scalar products of a 4-vector name, coffea's way (:func:`_scaled`)."""
+    import numbers
+
+    return {(np.multiply, name, numbers.Real): _scaled,
+            (np.multiply, numbers.Real, name): lambda k, v: _scaled(v, k),
+            (np.negative, name): lambda v: _scaled(v, -1),
+            (np.true_divide, name, numbers.Real): lambda v, k: _scaled(v, 1 / k)}
+
+
 def _single_behaviors(kind: str, name: str) -> dict:
     """vector's entries that name one record (``abs``, ``ak.sum``, ``*``, casts...) for ``name``; ``ak.sum``
     is coffea's (its field order and names, the charge of candidates)."""
@@ -273,6 +303,8 @@ def build_behavior(named: frozenset[tuple[str, str]]) -> Behavior:
     behavior.update(behavior_plain)
     for name, kind in kinds.items():
         behavior.update(_single_behaviors(kind, name))
+        if kind == "Momentum4D":
+            behavior.update(_polar_arithmetic(name))
         array_base, record_base = _BASES[kind]
         members = class_members(name)
         behavior[name] = type(name, (CoffeaMethods, record_base), {**_fast(record_base), **members})
