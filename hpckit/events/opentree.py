@@ -164,12 +164,12 @@ class OpenTree:
         try:
             return self._read_column(branch, self.branches[branch], start, stop)
         except Exception as err:  # noqa: BLE001 - any failure here is a problem with the file
-            raise FileAccessError(
-                f"cannot read branch {branch!r} entries {start}-{stop} of {self.filename} "
-                f"(tree {self.treename!r}): {type(err).__name__}: {err}",
-                self.filename,
-                err,
-            ) from err
+            raise self.read_error(f"branch {branch!r}", start, stop, err) from err
+
+    def read_error(self, what: str, start: int, stop: int, err: BaseException) -> FileAccessError:
+        """The error of a failed read of ``what`` (branches) over [start, stop), naming the file and tree."""
+        return FileAccessError(f"cannot read {what} entries {start}-{stop} of {self.filename} "
+                               f"(tree {self.treename!r}): {type(err).__name__}: {err}", self.filename, err)
 
 
 def _concatenate(a: Any, b: Any) -> Any:

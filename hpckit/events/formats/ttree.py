@@ -8,7 +8,6 @@ from typing import Any
 import numpy as np
 import uproot
 
-from hpckit.core.errors import FileAccessError
 from hpckit.events.formats.base import InputFormat
 from hpckit.events.formats.rootfile import RootTree
 from hpckit.events.opentree import BranchInfo
@@ -42,12 +41,7 @@ class TTreeFile(RootTree):
 
             return {n: ak.to_numpy(got[n]) if self.branches[n].kind == "flat" else got[n] for n in names}
         except Exception as err:  # noqa: BLE001 - any failure here is a problem with the file
-            raise FileAccessError(
-                f"cannot read branches {names} entries {start}-{stop} of {self.filename} "
-                f"(tree {self.treename!r}): {type(err).__name__}: {err}",
-                self.filename,
-                err,
-            ) from err
+            raise self.read_error(f"branches {names}", start, stop, err) from err
 
 
 def _layout_signature(tree: Any) -> tuple | None:
