@@ -14,14 +14,31 @@ import importlib.util
 import os
 import threading
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar, Iterator
+from typing import TYPE_CHECKING, Any, ClassVar, Iterator, Protocol
 
 from hpckit.core.errors import LaunchError
 
 if TYPE_CHECKING:
+    from hpckit.deploy.backends import Sizing
     from hpckit.deploy.checks import Check
+    from hpckit.deploy.schedulers import Scheduler
     from hpckit.deploy.site import Site
-    from hpckit.launch.plan import Plan
+
+
+class Plan(Protocol):
+    """What an engine reads of a launch's plan (:class:`hpckit.launch.plan.Plan`, which the joining layer
+    makes and which names the engines: the engines see it through this, not by importing it)."""
+
+    site: Site
+    backend: str
+    run_dir: Path
+    sizing: Sizing
+    host: str
+    port: int
+    rendered: list[Path]
+
+    @property
+    def scheduler(self) -> Scheduler: ...
 
 
 class Engine:

@@ -21,7 +21,7 @@ from hpckit.core.extras import require_module
 from hpckit.core.units import plural
 
 if TYPE_CHECKING:
-    from hpckit.launch.plan import Plan
+    from hpckit.engines.base import Plan
 
 
 class ParslEngine(Engine):

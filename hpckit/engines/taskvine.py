@@ -18,7 +18,7 @@ from hpckit.core.units import plural
 if TYPE_CHECKING:
     from hpckit.deploy.checks import Check
     from hpckit.deploy.site import Site
-    from hpckit.launch.plan import Plan
+    from hpckit.engines.base import Plan
 
 
 class TaskVineEngine(Engine):
