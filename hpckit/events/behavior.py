@@ -16,7 +16,7 @@ import awkward as ak
 import numpy as np
 import vector.backends.awkward as vba
 
-from hpckit.events import lorentz, shared_behavior
+from hpckit.events import fast_ufunc, lorentz, shared_behavior
 from hpckit.events.crossref import class_members
 from hpckit.events.missing import COFFEA_ONLY, CoffeaMethodMissing, missing_method  # noqa: F401 (re-exported)
 
@@ -269,6 +269,7 @@ class Behavior(dict):
 
 
 shared_behavior.install(Behavior)
+fast_ufunc.install(Behavior)
 
 
 @functools.lru_cache(maxsize=None)
