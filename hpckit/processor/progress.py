@@ -3,6 +3,7 @@ and a bar of its own for planning (reading file metadata) when there are many fi
 
 from __future__ import annotations
 
+import sys
 import time
 from typing import Any
 
@@ -54,6 +55,17 @@ def _redraw(progress: Progress, last: list[float], every: float = 0.25) -> None:
         progress.refresh()
 
 
+def _flushed() -> None:
+    """Send what the user printed so far before a bar starts or after it stops. In Jupyter, stdout is
+    buffered and sent by the kernel's own thread: a ``print`` just before a run, sent while the run's bar
+    (an Output widget) is shown, lands in the widget and vanishes from the cell."""
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (AttributeError, OSError, ValueError):
+            pass
+
+
 class ChunkProgress:
     """Progress of a run; a no-op when ``status`` is False (nothing is drawn, no thread started).
     ``failed``: chunk attempts that failed so far (retried, skipped) and files skipped in planning."""
@@ -75,6 +87,7 @@ class ChunkProgress:
 
     def __enter__(self) -> "ChunkProgress":
         if self._progress is not None:
+            _flushed()
             self._progress.start()
         return self
 
@@ -82,6 +95,7 @@ class ChunkProgress:
         if self._progress is not None:
             self._progress.refresh()  # the final count, also where nothing redraws by itself
             self._progress.stop()
+            _flushed()
 
     def advance(self, chunks: int = 1, events: int = 0) -> None:
         if self.first_result_at is None:
@@ -121,12 +135,14 @@ class PlanProgress:
 
     def __enter__(self) -> "PlanProgress":
         if self._progress is not None:
+            _flushed()
             self._progress.start()
         return self
 
     def __exit__(self, *exc: Any) -> None:
         if self._progress is not None:
             self._progress.stop()
+            _flushed()
 
     def advance(self, files: int) -> None:
         if self._progress is not None:
