@@ -15,7 +15,10 @@ from __future__ import annotations
 
 from typing import Any
 
+import awkward as ak
 import numpy as np
+from awkward._attrs import attrs_of
+from awkward._namedaxis import NAMED_AXIS_KEY
 
 _NUMERIC = frozenset("biufc")  # bool, signed, unsigned, float, complex
 _SCALARS = (bool, int, float, complex)
@@ -57,10 +60,6 @@ def _cast_types(behavior: Any) -> frozenset:
 def _fast(ufunc: Any, method: str, inputs: Any, kwargs: dict) -> Any:
     if method != "__call__" or kwargs or getattr(ufunc, "nout", 1) != 1 or ufunc is np.matmul:
         return None
-    import awkward as ak
-    from awkward._attrs import attrs_of
-    from awkward._namedaxis import NAMED_AXIS_KEY
-
     behavior = layout0 = None
     args: list[Any] = []
     for x in inputs:
