@@ -218,3 +218,40 @@ def test_parquet_written_by_awkward_and_pyarrow(tmp_path):
     pq.write_table(pa.table({"jag": pa.array(jagged, type=pa.list_(pa.float32()))}), plain)
     sub = NanoEventsFactory.from_parquet(plain, schemaclass=BaseSchema, entry_start=5, entry_stop=15).events()
     assert ak.to_list(sub.jag) == jagged[5:15]
+
+
+def test_a_chunks_events_are_freed_when_process_returns():
+    """Each chunk's events (layouts, buffers) must be freed as soon as ``process`` is done, not when the cyclic
+    garbage collector next runs: on main the cross-reference link in the arrays' attrs made a cycle, so every
+    chunk's arrays waited for a collection (memory held across chunks; ~1 ms a chunk of collector time on the
+    2,656-branch file). Checked with the collector off: only reference counting frees anything."""
+    import gc
+    import weakref
+
+    from hpckit import processor
+
+    seen: list = []
+
+    class Keep(processor.ProcessorABC):
+        def process(self, events):
+            muons = events.Muon
+            seen.append(weakref.ref(events))
+            seen.append(weakref.ref(events.__dict__["_source"]))
+            pairs = muons[ak.num(muons) >= 2][:, :2]
+            _ = (pairs[:, 0] + pairs[:, 1]).mass, muons.matched_jet.pt  # vectors and a cross-reference
+            return {"n": len(events)}
+
+        def postprocess(self, accumulator):
+            return accumulator
+
+    runner = processor.Runner(executor=processor.IterativeExecutor(status=False), schema=NanoAODSchema, chunksize=10)
+    gc.collect()
+    gc.disable()
+    try:
+        out = runner({"dy": {"files": {str(DY): "Events"}}}, processor_instance=Keep())
+        alive = [ref for ref in seen if ref() is not None]
+    finally:
+        gc.enable()
+    assert out["n"] == len(_muon_counts(DY))
+    assert len(seen) >= 8  # several chunks, each with its events and its source
+    assert alive == [], f"{len(alive)} of {len(seen)} chunk objects outlived their chunk"

@@ -20,6 +20,7 @@ from typing import Any
 
 from hpckit.core.errors import ChunkError, FileAccessError, FilesetError, ProcessorError
 from hpckit.events import make_events
+from hpckit.events.factory import release
 from hpckit.events.reader import file_uuid, forget, open_tree
 from hpckit.processor.abc import call_process
 from hpckit.processor.accumulate import accumulate
@@ -237,6 +238,7 @@ class ChunkJob:
                 if getattr(column, "ndim", 0) == 2 and "mass" in getattr(column, "fields", ()):
                     first = column[:, :1]
                     (first + first).mass
+            release(events)
         except Exception:  # noqa: BLE001
             pass
 
@@ -268,6 +270,8 @@ class ChunkJob:
                 item.describe(),
                 traceback.format_exc(),
             ) from err
+        finally:
+            release(events)
         processtime = time.perf_counter() - t0
         if out is None:
             raise ProcessorError(
