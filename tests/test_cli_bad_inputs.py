@@ -124,8 +124,12 @@ def test_subprocess_agrees(bad, tmp_path):
 
 def test_launch_off_site_missing_interface_is_one_line(tmp_path):
     """`hpckit launch --site perlmutter` from a machine without its interface (hsn0): one line naming it and
-    the interfaces here, before anything is submitted (the Dask cluster used to fail with a traceback)."""
+    the interfaces here, before anything is submitted (the Dask cluster used to fail with a traceback). Slurm
+    must be here: without sbatch the launch falls back to a local run, where no interface is used."""
     from launch_util import hpckit as cli
+    from slurm_util import require_slurm
+
+    require_slurm()
 
     r = cli(["launch", ANALYSIS, "--site", "perlmutter", "--set", "account=m0000", "--backend", "dask",
              "--fileset", str(EXAMPLES / "fileset.json"), "--run-dir", str(tmp_path / "run"), "--worker-timeout",

@@ -40,7 +40,11 @@ def test_render_never_names_loopback_for_a_real_site(name):
 
 
 def test_missing_interface_is_one_line(tmp_path):
-    """Perlmutter's hsn0 off-site: one line naming the interfaces there are, not dask's traceback."""
+    """Perlmutter's hsn0 off-site: one line naming the interfaces there are, not dask's traceback (with Slurm
+    here: without sbatch the launch falls back to a local run, where no interface is used)."""
+    from slurm_util import require_slurm
+
+    require_slurm()
     fs = tmp_path / "fs.json"
     fs.write_text(json.dumps({"d": {"files": {str(ANALYSIS.parent.parent / "data" / "nano_dy.root"): "Events"}}}))
     r = hpckit(["launch", str(ANALYSIS), "--site", "slurm-local", "--backend", "dask", "--fileset", str(fs),
