@@ -129,3 +129,19 @@ class Timer:
     def __exit__(self, *exc):
         self.seconds = time.perf_counter() - self.t0
         self.cpu_seconds = time.process_time() - self.c0
+
+
+def timed_passes(fn, passes: int) -> Timer:
+    """``fn()`` run ``passes`` times, each timed: the median pass (wall and CPU each), so that a pass of a few
+    ms is not one sample of a loaded machine's noise."""
+    timers = []
+    result = None
+    for _ in range(max(1, passes)):
+        with Timer() as t:
+            result = fn()
+        timers.append(t)
+    median = Timer()
+    median.seconds = statistics.median(t.seconds for t in timers)
+    median.cpu_seconds = statistics.median(t.cpu_seconds for t in timers)
+    median.result = result
+    return median

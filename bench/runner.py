@@ -19,7 +19,8 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import DATA, MUON, REPO, Timer, dimuon_floor, make_input, median_of, peak_rss_mb, run_fresh  # noqa: E402
+from common import (DATA, MUON, REPO, Timer, dimuon_floor, make_input, median_of, peak_rss_mb, run_fresh,  # noqa: E402
+                    timed_passes)
 
 SCRIPT = Path(__file__).resolve()
 WIDE = DATA / "nano_tt_v15.root"
@@ -87,8 +88,8 @@ def measure(args) -> dict:
                                   **extra)
         if args.warm:  # per-chunk rows: first-use costs (open file, describe branches, behaviours) untimed
             runner(_fileset(paths), processor_instance=DimuonProcessor())
-        with Timer() as t:
-            out, metrics = runner(_fileset(paths), processor_instance=DimuonProcessor())
+        t = timed_passes(lambda: runner(_fileset(paths), processor_instance=DimuonProcessor()), args.passes)
+        out, metrics = t.result
         cut = out["cutflow"]["bench"]
         return {"seconds": t.seconds, "cpu_seconds": t.cpu_seconds, "bytes": int(metrics["bytesread"]), "muons": cut["muons"],
                 "mass_entries": float(out["mass"].sum()), "peak_rss_mb": peak_rss_mb(),
@@ -111,8 +112,8 @@ def measure(args) -> dict:
                                   chunksize=args.chunksize, savemetrics=True)
         if args.warm:
             runner(_fileset(paths), processor_instance=MatchedJet())
-        with Timer() as t:
-            out, metrics = runner(_fileset(paths), processor_instance=MatchedJet())
+        t = timed_passes(lambda: runner(_fileset(paths), processor_instance=MatchedJet()), args.passes)
+        out, metrics = t.result
         return {"seconds": t.seconds, "cpu_seconds": t.cpu_seconds, "columns": sorted(metrics["columns"]), "peak_rss_mb": peak_rss_mb()}
 
     if args.measure in ("uproot-chunks", "uproot-branches", "uproot-branches-uncached"):  # uproot alone, tree open
@@ -136,8 +137,7 @@ def measure(args) -> dict:
 
         if args.warm:
             read()
-        with Timer() as t:
-            read()
+        t = timed_passes(read, args.passes)
         return {"seconds": t.seconds, "cpu_seconds": t.cpu_seconds, "peak_rss_mb": peak_rss_mb()}
     raise SystemExit(f"unknown measurement {args.measure}")
 
@@ -153,6 +153,8 @@ def main() -> None:
     ap.add_argument("--json", help="also write the results here")
     ap.add_argument("--per-chunk-only", action="store_true", help="only the fixed cost per chunk on the wide file")
     ap.add_argument("--skip-per-chunk", action="store_true", help="only the events/s table")
+    ap.add_argument("--passes-per-chunk", type=int, default=9,
+                    help="per-chunk rows: timed passes in each fresh process, the median pass (the floor's pass is ~3 ms)")
     # internal: one measurement in this (fresh) process
     ap.add_argument("--measure")
     ap.add_argument("--executor", default="iterative")
@@ -161,6 +163,7 @@ def main() -> None:
     ap.add_argument("--paths", nargs="*")
     ap.add_argument("--record", type=int, default=0)
     ap.add_argument("--warm", type=int, default=0, help="run the workload once untimed first")
+    ap.add_argument("--passes", type=int, default=1, help="time the workload this many times; the median pass")
     args = ap.parse_args()
     if args.measure:
         print(json.dumps(measure(args)))
@@ -222,12 +225,13 @@ def main() -> None:
     # fixed cost per chunk on the wide file: the same file as 1 chunk and as 20 chunks, each in a fresh process
     wide = [str(WIDE)]
     print(f"\nfixed cost per chunk on {WIDE.name} (2,656 branches, 200 events): (T[20 chunks] - T[1 chunk]) / 19,"
-          f" each after one untimed pass (first-use costs of the file and the process left out)")
+          f" each after one untimed pass (first-use costs of the file and the process left out), the median of"
+          f" {args.passes_per_chunk} timed passes in each of {args.repeat} fresh processes")
 
     def per_chunk(kind, python=sys.executable):
         def t(cs):
             cli = ["--measure", kind, "--workdir", str(workdir), "--executor", "iterative", "--chunksize", str(cs),
-                   "--warm", "1", "--paths", *wide]
+                   "--warm", "1", "--passes", str(args.passes_per_chunk), "--paths", *wide]
             r = median_of(args.repeat, lambda: run_fresh(python, SCRIPT, cli))
             return r["seconds"], r.get("cpu_seconds", float("nan"))
         (t1, c1), (t20, c20) = t(200), t(10)
