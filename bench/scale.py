@@ -16,7 +16,9 @@ temporary directory), FuturesExecutor(2) unless said otherwise, no progress bar:
 
 * files N: plan time cold (nothing cached) and cached (the same files again, a new process), then a
   whole first run (cold cache) of a counting processor: run time, its planning part, CPU seconds of the
-  driver and its workers (what a loaded machine's wall time hides), driver peak RSS;
+  driver and its workers (what a loaded machine's wall time hides), driver peak RSS; then the same first
+  run with one corrupt file (a truncated copy) in the middle and ``skipbadfiles=True``: its cost against
+  the clean run and the file skipped, by name;
 * chunks M: a whole run of a 3-axis weighted histogram (dataset x pt x eta) per executor: run time,
   merge fraction (driver merge time, or for Dask the time from the last chunk to the merged result,
   over the run time), the most partial results the driver held, driver peak RSS.
@@ -130,7 +132,8 @@ elif ex_name == "dask":
     ex = processor.DaskExecutor(workers=args["workers"], status=False)
 else:
     ex = processor.IterativeExecutor(status=False)
-runner = processor.Runner(ex, schema=NanoAODSchema, chunksize=args["chunksize"], savemetrics=True)
+runner = processor.Runner(ex, schema=NanoAODSchema, chunksize=args["chunksize"], savemetrics=True,
+                          skipbadfiles=args.get("skipbadfiles", False))
 t0 = time.perf_counter()
 out = {}
 if args["mode"] == "plan":
@@ -150,6 +153,7 @@ else:
     out["held_max"] = stats.get("held_max")
     out["in_flight_max"] = stats.get("in_flight_max")
     out["events"] = int(result["events"])
+    out["skipped"] = [s["file"] for s in m.get("skipped", [])]
 out["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 # CPU seconds of this process and its (ended) workers: on a loaded machine, what the run would cost idle
 out["cpu_s"] = sum(getattr(resource.getrusage(w), f) for w in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN)
@@ -162,10 +166,11 @@ HPCKIT = REPO  # the checkout whose hpckit is measured (--hpckit: e.g. an export
 
 
 def child(mode: str, files_json: Path, cache: Path, executor: str = "futures", workers: int = 2,
-          chunksize: int = 100_000) -> dict:
+          chunksize: int = 100_000, skipbadfiles: bool = False) -> dict:
     env = dict(os.environ, XDG_CACHE_HOME=str(cache), PYTHONPATH=os.pathsep.join(
         [str(HPCKIT), *filter(None, os.environ.get("PYTHONPATH", "").split(os.pathsep))]))
-    args = {"mode": mode, "files": str(files_json), "executor": executor, "workers": workers, "chunksize": chunksize}
+    args = {"mode": mode, "files": str(files_json), "executor": executor, "workers": workers, "chunksize": chunksize,
+            "skipbadfiles": skipbadfiles}
     r = subprocess.run([sys.executable, "-c", CHILD, json.dumps(args)], capture_output=True, text=True, env=env,
                        cwd=cache.parent)  # not the checkout: `-c` puts the working directory first on sys.path
     lines = [ln for ln in r.stdout.splitlines() if ln.startswith("RESULT ")]
@@ -186,11 +191,20 @@ def files_case(workdir: Path, n: int, workers: int) -> None:
         cold = child("plan", listing, Path(tmp) / "a", workers=workers)
         cached = child("plan", listing, Path(tmp) / "a", workers=workers)
         run = child("count", listing, Path(tmp) / "b", workers=workers)
+        # one corrupt file (the template cut short) in the middle, skipped by name: costs what one file costs
+        bad = workdir / "bad-truncated.root"
+        bad.write_bytes(Path(files[0]).read_bytes()[:2000])
+        with_bad = workdir / f"files-{n}-bad.json"
+        with_bad.write_text(json.dumps(files[: n // 2] + [str(bad)] + files[n // 2 :]))
+        bad_run = child("count", with_bad, Path(tmp) / "c", workers=workers, skipbadfiles=True)
     per = lambda s: f"{s / n * 1e3:6.2f} ms/file"  # noqa: E731
     print(f"files {n:>6,}: plan cold {cold['seconds']:7.2f} s ({per(cold['seconds'])})  cached {cached['seconds']:6.2f} s "
           f"({cached['from_cache']:,} from cache, cpu {cached.get('cpu_s', 0):.2f} s)  first run {run['seconds']:7.2f} s "
           f"({per(run['seconds'])}, planning {run['plan_s']:.2f} s, cpu {run.get('cpu_s', 0):.1f} s)  "
           f"driver peak {run['peak_rss_mb']:.0f} MB  [{load()}]", flush=True)
+    print(f"files {n:>6,} + 1 corrupt: first run {bad_run['seconds']:7.2f} s (planning {bad_run['plan_s']:.2f} s, "
+          f"{bad_run['seconds'] - run['seconds']:+.2f} s against the clean run), skipped {bad_run['skipped']}, "
+          f"{bad_run['events']:,} events  [{load()}]", flush=True)
 
 
 def chunks_case(workdir: Path, m: int, executors: list[str], workers: int) -> None:
