@@ -181,6 +181,7 @@ def test_launch_from_login_spreads_over_nodes_and_unpacks_once_per_node(packed_e
         for backend in ("dask", "parsl"):
             run_dir = d / f"run-{backend}"
             r = login_hpckit(["launch", SLOW, "--site", "cluster-local", "--backend", backend, "--workers", "3",
+                              "--wait-workers", "3",  # node3's worker may connect after the others have done it all
                               "--env", str(tarball), "--fileset", str(fileset(d)), "--chunksize", "5",
                               "--run-dir", str(run_dir), "--worker-timeout", "150", "--no-status", "--no-plots"],
                              timeout=360, HPCKIT_TEST_SLEEP="0.6")

@@ -176,22 +176,26 @@ def test_doctor_x509_proxy_lifetime(tmp_path, monkeypatch):
 @pytest.mark.timeout(200)
 def test_local_site_default_backend_is_dask_and_parsl_honours_workers(tmp_path, reference):
     """`--site local` runs its default backend (dask: a LocalCluster from the rendered kwargs) and
-    `--backend parsl --workers 2` renders and starts exactly 2 local workers."""
+    `--backend parsl --workers 2` renders and starts exactly 2 local workers; `--wait-workers N` starts the run
+    once N are connected (at most the pool's own count)."""
     from conftest import assert_matches_reference
 
     fileset = _fileset(tmp_path)
     r = hpckit(["launch", str(ANALYSIS), "--site", "local", "--fileset", str(fileset), "--chunksize", "10",
-                "--workers", "2", "--run-dir", str(tmp_path / "dask"), "--no-status", "--no-plots"], cwd=tmp_path)
+                "--workers", "2", "--wait-workers", "5", "--run-dir", str(tmp_path / "dask"), "--no-status",
+                "--no-plots"], cwd=tmp_path)
     assert r.returncode == 0, r.stderr
     assert "hpckit: 2 local workers (local, dask)" in r.stderr
+    assert "hpckit: 2 workers connected after" in r.stderr, r.stderr  # 5 asked for, the pool has 2
     assert_matches_reference(load(tmp_path / "dask" / "out.pkl"), reference)
     assert json.loads((tmp_path / "dask" / "dask_cluster.json").read_text())["kwargs"]["n_workers"] == 2
     assert json.loads((tmp_path / "dask" / "launch.json").read_text())["backend"] == "dask"
 
     r = hpckit(["launch", str(ANALYSIS), "--site", "local", "--backend", "parsl", "--fileset", str(fileset),
-                "--chunksize", "10", "--workers", "2", "--run-dir", str(tmp_path / "parsl"), "--no-status",
-                "--no-plots"], cwd=tmp_path)
+                "--chunksize", "10", "--workers", "2", "--wait-workers", "2", "--run-dir", str(tmp_path / "parsl"),
+                "--no-status", "--no-plots"], cwd=tmp_path)
     assert r.returncode == 0, r.stderr
+    assert "hpckit: 2 workers connected after" in r.stderr, r.stderr
     assert_matches_reference(load(tmp_path / "parsl" / "out.pkl"), reference)
     assert "max_workers_per_node=2," in (tmp_path / "parsl" / "parsl_config.py").read_text()
     metrics = json.loads((tmp_path / "parsl" / "out.metrics.json").read_text())

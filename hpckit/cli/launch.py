@@ -31,6 +31,8 @@ def launch_command(
     dry_run: bool = typer.Option(False, "--dry-run", help="render into the run dir, print the plan, submit nothing"),
     no_fallback: bool = typer.Option(False, "--no-fallback", help="error (not a local run) without the scheduler"),
     worker_timeout: float = typer.Option(300.0, "--worker-timeout", min=1, help="seconds to wait for a first worker"),
+    wait_workers: int = typer.Option(1, "--wait-workers", min=1,
+                                     help="start the run once N workers are connected (fewer after --worker-timeout)"),
     run_dir: Optional[Path] = typer.Option(None, "--run-dir", help="run directory (default: scratch or ./hpckit-runs)"),
     port: int = c.PORT,
     env: Optional[Path] = typer.Option(None, "--env", help="hpckit pack tarball the workers run (env_delivery tarball)"),
@@ -54,7 +56,8 @@ def launch_command(
                       refresh_metadata)
     opts = LaunchOptions(site=site, spec=spec, backend=backend, workers=workers, adapt=adapt,
                          overrides=c.overrides(set_),
-                         dry_run=dry_run, fallback=not no_fallback, worker_timeout=worker_timeout, run_dir=run_dir,
+                         dry_run=dry_run, fallback=not no_fallback, worker_timeout=worker_timeout,
+                         wait_workers=wait_workers, run_dir=run_dir,
                          port=port, env=env, say=c.say)
     try:
         result = launch(opts)

@@ -40,6 +40,7 @@ class LaunchOptions:
     dry_run: bool = False
     fallback: bool = True
     worker_timeout: float = 300.0
+    wait_workers: int = 1  # workers connected before the run starts (--wait-workers)
     run_dir: Path | None = None  # None: default_run_dir(site)
     port: int = VINE_PORT  # TaskVine manager port
     env: Path | None = None  # an `hpckit pack` tarball the workers run (env_delivery tarball)
@@ -149,7 +150,8 @@ def launch(opts: LaunchOptions) -> LaunchResult:
                               f"through client paths: {'; '.join(pieces)} (hpckit doctor --site {site.name})")
     session = Session(PoolOptions(site=opts.site, backend=backend, workers=opts.workers,
                                   adapt=parse_adapt(opts.adapt), overrides=opts.overrides,
-                                  run_dir=run_dir, worker_timeout=opts.worker_timeout, port=opts.port, env=opts.env,
+                                  run_dir=run_dir, worker_timeout=opts.worker_timeout, wait_workers=opts.wait_workers,
+                                  port=opts.port, env=opts.env,
                                   lifeline=False, say=say), chunks=chunks, record=record, site=site)
     if opts.dry_run:
         session.up(dry_run=True)

@@ -52,6 +52,7 @@ class PoolOptions:
     overrides: list[str] = field(default_factory=list)
     run_dir: Path | None = None  # None: default_run_dir(site)
     worker_timeout: float = 300.0
+    wait_workers: int = 1  # workers connected before the run starts (at most the pool's; fewer after the timeout)
     port: int = VINE_PORT  # TaskVine manager port
     env: Path | None = None  # an `hpckit pack` tarball the workers run (env_delivery tarball)
     lifeline: bool = True  # a process that cancels every job when this one dies without down()
@@ -200,10 +201,17 @@ class Session:
             if self.adapt:
                 self._adapt(*self.adapt)
             if self.engine.first_worker_before_run:
-                wait_for_first_worker(pool, self.sched, opts.worker_timeout, sizing.jobs if self.sched.batch else 0)
+                want = max(1, min(opts.wait_workers, self.adapt[0] if self.adapt else sizing.workers))
+                connected = wait_for_first_worker(pool, self.sched, opts.worker_timeout,
+                                                  sizing.jobs if self.sched.batch else 0, at_least=want)
                 self.first_worker_at = time.perf_counter()
                 self.seconds_to_first_worker = self.first_worker_at - t0
-                self.say(f"hpckit: first worker connected after {self.seconds_to_first_worker:.1f} s")
+                if want == 1:
+                    self.say(f"hpckit: first worker connected after {self.seconds_to_first_worker:.1f} s")
+                else:
+                    short = f" (of {want} asked for; the run starts with these)" if connected < want else ""
+                    self.say(f"hpckit: {plural(connected, 'worker')} connected after "
+                             f"{self.seconds_to_first_worker:.1f} s{short}")
             from hpckit.deploy.envlock import environment_check
             from hpckit.launch.keeper import keep_up
 

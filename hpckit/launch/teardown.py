@@ -108,15 +108,17 @@ def teardown(pool, sched: Scheduler | None, say: Callable[[str], None], failed: 
 
 
 def wait_for_first_worker(pool, sched: Scheduler | None, timeout: float, expected_jobs: int,
-                          poll: float = 0.5) -> None:
-    """Return once a worker is connected. Raise :class:`SubmitError` as soon as the scheduler refused a
+                          poll: float = 0.5, at_least: int = 1) -> int:
+    """Return once ``at_least`` workers are connected (or, after ``timeout``, at least one: the run starts
+    with those), with how many are. Raise :class:`SubmitError` as soon as the scheduler refused a
     submission (its own message first), :class:`WorkerTimeout` after ``timeout`` seconds or as soon as every
     submitted job has ended without a worker connecting (each job's state and the tail of its stderr)."""
     deadline = time.monotonic() + timeout
     last_status = 0.0
     while True:
-        if (pool.connected() or 0) >= 1:
-            return
+        connected = pool.connected() or 0
+        if connected >= at_least:
+            return connected
         refused = pool.refusals()
         if refused:
             first = "\n".join(refused)
@@ -132,8 +134,9 @@ def wait_for_first_worker(pool, sched: Scheduler | None, timeout: float, expecte
             states = sched.status(ids)
             ended_early = len(ids) >= expected_jobs and all(s.terminal for s in states.values())
         if ended_early or now > deadline:
-            if (pool.connected() or 0) >= 1:
-                return
+            connected = pool.connected() or 0
+            if connected >= 1:
+                return connected
             why = ("every worker job ended before a worker connected" if ended_early
                    else f"no worker connected within {timeout:g} s")
             raise WorkerTimeout(_timeout_message(why, pool, sched, ids))
