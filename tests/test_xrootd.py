@@ -172,6 +172,27 @@ def test_server_stopped_before_the_run_all_chunks_from_the_replica(sites):
     assert metrics["served_by"] == {f"{sites['site2']}/nano_dy.root": 4, f"{sites['site2']}/nano_dimuon.root": 4}
 
 
+def test_futures_pool_does_not_fork_a_process_that_read_over_xrootd(sites):
+    """Once the XRootD client has read in this process, the Futures pool is made by a fork server, not by
+    forking this process: XRootD's threads and fork handlers made fork() hang for good (seen here: the
+    driver stuck in fork() after planning against a stopped server). In a fresh interpreter a local run
+    forks (inherited open files); after a root:// read it does not, and still gives the local result."""
+    from hpckit.processor.executors.futures import fork_is_safe
+
+    code = ("import sys; from hpckit.processor.executors.futures import fork_is_safe; "
+            "from hpckit.events.reader import open_tree; open_tree(sys.argv[1], 'Events'); "
+            "print(fork_is_safe()); open_tree(sys.argv[2], 'Events'); print(fork_is_safe())")
+    r = subprocess.run([sys.executable, "-c", code, str(DATASETS["DYJetsToLL"]), f"{sites['site1']}/nano_dy.root"],
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.split() == ["True", "False"]  # a local file: fork; after a root:// read: no fork
+
+    out, metrics = run(processor.FuturesExecutor(workers=2, status=False), fileset(sites["site1"]))
+    assert not fork_is_safe()
+    assert_matches_reference(out, reference_dimuon())
+    assert metrics["entries"] == 80
+
+
 @pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGSTOP], ids=["killed", "frozen"])
 def test_server_fails_mid_run_replica_takes_over(sig, sites, tmp_path):
     """Killed: the reads fail at once; frozen (SIGSTOP): they time out after xrootdtimeout. Either way the

@@ -48,9 +48,11 @@ class _InFlight:
 _SLOT: tuple[Any, int] | None = None  # in a worker: (its in-flight array, its slot)
 
 
-def _init_worker(parent: int, inflight: _InFlight) -> None:
+def _init_worker(parent: int | None, inflight: _InFlight) -> None:
     global _SLOT
-    die_with_parent(parent)  # workers die with the driver (SIGKILL, OOM), not linger under PID 1
+    # workers die with the driver (SIGKILL, OOM), not linger under PID 1; a fork server's workers die with
+    # the fork server, which ends when the driver does
+    die_with_parent(parent if parent is not None else os.getppid())
     with inflight.claimed.get_lock():
         slot = inflight.claimed.value % len(inflight.slots)
         inflight.claimed.value += 1
@@ -68,14 +70,23 @@ def _tracked(index: int, fn: Any, *args: Any) -> Any:
             slots[slot] = 0
 
 
-def _default_pool(workers: int) -> tuple[cf.Executor, _InFlight]:
+def fork_is_safe() -> bool:
+    """Whether the pool may fork this process. Not once the XRootD client is loaded: its threads and
+    fork handlers are live after a root:// read, and a fork then can hang for good (seen here: the
+    driver stuck in fork() after planning against a stopped server; xrootd/xrootd#1405)."""
+    return sys.platform.startswith("linux") and not any(m in sys.modules for m in ("XRootD.client", "pyxrootd"))
+
+
+def _default_pool(workers: int, fork: bool = True) -> tuple[cf.Executor, _InFlight]:
     # fork starts a worker in milliseconds and inherits the open files from preprocessing; the
     # driver has no threads running yet when the pool is made (the progress bar starts after).
-    method = "fork" if sys.platform.startswith("linux") else None
+    # Without fork (XRootD loaded): a fork server started fresh, which never held an XRootD connection.
+    method = "fork" if fork and sys.platform.startswith("linux") else (
+        "forkserver" if sys.platform.startswith("linux") else None)
     ctx = multiprocessing.get_context(method)
     inflight = _InFlight(ctx, workers)
     pool = cf.ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=_init_worker,
-                                  initargs=(os.getpid(), inflight))
+                                  initargs=(os.getpid() if method == "fork" else None, inflight))
     return pool, inflight
 
 
@@ -110,6 +121,7 @@ class FuturesExecutor(ExecutorBase):
     treereduction: int = DEFAULT_TREE_WIDTH
     window: int | None = None  # chunks submitted ahead of the oldest unfinished one (None: max(64, 16 x workers))
     _session: Any = field(default=None, init=False, repr=False, compare=False)
+    _forks: bool = field(default=True, init=False, repr=False, compare=False)  # the pool forks this process
     _replaced: int = field(default=0, init=False, repr=False, compare=False)  # pools replaced in this run
 
     def __post_init__(self) -> None:
@@ -128,7 +140,7 @@ class FuturesExecutor(ExecutorBase):
 
     def _make_pool(self) -> tuple[cf.Executor, bool, _InFlight | None]:
         if self.pool is None:
-            pool, inflight = _default_pool(self.workers)
+            pool, inflight = _default_pool(self.workers, fork=self._forks)
             return pool, True, inflight
         if isinstance(self.pool, type):
             return self.pool(max_workers=self.workers), True, None
@@ -139,7 +151,8 @@ class FuturesExecutor(ExecutorBase):
         workers after the driver has warmed the event machinery and registered the live job, so
         workers start warm and need nothing pickled but the work item."""
         if self._session is None:
-            inherit = self.pool is None and sys.platform.startswith("linux") and job is not None
+            self._forks = fork_is_safe()
+            inherit = self.pool is None and self._forks and job is not None
             key = None
             if inherit:
                 if warm_item is not None:
@@ -155,7 +168,7 @@ class FuturesExecutor(ExecutorBase):
         """A fresh default pool after one broke (a worker process died); the job stays inherited."""
         pool, owned, key, _ = self._session
         pool.shutdown(wait=False, cancel_futures=True)
-        new, inflight = _default_pool(self.workers)
+        new, inflight = _default_pool(self.workers, fork=self._forks)
         self._session = (new, owned, key, inflight)
         return new
 
