@@ -193,6 +193,30 @@ def test_futures_pool_does_not_fork_a_process_that_read_over_xrootd(sites):
     assert metrics["entries"] == 80
 
 
+def test_futures_pool_without_fork_does_not_rerun_a_script_without_a_main_guard(tmp_path):
+    """The fork server's workers do not import the driver's script: a coffea-style script with no
+    ``if __name__ == "__main__":`` guard, with the XRootD client loaded (so no fork), runs once and gives the
+    result, instead of every worker starting the analysis again (multiprocessing's default for spawned and
+    fork-server workers; the pool then broke)."""
+    script = tmp_path / "analysis.py"
+    script.write_text(
+        "import sys\n"
+        "import XRootD.client  # loaded: the pool may not fork this process\n"
+        f"sys.path.insert(0, {str(EXAMPLES)!r})\n"
+        "from dimuon import DimuonProcessor\n"
+        "from hpckit import processor\n"
+        "from hpckit.events import NanoAODSchema\n"
+        "print('script body ran', flush=True)\n"
+        "runner = processor.Runner(processor.FuturesExecutor(workers=2, status=False), schema=NanoAODSchema,\n"
+        "                          chunksize=10)\n"
+        f"out = runner({str(EXAMPLES / 'fileset.json')!r}, processor_instance=DimuonProcessor())\n"
+        "print('muons', sum(c['muons'] for c in out['cutflow'].values()), flush=True)\n")
+    r = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=180, cwd=tmp_path)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert r.stdout.count("script body ran") == 1, r.stdout
+    assert "muons 102" in r.stdout, r.stdout  # 18 + 84, as the local reference
+
+
 @pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGSTOP], ids=["killed", "frozen"])
 def test_server_fails_mid_run_replica_takes_over(sig, sites, tmp_path):
     """Killed: the reads fail at once; frozen (SIGSTOP): they time out after xrootdtimeout. Either way the

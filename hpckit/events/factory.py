@@ -261,8 +261,8 @@ def _record_forms(form: ak.forms.RecordForm):
 
 def release(events: Any) -> None:
     """Drop the chunk's link from its arrays' attrs back to its source once ``process`` is done: the link
-    makes a cycle, so without this every chunk's layouts and buffers waited for the cyclic garbage
-    collector (whose collections then cost ~1 ms a chunk) instead of being freed on the spot. Cross-references
+    makes a cycle, so without this every chunk's layouts and buffers (~1,000 objects on a NanoAOD v15
+    chunk) waited for the cyclic garbage collector instead of being freed on the spot. Cross-references
     of arrays kept past the chunk stop working; nothing else does."""
     source = getattr(events, "__dict__", {}).get("_source")
     if isinstance(source, _LazySource):

@@ -9,6 +9,7 @@ import os
 import sys
 import time
 from dataclasses import dataclass, field
+from multiprocessing import context as mp_context, popen_forkserver, spawn
 from typing import Any
 
 from hpckit.core.errors import EngineError
@@ -22,14 +23,12 @@ from hpckit.processor.planning import batch_size
 from hpckit.processor.serialize import decompress
 from hpckit.processor.work import merge_payloads, worker_id
 
-
 _PARALLEL_OPEN_MIN_WORKERS = 4
 _INHERITED: dict[int, Any] = {}  # jobs handed to forked workers through fork itself, not pickling
 
 
 def _run_inherited(key: int, item: Any) -> Any:
     return _INHERITED[key](item)
-
 
 
 class _InFlight:
@@ -77,13 +76,50 @@ def fork_is_safe() -> bool:
     return sys.platform.startswith("linux") and not any(m in sys.modules for m in ("XRootD.client", "pyxrootd"))
 
 
+class _NoMainPopen(popen_forkserver.Popen):
+    """A fork server's worker that does not import the driver's ``__main__`` (multiprocessing runs the
+    user's script again in each worker, so a script without an ``if __name__ == "__main__":`` guard would
+    start its whole analysis in every worker). The workers need nothing from it: the processor travels as a
+    pickled blob, by value."""
+
+    def _launch(self, process_obj: Any) -> None:
+        make = spawn.get_preparation_data
+
+        def without_main(name: str) -> dict:
+            data = make(name)
+            data.pop("init_main_from_path", None)
+            data.pop("init_main_from_name", None)
+            return data
+
+        spawn.get_preparation_data = without_main
+        try:
+            super()._launch(process_obj)
+        finally:
+            spawn.get_preparation_data = make
+
+
+class _NoMainProcess(mp_context.ForkServerProcess):
+    @staticmethod
+    def _Popen(process_obj: Any) -> Any:
+        return _NoMainPopen(process_obj)
+
+
+class _NoMainForkServer(mp_context.ForkServerContext):
+    Process = _NoMainProcess
+
+
 def _default_pool(workers: int, fork: bool = True) -> tuple[cf.Executor, _InFlight]:
     # fork starts a worker in milliseconds and inherits the open files from preprocessing; the
     # driver has no threads running yet when the pool is made (the progress bar starts after).
-    # Without fork (XRootD loaded): a fork server started fresh, which never held an XRootD connection.
-    method = "fork" if fork and sys.platform.startswith("linux") else (
-        "forkserver" if sys.platform.startswith("linux") else None)
-    ctx = multiprocessing.get_context(method)
+    # Without fork (XRootD loaded): a fork server started fresh, which never held an XRootD connection and
+    # imports nothing of the user's script (nor do its workers).
+    if not sys.platform.startswith("linux"):
+        method, ctx = None, multiprocessing.get_context()
+    elif fork:
+        method, ctx = "fork", multiprocessing.get_context("fork")
+    else:
+        method, ctx = "forkserver", _NoMainForkServer()
+        ctx.set_forkserver_preload([])
     inflight = _InFlight(ctx, workers)
     pool = cf.ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=_init_worker,
                                   initargs=(os.getpid() if method == "fork" else None, inflight))
