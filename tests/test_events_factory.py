@@ -223,8 +223,8 @@ def test_parquet_written_by_awkward_and_pyarrow(tmp_path):
 def test_a_chunks_events_are_freed_when_process_returns():
     """Each chunk's events (layouts, buffers) must be freed as soon as ``process`` is done, not when the cyclic
     garbage collector next runs: on main the cross-reference link in the arrays' attrs made a cycle, so every
-    chunk's arrays waited for a collection (memory held across chunks; ~1 ms a chunk of collector time on the
-    2,656-branch file). Checked with the collector off: only reference counting frees anything."""
+    chunk's arrays waited for a collection (memory held across chunks, and ~1,000 objects a chunk for the
+    collector to find on NanoAOD v15). Checked with the collector off: only reference counting frees anything."""
     import gc
     import weakref
 
