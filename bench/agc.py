@@ -27,7 +27,6 @@ COLLECTIONS = ("Jet", "Muon", "Electron")
 
 def make_tt_input(workdir: Path, n_files: int, events_per_file: int) -> list[Path]:
     """nano_tt_v15.root's event ids, genWeight and whole Jet/Muon/Electron collections, replicated (cached)."""
-    import awkward as ak
     import uproot
 
     workdir.mkdir(parents=True, exist_ok=True)

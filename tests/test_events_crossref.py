@@ -5,7 +5,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import awkward as ak
-import numpy as np
 import pytest
 import uproot
 
