@@ -17,8 +17,12 @@ from typing import Any
 
 import awkward as ak
 import numpy as np
-from awkward._attrs import attrs_of
-from awkward._namedaxis import NAMED_AXIS_KEY
+
+try:  # awkward's private helpers: an awkward that moved them keeps its own ufunc path (install does nothing)
+    from awkward._attrs import attrs_of
+    from awkward._namedaxis import NAMED_AXIS_KEY
+except ImportError:  # pragma: no cover - depends on the awkward version
+    attrs_of = NAMED_AXIS_KEY = None
 
 _NUMERIC = frozenset("biufc")  # bool, signed, unsigned, float, complex
 _SCALARS = (bool, int, float, complex)
@@ -34,7 +38,7 @@ def install(lazy_type: type) -> None:
     import awkward._connect.numpy as ak_numpy
 
     slow = getattr(ak_numpy, "array_ufunc", None)
-    if slow is None:  # awkward renamed it: keep awkward's path
+    if slow is None or attrs_of is None:  # awkward renamed them: keep awkward's path
         return
     _installed = lazy_type
 

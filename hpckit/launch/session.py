@@ -32,7 +32,7 @@ from hpckit.core.errors import LaunchError
 from hpckit.engines import ENGINES, batch_names
 from hpckit.launch.plan import Plan, default_run_dir, manager_host, pick_backend, size
 from hpckit.launch.changes import fingerprint_now, forget_edited_modules, guarded
-from hpckit.launch.teardown import process_identity, teardown, wait_for_first_worker
+from hpckit.launch.teardown import process_identity, teardown, wait_for_workers
 from hpckit.io.paths import private_dir, shell_safe_path, write_json
 from hpckit.core.units import plural
 
@@ -202,7 +202,7 @@ class Session:
                 self._adapt(*self.adapt)
             if self.engine.first_worker_before_run:
                 want = max(1, min(opts.wait_workers, self.adapt[0] if self.adapt else sizing.workers))
-                connected = wait_for_first_worker(pool, self.sched, opts.worker_timeout,
+                connected = wait_for_workers(pool, self.sched, opts.worker_timeout,
                                                   sizing.jobs if self.sched.batch else 0, at_least=want)
                 self.first_worker_at = time.perf_counter()
                 self.seconds_to_first_worker = self.first_worker_at - t0

@@ -107,7 +107,7 @@ def teardown(pool, sched: Scheduler | None, say: Callable[[str], None], failed: 
         return left
 
 
-def wait_for_first_worker(pool, sched: Scheduler | None, timeout: float, expected_jobs: int,
+def wait_for_workers(pool, sched: Scheduler | None, timeout: float, expected_jobs: int,
                           poll: float = 0.5, at_least: int = 1) -> int:
     """Return once ``at_least`` workers are connected (or, after ``timeout``, at least one: the run starts
     with those), with how many are. Raise :class:`SubmitError` as soon as the scheduler refused a
