@@ -113,13 +113,20 @@ def squeue_ids() -> set[str]:
     return set(r.stdout.split())
 
 
-def node_processes(node: str, pattern: str) -> list[str]:
-    """Command lines of ``node``'s processes that contain ``pattern`` (its network namespace's pids)."""
+def node_processes(node: str, pattern: str, run_dir: Path | None = None) -> list[str]:
+    """Command lines of ``node``'s processes that contain ``pattern`` (its network namespace's pids); with
+    ``run_dir``, only those of that run (its path in the command line, or their working directory inside it):
+    tests on the shared lock run side by side, and another test's interchange is not this run's leftover."""
     r = subprocess.run(["ip", "netns", "pids", f"hpc-{node}"], capture_output=True, text=True, timeout=30)
     out = []
     for pid in r.stdout.split():
         with contextlib.suppress(OSError):
             cmd = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-            if pattern in cmd:
-                out.append(f"{pid} {cmd}")
+            if pattern not in cmd:
+                continue
+            if run_dir is not None:
+                cwd = os.readlink(f"/proc/{pid}/cwd")
+                if str(run_dir) not in cmd and not (cwd + "/").startswith(str(run_dir) + "/"):
+                    continue
+            out.append(f"{pid} {cmd}")
     return out

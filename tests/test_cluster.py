@@ -265,6 +265,7 @@ def test_sigkill_on_login_then_cancel_leaves_nothing_on_any_node():
         try:
             _wait(lambda: bool(_records(run_dir)), 150, "a first chunk")
             pid = json.loads((run_dir / "launch.json").read_text())["process"]["pid"]
+            assert node_processes("login", "interchange", run_dir), "the run's interchange should be found by its dir"
             assert on("login", "kill", "-KILL", str(pid)).returncode == 0
             proc.wait(timeout=30)
         finally:
@@ -272,13 +273,18 @@ def test_sigkill_on_login_then_cancel_leaves_nothing_on_any_node():
                 proc.kill()
         jobs = run_jobs(run_dir)
         assert set(jobs) & squeue_ids(), "the jobs should outlive a SIGKILLed launch"
-        assert any(node_processes(n, "process_worker_pool") for n in SHARED_NODES)
+        assert any(node_processes(n, "process_worker_pool", run_dir) for n in SHARED_NODES)
+        helpers = json.loads((run_dir / "launch.json").read_text()).get("helpers") or []
+        assert helpers, "the launch should record its interchange for `hpckit cancel`"
         r = login_hpckit(["cancel", str(run_dir)], timeout=90)
         assert r.returncode == 0, r.stderr
         _wait(lambda: not set(jobs) & squeue_ids(), 30, "squeue without the run's jobs")
-        _wait(lambda: not any(node_processes(n, "process_worker_pool") for n in SHARED_NODES), 30,
+        # this run's processes only: a launch of another test on the shared lock may be running beside it
+        _wait(lambda: not any(node_processes(n, "process_worker_pool", run_dir) for n in SHARED_NODES), 30,
               "no worker pool on any node")
-        assert not node_processes("login", "interchange"), node_processes("login", "interchange")
+        assert not node_processes("login", "interchange", run_dir), node_processes("login", "interchange", run_dir)
+        assert not any(on("login", "test", "-e", f"/proc/{h['pid']}/cmdline").returncode == 0
+                       and "interchange" in on("login", "cat", f"/proc/{h['pid']}/cmdline").stdout for h in helpers)
 
 
 @pytest.mark.slow
