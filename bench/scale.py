@@ -19,9 +19,12 @@ temporary directory), FuturesExecutor(2) unless said otherwise, no progress bar:
   driver and its workers (what a loaded machine's wall time hides), driver peak RSS; then the same first
   run with one corrupt file (a truncated copy) in the middle and ``skipbadfiles=True``: its cost against
   the clean run and the file skipped, by name;
-* chunks M: a whole run of a 3-axis weighted histogram (dataset x pt x eta) per executor: run time,
-  merge fraction (driver merge time, or for Dask the time from the last chunk to the merged result,
-  over the run time), the most partial results the driver held, driver peak RSS.
+* chunks M: a whole run of a 3-axis weighted histogram (dataset x pt x eta) per executor: run time;
+  the results' cost (the run against the same run whose process() fills the histogram and returns
+  none: what shipping and merging the results adds to the wall time, wherever the merge runs); the
+  merge fraction (driver merge time, overlapped with the chunks, or for Dask the time from the last
+  chunk to the merged result, over the run time); the most partial results the driver held, driver
+  peak RSS. ``futures-pool`` is FuturesExecutor(merging=True): groups merged in the pool.
 
 Cost per file / per chunk is printed so the growth is visible: flat per-unit cost = linear.
 """
@@ -112,6 +115,8 @@ class Count(processor.ProcessorABC):
         return acc
 
 class Hist3(processor.ProcessorABC):
+    def __init__(self, fill_only=False):
+        self.fill_only = fill_only
     def process(self, events):
         ds = events.metadata["dataset"]
         pt = ak.to_numpy(ak.flatten(events.Muon.pt)).astype(np.float64)
@@ -119,6 +124,8 @@ class Hist3(processor.ProcessorABC):
         h = (hist.Hist.new.StrCat([], name="dataset", growth=True).Reg(20, 0, 100, name="pt")
              .Reg(10, -2.5, 2.5, name="eta").Weight())
         h.fill(dataset=ds, pt=pt, eta=eta, weight=0.5 + np.abs(np.sin(pt)))
+        if self.fill_only:  # the same work, nothing to ship or merge: the baseline of the merge cost
+            return {"events": len(events)}
         return {"hist": h, "events": len(events)}
     def postprocess(self, acc):
         return acc
@@ -126,8 +133,8 @@ class Hist3(processor.ProcessorABC):
 files = json.load(open(args["files"]))
 fileset = {"scale": {"files": {f: "Events" for f in files}}}
 ex_name = args["executor"]
-if ex_name == "futures":
-    ex = processor.FuturesExecutor(workers=args["workers"], status=False)
+if ex_name in ("futures", "futures-pool"):  # futures-pool: merging=True, groups merged in the pool
+    ex = processor.FuturesExecutor(workers=args["workers"], status=False, merging=ex_name == "futures-pool")
 elif ex_name == "dask":
     ex = processor.DaskExecutor(workers=args["workers"], status=False)
 else:
@@ -141,7 +148,7 @@ if args["mode"] == "plan":
     out["seconds"] = time.perf_counter() - t0
     out["from_cache"] = getattr(runner, "_planned", {}).get("from_cache", 0)
 else:
-    proc = Count() if args["mode"] == "count" else Hist3()
+    proc = Count() if args["mode"] == "count" else Hist3(fill_only=args["mode"] == "hist-fill-only")
     result, m = runner(fileset, processor_instance=proc)
     out["seconds"] = time.perf_counter() - t0
     out["plan_s"] = m["preprocesstime"]
@@ -215,9 +222,14 @@ def chunks_case(workdir: Path, m: int, executors: list[str], workers: int) -> No
     for ex in executors:
         with tempfile.TemporaryDirectory(prefix="hpckit-scale-") as tmp:
             r = child("hist", listing, Path(tmp), executor=ex, workers=workers, chunksize=chunksize)
+        with tempfile.TemporaryDirectory(prefix="hpckit-scale-") as tmp:
+            base = child("hist-fill-only", listing, Path(tmp), executor=ex, workers=workers, chunksize=chunksize)
         frac = r["merge_s"] / r["seconds"] if r["seconds"] else 0.0
+        # what shipping and merging the histograms costs the run: the same run returning no histogram
+        cost = (r["seconds"] - base["seconds"]) / r["seconds"] if r["seconds"] else 0.0
         print(f"chunks {r['chunks']:>7,} ({ex}({workers}), chunksize {chunksize}): run {r['seconds']:7.1f} s "
-              f"({r['seconds'] / r['chunks'] * 1e3:5.2f} ms/chunk)  merge {frac:5.1%}  held max {r['held_max']}  "
+              f"({r['seconds'] / r['chunks'] * 1e3:5.2f} ms/chunk)  without results {base['seconds']:7.1f} s: "
+              f"results cost {cost:5.1%}  merge {frac:5.1%}  held max {r['held_max']}  "
               f"in flight max {r.get('in_flight_max')}  "
               f"cpu {r.get('cpu_s', 0):.0f} s  driver peak {r['peak_rss_mb']:.0f} MB  [{load()}]", flush=True)
 

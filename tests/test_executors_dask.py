@@ -83,6 +83,30 @@ def test_killed_worker_is_recovered_and_counted(client, tmp_path):
     client.wait_for_workers(2, timeout=30)  # the nanny restarts it for the next tests
 
 
+def test_a_rerun_early_in_a_long_run_is_still_counted(tmp_path):
+    """A worker killed early, then many more transitions than distributed's debug log keeps (here 20): the
+    re-run is still counted (it was read from that log, where it had fallen out)."""
+    import dask
+
+    with dask.config.set({"distributed.admin.low-level-log-length": 20}):
+        cluster = LocalCluster(processes=True, n_workers=2, threads_per_worker=1, host="127.0.0.1",
+                               dashboard_address=None)
+        own = Client(cluster)
+    try:
+        pids = own.run(lambda: __import__("os").getpid())
+        victim = sorted(pids.values())[0]
+        thread, killed = kill_when(tmp_path, 3, lambda: victim)
+        out, metrics = run(processor.DaskExecutor(client=own, status=False), 2, proc=SlowCounter(tmp_path, 0.05))
+        thread.join(5)
+        assert killed == [victim]
+        assert out == CLEAN_COUNTS
+        assert len(list(tmp_path.iterdir())) >= 40  # 40 chunks, then the lost ones again: far past 20 entries
+        assert metrics["retries"] >= 1, metrics
+    finally:
+        own.close()
+        cluster.close()
+
+
 def test_processor_error_after_retries_and_owned_cluster_closed(tmp_path):
     before = children()
     executor = processor.DaskExecutor(status=False, retries=1, workers=2)

@@ -143,11 +143,14 @@ class DaskPool(Pool):
         kwargs.update(security=security, protocol="tls://")
         # a worker that retired (its --lifetime) is forgotten after this long, and then replaced by keep_alive
         dask.config.set({"distributed.deploy.lost-worker-timeout": "2s"})
-        self.cluster = cluster_cls(**kwargs)
-        if batch:
-            self._write_job_script()
-            self.cluster.scale(jobs=int(doc["scale_jobs"]))
-        self.client = Client(self.cluster, security=security)
+        from hpckit.processor.executors.dask import QUIET_LOGS
+
+        with dask.config.set(QUIET_LOGS):  # the scheduler runs in this process: its debug logs stay short
+            self.cluster = cluster_cls(**kwargs)
+            if batch:
+                self._write_job_script()
+                self.cluster.scale(jobs=int(doc["scale_jobs"]))
+            self.client = Client(self.cluster, security=security)
         lifetime = self.site.lifetime()
         if batch and lifetime:  # workers leave between chunks before the walltime (hpckit.deploy.retire)
             self.client.register_plugin(RetireBeforeWalltime(int(self.site.walltime), *lifetime))

@@ -20,9 +20,10 @@ RESERVED_METADATA = frozenset(
 )
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class WorkItem:
-    """One chunk: the unit of work, retry and checkpoint."""
+    """One chunk: the unit of work, retry and checkpoint. Slotted: a plan of 10^5-10^6 chunks is held by
+    the driver for the whole run (176 bytes a chunk, against 224 with a ``__dict__``; start and stop included)."""
 
     dataset: str
     filename: str

@@ -9,7 +9,7 @@
   scheduler and the driver hold a window of chunks and a few results per tree level, not the tree.
 * ``retries``: Dask re-runs a task that raised up to ``retries`` times; a task whose worker died is re-run
   by the scheduler on its own (up to ``distributed.scheduler.allowed-failures``, then ``KilledWorker``).
-  Every re-run (either kind) is counted from the scheduler's transition log into ``stats["retried"]``.
+  Every re-run (either kind) is counted by a scheduler plugin installed for the run into ``stats["retried"]``.
 * ``client=None``: a ``LocalCluster`` of process workers (one thread each, ``workers`` of them, default one
   per core) is started for the call and closed after it. It listens on 127.0.0.1 only and speaks TLS with
   a certificate made for the run (:func:`hpckit.io.tls.temporary_security`), so no other local user's
@@ -66,13 +66,38 @@ def _without_frame(result: dict) -> dict:
     return {k: v for k, v in result.items() if k != "out"}
 
 
-def _count_runs(dask_scheduler=None, prefix: str = "") -> dict:  # runs on the scheduler
-    counts: dict[str, int] = {}
-    for entry in list(dask_scheduler.transition_log):
-        key, finish = entry[0], entry[2]
-        if finish == "processing" and isinstance(key, str) and key.startswith(prefix):
-            counts[key] = counts.get(key, 0) + 1
-    return counts
+# distributed keeps, for debugging, its last ``low-level-log-length`` (1,000) transitions and messages of
+# every stream; in a scheduler hpckit starts in the driver those keep whole task specs alive. 100 still
+# shows a task's recent story. Measured with 40,000 chunks (docs/scale.md): the driver's peak and time fall.
+QUIET_LOGS = {"distributed.admin.low-level-log-length": 100}
+
+
+def _rerun_counter():
+    """A scheduler plugin counting the re-runs of one run's tasks (a task sent to ``processing`` again: a
+    retry after an error, or a worker lost under it). The transition log cannot: it keeps only the last
+    ``low-level-log-length`` transitions, so a retry early in a long run had fallen out of it."""
+    from distributed.diagnostics.plugin import SchedulerPlugin
+
+    class RerunCounter(SchedulerPlugin):
+        def __init__(self, prefix: str):
+            self.prefix = prefix
+            self.name = f"{prefix}reruns"
+            self.started: set = set()  # this run's tasks that ran once and are not yet forgotten
+            self.reruns = 0
+
+        def transition(self, key, start, finish, *args, **kwargs):
+            if not (isinstance(key, str) and key.startswith(self.prefix)):
+                return
+            if finish == "processing":
+                if key in self.started:
+                    self.reruns += 1
+                else:
+                    self.started.add(key)
+            elif finish == "forgotten":
+                self.started.discard(key)
+
+    return RerunCounter
+
 
 
 @dataclass
@@ -150,21 +175,24 @@ class DaskExecutor(ExecutorBase):
 
         from hpckit.io.tls import temporary_security
 
+        import dask
+
         security = temporary_security()
-        cluster = LocalCluster(
-            n_workers=self.workers,
-            threads_per_worker=1,
-            processes=True,
-            host="127.0.0.1",
-            protocol="tls://",
-            security=security,
-            dashboard_address=self.dashboard_address,
-        )
-        try:
-            self._session = (Client(cluster, security=security), cluster)
-        except BaseException:
-            cluster.close()
-            raise
+        with dask.config.set(QUIET_LOGS):  # read when the scheduler, workers and streams start
+            cluster = LocalCluster(
+                n_workers=self.workers,
+                threads_per_worker=1,
+                processes=True,
+                host="127.0.0.1",
+                protocol="tls://",
+                security=security,
+                dashboard_address=self.dashboard_address,
+            )
+            try:
+                self._session = (Client(cluster, security=security), cluster)
+            except BaseException:
+                cluster.close()
+                raise
         return self._session
 
     def run(self, items, job, progress) -> Any:
@@ -175,8 +203,10 @@ class DaskExecutor(ExecutorBase):
         client, cluster = self._client()
         prefix = f"hpckit-{uuid.uuid4().hex[:10]}-"
         live: set[Any] = set()  # futures this run holds: cancelled if it fails on a client of the caller's
+        counter = self._count_reruns(client, prefix)
         try:
-            result, retried, engine_workers = self._run(client, prefix, items, job, progress, live)
+            result, engine_workers = self._run(client, prefix, items, job, progress, live)
+            retried = self._reruns(client, counter)
         except BaseException:
             if cluster is None:
                 # only what this run holds: force=True would also cancel the merges' dependents that no
@@ -187,6 +217,9 @@ class DaskExecutor(ExecutorBase):
             raise
         finally:
             live.clear()
+            if counter is not None:
+                with contextlib.suppress(Exception):
+                    client.unregister_scheduler_plugin(counter)
             if opened_here:
                 self.close()
         self.stats = {**run_stats(result, retried, engine_workers), **self.stats}
@@ -299,12 +332,31 @@ class DaskExecutor(ExecutorBase):
 
             result = dict(result)
             result["out"] = dd.from_delayed(frames, verify_meta=False)
+        return result, engine_workers
+
+    @staticmethod
+    def _count_reruns(client: Any, prefix: str) -> str | None:
+        """The name of the re-run counter installed on the scheduler for this run (sent by value: the
+        scheduler needs no hpckit); None where it cannot be installed: the run then reports no retries."""
         try:
-            runs = client.run_on_scheduler(_count_runs, prefix=prefix)
-            retried = sum(n - 1 for n in runs.values() if n > 1)
-        except Exception:  # noqa: BLE001 - a scheduler without the log: report no retries
-            retried = 0
-        return result, retried, engine_workers
+            plugin = _rerun_counter()(prefix)
+            client.register_plugin(plugin, name=plugin.name)
+            return plugin.name
+        except Exception:  # noqa: BLE001 - counting is a metric, not worth failing the run for
+            return None
+
+    @staticmethod
+    def _reruns(client: Any, counter: str | None) -> int:
+        if counter is None:
+            return 0
+        def reruns(dask_scheduler=None) -> int:  # on the scheduler; by value, like the plugin: no hpckit there
+            plugin = dask_scheduler.plugins.get(counter)
+            return plugin.reruns if plugin is not None else 0
+
+        try:
+            return int(client.run_on_scheduler(reruns))
+        except Exception:  # noqa: BLE001
+            return 0
 
     def _error(self, fut: Any, item: Any) -> BaseException:
         from distributed import KilledWorker
