@@ -100,3 +100,62 @@ def test_processor_error_after_retries(workers, tmp_path):
     assert "divided by zero on purpose" in str(info.value) and "chunk 0-40" in str(info.value)
     assert len(list(markers.iterdir())) >= 2
     assert wait_no_new_children(before, timeout=5) == set()  # the manager lives in this process: nothing left
+
+
+@needs_vine
+def test_many_files_are_planned_on_the_workers(workers, tmp_path, monkeypatch):
+    """More than LIGHT_ABOVE files: planning runs as TaskVine tasks on the workers (the manager counts them
+    before it closes), gives the chunks the driver alone gives, and the run on the same manager after it
+    gives the events of every file."""
+    import numpy as np
+    import uproot
+
+    from hpckit.processor.planning import LIGHT_ABOVE
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))  # nothing planned from an earlier run's cache
+    files = []
+    for i in range(LIGHT_ABOVE + 4):
+        path = tmp_path / f"f{i}.root"
+        with uproot.recreate(path) as f:
+            f.mktree("Events", {"event": np.int64})
+            f["Events"].extend({"event": np.arange(5 + i, dtype=np.int64)})
+        files.append(str(path))
+    fileset = {"ds": {"treename": "Events", "files": files}}
+
+    class Counted(processor.TaskVineExecutor):
+        """Notes every task the manager hands back: its category and the worker that ran it."""
+
+        done: list = []
+
+        def _open(self):
+            manager = super()._open()
+            if not getattr(manager, "_counted", False):
+                wait = manager.wait
+
+                def counting(timeout):
+                    t = wait(timeout)
+                    if t is not None:
+                        self.done.append((t.category, t.addrport))
+                    return t
+
+                manager.wait, manager._counted = counting, True
+            return manager
+
+    alone = list(processor.Runner(processor.IterativeExecutor(status=False), chunksize=4,
+                                  persistent_metadata=False).preprocess(fileset))
+    executor = Counted(port=workers, status=False, filepath=str(tmp_path))
+    planned = list(processor.Runner(executor, chunksize=4, persistent_metadata=False).preprocess(fileset))
+    assert planned == alone and len(alone) > len(files)
+    assert executor.done and all(cat == "planning" and where for cat, where in executor.done), executor.done
+    assert executor.manager is None  # closed with the planning
+
+    class Events(processor.ProcessorABC):
+        def process(self, events):
+            return {"n": len(events)}
+
+        def postprocess(self, acc):
+            return acc
+
+    out = processor.Runner(processor.TaskVineExecutor(port=workers, status=False, filepath=str(tmp_path)),
+                           chunksize=4, persistent_metadata=False)(fileset, processor_instance=Events())
+    assert out["n"] == sum(5 + i for i in range(len(files)))

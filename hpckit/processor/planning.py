@@ -60,9 +60,10 @@ class FileBatch:
         return [self.task(spec) for spec in specs]
 
 
-def batch_size(n_files: int, workers: int) -> int:
-    """Files per planning task: about eight tasks per worker (for balance), at most 256 files a task."""
-    return max(1, min(256, -(-n_files // max(1, 8 * workers))))
+def batch_size(n_files: int, workers: int, per_worker: int = 8, most: int = 256) -> int:
+    """Files per planning task: about ``per_worker`` tasks per worker (for balance), at most ``most`` files
+    a task (engines whose task starts a fresh interpreter want fewer, larger ones)."""
+    return max(1, min(most, -(-n_files // max(1, per_worker * workers))))
 
 
 def in_batches(specs: list, size: int) -> list[list]:

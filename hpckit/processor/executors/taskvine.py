@@ -21,12 +21,16 @@
   not depend on completion order and the driver never folds them one by one.
 * A task that raised is submitted again up to ``retries`` times; tasks whose worker disconnected are
   re-dispatched by TaskVine on its own. Both are counted in ``stats["retried"]``.
+* Planning many files (more than ``LIGHT_ABOVE``) runs on the workers too: a ``PythonTask`` per batch of
+  files, two batches per connected worker (each starts a ``python3``), so the driver does not open
+  10^4 remote files one after the other. The manager started for it stays up for the run (``close``).
 
 TaskVine is not on PyPI: ``conda install -c conda-forge ndcctools``.
 """
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
 import shutil
@@ -48,6 +52,7 @@ from hpckit.processor.executors._remote import (
 from hpckit.processor.executors._window import window_size
 from hpckit.processor.accumulate import DEFAULT_TREE_WIDTH
 from hpckit.processor.executors.base import ExecutorBase
+from hpckit.processor.planning import FileBatch, batch_size, in_batches
 
 
 def _missing_taskvine() -> ImportError:
@@ -236,6 +241,7 @@ class TaskVineExecutor(ExecutorBase):
     window: int | None = None  # chunks submitted ahead of the oldest unfinished one (None: max(64, 16 x workers))
     # the live vine.Manager while run() runs (e.g. to read .port when port=0)
     manager: Any = field(default=None, init=False, repr=False, compare=False)
+    _session: Any = field(default=None, init=False, repr=False, compare=False)  # ExitStack of the open manager
 
     def __post_init__(self) -> None:
         _import_vine()
@@ -249,26 +255,75 @@ class TaskVineExecutor(ExecutorBase):
             if path is not None and not os.path.exists(path):
                 raise FileNotFoundError(f"TaskVineExecutor: {path} does not exist")
 
+    def _open(self) -> Any:
+        """The manager of this run, started once (by planning or by ``run``) and ended by ``close``."""
+        if self._session is None:
+            vine = _import_vine()
+            stack = contextlib.ExitStack()
+            run_dir = tempfile.mkdtemp(prefix="hpckit-vine-", dir=self.filepath)
+            stack.callback(shutil.rmtree, run_dir, ignore_errors=True)
+            try:
+                manager = stack.enter_context(vine.Manager(port=self.port, name=self.manager_name,
+                                                           run_info_path=run_dir, staging_path=run_dir,
+                                                           ssl=self.ssl or None))
+                if self.password_file:
+                    manager.set_password_file(self.password_file)
+            except BaseException:
+                stack.close()
+                raise
+            self._session, self.manager = stack, manager
+        return self.manager
+
+    def close(self) -> None:
+        stack, self._session, self.manager = self._session, None, None
+        if stack is not None:
+            stack.close()
+
+    def map_files(self, task, specs, job=None) -> list:
+        """Many files: planned on the workers, two batches of files per worker, each a ``PythonTask``."""
+        if len(specs) < 2 or not getattr(task, "light", False):
+            return super().map_files(task, specs, job)
+        vine = _import_vine()
+        manager = self._open()
+        env = manager.declare_poncho(self.environment_file, cache=True) if self.environment_file else None
+        workers = max(1, int(manager.stats.workers_connected))
+        batches = in_batches(specs, batch_size(len(specs), workers, per_worker=2, most=4096))
+        plan = functools.partial(FileBatch(task))  # one hashable function object: declared to the workers once
+        order: dict[int, int] = {}
+        for i, batch in enumerate(batches):
+            t = vine.PythonTask(plan, batch)
+            t.set_category("planning")
+            t.set_cores(self.cores)
+            if self.retries:
+                t.set_retries(self.retries + 1)
+            if env is not None:
+                t.add_environment(env)
+            order[manager.submit(t)] = i
+        results: list = [None] * len(batches)
+        while order:
+            t = manager.wait(self.wait_timeout)
+            if t is None or t.id not in order:
+                continue
+            i = order.pop(t.id)
+            if not t.successful() or isinstance(t.output, BaseException):
+                out = (t.std_output or "")[-2000:]
+                raise EngineError(f"TaskVine planning task for {len(batches[i])} file(s) from {batches[i][0].filename} "
+                                  f"failed (result {t.result!r}, exit code {t.exit_code}): "
+                                  f"{t.output if isinstance(t.output, BaseException) else out}")
+            results[i] = t.output
+        return [meta for batch in results for meta in batch]
+
     def run(self, items, job, progress) -> Any:
         vine = _import_vine()
-        run_dir = tempfile.mkdtemp(prefix="hpckit-vine-", dir=self.filepath)
+        opened_here = self._session is None
+        manager = self._open()
         try:
-            with vine.Manager(
-                port=self.port,
-                name=self.manager_name,
-                run_info_path=run_dir,
-                staging_path=run_dir,
-                ssl=self.ssl or None,
-            ) as manager:
-                self.manager = manager
-                return self._run(manager, vine, items, job, progress)
+            return self._run(manager, vine, items, job, progress)
         finally:
-            self.manager = None
-            shutil.rmtree(run_dir, ignore_errors=True)
+            if opened_here:
+                self.close()
 
     def _run(self, manager, vine, items, job, progress) -> Any:
-        if self.password_file:
-            manager.set_password_file(self.password_file)
         engine = _VineEngine(vine, manager, self, job)
         progress.set_workers(int(manager.stats.workers_connected))
         driver = StreamingDriver(engine, self.retries, self.treereduction, progress, self.window)
