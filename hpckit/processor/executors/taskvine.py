@@ -22,7 +22,7 @@
 * A task that raised is submitted again up to ``retries`` times; tasks whose worker disconnected are
   re-dispatched by TaskVine on its own. Both are counted in ``stats["retried"]``.
 * Planning many files (more than ``LIGHT_ABOVE``) runs on the workers too: a ``PythonTask`` per batch of
-  files, two batches per connected worker (each starts a ``python3``), so the driver does not open
+  files, two batches per connected worker, at least eight (each starts a ``python3``), so the driver does not open
   10^4 remote files one after the other. The manager started for it stays up for the run (``close``).
 
 TaskVine is not on PyPI: ``conda install -c conda-forge ndcctools``.
@@ -286,7 +286,9 @@ class TaskVineExecutor(ExecutorBase):
         vine = _import_vine()
         manager = self._open()
         env = manager.declare_poncho(self.environment_file, cache=True) if self.environment_file else None
-        workers = max(1, int(manager.stats.workers_connected))
+        manager.wait(0)  # the manager takes in the workers that connected (its stats count them then)
+        # workers still coming (batch jobs in the queue) take later batches: plan for at least four
+        workers = max(4, int(manager.stats.workers_connected))
         batches = in_batches(specs, batch_size(len(specs), workers, per_worker=2, most=4096))
         plan = functools.partial(FileBatch(task))  # one hashable function object: declared to the workers once
         order: dict[int, int] = {}
