@@ -99,7 +99,6 @@ def _rerun_counter():
     return RerunCounter
 
 
-
 @dataclass
 class DaskExecutor(ExecutorBase):
     client: Any = None
@@ -173,9 +172,9 @@ class DaskExecutor(ExecutorBase):
             return self._session
         from distributed import Client, LocalCluster
 
-        from hpckit.io.tls import temporary_security
-
         import dask
+
+        from hpckit.io.tls import temporary_security
 
         security = temporary_security()
         with dask.config.set(QUIET_LOGS):  # read when the scheduler, workers and streams start
@@ -349,6 +348,7 @@ class DaskExecutor(ExecutorBase):
     def _reruns(client: Any, counter: str | None) -> int:
         if counter is None:
             return 0
+
         def reruns(dask_scheduler=None) -> int:  # on the scheduler; by value, like the plugin: no hpckit there
             plugin = dask_scheduler.plugins.get(counter)
             return plugin.reruns if plugin is not None else 0
