@@ -285,3 +285,16 @@ def test_planning_alone_spreads_over_the_futures_pool(files):
     pooled.extend(gen)
     assert pooled == alone and len(alone) > len(files)
     assert not kids() - before
+
+
+def test_processed_keys_share_their_strings_in_the_driver(files):
+    """The driver holds one ``processed`` key per chunk for the whole run: each chunk's unpickled key
+    brought its own copies of the file name and uuid; now every chunk of a file shares one."""
+    runner = processor.Runner(processor.FuturesExecutor(workers=2, status=False), chunksize=4,
+                              persistent_metadata=False)
+    raw = runner.run(_fileset(files), processor_instance=Sum())
+    keys = raw["processed"]
+    assert len(keys) > 2 * len(files)  # several chunks a file
+    assert len({id(k[1]) for k in keys}) == len(files), "each chunk carries its own copy of its file's name"
+    assert len({id(k[5]) for k in keys}) == len(files)
+    assert raw["out"]["n"] == _expected(files)[0]

@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import re
 import socket
+import sys
 import time
 import traceback
 import warnings
@@ -380,6 +381,18 @@ class FileMetaTask:
                 raise mismatch(served, name, other, uuid)
 
 
+def load_result(payload: Any) -> Any:
+    """A chunk's (or a merge's) result from its payload, its ``processed`` keys sharing their strings with
+    every other result's: each unpickled key brings its own copies of the dataset, file, tree and uuid
+    (~430 bytes a chunk in a driver folding 10^5 of them, ~180 shared); a merged set then also pickles
+    each string once."""
+    result = decompress(payload)
+    keys = result.get("processed") if isinstance(result, dict) else None
+    if isinstance(keys, set):
+        result["processed"] = {tuple(sys.intern(x) if type(x) is str else x for x in key) for key in keys}
+    return result
+
+
 def merge_payloads(payloads: list[Any], compression: int | None = 1) -> Any:
     """Merge chunk results (compressed or not) into one compressed result; runs where the engine puts it."""
-    return compress(accumulate(decompress(p) for p in payloads), compression)
+    return compress(accumulate(load_result(p) for p in payloads), compression)

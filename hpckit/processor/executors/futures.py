@@ -21,7 +21,7 @@ from hpckit.processor.fileset import WorkItem
 from hpckit.processor.lifeline import die_with_parent
 from hpckit.processor.planning import batch_size
 from hpckit.processor.serialize import decompress
-from hpckit.processor.work import merge_payloads, worker_id
+from hpckit.processor.work import load_result, merge_payloads, worker_id
 
 _PARALLEL_OPEN_MIN_WORKERS = 4
 _INHERITED: dict[int, Any] = {}  # jobs handed to forked workers through fork itself, not pickling
@@ -246,7 +246,7 @@ class FuturesExecutor(ExecutorBase):
         # merged in the pool: groups complete in the fixed tree; merged here: folded as they arrive
         tree: Any = None
         if items:
-            tree = MergeTree(len(items), self.treereduction) if in_pool else FoldTree(len(items), self.treereduction, decompress)
+            tree = MergeTree(len(items), self.treereduction) if in_pool else FoldTree(len(items), self.treereduction, load_result)
         workers: set[str] = set()
         finished = Completions()
         chunks_left, last_chunk = len(items), time.perf_counter()
