@@ -26,6 +26,9 @@ temporary directory), FuturesExecutor(2) unless said otherwise, no progress bar:
   chunk to the merged result, over the run time); the most partial results the driver held, driver
   peak RSS. ``futures-pool`` is FuturesExecutor(merging=True): groups merged in the pool.
 
+``--plan-executors taskvine`` (or dask) first plans each files case cold on that engine's
+workers (taskvine: local ``vine_worker``s, cctools on PATH) and in the driver alone, side by side.
+
 Cost per file / per chunk is printed so the growth is visible: flat per-unit cost = linear.
 """
 
@@ -137,6 +140,20 @@ if ex_name in ("futures", "futures-pool"):  # futures-pool: merging=True, groups
     ex = processor.FuturesExecutor(workers=args["workers"], status=False, merging=ex_name == "futures-pool")
 elif ex_name == "dask":
     ex = processor.DaskExecutor(workers=args["workers"], status=False)
+elif ex_name == "taskvine":  # local vine_workers (cctools on PATH, ndcctools importable), ended with this process
+    import os, socket, subprocess, tempfile
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    scratch = tempfile.mkdtemp(prefix="hpckit-scale-vine-")
+    os.environ["CATALOG_HOST"] = "127.0.0.1"  # never the public catalog server
+    vine_workers = [subprocess.Popen(["vine_worker", "-t", "60", "--cores", "1", "--workdir", f"{scratch}/w{i}",
+                                      "127.0.0.1", str(port)], env=dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path)),
+                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                    for i in range(args["workers"])]
+    import atexit
+    atexit.register(lambda: [w.kill() for w in vine_workers])
+    ex = processor.TaskVineExecutor(port=port, status=False, filepath=scratch)
 else:
     ex = processor.IterativeExecutor(status=False)
 runner = processor.Runner(ex, schema=NanoAODSchema, chunksize=args["chunksize"], savemetrics=True,
@@ -190,10 +207,16 @@ def load() -> str:
     return "load average " + " ".join(f"{x:.1f}" for x in os.getloadavg())
 
 
-def files_case(workdir: Path, n: int, workers: int) -> None:
+def files_case(workdir: Path, n: int, workers: int, plan_executors: list[str] = ()) -> None:
     files = make_files(workdir, n, EVENTS_PER_SMALL_FILE, SMALL_FILE_MUON)
     listing = workdir / f"files-{n}.json"
     listing.write_text(json.dumps(files))
+    for ex in plan_executors:  # cold plans on other engines' workers, each against the driver alone
+        with tempfile.TemporaryDirectory(prefix="hpckit-scale-") as tmp:
+            alone = child("plan", listing, Path(tmp) / "a", executor="iterative")
+            there = child("plan", listing, Path(tmp) / "b", executor=ex, workers=workers)
+        print(f"files {n:>6,}: plan cold on {ex}({workers}) {there['seconds']:7.2f} s, in the driver alone "
+              f"{alone['seconds']:7.2f} s  [{load()}]", flush=True)
     with tempfile.TemporaryDirectory(prefix="hpckit-scale-") as tmp:
         cold = child("plan", listing, Path(tmp) / "a", workers=workers)
         cached = child("plan", listing, Path(tmp) / "a", workers=workers)
@@ -240,6 +263,8 @@ def main() -> None:
     ap.add_argument("--chunks", type=int, nargs="*", default=[10_000, 100_000], help="chunk counts (none: skip)")
     ap.add_argument("--executors", nargs="+", default=["futures", "dask"], help="for the chunk cases")
     ap.add_argument("--workers", type=int, default=2)
+    ap.add_argument("--plan-executors", nargs="*", default=[],
+                    help="files cases: also plan cold on these engines' workers (dask, taskvine)")
     ap.add_argument("--workdir", type=Path, default=Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
                     / "hpckit-bench" / "scale")
     ap.add_argument("--hpckit", type=Path, default=REPO, help="checkout to import hpckit from (default: this one)")
@@ -250,7 +275,7 @@ def main() -> None:
     print(f"bench/scale.py on {os.cpu_count()} cores, {load()}", flush=True)
     t = time.perf_counter()
     for n in args.files:
-        files_case(args.workdir, n, args.workers)
+        files_case(args.workdir, n, args.workers, args.plan_executors)
     for m in args.chunks:
         chunks_case(args.workdir, m, args.executors, args.workers)
     print(f"total {time.perf_counter() - t:.0f} s  [{load()}]")
