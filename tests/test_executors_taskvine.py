@@ -12,6 +12,7 @@ import shutil
 import socket
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -159,3 +160,19 @@ def test_many_files_are_planned_on_the_workers(workers, tmp_path, monkeypatch):
     out = processor.Runner(processor.TaskVineExecutor(port=workers, status=False, filepath=str(tmp_path)),
                            chunksize=4, persistent_metadata=False)(fileset, processor_instance=Events())
     assert out["n"] == sum(5 + i for i in range(len(files)))
+
+    # a corrupt file among them, planned on a worker: skipped by name with skipbadfiles, else one error naming it
+    bad = tmp_path / "corrupt.root"
+    bad.write_bytes(Path(files[0]).read_bytes()[:300])
+    with_bad = {"ds": {"treename": "Events", "files": files[:5] + [str(bad)] + files[5:]}}
+    executor.done.clear()
+    with pytest.warns(UserWarning, match="corrupt.root"):
+        out = processor.Runner(Counted(port=workers, status=False, filepath=str(tmp_path)), chunksize=4,
+                               persistent_metadata=False, skipbadfiles=True)(with_bad, processor_instance=Events())
+    assert out["n"] == sum(5 + i for i in range(len(files)))
+    assert any(cat == "planning" for cat, _ in executor.done)
+    from hpckit.core.errors import FileAccessError
+
+    with pytest.raises(FileAccessError, match="cannot open .*corrupt.root"):
+        processor.Runner(processor.TaskVineExecutor(port=workers, status=False, filepath=str(tmp_path)), chunksize=4,
+                         persistent_metadata=False)(with_bad, processor_instance=Events())
