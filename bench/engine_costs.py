@@ -16,8 +16,10 @@ once, and peak driver RSS.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -123,8 +125,11 @@ def measure(engine: str, kind: str, n: int, workers: int) -> dict:
             tmp = tempfile.mkdtemp(prefix="hpckit-bench-vine-")
             env = dict(os.environ, CATALOG_HOST="127.0.0.1", PYTHONPATH=os.pathsep.join(p for p in sys.path if p))
             procs = [subprocess.Popen(["vine_worker", "-t", "60", "--cores", "1", "--workdir", f"{tmp}/w{i}", "127.0.0.1", str(port)],
-                                      env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL) for i in range(workers)]
-            cleanup += [p.kill for p in procs]  # SIGTERM can leave a worker waiting on its library
+                                      env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                      start_new_session=True) for i in range(workers)]
+            # the whole session: a worker's forked transfer server outlives the worker alone; SIGKILL, since a
+            # SIGTERMed worker can wait on its library
+            cleanup += [functools.partial(os.killpg, p.pid, signal.SIGKILL) for p in procs]
             mode = "tasks" if engine == "taskvine-tasks" else "serverless"
             executor = processor.TaskVineExecutor(port=port, status=False, filepath=tmp, mode=mode)
             # engine up: workers connected and (serverless) libraries started, by a short warm-up run

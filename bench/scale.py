@@ -149,10 +149,11 @@ elif ex_name == "taskvine":  # local vine_workers (cctools on PATH, ndcctools im
     os.environ["CATALOG_HOST"] = "127.0.0.1"  # never the public catalog server
     vine_workers = [subprocess.Popen(["vine_worker", "-t", "60", "--cores", "1", "--workdir", f"{scratch}/w{i}",
                                       "127.0.0.1", str(port)], env=dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path)),
-                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
                     for i in range(args["workers"])]
-    import atexit
-    atexit.register(lambda: [w.kill() for w in vine_workers])
+    import atexit, signal
+    # each worker's whole session: its forked transfer server outlives the worker alone
+    atexit.register(lambda: [os.killpg(w.pid, signal.SIGKILL) for w in vine_workers])
     ex = processor.TaskVineExecutor(port=port, status=False, filepath=scratch)
 else:
     ex = processor.IterativeExecutor(status=False)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 import threading
@@ -99,6 +100,34 @@ def kill_when(marker_dir, n_markers, pick_pid, timeout=60.0):
     thread = threading.Thread(target=watch, daemon=True)
     thread.start()
     return thread, killed
+
+
+@contextlib.contextmanager
+def vine_workers(workdir: Path, n: int = 2, exe: str = "vine_worker", env: dict | None = None, idle: int = 30):
+    """``n`` one-core ``vine_worker``s dialing 127.0.0.1 on a free port (yielded), each in a session of its
+    own: at the end the whole session is killed, since a worker's forked transfer server outlives the
+    worker itself when only the worker is ended."""
+    import signal
+    import socket
+    import subprocess
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    if env is None:
+        env = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in sys.path if p))
+    procs = [subprocess.Popen([exe, "-t", str(idle), "--cores", "1", "--workdir", str(Path(workdir) / f"w{i}"),
+                               "127.0.0.1", str(port)], env=env, stdout=subprocess.DEVNULL,
+                              stderr=subprocess.DEVNULL, start_new_session=True)
+             for i in range(n)]
+    try:
+        yield port
+    finally:
+        for p in procs:  # SIGKILL: a SIGTERMed vine_worker can wait on its library process
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(p.pid, signal.SIGKILL)
+        for p in procs:
+            p.wait(10)
 
 
 def children() -> set[int]:

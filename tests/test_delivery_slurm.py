@@ -282,7 +282,6 @@ def _taskvine() -> tuple[str, str | None]:
 @pytest.mark.timeout(600)
 def test_taskvine_tasks_run_inside_the_packed_environment(work, packed, lock_hash, monkeypatch):
     """vine_workers whose PATH is only /usr/bin:/bin: every task's python comes from the staged tarball."""
-    import socket
 
     bindir, pypath = _taskvine()
     if pypath:
@@ -294,27 +293,19 @@ def test_taskvine_tasks_run_inside_the_packed_environment(work, packed, lock_has
     from hpckit.deploy.envlock import check_environment, read_lock
     import functools
 
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
     lock_file = work / "tv.lock"
     with tarfile.open(packed) as tf:
         lock_file.write_bytes(tf.extractfile("hpckit.lock").read())
     fp = read_lock(lock_file).fingerprint().to_json()
     clean = {"PATH": "/usr/bin:/bin", "HOME": str(work), "CATALOG_HOST": "127.0.0.1"}
-    procs = [subprocess.Popen([f"{bindir}/vine_worker", "-t", "60", "--cores", "1", "--workdir",
-                               str(work / f"vine-w{i}"), "127.0.0.1", str(port)], env=clean,
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL) for i in range(2)]
-    try:
+    from distributed_support import vine_workers
+
+    with vine_workers(work / "vine", exe=f"{bindir}/vine_worker", env=clean, idle=60) as port:
         # tasks, not serverless: a TaskVine library imports ndcctools inside the environment (not on PyPI)
         ex = processor.TaskVineExecutor(port=port, environment_file=str(packed), status=False, mode="tasks")
         runner = processor.Runner(ex, chunksize=int(CHUNK), savemetrics=True,
                                   worker_check=functools.partial(check_environment, fp))
         out, metrics = runner(str(work / "fileset.json"), processor_instance=DimuonProcessor())
-    finally:
-        for p in procs:
-            p.terminate()
-            p.wait(timeout=30)
     assert_same_output(out, load(work / "ref.pkl"))
     envs = [e["environment"] for e in metrics["worker_environments"]]
     assert envs and all(e["lock_hash"] == lock_hash for e in envs)

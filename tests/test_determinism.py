@@ -8,12 +8,8 @@ LocalCluster(2), Parsl HTEX(2), and TaskVine (2 ``vine_worker``s) where ndcctool
 
 from __future__ import annotations
 
-import os
 import pickle
 import shutil
-import socket
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -256,20 +252,8 @@ def _have_vine() -> bool:
 @pytest.mark.skipif(not _have_vine(), reason="ndcctools (TaskVine) is not importable: conda install -c conda-forge ndcctools")
 def test_taskvine(baseline, tmp_path, monkeypatch):
     monkeypatch.setenv("CATALOG_HOST", "127.0.0.1")
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in sys.path if p))
-    procs = [
-        subprocess.Popen(["vine_worker", "-t", "30", "--cores", "1", "--workdir", str(tmp_path / f"w{i}"), "127.0.0.1", str(port)],
-                         env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        for i in range(2)
-    ]
-    try:
+    from distributed_support import vine_workers
+
+    with vine_workers(tmp_path) as port:
         executor = processor.TaskVineExecutor(port=port, status=False, filepath=str(tmp_path))
         assert _pickled(executor, WeightedMass(jitter=0.05)) == baseline
-    finally:
-        for p in procs:
-            p.kill()  # SIGTERM can leave a vine_worker waiting on its library process
-        for p in procs:
-            p.wait(10)

@@ -7,16 +7,21 @@ ever talks to the public catalog server.
 
 from __future__ import annotations
 
-import os
 import shutil
-import socket
-import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
-from distributed_support import Exploding, assert_same_output, children, reference, run, wait_no_new_children
+from distributed_support import (
+    Exploding,
+    assert_same_output,
+    children,
+    reference,
+    run,
+    vine_workers,
+    wait_no_new_children,
+)
 from hpckit import processor
 from hpckit.core.errors import ProcessorError
 
@@ -45,27 +50,8 @@ def test_missing_ndcctools(monkeypatch):
 def workers(monkeypatch, tmp_path):
     """Two one-core workers that connect to 127.0.0.1:<free port> and leave 30 s after going idle."""
     monkeypatch.setenv("CATALOG_HOST", "127.0.0.1")
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in sys.path if p))
-    procs = [
-        subprocess.Popen(
-            ["vine_worker", "-t", "30", "--cores", "1", "--workdir", str(tmp_path / f"w{i}"), "127.0.0.1", str(port)],
-            env=env,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        for i in range(2)
-    ]
-    yield port
-    for p in procs:
-        p.terminate()
-    for p in procs:
-        try:
-            p.wait(10)
-        except subprocess.TimeoutExpired:
-            p.kill()
+    with vine_workers(tmp_path) as port:
+        yield port
 
 
 @needs_vine
