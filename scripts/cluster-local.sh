@@ -208,10 +208,13 @@ ensure_node() { # ensure_node NODE: network namespace, veth to the switch, mount
 
 slurmd_alive() { alive "$RUN/slurmd-$1.pid"; }
 
-nodes_ready() { # every compute node idle/mixed/allocated in this cluster's sinfo
+# a node in one of these states is usable; planned: held by the backfill scheduler for a pending job (busy, up)
+UP_STATES="idle|mixed|allocated|completing|planned"
+
+nodes_ready() { # every compute node in one of UP_STATES in this cluster's sinfo
     local out
     out="$(on login timeout 5 sinfo -h -N -o '%N %T' 2>/dev/null)" || return 1
-    [ "$(echo "$out" | grep -cE ' (idle|mixed|allocated|completing)')" -ge "${#COMPUTE[@]}" ]
+    [ "$(echo "$out" | grep -cE " ($UP_STATES)")" -ge "${#COMPUTE[@]}" ]
 }
 
 start() {
@@ -258,11 +261,11 @@ start() {
     exit 1
 }
 
-stalled_nodes() { # compute nodes sinfo does not show idle/mixed/allocated/completing (all when sinfo fails)
+stalled_nodes() { # compute nodes sinfo does not show in one of UP_STATES (all when sinfo fails)
     local out n
     out="$(on login timeout 5 sinfo -h -N -o '%N %T' 2>/dev/null)" || out=""
     for n in "${COMPUTE[@]}"; do
-        echo "$out" | grep -qE "^$n (idle|mixed|allocated|completing)\$" || echo "$n"
+        echo "$out" | grep -qE "^$n ($UP_STATES)\$" || echo "$n"
     done
 }
 
@@ -349,7 +352,7 @@ case "$cmd" in
             fi
             on "$2" /usr/sbin/slurmd -N "$2"
             for _ in $(seq 100); do
-                on login sinfo -h -n "$2" -o '%T' 2>/dev/null | grep -qE '^(idle|mixed|allocated|completing)$' && break
+                on login sinfo -h -n "$2" -o '%T' 2>/dev/null | grep -qE "^($UP_STATES)\$" && break
                 sleep 0.2
             done
         fi

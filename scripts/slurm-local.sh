@@ -40,7 +40,7 @@ node_ready() {
     local state
     state="$(timeout 5 sinfo -h -N -n "$(hostname -s)" -o '%T' 2>/dev/null | head -n1)" || return 1
     case "$state" in
-        idle*|mixed*|allocated*|completing*) return 0 ;;
+        idle*|mixed*|allocated*|completing*|planned*) return 0 ;;  # planned: held for a pending job (busy, up)
         *) return 1 ;;
     esac
 }

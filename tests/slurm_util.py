@@ -10,7 +10,6 @@ import re
 import shutil
 import subprocess
 import time
-from functools import lru_cache
 
 import pytest
 import services
@@ -18,9 +17,18 @@ import services
 START_HINT = "start it with: bash scripts/slurm-local.sh start"
 
 
-@lru_cache(maxsize=1)
+# a node in any of these states is up; "planned": the backfill scheduler holds it for a pending job (the
+# node is busy, e.g. another test's jobs fill it), shown by Slurm >= 23.11
+UP_STATES = ("idle", "mixed", "allocated", "completing", "planned")
+_SLURM_UP = False
+
+
 def slurm_status() -> tuple[bool, str]:
-    """(up, reason): up when sinfo shows this host's node idle/mixed/allocated."""
+    """(up, reason): up when sinfo shows this host's node in one of :data:`UP_STATES`. Only "up" is
+    remembered: a state seen once while the node was busy must not skip every later test of this worker."""
+    global _SLURM_UP
+    if _SLURM_UP:
+        return True, ""
     if shutil.which("sbatch") is None or shutil.which("sinfo") is None:
         return False, f"Slurm is not installed; {START_HINT}"
     try:
@@ -28,8 +36,9 @@ def slurm_status() -> tuple[bool, str]:
     except subprocess.TimeoutExpired:
         return False, f"sinfo timed out; {START_HINT}"
     states = out.stdout.split()
-    if out.returncode != 0 or not any(s.startswith(("idle", "mixed", "allocated", "completing")) for s in states):
+    if out.returncode != 0 or not any(s.startswith(UP_STATES) for s in states):
         return False, f"local Slurm is not up (sinfo: {out.stdout.strip() or out.stderr.strip()}); {START_HINT}"
+    _SLURM_UP = True
     return True, ""
 
 
