@@ -108,12 +108,11 @@ def vine_workers(workdir: Path, n: int = 2, exe: str = "vine_worker", env: dict 
     own: at the end the whole session is killed, since a worker's forked transfer server outlives the
     worker itself when only the worker is ended."""
     import signal
-    import socket
     import subprocess
 
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    from xrootd_util import free_port
+
+    port = free_port()
     if env is None:
         env = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in sys.path if p))
     procs = [subprocess.Popen([exe, "-t", str(idle), "--cores", "1", "--workdir", str(Path(workdir) / f"w{i}"),
