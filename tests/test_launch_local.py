@@ -147,10 +147,20 @@ def test_doctor_ports_and_packed_env(tmp_path):
 
     from hpckit.doctor import run_checks
 
-    with socket.socket() as s:
+    # Hold one port whose neighbour is free now: any other process on the machine may take a neighbour
+    # picked blindly (CI once saw "only 0 of" such a range).
+    for _ in range(50):
+        s = socket.socket()
         s.bind(("127.0.0.1", 0))
         s.listen()
         port = s.getsockname()[1]
+        try:
+            with socket.socket() as probe:
+                probe.bind(("", port + 1))
+            break
+        except OSError:
+            s.close()
+    with s:
         checks = _by_name(run_checks("slurm-local", [f"network.port_range=[{port}, {port + 1}]", "max_workers=2",
                                                      f"env_delivery={{mode: venv, path: {tmp_path / 'venv'}}}"]))
     assert checks["worker ports"].result == "fail" and "only 1" in checks["worker ports"].detail
