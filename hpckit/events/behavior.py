@@ -16,7 +16,8 @@ import awkward as ak
 import numpy as np
 import vector.backends.awkward as vba
 
-from hpckit.events import fast_ufunc, lorentz, shared_behavior
+from hpckit.events import fast_slice, fast_ufunc, lorentz, shared_behavior
+from hpckit.events.fast_num import FastNum
 from hpckit.events.crossref import class_members
 from hpckit.events.missing import COFFEA_ONLY, CoffeaMethodMissing, missing_method  # noqa: F401 (re-exported)
 
@@ -270,6 +271,7 @@ class Behavior(dict):
 
 shared_behavior.install(Behavior)
 fast_ufunc.install(Behavior)
+fast_slice.install(Behavior)
 
 
 @functools.lru_cache(maxsize=None)
@@ -293,7 +295,7 @@ def build_behavior(named: frozenset[tuple[str, str]]) -> Behavior:
     for name in sorted(n for n, k in named if k is None):  # PV, HLT, ...: only the named-missing errors
         members = class_members(name)
         behavior_plain[name] = type(name, (NamesMissing, ak.Record), dict(members))
-        behavior_plain["*", name] = type(f"{name}Array", (NamesMissing, ak.Array), dict(members))
+        behavior_plain["*", name] = type(f"{name}Array", (FastNum, NamesMissing, ak.Array), dict(members))
     for n in COFFEA_NAMES_4D:
         kinds.setdefault(n, "Momentum4D")
     for n in COFFEA_NAMES_3D:
@@ -309,7 +311,8 @@ def build_behavior(named: frozenset[tuple[str, str]]) -> Behavior:
         array_base, record_base = _BASES[kind]
         members = class_members(name)
         behavior[name] = type(name, (CoffeaMethods, record_base), {**_fast(record_base), **members})
-        behavior["*", name] = type(f"{name}Array", (CoffeaMethods, array_base), {**_fast(array_base), **members})
+        behavior["*", name] = type(f"{name}Array", (FastNum, CoffeaMethods, array_base),
+                                  {**_fast(array_base), **members})
     _coffea_results(behavior, kinds)
     if not named:
         _importable(behavior)
