@@ -130,6 +130,23 @@ def test_futures_random_completion_order(baseline, workers, merging):
     assert _pickled(executor, WeightedMass(jitter=0.05)) == baseline
 
 
+@pytest.mark.parametrize("pool,merging", [(None, False), (None, True), ("threads", False), ("pickled", False)])
+def test_futures_merge_groups_run_whole_on_workers_give_the_same_bytes(pool, merging):
+    """Tiny chunks sent a level-0 merge group a task (``group_chunks``), folded on the worker: the same
+    bytes as Iterative with the same tree (width 4 here: 5 groups of the 20 chunks, finishing out of
+    order with the random delays)."""
+    import concurrent.futures as cf
+
+    same_tree = _pickled(processor.IterativeExecutor(status=False, treereduction=4))
+    pools = {None: None, "threads": cf.ThreadPoolExecutor, "pickled": cf.ProcessPoolExecutor}
+    executor = processor.FuturesExecutor(workers=3, status=False, merging=merging, treereduction=4,
+                                         group_chunks=True, pool=pools[pool])
+    out, metrics = run(executor, CHUNKSIZE, proc=WeightedMass(jitter=0.02))
+    assert pickle.dumps(out, protocol=pickle.HIGHEST_PROTOCOL) == same_tree
+    assert executor.stats["grouped_chunks"] == metrics["chunks"] == 20
+    assert same_tree != _pickled(processor.IterativeExecutor(status=False))  # the tree is what fixes the bytes
+
+
 def test_resumed_from_checkpoints_is_byte_identical(baseline, tmp_path):
     """A run that stopped after some chunks (here: every third one checkpointed) and is resumed gives
     the same bytes as one that never stopped: checkpointed chunks merge at their place in the tree."""

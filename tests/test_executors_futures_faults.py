@@ -54,34 +54,50 @@ def _kill_after(markers: Path, n: int, killed: list[int]) -> threading.Thread:
     return t
 
 
-def _run(fileset_path, markers, retries):
-    ex = processor.FuturesExecutor(workers=2, status=False, retries=retries)
+def _run(fileset_path, markers, retries, grouped=False):
+    # grouped: the chunks go a merge group (4 chunks) a task, the kill lands in the middle of a group
+    extra = {"group_chunks": True, "treereduction": 4} if grouped else {}
+    ex = processor.FuturesExecutor(workers=2, status=False, retries=retries, **extra)
     runner = processor.Runner(ex, chunksize=8)
     return runner(str(fileset_path), processor_instance=MarkedDimuon(markers)), ex
 
 
 @pytest.mark.timeout(120)
-def test_killed_pool_process_costs_one_chunk_not_the_run(tmp_path, fileset_path, reference):
+@pytest.mark.parametrize("grouped", [False, True])
+def test_killed_pool_process_costs_one_chunk_not_the_run(tmp_path, fileset_path, reference, grouped):
     markers = tmp_path / "markers"
     markers.mkdir()
     killed: list[int] = []
     t = _kill_after(markers, 3, killed)
-    out, ex = _run(fileset_path, markers, retries=1)
+    out, ex = _run(fileset_path, markers, retries=1, grouped=grouped)
     t.join(5)
     assert len(killed) == 1
     assert_matches_reference(out, reference)
     assert ex.stats["pools_replaced"] == 1 and ex.stats["retried"] >= 1, ex.stats
     # 10 chunks; the ones cut short ran again (their markers twice)
     assert len(list(markers.iterdir())) > 10
+    assert ex.stats["grouped_chunks"] == (10 if grouped else 0)
 
 
 @pytest.mark.timeout(120)
-def test_killed_pool_process_over_retries_fails_naming_the_chunk(tmp_path, fileset_path):
+@pytest.mark.parametrize("grouped", [False, True])
+def test_killed_pool_process_over_retries_fails_naming_the_chunk(tmp_path, fileset_path, grouped):
     markers = tmp_path / "markers"
     markers.mkdir()
     killed: list[int] = []
     t = _kill_after(markers, 2, killed)
-    with pytest.raises(EngineError, match=r"the pool process running it died 1 times .*retries=0"):
-        _run(fileset_path, markers, retries=0)
+    with pytest.raises(EngineError, match=r"chunk .*the pool process running it died 1 times .*retries=0"):
+        _run(fileset_path, markers, retries=0, grouped=grouped)
     t.join(5)
     assert len(killed) == 1
+
+
+def test_long_chunks_are_not_grouped(tmp_path, fileset_path, reference):
+    """Chunks that take a while (here >= 0.4 s each) go to the pool one by one even when there are many
+    of them, so the last merge group cannot hold the run's tail."""
+    markers = tmp_path / "markers"
+    markers.mkdir()
+    ex = processor.FuturesExecutor(workers=2, status=False, treereduction=2)  # 10 chunks >= 4 x 2 x 2 judged
+    out = processor.Runner(ex, chunksize=8)(str(fileset_path), processor_instance=MarkedDimuon(markers, sleep=0.1))
+    assert_matches_reference(out, reference)
+    assert ex.stats["grouped_chunks"] == 0

@@ -335,9 +335,10 @@ class FoldTree:
         self.root: Any = None
         self.done = False
 
-    def put(self, level: int, index: int, value: Any) -> None:
+    def put(self, level: int, index: int, value: Any, raw: bool | None = None) -> None:
+        """``raw``: ``value`` is a payload to ``prepare`` (default: only chunk results, level 0, are)."""
         top = len(self.sizes) - 1
-        todo = [(level, index, value, level == 0)]  # raw: a payload not prepared yet
+        todo = [(level, index, value, level == 0 if raw is None else raw)]
         while todo:
             level, index, value, raw = todo.pop()
             if level >= top:

@@ -386,7 +386,11 @@ def load_result(payload: Any) -> Any:
     every other result's: each unpickled key brings its own copies of the dataset, file, tree and uuid
     (~430 bytes a chunk in a driver folding 10^5 of them, ~180 shared); a merged set then also pickles
     each string once."""
-    result = decompress(payload)
+    return share_keys(decompress(payload))
+
+
+def share_keys(result: Any) -> Any:
+    """``result`` with its ``processed`` keys' strings interned (see :func:`load_result`)."""
     keys = result.get("processed") if isinstance(result, dict) else None
     if isinstance(keys, set):
         result["processed"] = {tuple(sys.intern(x) if type(x) is str else x for x in key) for key in keys}

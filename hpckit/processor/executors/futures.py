@@ -13,15 +13,15 @@ from multiprocessing import context as mp_context, popen_forkserver, spawn
 from typing import Any
 
 from hpckit.core.errors import EngineError
-from hpckit.processor.accumulate import DEFAULT_TREE_WIDTH, FoldTree, MergeTree, canonical_result
+from hpckit.processor.accumulate import DEFAULT_TREE_WIDTH, FoldTree, Merger, MergeTree, canonical_result
 from hpckit.processor.executors._remote import Completions
 from hpckit.processor.executors._window import SubmitWindow, window_size
 from hpckit.processor.executors.base import ExecutorBase, warn_tailtimeout
 from hpckit.processor.fileset import WorkItem
 from hpckit.processor.lifeline import die_with_parent
 from hpckit.processor.planning import batch_size
-from hpckit.processor.serialize import decompress
-from hpckit.processor.work import load_result, merge_payloads, worker_id
+from hpckit.processor.serialize import compress, decompress
+from hpckit.processor.work import load_result, merge_payloads, share_keys, worker_id
 
 _PARALLEL_OPEN_MIN_WORKERS = 4
 _INHERITED: dict[int, Any] = {}  # jobs handed to forked workers through fork itself, not pickling
@@ -67,6 +67,67 @@ def _tracked(index: int, fn: Any, *args: Any) -> Any:
     finally:
         if slots is not None:
             slots[slot] = 0
+
+
+def _run_group(first: int, key: int | None, job: Any, items: list, compression: int | None) -> Any:
+    """One level-0 group of the merge tree as one pool task: its chunks in order, folded here as the
+    driver's fold would fold them (the same calls, so the same bytes), one result sent back. Each chunk
+    is marked running in its turn, so a dying process is charged to the chunk it was on."""
+    job = _INHERITED[key] if key is not None else job
+    merged = Merger()
+    for offset, item in enumerate(items):
+        merged.add(share_keys(_tracked(first + offset, job.run, item)))
+    return compress(merged.result, compression)
+
+
+GROUP_BELOW_S = 0.02  # chunks shorter than this (wall, per worker) go to the pool a merge group at a time
+GROUP_AFTER = 4  # chunks per worker finished before that is judged
+
+
+class _Grouping:
+    """Whether chunks go to the pool one at a time or a whole level-0 merge group (``treereduction``
+    consecutive chunks) at a time. Tiny chunks (~1 ms: a counting processor, 20-event files) spend as
+    long being sent, pickled, unpickled and folded one by one as running; a group pays that once. Long
+    chunks stay single, so the last group cannot hold the run's tail. ``setting``: None judges from the
+    first chunks' pace, True groups from the start, False never."""
+
+    def __init__(self, n: int, width: int, workers: int, setting: bool | None):
+        self.n, self.width, self.workers = n, width, max(1, workers)
+        self.start: int | None = 0 if setting is True and n else None  # the first group run whole
+        self.judged = setting is not None or n < 4 * width * self.workers
+        self.done, self.first_done = 0, None
+        self.runs: dict[tuple[int, int], tuple[int, int]] = {}  # node (1, group) -> its chunks [lo, hi)
+
+    def widen(self, window: SubmitWindow) -> None:
+        """A group goes out when its last chunk fits in the window: room for a few groups per worker."""
+        if self.start is not None:
+            window.resize(max(window.size, self.width * 4 * self.workers))
+
+    def finished(self, chunks: int, window: SubmitWindow) -> None:
+        """``chunks`` more chunks finished; after enough of them, decide."""
+        now = time.perf_counter()
+        if self.first_done is None:
+            self.first_done = now
+        self.done += chunks
+        if self.judged or self.done <= GROUP_AFTER * self.workers:
+            return
+        self.judged = True
+        pace = (now - self.first_done) * self.workers / (self.done - 1)
+        if pace < GROUP_BELOW_S:
+            self.start = -(-window.submitted // self.width)
+            self.widen(window)
+
+    def take(self, index: int) -> tuple[int, int] | None:
+        """Chunk ``index`` leaves the window: ``(0, index)`` to run it alone; in a group, the group's node
+        once its last chunk is taken, None before (the group's chunks wait for it)."""
+        g = index // self.width
+        if self.start is None or g < self.start:
+            return (0, index)
+        hi = min((g + 1) * self.width, self.n)
+        if index < hi - 1:
+            return None
+        self.runs[(1, g)] = (g * self.width, hi)
+        return (1, g)
 
 
 def fork_is_safe() -> bool:
@@ -156,6 +217,8 @@ class FuturesExecutor(ExecutorBase):
     tailtimeout: Any = None
     treereduction: int = DEFAULT_TREE_WIDTH
     window: int | None = None  # chunks submitted ahead of the oldest unfinished one (None: max(64, 16 x workers))
+    # tiny chunks sent a whole merge group a task (None: when the first chunks show they are tiny)
+    group_chunks: bool | None = None
     _session: Any = field(default=None, init=False, repr=False, compare=False)
     _forks: bool = field(default=True, init=False, repr=False, compare=False)  # the pool forks this process
     _replaced: int = field(default=0, init=False, repr=False, compare=False)  # pools replaced in this run
@@ -254,6 +317,9 @@ class FuturesExecutor(ExecutorBase):
         # chunks run at most a window ahead of the oldest unfinished one, so the pool's queue and the
         # results waiting for their turn in the fold stay bounded whatever the number of chunks
         window = SubmitWindow(len(items), window_size(self.workers, self.window))
+        width = tree.width if tree is not None else 2
+        grouping = _Grouping(len(items), width, self.workers, self.group_chunks)
+        grouping.widen(window)
         todo: dict[cf.Future, tuple[int, int]] = {}
         merges: dict[tuple[int, int], list] = {}  # a merge's inputs, kept until it is done (resubmitted if lost)
         lost: dict[int, int] = {}  # chunk index -> times a dying pool process cut it short
@@ -261,7 +327,12 @@ class FuturesExecutor(ExecutorBase):
 
         def submit(node: tuple[int, int]) -> None:
             level, index = node
-            if level:
+            run = grouping.runs.get(node)
+            if run is not None:
+                lo, hi = run
+                fut = pool.submit(_run_group, lo, key, None if key is not None else job, items[lo:hi],
+                                  self.result_compression)
+            elif level:
                 fut = pool.submit(_tracked, -1, merge_payloads, merges[node], self.result_compression)
             elif key is not None:
                 fut = pool.submit(_tracked, index, _run_inherited, key, items[index])
@@ -271,7 +342,9 @@ class FuturesExecutor(ExecutorBase):
 
         def submit_more() -> None:
             for index in window.take():
-                submit((0, index))
+                node = grouping.take(index)
+                if node is not None:
+                    submit(node)
 
         try:
             submit_more()
@@ -290,12 +363,16 @@ class FuturesExecutor(ExecutorBase):
                             submit(n)
                         break
                     todo.pop(fut)
-                    if level == 0:
-                        item = items[index]
-                        payload = _result(fut, item.describe())
-                        window.finish(index)
-                        progress.advance(1, len(item))
-                        chunks_left -= 1
+                    run = grouping.runs.pop(node, None)
+                    if level == 0 or run is not None:
+                        lo, hi = run or (index, index + 1)
+                        what = items[lo].describe() + (f" (and the {hi - lo - 1} chunks after it)" if hi - lo > 1 else "")
+                        payload = _result(fut, what)
+                        for i in range(lo, hi):
+                            window.finish(i)
+                        progress.advance(hi - lo, sum(len(items[i]) for i in range(lo, hi)))
+                        grouping.finished(hi - lo, window)
+                        chunks_left -= hi - lo
                         if not chunks_left:
                             last_chunk = time.perf_counter()
                     else:
@@ -303,7 +380,7 @@ class FuturesExecutor(ExecutorBase):
                         merges.pop(node, None)
                     t0 = time.perf_counter()
                     if not in_pool:
-                        tree.put(level, index, payload)
+                        tree.put(level, index, payload, raw=level == 0 or run is not None)
                     else:
                         for up, group in tree.put(level, index, payload):
                             merges[up] = group
@@ -323,7 +400,8 @@ class FuturesExecutor(ExecutorBase):
         self.stats = {"retried": sum(lost.values()), "workers": sorted(workers), "held_max": tree.held_max if tree else 0,
                       "waiting_max": getattr(tree, "waiting_max", 0), "merge_tail_s": time.perf_counter() - last_chunk,
                       "merge_s": merge_s, "pools_replaced": self._replaced,
-                      "in_flight_max": window.in_flight_max}
+                      "in_flight_max": window.in_flight_max,
+                      "grouped_chunks": 0 if grouping.start is None else max(0, len(items) - grouping.start * width)}
         return result
 
     def _recoverable(self) -> bool:
