@@ -24,7 +24,9 @@ temporary directory), FuturesExecutor(2) unless said otherwise, no progress bar:
   none: what shipping and merging the results adds to the wall time, wherever the merge runs); the
   merge fraction (driver merge time, overlapped with the chunks, or for Dask the time from the last
   chunk to the merged result, over the run time); the most partial results the driver held, driver
-  peak RSS. ``futures-pool`` is FuturesExecutor(merging=True): groups merged in the pool.
+  peak RSS. ``futures-pool`` is FuturesExecutor(merging=True): groups merged in the pool; a ``-single``
+  suffix (``futures-single``, ``dask-single``) sends every chunk as its own task (``group_chunks=False``),
+  where by default tiny chunks go a merge group a task.
 
 ``--plan-executors taskvine`` (or dask) first plans each files case cold on that engine's
 workers (taskvine: local ``vine_worker``s, cctools on PATH) and in the driver alone, side by side.
@@ -136,10 +138,13 @@ class Hist3(processor.ProcessorABC):
 files = json.load(open(args["files"]))
 fileset = {"scale": {"files": {f: "Events" for f in files}}}
 ex_name = args["executor"]
+single = ex_name.endswith("-single")  # every chunk its own task (group_chunks=False), for comparison
+ex_name = ex_name.removesuffix("-single")
+grouping = {"group_chunks": False} if single else {}
 if ex_name in ("futures", "futures-pool"):  # futures-pool: merging=True, groups merged in the pool
-    ex = processor.FuturesExecutor(workers=args["workers"], status=False, merging=ex_name == "futures-pool")
+    ex = processor.FuturesExecutor(workers=args["workers"], status=False, merging=ex_name == "futures-pool", **grouping)
 elif ex_name == "dask":
-    ex = processor.DaskExecutor(workers=args["workers"], status=False)
+    ex = processor.DaskExecutor(workers=args["workers"], status=False, **grouping)
 elif ex_name == "taskvine":  # local vine_workers (cctools on PATH, ndcctools importable), ended with this process
     import os, socket, subprocess, tempfile
     with socket.socket() as s:
@@ -177,6 +182,7 @@ else:
     out["merge_s"] = merge
     out["held_max"] = stats.get("held_max")
     out["in_flight_max"] = stats.get("in_flight_max")
+    out["grouped"] = stats.get("grouped_chunks", 0)
     out["events"] = int(result["events"])
     out["skipped"] = [s["file"] for s in m.get("skipped", [])]
 out["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
@@ -254,7 +260,7 @@ def chunks_case(workdir: Path, m: int, executors: list[str], workers: int) -> No
         print(f"chunks {r['chunks']:>7,} ({ex}({workers}), chunksize {chunksize}): run {r['seconds']:7.1f} s "
               f"({r['seconds'] / r['chunks'] * 1e3:5.2f} ms/chunk)  without results {base['seconds']:7.1f} s: "
               f"results cost {cost:5.1%}  merge {frac:5.1%}  held max {r['held_max']}  "
-              f"in flight max {r.get('in_flight_max')}  "
+              f"in flight max {r.get('in_flight_max')}  grouped {r.get('grouped', 0):,}  "
               f"cpu {r.get('cpu_s', 0):.0f} s  driver peak {r['peak_rss_mb']:.0f} MB  [{load()}]", flush=True)
 
 

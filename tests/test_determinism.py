@@ -196,6 +196,12 @@ def test_dask(baseline):
             assert _pickled(windowed, WeightedMass(jitter=0.05)) == baseline
             seen = client.run_on_scheduler(_dask_chunks_in_flight_max, since=since)
             planned_on = client.run_on_scheduler(_dask_planning_tasks)
+            # tiny chunks a merge group a task (width 4: 5 group tasks), folded on the workers: the same bytes
+            same_tree = _pickled(processor.IterativeExecutor(status=False, treereduction=4))
+            grouped = processor.DaskExecutor(client=client, status=False, treereduction=4, group_chunks=True)
+            out, metrics = run(grouped, CHUNKSIZE, proc=WeightedMass(jitter=0.02))
+            assert pickle.dumps(out, protocol=pickle.HIGHEST_PROTOCOL) == same_tree
+            assert grouped.stats["grouped_chunks"] == metrics["chunks"] == 20
     assert 2 <= seen <= WINDOW and windowed.stats["in_flight_max"] <= WINDOW
     assert planned_on  # the files' metadata was read by planning tasks on the workers, not in the driver
 

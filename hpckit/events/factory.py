@@ -214,7 +214,9 @@ class ChunkReader:
 
     def jagged(self, branch: str) -> tuple[np.ndarray, np.ndarray]:
         """(offsets from 0, values) of a jagged branch."""
-        layout = ak.to_layout(self._array(branch))
+        layout = self._array(branch)  # a layout, as OpenTree.read cuts it, or an awkward array
+        if not isinstance(layout, ak.contents.Content):
+            layout = ak.to_layout(layout)
         offsets = np.asarray(layout.offsets, dtype=np.int64)  # Parquet's plain lists have int32 offsets
         return offsets - offsets[0], np.asarray(layout.content.data)[offsets[0] : offsets[-1]]
 

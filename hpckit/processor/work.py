@@ -17,14 +17,14 @@ import time
 import traceback
 import warnings
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Callable
 
 from hpckit.core.errors import ChunkError, FileAccessError, FilesetError, ProcessorError
 from hpckit.events import make_events
 from hpckit.events.factory import release
 from hpckit.events.reader import file_uuid, forget, open_tree
 from hpckit.processor.abc import call_process
-from hpckit.processor.accumulate import accumulate
+from hpckit.processor.accumulate import Merger, accumulate
 from hpckit.processor.fileset import WorkItem
 from hpckit.processor.isolate import ProcessorCopies
 from hpckit.processor.records import batch_job_id
@@ -395,6 +395,16 @@ def share_keys(result: Any) -> Any:
     if isinstance(keys, set):
         result["processed"] = {tuple(sys.intern(x) if type(x) is str else x for x in key) for key in keys}
     return result
+
+
+def run_group(run: Callable[[int, Any], Any], items: list, compression: int | None = 1) -> Any:
+    """One level-0 group of the merge tree, run where its chunks run: ``run(offset, item)`` gives each
+    chunk's result in turn, folded as the driver's fold would fold their payloads (the same calls, so the
+    same bytes); one result sent back."""
+    merged = Merger()
+    for offset, item in enumerate(items):
+        merged.add(share_keys(run(offset, item)))
+    return compress(merged.result, compression)
 
 
 def merge_payloads(payloads: list[Any], compression: int | None = 1) -> Any:

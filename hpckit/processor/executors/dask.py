@@ -31,16 +31,21 @@ from typing import Any
 
 from hpckit.core.errors import EngineError
 from hpckit.processor.executors._remote import chunk_failure, run_stats
+from hpckit.processor.executors._groups import ChunkGroups
 from hpckit.processor.executors._window import SubmitWindow, window_size
 from hpckit.processor.executors.base import ExecutorBase, missing_extra
 from hpckit.processor.accumulate import DEFAULT_TREE_WIDTH, MergeTree, canonical_result
 from hpckit.processor.planning import FileBatch, batch_size, in_batches
 from hpckit.processor.serialize import decompress
-from hpckit.processor.work import ChunkJob, merge_payloads
+from hpckit.processor.work import ChunkJob, merge_payloads, run_group
 
 
 def _run_chunk(item, job: ChunkJob):
     return job(item)
+
+
+def _run_chunks(items: list, job: ChunkJob) -> Any:
+    return run_group(lambda _, item: job.run(item), items, job.compression)
 
 
 def _the_job(job: ChunkJob) -> ChunkJob:
@@ -110,6 +115,8 @@ class DaskExecutor(ExecutorBase):
     worker_affinity: bool = False  # coffea's; hpckit always prefers the worker that has the chunk's file open
     dashboard_address: str = "127.0.0.1:0"  # only for client=None: where its dashboard listens
     window: int | None = None  # chunks submitted ahead of the oldest unfinished one (None: max(64, 16 x workers))
+    # tiny chunks sent a whole merge group a task (None: when the first chunks show they are tiny)
+    group_chunks: bool | None = None
     _session: Any = field(default=None, init=False, repr=False, compare=False)  # (client, cluster) we started
     _file_workers: dict = field(default_factory=dict, init=False, repr=False, compare=False)
 
@@ -245,6 +252,9 @@ class DaskExecutor(ExecutorBase):
         tree = MergeTree(len(items), self.treereduction)
         finished = as_completed()
         frames: list[Any] | None = [] if self.use_dataframes else None
+        grouping = ChunkGroups(len(items), tree.width, len(engine_workers),
+                               False if frames is not None else self.group_chunks)
+        grouping.widen(window)
 
         merging: dict[str, tuple[int, int]] = {}  # merge task key -> its node (level, index) in the tree
 
@@ -268,7 +278,10 @@ class DaskExecutor(ExecutorBase):
 
         def submit_more() -> None:
             for i in window.take():
-                item = items[i]
+                node = grouping.take(i)
+                if node is None:
+                    continue  # its group goes out with the group's last chunk
+                item = items[i] if node[0] == 0 else items[grouping.runs[node][0]]
                 # the worker that opened the file in preprocessing, else one per file in turn: chunks of a
                 # file then meet their open file, and tasks with a (loose) place skip the scheduler's
                 # root-task queue, which costs a scheduler round trip between two tasks on a worker
@@ -277,6 +290,14 @@ class DaskExecutor(ExecutorBase):
                     where = self._file_workers.get(item.filename) or (pool[len(homes) % len(pool)] if pool else "")
                     homes[item.filename] = where
                 placement = {"workers": [where], "allow_other_workers": True} if where else {}
+                if node[0]:
+                    lo, hi = grouping.runs[node]
+                    fut = client.submit(_run_chunks, items[lo:hi], job=job_future, key=f"{prefix}group-{node[1]}",
+                                        retries=self.retries, priority=self.priority, **placement)
+                    finished.add(fut)
+                    live.add(fut)
+                    place(*node, fut)
+                    continue
                 fut = client.submit(_run_chunk, item, job=job_future, key=f"{prefix}chunk-{i}",
                                     retries=self.retries, priority=self.priority, **placement)
                 finished.add(fut)
@@ -303,12 +324,15 @@ class DaskExecutor(ExecutorBase):
                 del fut
                 place(*node, _Payload(payload))
                 continue
-            if fut.status == "error":
-                raise self._error(fut, items[int(fut.key.rsplit("-", 1)[1])])
             index = int(fut.key.rsplit("-", 1)[1])
+            lo, hi = grouping.runs.pop((1, index)) if fut.key.startswith(f"{prefix}group-") else (index, index + 1)
+            if fut.status == "error":
+                raise self._error(fut, items[lo], hi - lo)
             del fut  # the chunk's result stays on the cluster only until its merge has run
-            progress.advance(1, len(items[index]))
-            window.finish(index)
+            progress.advance(hi - lo, sum(len(items[i]) for i in range(lo, hi)))
+            for i in range(lo, hi):
+                window.finish(i)
+            grouping.finished(hi - lo, window)
             if time.monotonic() - polled > 2.0:  # workers come and go: keep the count, names and window fresh
                 polled = time.monotonic()
                 now = set(client.scheduler_info(n_workers=-1).get("workers", {}))
@@ -316,6 +340,8 @@ class DaskExecutor(ExecutorBase):
                 progress.set_workers(len(now))
                 if self.window is None:
                     window.resize(window_size(len(now)))
+                    grouping.workers = max(1, len(now))
+                    grouping.widen(window)
             submit_more()
         last_chunk = time.monotonic()
         engine_workers |= set(client.scheduler_info(n_workers=-1).get("workers", {}))
@@ -325,7 +351,8 @@ class DaskExecutor(ExecutorBase):
         except Exception as err:
             raise chunk_failure("merging results", err, self.retries + 1) from err
         result = canonical_result(decompress(payload))
-        self.stats = {"merge_tail_s": time.monotonic() - last_chunk, "in_flight_max": window.in_flight_max}
+        self.stats = {"merge_tail_s": time.monotonic() - last_chunk, "in_flight_max": window.in_flight_max,
+                      "grouped_chunks": grouping.grouped}
         if frames is not None:
             import dask.dataframe as dd
 
@@ -358,13 +385,14 @@ class DaskExecutor(ExecutorBase):
         except Exception:  # noqa: BLE001
             return 0
 
-    def _error(self, fut: Any, item: Any) -> BaseException:
+    def _error(self, fut: Any, item: Any, chunks: int = 1) -> BaseException:
         from distributed import KilledWorker
 
         err = fut.exception()
+        what = item.describe() + (f" (and the {chunks - 1} chunks after it, a merge group)" if chunks > 1 else "")
         if isinstance(err, KilledWorker):
             return EngineError(
-                f"{item.describe()} was running on Dask workers that died each time it was tried "
+                f"{what} was running on Dask workers that died each time it was tried "
                 f"(KilledWorker: {err}); the processor may use too much memory or crash the interpreter"
             )
-        return chunk_failure(item.describe(), err, self.retries + 1)
+        return chunk_failure(what, err, self.retries + 1)

@@ -13,15 +13,16 @@ from multiprocessing import context as mp_context, popen_forkserver, spawn
 from typing import Any
 
 from hpckit.core.errors import EngineError
-from hpckit.processor.accumulate import DEFAULT_TREE_WIDTH, FoldTree, Merger, MergeTree, canonical_result
+from hpckit.processor.accumulate import DEFAULT_TREE_WIDTH, FoldTree, MergeTree, canonical_result
+from hpckit.processor.executors._groups import ChunkGroups
 from hpckit.processor.executors._remote import Completions
 from hpckit.processor.executors._window import SubmitWindow, window_size
 from hpckit.processor.executors.base import ExecutorBase, warn_tailtimeout
 from hpckit.processor.fileset import WorkItem
 from hpckit.processor.lifeline import die_with_parent
 from hpckit.processor.planning import batch_size
-from hpckit.processor.serialize import compress, decompress
-from hpckit.processor.work import load_result, merge_payloads, share_keys, worker_id
+from hpckit.processor.serialize import decompress
+from hpckit.processor.work import load_result, merge_payloads, run_group, worker_id
 
 _PARALLEL_OPEN_MIN_WORKERS = 4
 _INHERITED: dict[int, Any] = {}  # jobs handed to forked workers through fork itself, not pickling
@@ -70,64 +71,10 @@ def _tracked(index: int, fn: Any, *args: Any) -> Any:
 
 
 def _run_group(first: int, key: int | None, job: Any, items: list, compression: int | None) -> Any:
-    """One level-0 group of the merge tree as one pool task: its chunks in order, folded here as the
-    driver's fold would fold them (the same calls, so the same bytes), one result sent back. Each chunk
-    is marked running in its turn, so a dying process is charged to the chunk it was on."""
+    """A merge group in a pool process, each chunk marked running in its turn, so a dying process is
+    charged to the chunk it was on."""
     job = _INHERITED[key] if key is not None else job
-    merged = Merger()
-    for offset, item in enumerate(items):
-        merged.add(share_keys(_tracked(first + offset, job.run, item)))
-    return compress(merged.result, compression)
-
-
-GROUP_BELOW_S = 0.02  # chunks shorter than this (wall, per worker) go to the pool a merge group at a time
-GROUP_AFTER = 4  # chunks per worker finished before that is judged
-
-
-class _Grouping:
-    """Whether chunks go to the pool one at a time or a whole level-0 merge group (``treereduction``
-    consecutive chunks) at a time. Tiny chunks (~1 ms: a counting processor, 20-event files) spend as
-    long being sent, pickled, unpickled and folded one by one as running; a group pays that once. Long
-    chunks stay single, so the last group cannot hold the run's tail. ``setting``: None judges from the
-    first chunks' pace, True groups from the start, False never."""
-
-    def __init__(self, n: int, width: int, workers: int, setting: bool | None):
-        self.n, self.width, self.workers = n, width, max(1, workers)
-        self.start: int | None = 0 if setting is True and n else None  # the first group run whole
-        self.judged = setting is not None or n < 4 * width * self.workers
-        self.done, self.first_done = 0, None
-        self.runs: dict[tuple[int, int], tuple[int, int]] = {}  # node (1, group) -> its chunks [lo, hi)
-
-    def widen(self, window: SubmitWindow) -> None:
-        """A group goes out when its last chunk fits in the window: room for a few groups per worker."""
-        if self.start is not None:
-            window.resize(max(window.size, self.width * 4 * self.workers))
-
-    def finished(self, chunks: int, window: SubmitWindow) -> None:
-        """``chunks`` more chunks finished; after enough of them, decide."""
-        now = time.perf_counter()
-        if self.first_done is None:
-            self.first_done = now
-        self.done += chunks
-        if self.judged or self.done <= GROUP_AFTER * self.workers:
-            return
-        self.judged = True
-        pace = (now - self.first_done) * self.workers / (self.done - 1)
-        if pace < GROUP_BELOW_S:
-            self.start = -(-window.submitted // self.width)
-            self.widen(window)
-
-    def take(self, index: int) -> tuple[int, int] | None:
-        """Chunk ``index`` leaves the window: ``(0, index)`` to run it alone; in a group, the group's node
-        once its last chunk is taken, None before (the group's chunks wait for it)."""
-        g = index // self.width
-        if self.start is None or g < self.start:
-            return (0, index)
-        hi = min((g + 1) * self.width, self.n)
-        if index < hi - 1:
-            return None
-        self.runs[(1, g)] = (g * self.width, hi)
-        return (1, g)
+    return run_group(lambda offset, item: _tracked(first + offset, job.run, item), items, compression)
 
 
 def fork_is_safe() -> bool:
@@ -318,7 +265,7 @@ class FuturesExecutor(ExecutorBase):
         # results waiting for their turn in the fold stay bounded whatever the number of chunks
         window = SubmitWindow(len(items), window_size(self.workers, self.window))
         width = tree.width if tree is not None else 2
-        grouping = _Grouping(len(items), width, self.workers, self.group_chunks)
+        grouping = ChunkGroups(len(items), width, self.workers, self.group_chunks)
         grouping.widen(window)
         todo: dict[cf.Future, tuple[int, int]] = {}
         merges: dict[tuple[int, int], list] = {}  # a merge's inputs, kept until it is done (resubmitted if lost)
@@ -401,7 +348,7 @@ class FuturesExecutor(ExecutorBase):
                       "waiting_max": getattr(tree, "waiting_max", 0), "merge_tail_s": time.perf_counter() - last_chunk,
                       "merge_s": merge_s, "pools_replaced": self._replaced,
                       "in_flight_max": window.in_flight_max,
-                      "grouped_chunks": 0 if grouping.start is None else max(0, len(items) - grouping.start * width)}
+                      "grouped_chunks": grouping.grouped}
         return result
 
     def _recoverable(self) -> bool:
