@@ -93,11 +93,12 @@ def test_killed_pool_process_over_retries_fails_naming_the_chunk(tmp_path, files
 
 
 def test_long_chunks_are_not_grouped(tmp_path, fileset_path, reference):
-    """Chunks that take a while (here >= 0.4 s each) go to the pool one by one even when there are many
-    of them, so the last merge group cannot hold the run's tail."""
+    """Chunks that take a while (here >= 0.2 s each, 4x the limit) go to the pool one by one even when
+    there are many of them, so the last merge group cannot hold the run's tail."""
     markers = tmp_path / "markers"
     markers.mkdir()
-    ex = processor.FuturesExecutor(workers=2, status=False, treereduction=2)  # 10 chunks >= 4 x 2 x 2 judged
-    out = processor.Runner(ex, chunksize=8)(str(fileset_path), processor_instance=MarkedDimuon(markers, sleep=0.1))
+    ex = processor.FuturesExecutor(workers=2, status=False, treereduction=2)  # 20 chunks >= 4 x 2 x 2: judged
+    out = processor.Runner(ex, chunksize=4)(str(fileset_path), processor_instance=MarkedDimuon(markers, sleep=0.2))
     assert_matches_reference(out, reference)
+    assert len(list(markers.iterdir())) == 20  # the judgement was made (more chunks than 4 x 2 x 2)
     assert ex.stats["grouped_chunks"] == 0

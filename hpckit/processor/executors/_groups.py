@@ -13,7 +13,7 @@ import time
 
 from hpckit.processor.executors._window import SubmitWindow
 
-GROUP_BELOW_S = 0.02  # chunks shorter than this (wall, per worker) go a merge group a task
+GROUP_BELOW_S = 0.05  # chunks shorter than this (wall, per worker, overheads included) go a merge group a task
 GROUP_AFTER = 4  # chunks per worker finished before that is judged
 
 
