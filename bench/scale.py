@@ -24,8 +24,8 @@ temporary directory), FuturesExecutor(2) unless said otherwise, no progress bar:
   none: what shipping and merging the results adds to the wall time, wherever the merge runs); the
   merge fraction (driver merge time, overlapped with the chunks, or for Dask the time from the last
   chunk to the merged result, over the run time); the most partial results the driver held, driver
-  peak RSS. ``futures-pool`` is FuturesExecutor(merging=True): groups merged in the pool; a ``-single``
-  suffix (``futures-single``, ``dask-single``) sends every chunk as its own task (``group_chunks=False``),
+  peak RSS. ``parsl`` is a local HighThroughputExecutor; ``futures-pool`` is FuturesExecutor(merging=True): groups merged in the pool; a ``-single``
+  suffix (``futures-single``, ``dask-single``, ``parsl-single``) sends every chunk as its own task (``group_chunks=False``),
   where by default tiny chunks go a merge group a task.
 
 ``--plan-executors taskvine`` (or dask) first plans each files case cold on that engine's
@@ -145,6 +145,16 @@ if ex_name in ("futures", "futures-pool"):  # futures-pool: merging=True, groups
     ex = processor.FuturesExecutor(workers=args["workers"], status=False, merging=ex_name == "futures-pool", **grouping)
 elif ex_name == "dask":
     ex = processor.DaskExecutor(workers=args["workers"], status=False, **grouping)
+elif ex_name == "parsl":  # a local HighThroughputExecutor (interchange + one worker pool of `workers`)
+    import tempfile
+    from parsl.config import Config
+    from parsl.executors import HighThroughputExecutor
+    from parsl.providers import LocalProvider
+    config = Config(executors=[HighThroughputExecutor(label="scale", address="127.0.0.1",
+                                                      max_workers_per_node=args["workers"],
+                                                      provider=LocalProvider(init_blocks=1, min_blocks=0, max_blocks=1))],
+                    run_dir=tempfile.mkdtemp(prefix="hpckit-scale-parsl-"), strategy="none")
+    ex = processor.ParslExecutor(config=config, status=False, **grouping)
 elif ex_name == "taskvine":  # local vine_workers (cctools on PATH, ndcctools importable), ended with this process
     import os, socket, subprocess, tempfile
     with socket.socket() as s:

@@ -17,12 +17,13 @@ import pytest
 
 from distributed_support import run
 from hpckit import processor
+from hpckit.core.errors import ProcessorError
 from hpckit.processor.accumulate import MergeTree, accumulate, tree_accumulate
 
 pytestmark = pytest.mark.timeout(300)
 
 DATASETS = ["DYJetsToLL", "DoubleMuon"]  # the order of examples/fileset.json
-CHUNKSIZE = 3  # 28 chunks: a two-level merge tree (20 + 8)
+CHUNKSIZE = 3  # 20 chunks: two 40-event files in chunks of 4 (split as coffea does)
 EXAMPLE_FILESET = str(Path(__file__).resolve().parents[1] / "examples" / "fileset.json")
 
 
@@ -58,6 +59,16 @@ class WeightedMass(processor.ProcessorABC):
 
     def postprocess(self, accumulator):
         return accumulator
+
+
+class FailsInAGroup(WeightedMass):
+    """Fails on the second chunk of a file, events 4-8 (CHUNKSIZE 3 splits a 40-event file into 10 chunks of
+    4, as coffea does): inside a merge group when chunks go a group a task."""
+
+    def process(self, events):
+        if events.metadata["entrystart"] == 4:
+            raise ValueError("a chunk inside a merge group failed on purpose")
+        return super().process(events)
 
 
 def _independent(files: dict) -> dict:
@@ -231,9 +242,19 @@ def test_parsl(baseline, tmp_path):
         got = _pickled(processor.ParslExecutor(config=config, status=False), WeightedMass(jitter=0.05))
         with _ParslChunksInFlight(dfk) as seen:
             windowed = _pickled(processor.ParslExecutor(config=config, status=False, window=WINDOW), WeightedMass(jitter=0.05))
+        # tiny chunks a merge group an app (width 4: 5 group apps), folded on the workers: the same bytes
+        grouped = processor.ParslExecutor(config=config, status=False, treereduction=4, group_chunks=True)
+        grouped_out, metrics = run(grouped, CHUNKSIZE, proc=WeightedMass(jitter=0.02))
+        with pytest.raises(ProcessorError) as failed:  # a chunk failing inside a group is named
+            run(processor.ParslExecutor(config=config, status=False, treereduction=4, group_chunks=True, retries=0),
+                CHUNKSIZE, proc=FailsInAGroup())
     finally:
         dfk.cleanup()
     assert got == baseline and windowed == baseline
+    same_tree = _pickled(processor.IterativeExecutor(status=False, treereduction=4))
+    assert pickle.dumps(grouped_out, protocol=pickle.HIGHEST_PROTOCOL) == same_tree
+    assert grouped.stats["grouped_chunks"] == metrics["chunks"] == 20
+    assert "failed on purpose" in str(failed.value) and "chunk 4-8 of" in str(failed.value)
     alone = list(processor.Runner(processor.IterativeExecutor(status=False), chunksize=CHUNKSIZE,
                                   persistent_metadata=False).preprocess(EXAMPLE_FILESET))
     assert planning_apps >= 1 and items == alone

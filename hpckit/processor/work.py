@@ -407,6 +407,11 @@ def run_group(run: Callable[[int, Any], Any], items: list, compression: int | No
     return compress(merged.result, compression)
 
 
+def run_chunks(items: list, job: Any) -> Any:
+    """A merge group of ``job``'s chunks as one task (the engines that send a group a task call this)."""
+    return run_group(lambda _, item: job.run(item), items, job.compression)
+
+
 def merge_payloads(payloads: list[Any], compression: int | None = 1) -> Any:
     """Merge chunk results (compressed or not) into one compressed result; runs where the engine puts it."""
     return compress(accumulate(load_result(p) for p in payloads), compression)

@@ -10,6 +10,7 @@ round trip. Which chunks go that way is judged here from the first chunks' pace.
 from __future__ import annotations
 
 import time
+from typing import Any
 
 from hpckit.processor.executors._window import SubmitWindow
 
@@ -66,3 +67,8 @@ class ChunkGroups:
             return None
         self.runs[(1, g)] = (g * self.width, hi)
         return (1, g)
+
+
+def describe_run(item: Any, chunks: int = 1) -> str:
+    """What failed, for an error message: a chunk, or the first chunk of a merge group sent whole."""
+    return item.describe() + (f" (and the {chunks - 1} chunks after it, a merge group)" if chunks > 1 else "")

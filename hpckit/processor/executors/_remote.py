@@ -5,7 +5,7 @@
   engines that would otherwise lose it (TaskVine prints it to the task's stdout).
 * ``StreamingDriver``: the submit / wait / retry / merge-on-workers loop for engines that hand back
   futures one at a time (Parsl, TaskVine), submitting through the shared bounded window
-  (:mod:`._window`). Dask submits through the same window and lets its scheduler wait for a merge's
+  (:mod:`._window`), tiny chunks a merge group a task where the engine can run one (:mod:`._groups`). Dask submits through the same window and lets its scheduler wait for a merge's
   inputs (a merge is submitted as soon as its group's tasks are).
 * ``chunk_failure``: the error that ends a run when a chunk keeps failing; it keeps the processor's own
   exception (and message, chunk, traceback) when there is one.
@@ -27,11 +27,12 @@ from typing import Any, Protocol
 
 from hpckit.core.errors import ChunkError, EngineError
 from hpckit.processor.accumulate import MergeTree, canonical_result
+from hpckit.processor.executors._groups import ChunkGroups, describe_run
 from hpckit.processor.executors._window import SubmitWindow, window_size
 from hpckit.processor.fileset import WorkItem
 from hpckit.processor.progress import ChunkProgress
 from hpckit.processor.serialize import decompress
-from hpckit.processor.work import merge_payloads
+from hpckit.processor.work import merge_payloads, run_chunks
 
 
 def batches(seq: Sequence[Any], width: int) -> list[list[Any]]:
@@ -141,6 +142,14 @@ def run_cached(ref: JobRef, item: WorkItem) -> Any:
     return job(item)
 
 
+def run_cached_group(ref: JobRef, items: list[WorkItem]) -> Any:
+    """A merge group of chunks with the worker's cached job, folded there (:func:`run_chunks`)."""
+    job = ref.load()
+    if job is None:
+        return NotCached(ref.key)
+    return run_chunks(items, job)
+
+
 def chunk_failure(what: str, err: BaseException, attempts: int, traceback_text: str = "") -> BaseException:
     """The exception that ends the run after ``attempts`` tries of ``what`` (a chunk or a merge)."""
     if isinstance(err, ChunkError):
@@ -172,6 +181,9 @@ class TaskEngine(Protocol):
 
     def submit_merge(self, payloads: list[Any]) -> Any: ...
 
+    # optional: ``submit_group(items)`` runs consecutive chunks in one task and returns their folded
+    # payload (:func:`run_chunks`); an engine without it is sent one chunk a task
+
     def wait(self, handles: list[Any]) -> list[tuple[Any, bool, Any, int, str]]: ...
 
     def workers(self) -> int:
@@ -180,11 +192,12 @@ class TaskEngine(Protocol):
 
 @dataclass
 class _Task:
-    what: str  # "chunk" or "merge"
-    item: WorkItem | None = None
+    what: str  # "chunk", "group" (a level-0 merge group's chunks) or "merge"
+    item: WorkItem | None = None  # the chunk, or a group's first chunk
     payloads: list[Any] = field(default_factory=list)
     attempt: int = 1
-    node: tuple[int, int] = (0, 0)  # (level, index) in the merge tree; a chunk is (0, its index)
+    node: tuple[int, int] = (0, 0)  # (level, index) in the merge tree; a chunk is (0, its index), a group (1, g)
+    span: tuple[int, int] = (0, 0)  # the chunks it runs, [lo, hi)
 
 
 class StreamingDriver:
@@ -193,11 +206,14 @@ class StreamingDriver:
     payloads on the workers in the fixed :class:`MergeTree` order (``width`` consecutive chunks at a
     time), so the output does not depend on which task finished first. Results waiting for their
     siblings are the only ones the driver holds (``held_max`` records the most at once); they are
-    bounded by the window."""
+    bounded by the window. ``group_chunks`` (None|True|False, as :class:`._groups.ChunkGroups`) sends
+    tiny chunks a merge group a task, where the engine has ``submit_group``."""
 
     def __init__(self, engine: TaskEngine, retries: int, width: int, progress: ChunkProgress,
-                 window: int | None = None):
+                 window: int | None = None, group_chunks: bool | None = False):
         self.engine = engine
+        self.group_chunks = group_chunks if hasattr(engine, "submit_group") else False
+        self.grouped = 0
         self.window = window
         self.in_flight_max = 0
         self.retries = max(0, int(retries))
@@ -208,9 +224,11 @@ class StreamingDriver:
         self.merge_tail = 0.0  # seconds from the last chunk's result to the merged one
         self.engine_workers: set[str] = set()
 
-    def _submit(self, task: _Task) -> Any:
+    def _submit(self, task: _Task, items: list[WorkItem]) -> Any:
         if task.what == "chunk":
             return self.engine.submit_chunk(task.item)
+        if task.what == "group":
+            return self.engine.submit_group(items[task.span[0]:task.span[1]])  # type: ignore[attr-defined]
         return self.engine.submit_merge(task.payloads)
 
     def run(self, items: list[WorkItem]) -> Any:
@@ -220,16 +238,28 @@ class StreamingDriver:
         chunks_left, last_chunk = len(items), time.perf_counter()
         pending: dict[Any, _Task] = {}
         window = SubmitWindow(len(items), window_size(self.engine.workers(), self.window))
+        grouping = ChunkGroups(len(items), tree.width, self.engine.workers(), self.group_chunks)
+        grouping.widen(window)
         polled = time.monotonic()
 
         def submit_more() -> None:
             nonlocal polled
             if self.window is None and time.monotonic() - polled > 2.0:  # workers come and go
                 polled = time.monotonic()
-                window.resize(window_size(self.engine.workers()))
+                workers = self.engine.workers()
+                window.resize(window_size(workers))
+                grouping.workers = max(1, workers)
+                grouping.widen(window)
             for i in window.take():
-                task = _Task("chunk", items[i], node=(0, i))
-                pending[self._submit(task)] = task
+                node = grouping.take(i)
+                if node is None:
+                    continue  # its group goes out with the group's last chunk
+                if node[0]:
+                    lo, hi = grouping.runs.pop(node)
+                    task = _Task("group", items[lo], node=node, span=(lo, hi))
+                else:
+                    task = _Task("chunk", items[i], node=node, span=(i, i + 1))
+                pending[self._submit(task, items)] = task
 
         submit_more()
         while pending:
@@ -247,23 +277,28 @@ class StreamingDriver:
                     if task.attempt <= self.retries:
                         task.attempt += 1
                         self.retried += 1
-                        pending[self._submit(task)] = task
+                        pending[self._submit(task, items)] = task
                         continue
-                    what = task.item.describe() if task.item is not None else "merging results"
+                    lo, hi = task.span
+                    what = describe_run(task.item, hi - lo) if task.item is not None else "merging results"
                     raise chunk_failure(what, value, task.attempt, tb)
-                if task.what == "chunk":
-                    self.progress.advance(1, len(task.item))
-                    window.finish(task.node[1])
-                    chunks_left -= 1
+                if task.what != "merge":
+                    lo, hi = task.span
+                    self.progress.advance(hi - lo, sum(len(items[j]) for j in range(lo, hi)))
+                    for j in range(lo, hi):
+                        window.finish(j)
+                    grouping.finished(hi - lo, window)
+                    chunks_left -= hi - lo
                     if not chunks_left:
                         last_chunk = time.perf_counter()
                 task.payloads = []
                 for node, group in tree.put(*task.node, value):
                     merge = _Task("merge", payloads=group, node=node)
-                    pending[self._submit(merge)] = merge
+                    pending[self._submit(merge, items)] = merge
                 self.held_max = max(self.held_max, tree.held_max)
             submit_more()
         self.in_flight_max = window.in_flight_max
+        self.grouped = grouping.grouped
         if not tree.done:
             raise EngineError("the engine returned no result")
         result = canonical_result(decompress(tree.root))

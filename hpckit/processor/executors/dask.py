@@ -31,21 +31,17 @@ from typing import Any
 
 from hpckit.core.errors import EngineError
 from hpckit.processor.executors._remote import chunk_failure, run_stats
-from hpckit.processor.executors._groups import ChunkGroups
+from hpckit.processor.executors._groups import ChunkGroups, describe_run
 from hpckit.processor.executors._window import SubmitWindow, window_size
 from hpckit.processor.executors.base import ExecutorBase, missing_extra
 from hpckit.processor.accumulate import DEFAULT_TREE_WIDTH, MergeTree, canonical_result
 from hpckit.processor.planning import FileBatch, batch_size, in_batches
 from hpckit.processor.serialize import decompress
-from hpckit.processor.work import ChunkJob, merge_payloads, run_group
+from hpckit.processor.work import ChunkJob, merge_payloads, run_chunks
 
 
 def _run_chunk(item, job: ChunkJob):
     return job(item)
-
-
-def _run_chunks(items: list, job: ChunkJob) -> Any:
-    return run_group(lambda _, item: job.run(item), items, job.compression)
 
 
 def _the_job(job: ChunkJob) -> ChunkJob:
@@ -292,7 +288,7 @@ class DaskExecutor(ExecutorBase):
                 placement = {"workers": [where], "allow_other_workers": True} if where else {}
                 if node[0]:
                     lo, hi = grouping.runs[node]
-                    fut = client.submit(_run_chunks, items[lo:hi], job=job_future, key=f"{prefix}group-{node[1]}",
+                    fut = client.submit(run_chunks, items[lo:hi], job=job_future, key=f"{prefix}group-{node[1]}",
                                         retries=self.retries, priority=self.priority, **placement)
                     finished.add(fut)
                     live.add(fut)
@@ -389,7 +385,7 @@ class DaskExecutor(ExecutorBase):
         from distributed import KilledWorker
 
         err = fut.exception()
-        what = item.describe() + (f" (and the {chunks - 1} chunks after it, a merge group)" if chunks > 1 else "")
+        what = describe_run(item, chunks)
         if isinstance(err, KilledWorker):
             return EngineError(
                 f"{what} was running on Dask workers that died each time it was tried "

@@ -23,7 +23,15 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from hpckit.processor.executors._remote import Completions, JobRef, NotCached, StreamingDriver, run_cached, run_stats
+from hpckit.processor.executors._remote import (
+    Completions,
+    JobRef,
+    NotCached,
+    StreamingDriver,
+    run_cached,
+    run_cached_group,
+    run_stats,
+)
 from hpckit.processor.executors._window import window_size
 from hpckit.processor.accumulate import DEFAULT_TREE_WIDTH
 from hpckit.processor.executors.base import ExecutorBase, missing_extra, warn_tailtimeout
@@ -59,10 +67,12 @@ class _ParslEngine:
         self.ref = JobRef.of(job)
         self.light = self.ref.light()
         self.chunk_app = python_app(run_cached, data_flow_kernel=dfk, executors=jobs_executors)
+        self.group_app = python_app(run_cached_group, data_flow_kernel=dfk, executors=jobs_executors)
         self.merge_app = python_app(_merge, data_flow_kernel=dfk, executors=merges_executors)
         # the first tasks carry the job: about one per worker slot (a miss costs one short round trip)
         self.with_job = max(4, 2 * _connected_workers(dfk))
-        self.futures: dict[Any, tuple[int, Any]] = {}  # parsl future -> (handle, item or None)
+        # parsl future -> (handle, app, its chunk or chunks): what is sent again after a cache miss
+        self.futures: dict[Any, tuple[int, Any, Any]] = {}
         self.next_handle = 0
         self.misses = 0
         self.completions = Completions()
@@ -71,26 +81,32 @@ class _ParslEngine:
     def workers(self) -> int:
         return _connected_workers(self.dfk)
 
-    def _track(self, fut: Any, handle: int, item: Any) -> int:
-        self.futures[fut] = (handle, item)
+    def _track(self, fut: Any, handle: int, app: Any = None, work: Any = None) -> int:
+        self.futures[fut] = (handle, app, work)
         self.completions.watch(fut)
         return handle
 
-    def submit_chunk(self, item):
+    def _send(self, app: Any, work: Any) -> int:
         self.next_handle += 1
         ref = self.ref if self.next_handle <= self.with_job else self.light
-        return self._track(self.chunk_app(ref, item), self.next_handle, item)
+        return self._track(app(ref, work), self.next_handle, app, work)
+
+    def submit_chunk(self, item):
+        return self._send(self.chunk_app, item)
+
+    def submit_group(self, items):
+        return self._send(self.group_app, items)
 
     def submit_merge(self, payloads):
         self.next_handle += 1
-        return self._track(self.merge_app(payloads, self.job.compression), self.next_handle, None)
+        return self._track(self.merge_app(payloads, self.job.compression), self.next_handle)
 
     def wait(self, handles):
         while True:
             done = self.completions.next_batch()
             out = []
             for fut in done:
-                handle, item = self.futures.pop(fut)
+                handle, app, work = self.futures.pop(fut)
                 record = getattr(fut, "task_record", {}) or {}
                 extra = int(record.get("fail_count", 0) or 0)  # re-runs the DFK did itself
                 err = fut.exception()
@@ -100,7 +116,7 @@ class _ParslEngine:
                 value = fut.result()
                 if isinstance(value, NotCached):  # this worker lacks the job: send it along this time
                     self.misses += 1
-                    self._track(self.chunk_app(self.ref, item), handle, item)
+                    self._track(app(self.ref, work), handle, app, work)
                     continue
                 out.append((handle, True, value, extra, ""))
             if out:
@@ -117,6 +133,8 @@ class ParslExecutor(ExecutorBase):
     tailtimeout: Any = None  # accepted for coffea compatibility (unused)
     recoverable: bool = False  # accepted for coffea compatibility (unused)
     window: int | None = None  # chunks submitted ahead of the oldest unfinished one (None: max(64, 16 x workers))
+    # tiny chunks sent a level-0 merge group an app (None: judged from the first chunks' pace; True/False)
+    group_chunks: bool | None = None
 
     def __post_init__(self) -> None:
         warn_tailtimeout(self.tailtimeout)
@@ -172,7 +190,8 @@ class ParslExecutor(ExecutorBase):
         try:
             engine = _ParslEngine(dfk, job, self.jobs_executors, self.merges_executors)
             progress.set_workers(_connected_workers(dfk))
-            driver = StreamingDriver(engine, self.retries, self.treereduction, progress, self.window)
+            driver = StreamingDriver(engine, self.retries, self.treereduction, progress, self.window,
+                                     self.group_chunks)
             result = driver.run(items)
             managers = _managers(dfk)
         finally:
@@ -180,7 +199,7 @@ class ParslExecutor(ExecutorBase):
                 dfk.cleanup()
         self.stats = run_stats(result, driver.retried, managers)
         self.stats.update(held_max=driver.held_max, job_misses=engine.misses, merge_tail_s=driver.merge_tail,
-                          in_flight_max=driver.in_flight_max)
+                          in_flight_max=driver.in_flight_max, grouped_chunks=driver.grouped)
         return result
 
 
