@@ -287,14 +287,15 @@ def test_planning_alone_spreads_over_the_futures_pool(files):
     assert not kids() - before
 
 
-def test_processed_keys_share_their_strings_in_the_driver(files):
-    """The driver holds one ``processed`` key per chunk for the whole run: each chunk's unpickled key
-    brought its own copies of the file name and uuid; now every chunk of a file shares one."""
+def test_processed_chunks_are_ranges_per_file_in_the_driver(files):
+    """The driver holds which chunks came back for the whole run: as one key per chunk that grew with the
+    chunk count (~190 bytes a chunk); now consecutive chunks of a file are one range."""
     runner = processor.Runner(processor.FuturesExecutor(workers=2, status=False), chunksize=4,
                               persistent_metadata=False)
     raw = runner.run(_fileset(files), processor_instance=Sum())
-    keys = raw["processed"]
-    assert len(keys) > 2 * len(files)  # several chunks a file
-    assert len({id(k[1]) for k in keys}) == len(files), "each chunk carries its own copy of its file's name"
-    assert len({id(k[5]) for k in keys}) == len(files)
+    processed = raw["processed"]
+    assert len(processed) > 2 * len(files)  # several chunks a file were merged in ...
+    keys = list(processed)
+    assert len(keys) == len(files)  # ... and each file's chunks are one range: its whole tree
+    assert {(k[1], k[3], k[4]) for k in keys} == {(str(f), 0, uproot.open(f)["Events"].num_entries) for f in files}
     assert raw["out"]["n"] == _expected(files)[0]

@@ -20,6 +20,7 @@ from hpckit.processor.fileset import (MISSING_LIMIT, FileMeta, WorkItem, as_work
 from hpckit.processor.metacache import open_cache
 from hpckit.processor.planning import LIGHT_ABOVE
 from hpckit.processor.progress import ChunkProgress, PlanProgress
+from hpckit.processor.processed import ProcessedChunks
 from hpckit.core.defaults import DEFAULT_CHUNKSIZE, check_chunksize
 from hpckit.processor.replicas import reset_preferences
 from hpckit.processor.result import Err, Ok
@@ -403,7 +404,7 @@ class Runner:
                 raise exception
         t_end = time.perf_counter()
 
-        processed = result.get("processed", set())
+        processed = result.get("processed") or ProcessedChunks()
         missing = [i for i in items if i.key not in processed]
         if missing and exception == 0:
             raise ChunkError(

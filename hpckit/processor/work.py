@@ -3,8 +3,8 @@
 ``ChunkJob`` is a small picklable callable, the same for every executor: executors only move work
 items and results around. A chunk's result is a plain mapping that merges with ``accumulate``::
 
-    {"out": <processor output>, "metrics": {...}, "processed": {item.key}}   # or, skipped:
-    {"metrics": {"skipped": [...]}, "processed": {item.key}}
+    {"out": <processor output>, "metrics": {...}, "processed": ProcessedChunks.of(item.key)}   # or, skipped:
+    {"metrics": {"skipped": [...]}, "processed": ProcessedChunks.of(item.key)}
 """
 
 from __future__ import annotations
@@ -29,6 +29,7 @@ from hpckit.processor.fileset import WorkItem
 from hpckit.processor.isolate import ProcessorCopies
 from hpckit.processor.records import batch_job_id
 from hpckit.processor.replicas import candidates, is_permanent, mismatch, with_replicas
+from hpckit.processor.processed import ProcessedChunks
 from hpckit.processor.serialize import compress, decompress, load_processor
 from hpckit.processor.timeout import chunk_deadline
 
@@ -189,7 +190,7 @@ class ChunkJob:
         if self.checkpointer is not None:  # a chunk recomputed after its worker left (walltime) reuses its result
             saved = self.checkpointer.load(item, self.fingerprint)
             if saved is not None:
-                return {**saved, "metrics": {**saved.get("metrics", {}), "from_checkpoint": 1}}
+                return share_keys({**saved, "metrics": {**saved.get("metrics", {}), "from_checkpoint": 1}})
         failovers = 0
 
         def served() -> dict:  # one attempt: every replica in turn
@@ -217,7 +218,7 @@ class ChunkJob:
                 warnings.warn(f"hpckit: skipping {item.describe()}: {last}")
                 return {
                     "metrics": {"skipped": [{"chunk": item.describe(), "file": item.filename, "error": str(last)}]},
-                    "processed": {item.key},
+                    "processed": ProcessedChunks.of(item.key),
                 }
             raise ChunkError(
                 f"{item.describe()} failed (file errors are tried up to {self.retries + 1} times): {last}", item.describe()
@@ -291,7 +292,7 @@ class ChunkJob:
                 "processtime": processtime,
                 "workers": {worker_id()},
             },
-            "processed": {item.key},
+            "processed": ProcessedChunks.of(item.key),
         }
 
 
@@ -390,10 +391,12 @@ def load_result(payload: Any) -> Any:
 
 
 def share_keys(result: Any) -> Any:
-    """``result`` with its ``processed`` keys' strings interned (see :func:`load_result`)."""
+    """``result`` with its ``processed`` chunks as :class:`ProcessedChunks` (whose unpickling interns the
+    file keys' strings, see :func:`load_result`); a set of keys (a checkpoint written before) converted."""
     keys = result.get("processed") if isinstance(result, dict) else None
-    if isinstance(keys, set):
-        result["processed"] = {tuple(sys.intern(x) if type(x) is str else x for x in key) for key in keys}
+    if isinstance(keys, (set, frozenset)):
+        result["processed"] = ProcessedChunks(tuple(sys.intern(x) if type(x) is str else x for x in key)
+                                              for key in keys)
     return result
 
 
