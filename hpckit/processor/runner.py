@@ -14,6 +14,7 @@ from hpckit.events import NanoAODSchema
 from hpckit.events.formats import OPTIONS
 from hpckit.processor.accumulate import Merger, set_accumulator
 from hpckit.processor.checkpoint import CheckpointerABC, processor_fingerprint
+from hpckit.processor.chunkplan import ChunkPlan
 from hpckit.processor.executors.base import ExecutorBase
 from hpckit.processor.fileset import (MISSING_LIMIT, FileMeta, WorkItem, as_work_items, chunk_ranges,
                                       missing_local_files, normalize_fileset)
@@ -373,7 +374,8 @@ class Runner:
         record("start")
         try:  # the executor may keep workers from preprocessing to processing: close() ends them
             premade = as_work_items(fileset)
-            items = premade if premade is not None else list(self._chunks(fileset, treename, options, job))
+            # held to the end of the run as a few numbers a chunk (hpckit.processor.chunkplan)
+            items = ChunkPlan(premade if premade is not None else self._chunks(fileset, treename, options, job))
             if not items:
                 raise FilesetError("No chunks survived preprocessing: every file was skipped or the fileset is empty")
             t_pre = time.perf_counter()
@@ -382,7 +384,7 @@ class Runner:
             # chunk would run, so they merge at their place in the fixed tree (a resumed run's output is
             # the same bytes as an uninterrupted one's)
             merged = Merger()
-            record("planned", chunks=len(items), events=sum(len(i) for i in items), preprocess_s=t_pre - t_start,
+            record("planned", chunks=len(items), events=items.entries(), preprocess_s=t_pre - t_start,
                    files=self._planned["files"], files_metadata_from_cache=self._planned["from_cache"])
             with ChunkProgress(executor.status, len(items)) as progress:
                 if self._skipped:
@@ -430,7 +432,7 @@ class Runner:
 
     def _metrics(self, result, items, from_checkpoint, t_start, t_pre, t_end, progress) -> dict:
         m = dict(result.get("metrics", {}))
-        entries = sum(len(i) for i in items)
+        entries = items.entries()
         walltime = t_end - t_start
         skipped = list(m.get("skipped", [])) + self._skipped
         stats = getattr(self.executor, "stats", {}) or {}
