@@ -14,7 +14,7 @@ from typing import Any
 
 from hpckit.core.errors import EngineError
 from hpckit.processor.accumulate import DEFAULT_TREE_WIDTH, FoldTree, MergeTree, canonical_result
-from hpckit.processor.executors._groups import ChunkGroups
+from hpckit.processor.executors._groups import ChunkGroups, describe_run
 from hpckit.processor.executors._remote import Completions
 from hpckit.processor.executors._window import SubmitWindow, window_size
 from hpckit.processor.executors.base import ExecutorBase, warn_tailtimeout
@@ -313,7 +313,7 @@ class FuturesExecutor(ExecutorBase):
                     run = grouping.runs.pop(node, None)
                     if level == 0 or run is not None:
                         lo, hi = run or (index, index + 1)
-                        what = items[lo].describe() + (f" (and the {hi - lo - 1} chunks after it)" if hi - lo > 1 else "")
+                        what = describe_run(items[lo], hi - lo)
                         payload = _result(fut, what)
                         for i in range(lo, hi):
                             window.finish(i)
