@@ -17,7 +17,7 @@ from conftest import DATASETS, REPO, assert_matches_reference
 from dimuon import DimuonProcessor
 
 from hpckit import processor
-from hpckit.core.errors import FileNotFound
+from hpckit.core.errors import ChunkError, FileNotFound
 from hpckit.processor import Err, Ok
 from hpckit.processor.executor import ExecutorBase, FileMeta, UprootMissTreeError, WorkItem
 
@@ -193,6 +193,24 @@ class _RecoverableExecutor(ExecutorBase):
             except Exception as e:  # noqa: BLE001
                 return accumulator, e
         return accumulator, 0
+
+
+class _RepeatsAChunk(ExecutorBase):
+    """An executor written coffea's way with a bug a naive resubmit-after-timeout has: the first chunk is
+    run and merged twice. The Runner must not return an output that counts its events twice."""
+
+    def __call__(self, items, function, accumulator):
+        items = list(items)
+        for item in [items[0], *items]:
+            accumulator = processor.accumulate([function(item)], accumulator)
+        return accumulator, 0
+
+
+def test_a_chunk_merged_twice_by_an_executor_stops_the_run_naming_it():
+    fileset = {"DY": {"treename": "Events", "files": [str(DATASETS["DYJetsToLL"])]}}
+    assert processor.Runner(_RecoverableExecutor(), chunksize=10)(fileset, processor_instance=_count) == {"DY": 40}
+    with pytest.raises(ChunkError, match=r"chunk 0-10 of .*nano_dy.root.* more than once \(5 results for 4"):
+        processor.Runner(_RepeatsAChunk(), chunksize=10)(fileset, processor_instance=_count)
 
 
 def _fail_at_20(events):

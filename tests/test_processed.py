@@ -57,3 +57,11 @@ def test_an_old_set_merges_in_and_unpickled_file_keys_share_their_strings():
     a, b = (pickle.loads(pickle.dumps(ProcessedChunks.of(_key(i, i + 1)))) for i in range(2))
     (fa,), (fb,) = a.ranges, b.ranges
     assert fa[1] is fb[1] and fa[3] is fb[3]
+
+
+def test_a_chunk_merged_twice_is_named():
+    keys = _chunks(6)
+    merged = accumulate(ProcessedChunks.of(k) for k in [*keys, keys[2]])
+    assert merged.doubled == _key(20, 30) and len(merged) == 7
+    assert pickle.loads(pickle.dumps(merged)).doubled == _key(20, 30)
+    assert accumulate(ProcessedChunks.of(k) for k in keys).doubled is None

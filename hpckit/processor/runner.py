@@ -413,6 +413,14 @@ class Runner:
                 f"{len(missing)} chunk(s) never returned a result, first: {missing[0].describe()}; "
                 "the executor lost them"
             )
+        doubled = getattr(processed, "doubled", None)
+        if doubled is not None and exception == 0:  # an executor's bug: those events would count twice
+            chunk = WorkItem(doubled[0], doubled[1], doubled[2], doubled[3], doubled[4], doubled[5])
+            raise ChunkError(
+                f"the result of {chunk.describe()} was merged into the output more than once "
+                f"({len(processed)} results for {len(items)} chunks): its events would be counted twice; "
+                f"{type(executor).__name__} sent it back twice"
+            )
         self._forget_changed([(s.get("file"), s.get("error", "")) for s in result.get("metrics", {}).get("skipped", ())])
         for skipped in result.get("metrics", {}).get("skipped", ()):  # skipped on a worker: say so here too
             warnings.warn(f"hpckit: skipped {skipped['chunk']}: {skipped['error']}")
