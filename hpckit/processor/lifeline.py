@@ -116,11 +116,18 @@ def _guard(parent: int, interval: float = 0.5) -> None:
         try:  # a forked (not exec'd) child may hold the pipe too: look at the parent itself as well
             if not root.is_running() or root.status() == psutil.STATUS_ZOMBIE:
                 break
-            for p in root.children(recursive=True):
-                if p.pid != me and p.pid not in known:
-                    known[p.pid] = p.create_time()
         except psutil.Error:
             break
+        try:
+            kids = root.children(recursive=True)
+        except psutil.Error:
+            continue  # a descendant ended during the walk: look again (ending here left the rest unguarded)
+        for p in kids:
+            if p.pid != me and p.pid not in known:
+                try:
+                    known[p.pid] = p.create_time()
+                except psutil.Error:
+                    pass  # a short-lived child (an engine's `ps`, a submit script's shell) already gone
     _end(known)
 
 
