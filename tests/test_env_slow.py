@@ -158,7 +158,7 @@ def shlex_quote(s: str) -> str:
     return shlex.quote(s)
 
 
-@pytest.mark.xdist_group("image")  # its containers are counted by image: one worker runs them all
+# not in the "image" group: it runs no container of the image (it saves it), so it need not wait behind those that do
 def test_apptainer_runtime_without_apptainer_saves_archive(image, lock, tmp_path):
     """No image is built with Apptainer on this machine: the OCI image is saved as a docker-archive and
     the `apptainer build ... docker-archive://...` command for the site is given."""

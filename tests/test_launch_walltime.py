@@ -1,9 +1,9 @@
 """Runs outlive walltime, on the real local Slurm: 1-minute worker jobs (--set walltime=00:01:00), chunks of
-~8 s, over three walltimes of work in all. Workers retire between chunks before the walltime and
+~6 s, two walltimes of work in all. Workers retire between chunks before the walltime and
 replacement jobs follow the work, so the run ends with the local run's output, no job killed by its time
 limit and no job left in squeue; with and without --checkpoint, Dask and Parsl.
 
-Slow (about 2-3 minutes each); each test has its own run directory and job name, so they can run side by
+Slow (about 1.5-2 minutes each); each test has its own run directory and job name, so they can run side by
 side under pytest-xdist (they share the 8 CPUs of the local Slurm).
 """
 
@@ -20,7 +20,9 @@ pytestmark = [pytest.mark.slurm, pytest.mark.slow]
 
 SLOW = Path(__file__).parent / "slow_dimuon.py"
 CHUNK = "4"  # 2 files x 40 events -> 20 chunks
-SLEEP = "9"  # 20 chunks x 9 s = 180 s of work: three 1-minute walltimes
+# 20 chunks x 6 s = 120 s of work, 60 s per worker: a 1-minute job retires its worker after 30 +- 7 s
+# (Site.lifetime: a 30 s margin), so every worker slot needs at least one replacement job
+SLEEP = "6"
 
 
 @pytest.fixture(scope="module")
@@ -48,10 +50,10 @@ def _killed_by_time_limit(run_dir: Path) -> list[str]:
 
 
 @pytest.mark.timeout(600)
-# one case per engine (each ~3 walltimes long): Dask without checkpoints, Parsl with them
+# one case per engine (each ~2 walltimes long): Dask without checkpoints, Parsl with them
 @pytest.mark.parametrize("backend,checkpoint", [("dask", False), ("parsl", True)],
                          ids=["dask-no-checkpoint", "parsl-checkpoint"])
-def test_run_of_three_walltimes_with_one_minute_workers(backend, checkpoint, tmp_path, local_out):
+def test_run_of_two_walltimes_with_one_minute_workers(backend, checkpoint, tmp_path, local_out):
     require_slurm()
     run_dir = tmp_path / "run"
     args = ["launch", str(SLOW), "--site", "slurm-local", "--backend", backend, "--workers", "2",

@@ -12,7 +12,6 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterator
 
-from hpckit.deploy.retire import RetireBeforeWalltime
 from hpckit.deploy.schedulers import SubmitError, scheduler_for
 from hpckit.engines.base import Engine, JobRecord, Pool, failures_allowed
 from hpckit.core.extras import require_module
@@ -153,6 +152,8 @@ class DaskPool(Pool):
             self.client = Client(self.cluster, security=security)
         lifetime = self.site.lifetime()
         if batch and lifetime:  # workers leave between chunks before the walltime (hpckit.deploy.retire)
+            from hpckit.deploy.retire import RetireBeforeWalltime  # imports distributed: only when a pool starts
+
             self.client.register_plugin(RetireBeforeWalltime(int(self.site.walltime), *lifetime))
 
     def _write_job_script(self) -> None:
