@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import sys
 from pathlib import Path
 
@@ -113,16 +114,53 @@ def once(shared: Path, name: str, make):
         return done.read_text()
 
 
+_PODMAN_FIXTURES = {"podman_service", "built_image", "base_image", "image"}
+
+
+def _services_of(item) -> set[str]:
+    """The machine services (tests/services.py) a test needs, from its markers and fixtures."""
+    names = {m for m in ("slurm", "xrootd") if item.get_closest_marker(m)}
+    fixtures = set(getattr(item, "fixturenames", ()))
+    if fixtures & _PODMAN_FIXTURES:
+        names.add("podman")
+    if "chromium_service" in fixtures or item.module.__name__ == "test_report_browser":
+        names.add("chromium")
+    if item.module.__name__ == "test_cluster":
+        names.add("cluster")
+    return names
+
+
+@pytest.hookimpl(trylast=True)  # after -k / -m deselected: only the services of the tests that run
 def pytest_collection_modifyitems(config, items) -> None:
-    """The slow end-to-end tests first (in their own order): pytest-xdist hands tests out in collection
-    order, so a 3-minute test collected late finished a minute after every other worker was done
-    (measured: one worker busy to 634 s, the other three to 555-570 s)."""
-    items.sort(key=lambda item: item.get_closest_marker("slow") is None)
+    """Tests that need no machine service first, then those that do; the slow end-to-end ones first within
+    each. Meanwhile a background thread starts the services the session's tests need
+    (tests/services.py:prestart): on a fresh machine their installs (apt, a debootstrapped base image:
+    minutes) overlap the tests that need none instead of holding every worker at the services' lock. Slow
+    first because pytest-xdist hands tests out in collection order, so a 3-minute test collected late
+    finished a minute after every other worker was done (measured: one worker busy to 634 s, the other
+    three to 555-570 s)."""
+    needs = {id(item): _services_of(item) for item in items}
+    items.sort(key=lambda item: (bool(needs[id(item)]), item.get_closest_marker("slow") is None))
+    services.set_shared_dir(services.shared_dir_for(config._tmp_path_factory.getbasetemp()))
+    services.prestart(set().union(*needs.values()) if needs else set())
+
+
+# images hpckit builds carry this label; their untagged layers (podman's build cache) outlive `rmi <tag>`
+_HPCKIT_LAYERS = ("images", "-q", "--no-trunc", "--filter", "dangling=true", "--filter", "label=org.hpckit.lock-hash")
+
+
+def pytest_sessionstart(session) -> None:
+    """In the controller only: the hpckit image layers there are before the session (kept at its end)."""
+    if hasattr(session.config, "workerinput"):
+        return
+    before = _podman(*_HPCKIT_LAYERS).stdout if shutil.which("podman") else ""
+    (session.config._tmp_path_factory.getbasetemp() / "layers-before.txt").write_text(before)
 
 
 def pytest_sessionfinish(session, exitstatus) -> None:
-    """In the controller only (not in an xdist worker): remove the session's images and stop what
-    tests/services.py started."""
+    """In the controller only (not in an xdist worker): remove the session's images, with the build-cache
+    layers the session left untagged (half a GB a session), and stop what tests/services.py started."""
+    services.wait_prestarted()
     if hasattr(session.config, "workerinput"):
         return
     shared = session.config._tmp_path_factory.getbasetemp()
@@ -133,6 +171,12 @@ def pytest_sessionfinish(session, exitstatus) -> None:
         if _podman("ps", "-q", "--filter", f"ancestor={tag}").stdout.strip():
             problems.append(f"a container of {tag} was still running at the end of the session")
         _podman("rmi", "-f", tag)
+    if shutil.which("podman"):
+        before_file = shared / "layers-before.txt"
+        before = set(before_file.read_text().split()) if before_file.is_file() else set()
+        left = [i for i in _podman(*_HPCKIT_LAYERS).stdout.split() if i not in before]
+        if left:  # removing a leaf removes the untagged layers under it that nothing else uses
+            _podman("rmi", *left)
     problems += services.stop_started(shared)
     if problems:
         session.config.get_terminal_writer().line("\n".join(problems), red=True)

@@ -15,8 +15,10 @@ run (tests/conftest.py turns that skip into a failure under CI=true).
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -102,30 +104,66 @@ def _start(service: Service) -> tuple[str, str]:
     return "ok", "started"
 
 
+def _settle(name: str) -> tuple[str, str]:
+    """This session's outcome for ``name``: read where a process of the session has started it already,
+    else started here (under the session's one lock) and written down for the others."""
+    service = SERVICES[name]
+    if _shared_dir is None:  # imported outside a pytest session with tests/conftest.py
+        return _start(service)
+    # one lock for every service: their scripts share apt/dpkg, which refuses concurrent installs
+    with FileLock(str(_shared_dir / "services.lock")):
+        done = _shared_dir / f"service-{name}.outcome"
+        if done.is_file():
+            kind, _, message = done.read_text().partition("\n")
+            return kind, message
+        kind, message = _start(service)
+        done.write_text(f"{kind}\n{message}")
+        if kind == "ok" and message == "started" and service.stop is not None:
+            (_shared_dir / f"service-{name}.started").touch()
+        return kind, message
+
+
 def ensure(name: str) -> None:
     """Make the service ``name`` usable for this test, starting it once per session; skip or fail the
     test (with the reason) where it cannot be."""
     if name not in _outcome:
-        service = SERVICES[name]
-        if _shared_dir is None:  # imported outside a pytest session with tests/conftest.py
-            _outcome[name] = _start(service)
-        else:
-            # one lock for every service: their scripts share apt/dpkg, which refuses concurrent installs
-            with FileLock(str(_shared_dir / "services.lock")):
-                done = _shared_dir / f"service-{name}.outcome"
-                if done.is_file():
-                    kind, _, message = done.read_text().partition("\n")
-                else:
-                    kind, message = _start(service)
-                    done.write_text(f"{kind}\n{message}")
-                    if kind == "ok" and message == "started" and service.stop is not None:
-                        (_shared_dir / f"service-{name}.started").touch()
-                _outcome[name] = (kind, message)
+        _outcome[name] = _settle(name)
     kind, message = _outcome[name]
     if kind == "skip":
         pytest.skip(message)
     if kind == "fail":
         pytest.fail(f"could not start {name}: {message}", pytrace=False)
+
+
+# the order a session starts its services in ahead of need: quick installs first, podman (with its Debian base
+# image, built by debootstrap: minutes on a fresh machine) last
+PRESTART_ORDER = ("slurm", "cluster", "xrootd", "chromium", "podman")
+_prestarted: threading.Thread | None = None
+
+
+def prestart(names: set[str]) -> None:
+    """Start ``names`` in a background thread of this process, so that installing them on a fresh machine
+    overlaps the tests that need none (tests/conftest.py runs those first). A test that needs one still
+    goes through :func:`ensure`, which waits for it (the lock) and reads the outcome written here."""
+    global _prestarted
+    todo = [n for n in PRESTART_ORDER if n in names]
+    if _prestarted is not None or not todo or _shared_dir is None or os.geteuid() != 0:
+        return
+
+    def run() -> None:
+        for name in todo:
+            if name not in _outcome:
+                with contextlib.suppress(Exception):  # the test that needs it reports the failure
+                    _outcome[name] = _settle(name)
+
+    _prestarted = threading.Thread(target=run, name="hpckit-test-services", daemon=True)
+    _prestarted.start()
+
+
+def wait_prestarted() -> None:
+    """Let the background starts end before the process does (a half-run apt would leave dpkg locked)."""
+    if _prestarted is not None:
+        _prestarted.join()
 
 
 def stop_started(shared: Path) -> list[str]:

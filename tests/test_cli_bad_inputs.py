@@ -122,6 +122,7 @@ def test_subprocess_agrees(bad, tmp_path):
     assert not Path(tmp_path / "o.pkl").exists()
 
 
+@pytest.mark.slurm
 def test_launch_off_site_missing_interface_is_one_line(tmp_path):
     """`hpckit launch --site perlmutter` from a machine without its interface (hsn0): one line naming it and
     the interfaces here, before anything is submitted (the Dask cluster used to fail with a traceback). Slurm

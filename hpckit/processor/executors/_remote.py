@@ -5,8 +5,9 @@
   engines that would otherwise lose it (TaskVine prints it to the task's stdout).
 * ``StreamingDriver``: the submit / wait / retry / merge-on-workers loop for engines that hand back
   futures one at a time (Parsl, TaskVine), submitting through the shared bounded window
-  (:mod:`._window`), tiny chunks a merge group a task where the engine can run one (:mod:`._groups`). Dask submits through the same window and lets its scheduler wait for a merge's
-  inputs (a merge is submitted as soon as its group's tasks are).
+  (:mod:`._window`), tiny chunks a merge group a task where the engine can run one (:mod:`._groups`).
+  Dask submits through the same window and lets its scheduler wait for a merge's inputs (a merge is
+  submitted as soon as its group's tasks are).
 * ``chunk_failure``: the error that ends a run when a chunk keeps failing; it keeps the processor's own
   exception (and message, chunk, traceback) when there is one.
 * ``run_stats``: the ``executor.stats`` every executor reports (tasks retried, workers).
