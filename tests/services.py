@@ -1,4 +1,5 @@
-"""The machine services the integration tests use, started on first need and stopped at the end.
+"""The machine services the integration tests use, started ahead of need (``prestart``) or on first need, and
+stopped at the end.
 
 Each service is one or more of the idempotent scripts in scripts/ (they install their Debian packages as
 root and do nothing when the service is already up). ``ensure(name)`` runs them once per test session -
