@@ -146,7 +146,7 @@ if ex_name in ("futures", "futures-pool"):  # futures-pool: merging=True, groups
 elif ex_name == "dask":
     ex = processor.DaskExecutor(workers=args["workers"], status=False, **grouping)
 elif ex_name == "parsl":  # a local HighThroughputExecutor (interchange + one worker pool of `workers`)
-    import tempfile
+    import atexit, shutil, tempfile
     from parsl.config import Config
     from parsl.executors import HighThroughputExecutor
     from parsl.providers import LocalProvider
@@ -154,6 +154,7 @@ elif ex_name == "parsl":  # a local HighThroughputExecutor (interchange + one wo
                                                       max_workers_per_node=args["workers"],
                                                       provider=LocalProvider(init_blocks=1, min_blocks=0, max_blocks=1))],
                     run_dir=tempfile.mkdtemp(prefix="hpckit-scale-parsl-"), strategy="none")
+    atexit.register(shutil.rmtree, config.run_dir, True)  # registered before Parsl's own exit hook: runs after it
     ex = processor.ParslExecutor(config=config, status=False, **grouping)
 elif ex_name == "taskvine":  # local vine_workers (cctools on PATH, ndcctools importable), ended with this process
     import os, socket, subprocess, tempfile
@@ -161,12 +162,14 @@ elif ex_name == "taskvine":  # local vine_workers (cctools on PATH, ndcctools im
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     scratch = tempfile.mkdtemp(prefix="hpckit-scale-vine-")
+    import atexit, shutil
+    atexit.register(shutil.rmtree, scratch, True)  # after the workers' kill below (atexit runs last-in first)
     os.environ["CATALOG_HOST"] = "127.0.0.1"  # never the public catalog server
     vine_workers = [subprocess.Popen(["vine_worker", "-t", "60", "--cores", "1", "--workdir", f"{scratch}/w{i}",
                                       "127.0.0.1", str(port)], env=dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path)),
                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
                     for i in range(args["workers"])]
-    import atexit, signal
+    import signal
     # each worker's whole session: its forked transfer server outlives the worker alone
     atexit.register(lambda: [os.killpg(w.pid, signal.SIGKILL) for w in vine_workers])
     ex = processor.TaskVineExecutor(port=port, status=False, filepath=scratch)
