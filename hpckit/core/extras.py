@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import shutil
+import signal
+import threading
 from types import ModuleType
 
 from hpckit.core.errors import MissingExtra
@@ -27,10 +30,26 @@ COMMANDS = {
 }
 
 
-def require_module(name: str, what: str | None = None) -> ModuleType:
-    """Import ``name`` or raise :class:`MissingExtra` naming the install command."""
+@contextlib.contextmanager
+def _sigint_kept():
+    """Inside: an import cannot change what Ctrl-C does. dask_jobqueue installs a SIGINT handler that calls
+    ``sys.exit()`` when imported (dask_jobqueue/runner.py): a Ctrl-C after it would end a launch with status
+    0, even while it waits for its workers."""
+    main = threading.current_thread() is threading.main_thread()
+    old = signal.getsignal(signal.SIGINT) if main else None
     try:
-        return importlib.import_module(name)
+        yield
+    finally:
+        if old is not None:
+            signal.signal(signal.SIGINT, old)
+
+
+def require_module(name: str, what: str | None = None) -> ModuleType:
+    """Import ``name`` (leaving the SIGINT handler as it was) or raise :class:`MissingExtra` naming the
+    install command."""
+    try:
+        with _sigint_kept():
+            return importlib.import_module(name)
     except ImportError as exc:
         top = name.split(".")[0]
         missing = getattr(exc, "name", None) or top

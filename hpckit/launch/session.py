@@ -72,22 +72,6 @@ def parse_adapt(text: str | tuple | None) -> tuple[int, int] | None:
     return lo, hi
 
 
-@contextlib.contextmanager
-def _callers_sigint() -> Any:
-    """Inside: keep the caller's SIGINT handler (`hpckit launch`'s raises KeyboardInterrupt: exit 130 after
-    teardown). Importing dask_jobqueue - to render its job script, or to start its cluster - installs one
-    that calls ``sys.exit()``, which would end an interrupted launch with status 0."""
-    import signal
-
-    main = threading.current_thread() is threading.main_thread()
-    old = signal.getsignal(signal.SIGINT) if main else None
-    try:
-        yield
-    finally:
-        if old is not None:
-            signal.signal(signal.SIGINT, old)
-
-
 class Session:
     """One site's workers, up from :meth:`up` to :meth:`down` (see the module docstring)."""
 
@@ -150,10 +134,6 @@ class Session:
     # ---- up ----------------------------------------------------------------------------------------
     def up(self, dry_run: bool = False) -> "Session":
         """Render, submit and wait for the first worker (see the module docstring); ``dry_run``: render only."""
-        with _callers_sigint():
-            return self._up(dry_run)
-
-    def _up(self, dry_run: bool) -> "Session":
         opts, site = self.opts, self.site
         private_dir(self.run_dir, what="run directory")  # 0700: outputs, logs, credentials (TLS, Parsl keys) are the user's alone
         (self.run_dir / "logs").mkdir(exist_ok=True)
