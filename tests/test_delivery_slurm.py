@@ -159,7 +159,7 @@ def test_image_workers_equal_run(backend, work, image, lock_hash):
 @pytest.mark.xdist_group("tarball")  # the second case reuses what the first unpacked: one worker, in order
 @pytest.mark.timeout(900)
 @pytest.mark.parametrize("backend", ["dask", "parsl"])
-def test_tarball_workers_equal_run_and_reuse_the_unpacked_env(backend, work, packed, lock_hash):
+def test_tarball_workers_equal_run_and_reuse_the_unpacked_env(backend, work, packed, lock_hash, monkeypatch):
     """dask runs first (cold: the node has no unpacked copy), parsl second (warm: the same copy reused)."""
     require_slurm()
     node = work / "node-scratch"
@@ -169,6 +169,7 @@ def test_tarball_workers_equal_run_and_reuse_the_unpacked_env(backend, work, pac
     env_dir = node / "hpckit-envs" / manifest["env_key"].split(":")[1][:16]
     before = env_dir.stat().st_ino if env_dir.exists() else None
     run_dir = work / f"tarball-{backend}"
+    monkeypatch.setenv("PYTHONDONTWRITEBYTECODE", "1")  # as the user's shell may set it (the jobs inherit it)
     r = _launch(work, run_dir, "slurm-tarball", backend, "--env", str(packed),
                 "--set", f"env_delivery.node_scratch={node}")
     assert r.returncode == 0, r.stderr
@@ -180,6 +181,9 @@ def test_tarball_workers_equal_run_and_reuse_the_unpacked_env(backend, work, pac
     assert sorted(p.name for p in env_dir.parent.iterdir()) == sorted([env_dir.name, env_dir.name + ".lock"])
     if before is not None:
         assert env_dir.stat().st_ino == before, "the unpacked environment was replaced, not reused"
+    # packed without .pyc (--fast): the workers compiled what they imported into the node's copy, once,
+    # even though this machine may set PYTHONDONTWRITEBYTECODE for everyone
+    assert list(env_dir.glob("lib/python3*/site-packages/awkward/__pycache__/*.pyc")), "no byte code cached"
 
 
 @pytest.mark.xdist_group("image")  # its containers are counted by image: one worker runs them all
