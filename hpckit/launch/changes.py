@@ -87,7 +87,16 @@ def forget_edited_modules() -> list[str]:
             del sys.modules[name]
             _SEEN[path] = stamp
             dropped.append(name)
+            _drop_bytecode(path)
     if dropped:
         linecache.checkcache()
     return dropped
 
+
+def _drop_bytecode(path: str) -> None:
+    """Remove ``path``'s cached .pyc: it is checked by whole-second mtime and size, so an edit within the
+    second that keeps the size would be imported as the old code."""
+    import importlib.util
+
+    with contextlib.suppress(ValueError, NotImplementedError, OSError):
+        os.unlink(importlib.util.cache_from_source(path))
