@@ -198,28 +198,3 @@ def test_sigkill_then_hpckit_cancel_leaves_no_job(backend, tmp_path):
         stat = Path(f"/proc/{h['pid']}/stat")  # this session is a child subreaper and adopts, unreaped, orphans)
         fields = stat.read_text().rsplit(")", 1)[1].split() if stat.exists() else None
         assert fields is None or fields[19] != h["start_ticks"] or fields[0] == "Z", h
-
-
-@pytest.mark.slow
-@pytest.mark.timeout(420)
-def test_run_outlives_its_workers_with_replacement_jobs(tmp_path, iterative_out):
-    """walltime 1 min -> dask workers retire after ~30 s (--lifetime); a run of ~40 s of work needs several generations
-    of worker jobs: launch submits replacements and the processor (a task, not scattered data) reaches the
-    new workers; chunks done by a retired generation come back from the checkpoint (results held on workers
-    that all retire at once are otherwise recomputed); the result equals the iterative run."""
-    require_slurm()
-    run_dir = tmp_path / "run"
-    r = hpckit(["launch", str(Path(__file__).parent / "slow_dimuon.py"), "--site", "slurm-local", "--backend", "dask",
-                "--workers", "2", "--fileset", str(_fileset(tmp_path)), "--chunksize", "5", "--run-dir", str(run_dir),
-                "--set", "walltime=00:01:00", "--worker-timeout", "90", "--no-status", "--no-plots",
-                "--checkpoint", str(tmp_path / "ckpt")],
-               cwd=tmp_path, timeout=400, HPCKIT_TEST_SLEEP="5")
-    assert r.returncode == 0, r.stderr
-    assert_same_output(load(run_dir / "out.pkl"), iterative_out)
-    jobs = _assert_no_jobs_left(run_dir)
-    assert len(jobs) > 2, f"no replacement job was submitted: {jobs}"
-    # the run outlived the first generation: a job submitted after the first two (one generation of 2 workers
-    # is at most 2 jobs) computed chunks (the per-chunk records name the batch job that ran each)
-    lines = (run_dir / "chunks.jsonl").read_text().splitlines()
-    chunk_jobs = {r["job"] for r in map(json.loads, lines) if r.get("kind") == "chunk"}
-    assert chunk_jobs - set(jobs[:2]), f"every chunk ran in the first generation {jobs[:2]}: {chunk_jobs}"

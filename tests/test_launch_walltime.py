@@ -1,7 +1,8 @@
 """Runs outlive walltime, on the real local Slurm: 1-minute worker jobs (--set walltime=00:01:00), chunks of
 ~6 s, two walltimes of work in all. Workers retire between chunks before the walltime and
 replacement jobs follow the work, so the run ends with the local run's output, no job killed by its time
-limit and no job left in squeue; with and without --checkpoint, Dask and Parsl.
+limit and no job left in squeue; with and without --checkpoint, Dask and Parsl; chunks computed by later
+generations of jobs.
 
 Slow (about 1.5-2 minutes each); each test has its own run directory and job name, so they can run side by
 side under pytest-xdist (they share the 8 CPUs of the local Slurm).
@@ -72,6 +73,12 @@ def test_run_of_two_walltimes_with_one_minute_workers(backend, checkpoint, tmp_p
     assert not killed, f"jobs killed by their walltime: {killed}"
     metrics = json.loads((run_dir / "out.metrics.json").read_text())
     assert metrics["chunks"] == 20
+    # the run outlived the first generation: a job submitted after the first two computed chunks (the
+    # per-chunk records name the batch job that ran each); with --checkpoint, chunks done by a retired
+    # generation come back from the checkpoint
+    lines = (run_dir / "chunks.jsonl").read_text().splitlines()
+    chunk_jobs = {rec["job"] for rec in map(json.loads, lines) if rec.get("kind") == "chunk"}
+    assert chunk_jobs - set(jobs[:2]), f"every chunk ran in the first generation {jobs[:2]}: {chunk_jobs}"
 
 
 @pytest.mark.timeout(300)
