@@ -5,7 +5,7 @@ written: the two versions were saved less than a second apart.)"""
 
 from __future__ import annotations
 
-import importlib
+import importlib.util
 import os
 import py_compile
 import sys
@@ -26,30 +26,38 @@ class P(processor.ProcessorABC):
 """
 
 
-def _same_second_edit(path, text: str, first_ns: int) -> None:
-    """Rewrite ``path`` with ``text`` (same size), stamped 0.3 s after ``first_ns`` within the same second."""
+def _stamp(path, second_ns: int, tenths: int) -> None:
+    os.utime(path, ns=(second_ns + tenths * 100_000_000,) * 2)
+
+
+def _first_version(path, text: str) -> int:
+    """Write ``path`` stamped 0.3 s into a whole second; returns that second (ns)."""
     path.write_text(text)
-    second = first_ns - first_ns % 1_000_000_000
-    os.utime(path, ns=(second + 600_000_000, second + 600_000_000))
+    ns = path.stat().st_mtime_ns
+    second = ns - ns % 1_000_000_000
+    _stamp(path, second, 3)
+    return second
+
+
+def _same_second_edit(path, text: str, second_ns: int) -> None:
+    """Rewrite ``path`` with ``text`` (same size), stamped 0.6 s into the first version's second."""
+    path.write_text(text)
+    _stamp(path, second_ns, 6)
 
 
 def test_analysis_file_edited_within_the_second_loads_the_new_code(tmp_path):
     path = tmp_path / "ana.py"
-    path.write_text(_PROC.format(tag="one"))
-    second = path.stat().st_mtime_ns - path.stat().st_mtime_ns % 1_000_000_000
-    os.utime(path, ns=(second + 300_000_000, second + 300_000_000))
+    second = _first_version(path, _PROC.format(tag="one"))
     py_compile.compile(str(path))  # a .pyc of the first version, as Python writes
     assert load_processor(path).process(None) == "one"
-    _same_second_edit(path, _PROC.format(tag="two"), path.stat().st_mtime_ns)
+    _same_second_edit(path, _PROC.format(tag="two"), second)
     assert load_processor(path).process(None) == "two"
 
 
 def test_helper_module_edited_within_the_second_is_imported_anew(tmp_path):
     name = f"helper_{uuid.uuid4().hex[:8]}"
     path = tmp_path / f"{name}.py"
-    path.write_text('MARK = "old"\n')
-    second = path.stat().st_mtime_ns - path.stat().st_mtime_ns % 1_000_000_000
-    os.utime(path, ns=(second + 300_000_000, second + 300_000_000))
+    second = _first_version(path, 'MARK = "old"\n')
     sys.path.insert(0, str(tmp_path))
     dont_write = sys.dont_write_bytecode
     sys.dont_write_bytecode = False  # the import caches its .pyc, as it does for a user by default
@@ -57,7 +65,7 @@ def test_helper_module_edited_within_the_second_is_imported_anew(tmp_path):
         assert importlib.import_module(name).MARK == "old"
         assert os.path.exists(importlib.util.cache_from_source(str(path)))
         forget_edited_modules()  # first seen: remembered, not dropped
-        _same_second_edit(path, 'MARK = "new"\n', path.stat().st_mtime_ns)
+        _same_second_edit(path, 'MARK = "new"\n', second)
         assert name in forget_edited_modules()
         assert importlib.import_module(name).MARK == "new"
     finally:

@@ -10,6 +10,7 @@
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 import os
 import sys
 from typing import Any
@@ -96,7 +97,5 @@ def forget_edited_modules() -> list[str]:
 def _drop_bytecode(path: str) -> None:
     """Remove ``path``'s cached .pyc: it is checked by whole-second mtime and size, so an edit within the
     second that keeps the size would be imported as the old code."""
-    import importlib.util
-
     with contextlib.suppress(ValueError, NotImplementedError, OSError):
         os.unlink(importlib.util.cache_from_source(path))
