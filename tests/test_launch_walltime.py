@@ -74,8 +74,7 @@ def test_run_of_two_walltimes_with_one_minute_workers(backend, checkpoint, tmp_p
     metrics = json.loads((run_dir / "out.metrics.json").read_text())
     assert metrics["chunks"] == 20
     # the run outlived the first generation: a job submitted after the first two computed chunks (the
-    # per-chunk records name the batch job that ran each); with --checkpoint, chunks done by a retired
-    # generation come back from the checkpoint
+    # per-chunk records name the batch job that ran each)
     lines = (run_dir / "chunks.jsonl").read_text().splitlines()
     chunk_jobs = {rec["job"] for rec in map(json.loads, lines) if rec.get("kind") == "chunk"}
     assert chunk_jobs - set(jobs[:2]), f"every chunk ran in the first generation {jobs[:2]}: {chunk_jobs}"
