@@ -184,7 +184,7 @@ def test_launch_from_login_spreads_over_nodes_and_unpacks_once_per_node(packed_e
                               "--wait-workers", "3",  # node3's worker may connect after the others have done it all
                               "--env", str(tarball), "--fileset", str(fileset(d)), "--chunksize", "5",
                               "--run-dir", str(run_dir), "--worker-timeout", "150", "--no-status", "--no-plots"],
-                             timeout=360, HPCKIT_TEST_SLEEP="0.6")
+                             timeout=360, HPCKIT_TEST_SLEEP="2")  # 16 chunks: time for each worker to take some
             assert r.returncode == 0, r.stderr
             assert_same_output(load(run_dir / "out.pkl"), iterative_out)
             nodes = {rec["worker"].split(":")[0] for rec in chunk_records(run_dir)}
