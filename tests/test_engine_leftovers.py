@@ -147,6 +147,27 @@ def test_importing_dask_jobqueue_through_hpckit_keeps_the_sigint_handler():
     assert r.returncode == 0, r.stderr[-2000:]
 
 
+def test_guardian_walk_finds_children_and_orphans_handed_to_the_subreaper():
+    """The guardian's cheap walk (the kernel's per-thread children lists) sees what psutil's full scan
+    sees: a direct child, a grandchild, and a process whose parent exited (double fork, as Parsl's
+    LocalProvider does), which the subreaper keeps in the tree."""
+    code = ("import os, subprocess, sys, psutil\n"
+            "from hpckit.processor import lifeline\n"
+            "assert lifeline._subreaper()\n"
+            "direct = subprocess.Popen(['sh', '-c', 'sleep 60 & wait'])\n"
+            "orphan = int(subprocess.run(['sh', '-c', 'sleep 60 >/dev/null 2>&1 & echo $!'], capture_output=True,"
+            " text=True).stdout)\n"
+            "import time; time.sleep(0.3)\n"
+            "walk = set(lifeline._descendants(os.getpid()))\n"
+            "full = {p.pid for p in psutil.Process().children(recursive=True)}\n"
+            "grand = {p.pid for p in psutil.Process(direct.pid).children()}\n"
+            "for pid in full: os.kill(pid, 9)\n"
+            "print(direct.pid in walk, orphan in walk, len(grand) == 1 and grand <= walk, walk == full)\n")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert r.stdout.split() == ["True"] * 4, r.stdout
+
+
 @pytest.mark.slurm
 @pytest.mark.slow
 @pytest.mark.timeout(200)

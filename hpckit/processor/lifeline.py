@@ -119,16 +119,45 @@ def _guard(parent: int, interval: float = 0.5) -> None:
         except psutil.Error:
             break
         try:
-            kids = root.children(recursive=True)
+            kids = _descendants(parent)
         except psutil.Error:
             continue  # a descendant ended during the walk: look again (ending here left the rest unguarded)
-        for p in kids:
-            if p.pid != me and p.pid not in known:
+        for pid in kids:
+            if pid != me and pid not in known:
                 try:
-                    known[p.pid] = p.create_time()
+                    known[pid] = psutil.Process(pid).create_time()
                 except psutil.Error:
                     pass  # a short-lived child (an engine's `ps`, a submit script's shell) already gone
     _end(known)
+
+
+def _descendants(pid: int) -> list[int]:
+    """``pid``'s descendants, read from the kernel's per-thread children lists: a walk of this tree only
+    (~0.1 ms), where psutil's ``children(recursive=True)`` reads every process on the machine (~8 ms with
+    400 processes; twice a second for the life of every engine run, a few % of a core). Like psutil's, a
+    snapshot: a child started during the walk is found by the next one. psutil where the kernel lacks
+    the lists (CONFIG_PROC_CHILDREN)."""
+    if not os.path.exists(f"/proc/{pid}/task/{pid}/children"):
+        import psutil
+
+        return [p.pid for p in psutil.Process(pid).children(recursive=True)]
+    found: list[int] = []
+    todo = [pid]
+    while todo:
+        here = todo.pop()
+        try:
+            threads = os.listdir(f"/proc/{here}/task")
+        except OSError:
+            continue  # ended meanwhile
+        for tid in threads:
+            try:
+                with open(f"/proc/{here}/task/{tid}/children") as f:
+                    kids = [int(k) for k in f.read().split()]
+            except OSError:
+                continue
+            found.extend(kids)
+            todo.extend(kids)
+    return found
 
 
 def _end(known: dict[int, float], grace: float = 3.0) -> None:
