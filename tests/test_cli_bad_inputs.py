@@ -174,3 +174,16 @@ def test_100k_missing_files_stop_early(tmp_path):
         list(Runner(IterativeExecutor(status=False)).preprocess(fs))
     assert "/nonexistent/f0.root" in str(exc.value) and "--skipbadfiles" in str(exc.value)
     assert "\n" not in str(exc.value)
+
+
+def test_ctrl_c_inside_an_extension_import_is_an_interrupt_not_a_broken_analysis(tmp_path):
+    """A Ctrl-C while the analysis imports numpy comes back from numpy as ``ImportError: initialization
+    failed`` raised over the KeyboardInterrupt: the run ends as interrupted (130), not as a broken analysis
+    (it used to say "importing ... failed" and exit 1)."""
+    ana = tmp_path / "ana.py"
+    ana.write_text("try:\n    raise KeyboardInterrupt\nexcept KeyboardInterrupt:\n"
+                   "    raise ImportError('initialization failed')\n")
+    r = subprocess.run([sys.executable, "-m", "hpckit", "run", str(ana), "--fileset", str(EXAMPLES / "fileset.json"),
+                        "--no-status", "--output", str(tmp_path / "o.pkl")], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 130, r.stderr
+    assert "hpckit: interrupted" in r.stderr and "failed" not in r.stderr, r.stderr
