@@ -10,7 +10,7 @@ from typing import Any
 
 import cloudpickle
 
-from hpckit.core.errors import HpckitError
+from hpckit.core.errors import HpckitError, error_chain
 from hpckit.processor.abc import ProcessorABC
 
 
@@ -39,7 +39,8 @@ def load_processor(path: str | Path, class_name: str | None = None) -> Any:
         exec(compile(path.read_bytes(), str(path), "exec", dont_inherit=True), module.__dict__)
     except Exception as err:
         del sys.modules[name]
-        if _interrupted(err):  # a Ctrl-C inside an extension's import comes back as its ImportError
+        # a Ctrl-C inside an extension's import (numpy's) comes back as its ImportError raised over it
+        if any(isinstance(e, KeyboardInterrupt) for e in error_chain(err)):
             raise KeyboardInterrupt from err
         raise AnalysisError(f"importing {path} failed: {type(err).__name__}: {err}") from err
     cloudpickle.register_pickle_by_value(module)
@@ -61,15 +62,3 @@ def load_processor(path: str | Path, class_name: str | None = None) -> Any:
         raise AnalysisError(f"{path} defines no ProcessorABC subclass; name one with --processor")
     raise AnalysisError(f"{path} defines several processors {sorted(candidates)}; choose one with --processor")
 
-
-def _interrupted(err: BaseException) -> bool:
-    """Whether ``err`` was caused by a KeyboardInterrupt (numpy's import, interrupted, raises
-    ``ImportError: initialization failed`` over it): the user's Ctrl-C, not a broken analysis."""
-    seen: set[int] = set()
-    e: BaseException | None = err
-    while e is not None and id(e) not in seen:
-        if isinstance(e, KeyboardInterrupt):
-            return True
-        seen.add(id(e))
-        e = e.__cause__ or e.__context__
-    return False

@@ -143,8 +143,14 @@ def test_importing_dask_jobqueue_through_hpckit_keeps_the_sigint_handler():
             "require_module('dask_jobqueue')\n"
             "assert 'dask_jobqueue.runner' in sys.modules\n"
             "sys.exit(0 if signal.getsignal(signal.SIGINT) is h else 3)\n")
+    _fresh_python(code)
+
+
+def _fresh_python(code: str) -> str:
+    """Run ``code`` in a new interpreter; its stdout, once it exited 0."""
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, r.stderr[-2000:]
+    return r.stdout
 
 
 def test_guardian_walk_finds_children_and_orphans_handed_to_the_subreaper():
@@ -163,9 +169,8 @@ def test_guardian_walk_finds_children_and_orphans_handed_to_the_subreaper():
             "grand = {p.pid for p in psutil.Process(direct.pid).children()}\n"
             "for pid in full: os.kill(pid, 9)\n"
             "print(direct.pid in walk, orphan in walk, len(grand) == 1 and grand <= walk, walk == full)\n")
-    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
-    assert r.returncode == 0, r.stderr[-2000:]
-    assert r.stdout.split() == ["True"] * 4, r.stdout
+    out = _fresh_python(code)
+    assert out.split() == ["True"] * 4, out
 
 
 @pytest.mark.slurm

@@ -86,11 +86,14 @@ class EngineError(HpckitError):
     """An execution engine (process pool, Dask, Parsl, TaskVine) failed outside the processor."""
 
 
-def _type_chain(exc: BaseException | None) -> list[str]:
-    out: list[str] = []
-    seen = set()
-    while exc is not None and id(exc) not in seen:
-        seen.add(id(exc))
-        out.extend(f"{c.__module__}.{c.__qualname__}" for c in type(exc).__mro__)
+def error_chain(exc: BaseException | None) -> list[BaseException]:
+    """``exc`` and what it was raised from or while handling, each once."""
+    out: list[BaseException] = []
+    while exc is not None and all(exc is not seen for seen in out):
+        out.append(exc)
         exc = exc.__cause__ or exc.__context__
     return out
+
+
+def _type_chain(exc: BaseException | None) -> list[str]:
+    return [f"{c.__module__}.{c.__qualname__}" for e in error_chain(exc) for c in type(e).__mro__]

@@ -9,7 +9,7 @@ from collections.abc import Generator
 from dataclasses import dataclass, field
 from typing import Any
 
-from hpckit.core.errors import ChunkError, FilesetError
+from hpckit.core.errors import ChunkError, FilesetError, error_chain
 from hpckit.events import NanoAODSchema
 from hpckit.events.formats import OPTIONS
 from hpckit.processor.accumulate import Merger, set_accumulator
@@ -26,7 +26,7 @@ from hpckit.core.defaults import DEFAULT_CHUNKSIZE, check_chunksize
 from hpckit.processor.replicas import reset_preferences
 from hpckit.processor.result import Err, Ok
 from hpckit.processor.serialize import dump_processor
-from hpckit.processor.work import ChunkJob, FileMetaTask, error_chain, skip_matches
+from hpckit.processor.work import ChunkJob, FileMetaTask, skip_matches
 
 
 @dataclass

@@ -19,7 +19,7 @@ import warnings
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-from hpckit.core.errors import ChunkError, FileAccessError, FilesetError, ProcessorError
+from hpckit.core.errors import ChunkError, FileAccessError, FilesetError, ProcessorError, error_chain
 from hpckit.events import make_events
 from hpckit.events.factory import release
 from hpckit.events.reader import file_uuid, forget, open_tree
@@ -62,14 +62,6 @@ def _outcome_record(kind: str, item: WorkItem, t0: float, error: str) -> dict:
 # Missing trees and invalid Parquet files are file errors here, but not OSErrors in coffea, whose
 # ``skipbadfiles=True`` means ``(OSError,)``: they are skipped only when named in a tuple, as there.
 _NOT_SKIPPED_BY_TRUE = frozenset({"UprootMissTreeError", "InvalidParquetError"})
-
-
-def error_chain(exc: BaseException | None) -> list[BaseException]:
-    out: list[BaseException] = []
-    while exc is not None and all(exc is not seen for seen in out):
-        out.append(exc)
-        exc = exc.__cause__ or exc.__context__
-    return out
 
 
 def skip_matches(skipbadfiles: Any, err: BaseException) -> bool:
