@@ -20,7 +20,7 @@ import time
 from pathlib import Path
 
 import pytest
-from launch_util import REPO, env
+from launch_util import REPO, chunk_records, env  # noqa: F401 - chunk_records: for the cluster tests
 
 CLUSTER = REPO / "scripts" / "cluster-local.sh"
 START_HINT = "start it with: bash scripts/cluster-local.sh start (after scripts/slurm-local.sh start)"
@@ -100,11 +100,6 @@ def fileset(d: Path) -> Path:
     p = d / "fileset.json"
     p.write_text(json.dumps({ds: {"files": {str(f): "Events"}} for ds, f in DATASETS.items()}))
     return p
-
-
-def chunk_records(run_dir: Path) -> list[dict]:
-    lines = (run_dir / "chunks.jsonl").read_text().splitlines()
-    return [r for r in map(json.loads, lines) if r.get("kind") == "chunk"]
 
 
 def squeue_ids() -> set[str]:

@@ -51,3 +51,11 @@ def assert_same_output(out: dict, ref: dict) -> None:
     assert sorted(h.axes["dataset"]) == sorted(r.axes["dataset"])
     for ds in r.axes["dataset"]:  # category order follows merge order; compare by name
         np.testing.assert_array_equal(h[{"dataset": ds}].values(flow=True), r[{"dataset": ds}].values(flow=True))
+
+
+def chunk_records(run_dir: Path) -> list[dict]:
+    """The per-chunk records of a run (``chunks.jsonl``)."""
+    import json
+
+    lines = (run_dir / "chunks.jsonl").read_text().splitlines()
+    return [r for r in map(json.loads, lines) if r.get("kind") == "chunk"]

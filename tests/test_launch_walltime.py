@@ -14,7 +14,7 @@ import json
 from pathlib import Path
 
 import pytest
-from launch_util import ANALYSIS, assert_same_output, hpckit, load, run_jobs, squeue_ids
+from launch_util import ANALYSIS, assert_same_output, chunk_records, hpckit, load, run_jobs, squeue_ids
 from slurm_util import require_slurm
 
 pytestmark = [pytest.mark.slurm, pytest.mark.slow]
@@ -75,8 +75,7 @@ def test_run_of_two_walltimes_with_one_minute_workers(backend, checkpoint, tmp_p
     assert metrics["chunks"] == 20
     # the run outlived the first generation: a job submitted after the first two computed chunks (the
     # per-chunk records name the batch job that ran each)
-    lines = (run_dir / "chunks.jsonl").read_text().splitlines()
-    chunk_jobs = {rec["job"] for rec in map(json.loads, lines) if rec.get("kind") == "chunk"}
+    chunk_jobs = {rec["job"] for rec in chunk_records(run_dir)}
     assert chunk_jobs - set(jobs[:2]), f"every chunk ran in the first generation {jobs[:2]}: {chunk_jobs}"
 
 
