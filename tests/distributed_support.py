@@ -130,7 +130,9 @@ def vine_workers(workdir: Path, n: int = 2, exe: str = "vine_worker", env: dict 
 
 
 def children() -> set[int]:
-    return {p.pid for p in psutil.Process().children(recursive=True)}
+    from services import own_descendants
+
+    return own_descendants()
 
 
 def wait_no_new_children(before: set[int], timeout=20.0) -> set[int]:

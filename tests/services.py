@@ -167,6 +167,35 @@ def wait_prestarted() -> None:
         _prestarted.join()
 
 
+# The daemons the service scripts start. They daemonize (fork and leave their parent), and a pytest process
+# that has run an engine in-process is a child subreaper (hpckit.processor.lifeline): a daemon started from
+# it then becomes its child, with every batch job of the session (other tests' included) below it.
+SERVICE_DAEMONS = frozenset({"slurmctld", "slurmd", "slurmstepd", "munged", "xrootd", "cmsd", "conmon"})
+
+
+def own_descendants(pid: int | None = None) -> set[int]:
+    """Pids of the processes below ``pid`` (this one by default) that a test started: the session's service
+    daemons and what runs under them are skipped."""
+    import psutil
+
+    found: set[int] = set()
+    todo = [psutil.Process(pid)]
+    while todo:
+        try:
+            kids = todo.pop().children()
+        except psutil.Error:
+            continue
+        for kid in kids:
+            try:
+                if kid.name() in SERVICE_DAEMONS:
+                    continue
+            except psutil.Error:
+                continue
+            found.add(kid.pid)
+            todo.append(kid)
+    return found
+
+
 def stop_started(shared: Path) -> list[str]:
     """Stop the services this session started (markers in ``shared``); return the failures."""
     errors = []

@@ -8,6 +8,7 @@ Real ROOT files made with uproot in tmp_path; a fresh XDG_CACHE_HOME / XDG_CONFI
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sqlite3
 import subprocess
@@ -275,7 +276,14 @@ def test_planning_alone_spreads_over_the_futures_pool(files):
                                   persistent_metadata=False).preprocess(fs))
 
     def kids() -> set[int]:
-        return {p.pid for p in psutil.Process().children(recursive=True) if p.status() != psutil.STATUS_ZOMBIE}
+        from services import own_descendants
+
+        alive = set()
+        for pid in own_descendants():
+            with contextlib.suppress(psutil.Error):
+                if psutil.Process(pid).status() != psutil.STATUS_ZOMBIE:
+                    alive.add(pid)
+        return alive
 
     before = kids()
     gen = processor.Runner(processor.FuturesExecutor(workers=2, status=False), chunksize=7,

@@ -62,7 +62,9 @@ def test_dask_executor_own_cluster_refuses_clients_without_the_certificate(files
         assert _refused(addr, security="temporary"), "a client with another certificate connected"
         with Client(addr, security=cluster.security, timeout=30) as ok:  # with the run's credentials: works
             assert ok.submit(lambda: 41 + 1).result(timeout=60) == 42
-        pids = {os.getpid()} | {p.pid for p in psutil.Process().children(recursive=True)}
+            # this process (scheduler, nannies, dashboard) and its workers: not every child, since the
+            # session's services (slurmd, xrootd) may have been started from this pytest worker
+            pids = {os.getpid(), *ok.run(os.getpid).values()}
         addresses = _listening(pids)
         assert addresses and all(a.ip == "127.0.0.1" for a in addresses), addresses  # dashboard included
         out = processor.Runner(ex, chunksize=20)(str(fileset_path), processor_instance=Count())
