@@ -153,7 +153,7 @@ def check_shared_filesystem(site: Site, engine: Engine, fileset: str | None = No
     if site.shared_filesystem:
         return []
     backend = engine.name
-    pieces = needs_shared_filesystem(site, engine.node_files, fileset)
+    pieces = needs_shared_filesystem(site, engine, fileset)
     if not pieces:
         return [Check("shared file system", "pass", "the site has none and the launch needs none")]
     return [Check("shared file system", "fail", f"site {site.name} has none, and a {backend} launch reaches the "

@@ -56,23 +56,39 @@ def test_missing_interface_is_one_line(tmp_path):
 
 
 def test_no_shared_filesystem_is_a_doctor_failure_naming_the_pieces(tmp_path):
-    """cluster-noshare (shared_filesystem: false): doctor fails naming what a launch would reach through client
-    paths (run directory, keys, env tarball, local inputs); launch refuses in one line before submitting."""
+    """cluster-noshare (shared_filesystem: false, Slurm): the env tarball, batch logs and Parsl's keys are copied
+    onto the nodes, so doctor names only what still needs a shared file system: local input paths, and Dask's
+    TLS files (not copied yet); launch refuses those in one line before submitting. A node scratch the client
+    cannot address (``$TMPDIR``) is one line naming the fix."""
     from hpckit.doctor import run_checks
 
     fs = fileset(tmp_path)
-    checks = {c.name: c for c in run_checks("cluster-noshare", [], "parsl", fileset=str(fs))}
-    chk = checks["shared file system"]
-    assert chk.result == "fail", chk
-    for piece in ("run directory", "CurveZMQ keys", "env tarball ./env.tar.gz", "input path /"):
-        assert piece in chk.detail, chk.detail
+    chk = {c.name: c for c in run_checks("cluster-noshare", [], "parsl", fileset=str(fs))}["shared file system"]
+    assert chk.result == "fail" and "input path /" in chk.detail, chk
+    for gone in ("run directory", "CurveZMQ keys", "env tarball"):
+        assert gone not in chk.detail, chk.detail
+    remote = tmp_path / "remote.json"
+    remote.write_text(json.dumps({"A": {"files": {"root://192.0.2.10:1094//data/a.root": "Events"}}}))
+    ok = {c.name: c for c in run_checks("cluster-noshare", [], "parsl", fileset=str(remote))}["shared file system"]
+    assert ok.result == "pass", ok
+    dask = {c.name: c for c in run_checks("cluster-noshare", [], "dask", fileset=str(remote))}["shared file system"]
+    assert dask.result == "fail" and "Dask TLS files" in dask.detail, dask
     assert "shared file system" not in {c.name for c in run_checks("cluster-local", [], "dask")}
     r = hpckit(["launch", str(ANALYSIS), "--site", "cluster-noshare", "--set", "env_delivery.mode=none",
                 "--fileset", str(fs), "--run-dir", str(tmp_path / "run"), "--no-status"], cwd=tmp_path, timeout=120)
     lines = [ln for ln in r.stderr.splitlines() if ln.strip()]
     assert r.returncode != 0 and len(lines) == 1, r.stderr
-    assert "no shared file system" in lines[0] and f"analysis file {ANALYSIS}" in lines[0], lines[0]
+    assert "no shared file system" in lines[0] and f"input path {DATASETS_FIRST(fs)}" in lines[0], lines[0]
     assert not run_jobs(tmp_path / "run")
+    r = hpckit(["render", "--site", "cluster-noshare", "--backend", "parsl", "--out", str(tmp_path / "r"),
+                "--set", "env_delivery.node_scratch=${TMPDIR:-/tmp}"], cwd=tmp_path, timeout=120)
+    assert r.returncode != 0 and "Traceback" not in r.stderr, r.stderr
+    assert "env_delivery.node_scratch" in r.stderr and "fix: --set env_delivery.node_scratch=/tmp" in r.stderr, r.stderr
+
+
+def DATASETS_FIRST(fs: Path) -> str:  # noqa: N802 - the first input path of a fileset JSON
+    doc = json.loads(fs.read_text())
+    return next(iter(next(iter(doc.values()))["files"]))
 
 
 def _san(cert_pem: bytes) -> list[str]:

@@ -51,7 +51,9 @@ __all__ = ["BUILT", "DeliveryError", "Check", "Prepared", "client_lock", "defaul
 
 BUILT = "built"  # container.image: the image `hpckit build --site NAME` made from the client's lock
 # What a worker needs besides hpckit itself, per backend (TaskVine's vine_worker is not a Python package).
-WORKER_REQUIREMENTS = ("distributed", "parsl")
+# what workers import besides hpckit's closure, where the client has it: the engines, and the XRootD reader
+# (a tarball or image without it cannot open the root:// inputs the client itself reads)
+WORKER_REQUIREMENTS = ("distributed", "parsl", "fsspec-xrootd")
 MANIFEST = "hpckit-env.json"
 
 
@@ -64,7 +66,7 @@ class DeliveryError(HpckitError, RuntimeError):
 
 
 def default_lock(require: list[str] | tuple[str, ...] = ()) -> Lock:
-    """hpckit's closure plus the worker packages installed here (distributed, parsl) and ``require``:
+    """hpckit's closure plus the worker packages installed here (distributed, parsl, fsspec-xrootd) and ``require``:
     what workers import. ``hpckit build``, ``hpckit pack`` and ``hpckit launch`` share it by default."""
     have = installed()
     workers = [r for r in WORKER_REQUIREMENTS if normalize(r) in have and r not in require]

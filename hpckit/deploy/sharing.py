@@ -9,13 +9,16 @@ several places; each is named here so that `hpckit doctor` fails before any queu
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
-from typing import Sequence
+from typing import Any
 
 from hpckit.deploy.schedulers import scheduler_class
 from hpckit.deploy.site import Site
 
-__all__ = ["needs_shared_filesystem"]
+__all__ = ["kept_on_nodes", "needs_shared_filesystem"]
+
+_URL = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")  # root://, https://, file:// ...
 
 
 def _local_inputs(fileset: str | Path | None) -> list[str]:
@@ -30,27 +33,42 @@ def _local_inputs(fileset: str | Path | None) -> list[str]:
     for ds in doc.values() if isinstance(doc, dict) else []:
         files = ds.get("files", ds) if isinstance(ds, dict) else ds
         for f in files if isinstance(files, (dict, list)) else []:
-            if isinstance(f, str) and "://" not in f.split("/", 1)[0] + "/":
+            if isinstance(f, str) and (not _URL.match(f) or f.lower().startswith("file:")):
                 paths.append(f)
     return paths
 
 
-def needs_shared_filesystem(site: Site, node_files: Sequence[str] = (), fileset: str | Path | None = None,
+def needs_shared_filesystem(site: Site, engine: Any = None, fileset: str | Path | None = None,
                             analysis: str | Path | None = None) -> list[str]:
-    """The pieces a launch on ``site`` would read or write on the nodes through a client path (``node_files``:
-    what its engine keeps in the run directory for them); empty when the site shares its file system (or is
-    local)."""
+    """The pieces a launch of ``engine`` on ``site`` would read or write on the nodes through a client path
+    (the engine's ``node_files``: what it keeps in the run directory for them); empty when the site shares
+    its file system (or is local). On a site whose scheduler copies files into running jobs
+    (``site.staged``: Slurm's sbcast) the env tarball, batch logs and the keys of an engine that stages them
+    are not pieces: :mod:`hpckit.deploy.staging`."""
     if site.shared_filesystem or not scheduler_class(site.scheduler).batch:
         return []
-    pieces = ["run directory (batch logs, per-chunk records, worker logs)", *node_files]
+    staged = site.staged
+    node_files = tuple(getattr(engine, "node_files", ()) or ())
+    if staged and getattr(engine, "stages_node_files", False):
+        node_files = ()
+    pieces = [] if staged else ["run directory (batch logs, per-chunk records, worker logs)"]
+    pieces += [f + ("" if not staged else " (not copied to the nodes for this engine yet)") for f in node_files]
     d = site.env_delivery
     if d.mode == "venv":
         pieces.append(f"env path {d.path or 'the client interpreter'}")
-    elif d.mode == "tarball" and d.path:
+    elif d.mode == "tarball" and d.path and not staged:
         pieces.append(f"env tarball {d.path} (not staged by the batch system yet)")
-    if analysis is not None:
+    if analysis is not None and not staged:
         pieces.append(f"analysis file {analysis} (workers import its module by path)")
     local = _local_inputs(fileset)
     if local:
         pieces.append(f"input path {local[0]}" + (f" (+{len(local) - 1} more)" if len(local) > 1 else ""))
     return pieces
+
+
+def kept_on_nodes(site: Site) -> list[str]:
+    """What a launch on a site without a shared file system leaves on the nodes instead of the run directory
+    (said when it starts, so that a missing report line is not a surprise)."""
+    if site.shared_filesystem or not site.staged:
+        return []
+    return ["per-chunk records (report.html lists no chunk)", "batch and worker logs (node-local scratch)"]

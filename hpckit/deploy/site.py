@@ -404,6 +404,10 @@ class Site(_Strict):
             raise ValueError(f"adapt.maximum ({self.adapt.maximum}) exceeds max_workers ({self.max_workers})")
         if self.env_delivery.mode == "image" and self.container.runtime == "none":
             raise ValueError("env_delivery mode 'image' needs a container runtime")
+        if self.staged and not re.match(r"^/[A-Za-z0-9_./-]*$", self.env_delivery.node_scratch):
+            raise ValueError(f"env_delivery.node_scratch {self.env_delivery.node_scratch!r} must be a plain absolute "
+                             "path on a site without a shared file system (files are copied there from the login "
+                             "node, which cannot expand the node's variables); fix: --set env_delivery.node_scratch=/tmp")
         jc = self.node.job_cores
         if jc is not None and self.job_cores > jc:
             raise ValueError(
@@ -440,6 +444,13 @@ class Site(_Strict):
     def batch(self) -> bool:
         """True when workers run as batch jobs (any scheduler but ``local``)."""
         return SCHEDULERS[self.scheduler].batch
+
+    @property
+    def staged(self) -> bool:
+        """True when the launch copies what jobs need onto their nodes (no shared file system, and a scheduler
+        that can copy into a running job: :mod:`hpckit.deploy.staging`)."""
+        sched = SCHEDULERS[self.scheduler]
+        return not self.shared_filesystem and sched.batch and sched.stage_job_var is not None
 
     @property
     def loopback(self) -> bool:

@@ -55,6 +55,7 @@ class Engine:
     batch: ClassVar[bool] = False
     modules: ClassVar[tuple[str, ...]] = ()
     node_files: ClassVar[tuple[str, ...]] = ()
+    stages_node_files: ClassVar[bool] = False  # its pool copies node_files into each job (staged_files)
     first_worker_before_run: ClassVar[bool] = True
 
     # ---- `hpckit run` --------------------------------------------------------------------------------
@@ -191,6 +192,11 @@ class Pool:
     def adapt(self, workers: tuple[int, int], jobs: tuple[int, int]) -> None:
         """Scale between ``workers`` (``jobs`` on a batch site) with the load."""
         raise LaunchError(f"--adapt is not supported for the {self.name} backend; give --workers N")
+
+    def staged_files(self) -> dict[str, Path]:
+        """Files of the pool's own that each job needs on its node where nothing is shared (name in the job's
+        staging directory -> path here; :mod:`hpckit.launch.staging`)."""
+        return {}
 
     def executor(self, status: bool) -> Any:
         raise NotImplementedError

@@ -29,6 +29,7 @@ class ParslEngine(Engine):
     batch = True
     modules = ("parsl",)
     node_files = ("Parsl CurveZMQ keys in the run directory",)
+    stages_node_files = True
 
     def sizes_workers(self, opts: Any) -> bool:
         return not opts.parsl_config
@@ -164,6 +165,17 @@ class ParslPool(Pool):
     def adapt(self, workers: tuple[int, int], jobs: tuple[int, int]) -> None:
         for ex in self._htex():  # Parsl's strategy reads these on every tick
             ex.provider.min_blocks, ex.provider.max_blocks = jobs
+
+    def staged_files(self) -> dict[str, Path]:
+        """The CurveZMQ keys the interchange made (the workers' half), for jobs that cannot read the run dir."""
+        from hpckit.deploy.staging import KEYS
+
+        files = {}
+        for ex in self._htex():
+            cert_dir = getattr(ex, "cert_dir", None)
+            for f in sorted(Path(cert_dir).iterdir()) if cert_dir else ():
+                files[f"{KEYS}/{f.name}"] = f
+        return files
 
     def executor(self, status: bool) -> Any:
         from hpckit.processor import ParslExecutor

@@ -12,7 +12,7 @@ from typing import Callable
 
 from hpckit.core.defaults import VINE_PORT
 from hpckit.deploy import delivery, load_site
-from hpckit.deploy.sharing import needs_shared_filesystem
+from hpckit.deploy.sharing import kept_on_nodes, needs_shared_filesystem
 from hpckit.deploy.schedulers import scheduler_for
 from hpckit.core.errors import LaunchError
 from hpckit.io.paths import private_dir, shell_safe_path, write_json
@@ -144,10 +144,16 @@ def launch(opts: LaunchOptions) -> LaunchResult:
         _record(run_dir, result, base)
 
     if not opts.dry_run:
-        pieces = needs_shared_filesystem(site, ENGINES[backend].node_files, opts.spec.fileset, opts.spec.analysis)
+        pieces = needs_shared_filesystem(site, ENGINES[backend], opts.spec.fileset, opts.spec.analysis)
         if pieces:
             raise LaunchError(f"site {site.name} has no shared file system, and this launch reaches the nodes "
                               f"through client paths: {'; '.join(pieces)} (hpckit doctor --site {site.name})")
+        kept = kept_on_nodes(site)
+        if kept:
+            note = (f"site {site.name} has no shared file system: each job's files are copied onto its node "
+                    f"({site.scheduler}); {' and '.join(kept)} stay on the nodes")
+            say(f"hpckit: {note}")
+            result.notes.append(note)
     session = Session(PoolOptions(site=opts.site, backend=backend, workers=opts.workers,
                                   adapt=parse_adapt(opts.adapt), overrides=opts.overrides,
                                   run_dir=run_dir, worker_timeout=opts.worker_timeout, wait_workers=opts.wait_workers,

@@ -170,8 +170,13 @@ class Session:
 
                 self._lifeline = Lifeline.start(self.run_dir)
             # outside the stack: it stops after teardown, so its last poll records the jobs' final states
+            stager = None
+            if site.staged:  # no shared file system: each running job gets its files copied onto its node
+                from hpckit.launch.staging import Stager, launch_files
+
+                stager = Stager(site, self.sched, lambda: launch_files(site, pool), self.run_dir, self.say)
             self._job_states = JobStateRecorder(pool.job_ids, self.sched if self.sched.batch else None,
-                                                self.run_dir / "jobs.jsonl").start()
+                                                self.run_dir / "jobs.jsonl", on_poll=stager).start()
             self.say(f"hpckit: run dir {self.run_dir}")
             self._start(pool)
             self._protect_dashboard()

@@ -24,8 +24,10 @@ class JobStateRecorder:
     """``with JobStateRecorder(job_ids, scheduler, run_dir / "jobs.jsonl"):`` records while inside; one
     last poll on exit records the final states (after teardown has cancelled the jobs)."""
 
-    def __init__(self, job_ids: Callable[[], list[str]], scheduler: Any, path: Path, interval: float = 2.0):
+    def __init__(self, job_ids: Callable[[], list[str]], scheduler: Any, path: Path, interval: float = 2.0,
+                 on_poll: Callable[[dict[str, str]], None] | None = None):
         self.job_ids = job_ids
+        self.on_poll = on_poll  # called with every job's last state after each poll (hpckit.launch.staging)
         self.scheduler = scheduler
         self.path = Path(path)
         self.interval = interval
@@ -86,3 +88,5 @@ class JobStateRecorder:
             if lines:
                 with open(self.path, "a") as fh:
                     fh.writelines(json.dumps(x, default=str) + "\n" for x in lines)
+            if self.on_poll is not None and not self._stop.is_set():
+                self.on_poll(dict(self.last))

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from hpckit.deploy import staging
 from hpckit.deploy.backends.common import container_prefix, directive_lines, prologue_lines
 from hpckit.deploy.render import JobMode, job_context, render_template
 from hpckit.deploy.schedulers import scheduler_class
@@ -59,6 +60,10 @@ def render_parsl(site: Site, sizing: Any = None) -> str:
     job = job_context(site, "parsl", MODE)
     batch = scheduler_class(site.scheduler).batch
     sched_opts = directive_lines(site, "parsl", MODE)
+    if site.staged:  # Parsl writes logs into its script directory, which the nodes do not see: keep them on the node
+        sched = scheduler_class(site.scheduler)
+        sched_opts += [sched.directive_prefix + d
+                       for d in sched.node_local_directives(staging.node_scratch(site), "hpckit-parsl")]
     prefix = container_prefix(site)
     ctx = {
         "site": site,

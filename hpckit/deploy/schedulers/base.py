@@ -176,6 +176,10 @@ class Scheduler(ABC):
     # what to say when another scheduler's setting is used on this one's site: {setting: hint}
     setting_hints: ClassVar[dict[str, str]] = {}
     submit_template: ClassVar[str | None] = None
+    # Staging (sites without a shared file system): the job's environment variable holding its id, where
+    # the scheduler can copy a file from the submit host into a running job's node (:meth:`stage`); None
+    # where it cannot, and such a site's launch is refused naming what would need a shared file system.
+    stage_job_var: ClassVar[str | None] = None
 
     def __init__(self, log_dir: str | Path | None = None):
         self.log_dir = Path(log_dir) if log_dir else None
@@ -257,11 +261,21 @@ class Scheduler(ABC):
         return []
 
     @classmethod
+    def node_local_directives(cls, node_dir: str, stem: str) -> list[str]:
+        """Directive arguments that keep a job's logs and working directory in the node-local ``node_dir``."""
+        return cls.log_directives(node_dir, stem)
+
+    @classmethod
     def job_name_directive(cls, name: str) -> str | None:
         """The directive argument naming a job (None when the scheduler has none)."""
         return None
 
     # ---- verbs --------------------------------------------------------------------------------
+    def stage(self, job_id: str, source: str | Path, dest: str) -> None:
+        """Copy ``source`` (on this host) to ``dest`` on the node of the running job ``job_id``; raises
+        LaunchError saying why it could not (only where :attr:`stage_job_var` is set)."""
+        raise LaunchError(f"{self.label} cannot copy files into a running job")
+
     @abstractmethod
     def status(self, job_ids: list[str]) -> dict[str, JobStatus]:
         """Every job of ``job_ids`` (GONE when the scheduler no longer lists it), in as few queries as the

@@ -44,6 +44,14 @@ class SlurmScheduler(Scheduler):
     taskvine_batch_type_name = "slurm"
     own_settings = ("partition", "qos", "constraint")
     setting_hints = {"queue": " (use partition/qos for Slurm)"}
+    stage_job_var = "SLURM_JOB_ID"
+
+    def stage(self, job_id, source, dest) -> None:
+        """``sbcast --jobid``: the controller hands the file to the job's nodes (no shared file system)."""
+        r = run_command(["sbcast", f"--jobid={job_id}", "--force", "--preserve", str(source), dest], timeout=300)
+        if r.returncode != 0:
+            why = (r.stderr or r.stdout).strip().splitlines()
+            raise LaunchError(f"sbcast {source} into job {job_id} ({dest}) failed: {why[-1] if why else r.returncode}")
 
     @classmethod
     def parsl_provider_args(cls, site, job) -> dict:
@@ -54,6 +62,12 @@ class SlurmScheduler(Scheduler):
         if any(ch.isspace() or ch in "'\"" for ch in log_dir):
             raise LaunchError(f"log directory {log_dir!r}: sbatch directives cannot hold whitespace or quotes")
         return [f"--output={log_dir}/{stem}-%j.out", f"--error={log_dir}/{stem}-%j.err"]
+
+    @classmethod
+    def node_local_directives(cls, node_dir: str, stem: str) -> list[str]:
+        """Logs and working directory in ``node_dir`` (a site without a shared file system: slurmstepd cannot
+        open logs, nor enter the submit directory, on a path the node does not have)."""
+        return [*cls.log_directives(node_dir, stem), f"--chdir={node_dir}"]
 
     @classmethod
     def job_name_directive(cls, name: str) -> str:

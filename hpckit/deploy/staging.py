@@ -1,0 +1,37 @@
+"""Where staged files land on a node, for sites without a shared file system (CHTC, the OSG;
+``cluster-noshare`` here).
+
+On such a site a compute node sees neither the run directory nor the client's home, so the files a worker
+job needs from the launch (the ``hpckit pack`` tarball, the engine's keys) are copied onto the job's node by
+the scheduler once the job runs (Slurm: ``sbcast --jobid``; :meth:`Scheduler.stage`), into a directory of its
+own in node-local scratch, with a ``ready`` marker written last. The job script waits for the marker
+(``templates/common/stage_wait.sh.j2``) and removes the directory when it ends. Pure: paths only; the
+copying is :mod:`hpckit.launch.staging`.
+"""
+
+from __future__ import annotations
+
+from hpckit.deploy.schedulers import scheduler_class
+from hpckit.deploy.site import Site
+
+READY = "ready"  # written last: the job starts its worker once it is there
+TARBALL = "env.tar.gz"
+KEYS = "keys"  # the engine's credentials (Parsl's CurveZMQ certificates)
+WAIT_SECONDS = 600  # how long a job waits for its files before it fails saying so
+
+def node_scratch(site: Site) -> str:
+    """The node-local directory staged files go under: a plain absolute path, as it is on every node (the
+    copy is addressed from the client, where the node's ``$TMPDIR`` is unknown; the Site model refuses
+    anything else on a staged site)."""
+    return site.env_delivery.node_scratch.rstrip("/") or "/"
+
+
+def job_dir(site: Site, job_id: str) -> str:
+    """The job's staging directory on its node, as the client addresses it."""
+    return f"{node_scratch(site)}/hpckit-stage-{job_id}"
+
+
+def job_dir_shell(site: Site) -> str:
+    """The same directory as the job script computes it (from the scheduler's job-id variable)."""
+    var = scheduler_class(site.scheduler).stage_job_var
+    return f'{node_scratch(site)}/hpckit-stage-"${var}"'
