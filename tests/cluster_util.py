@@ -125,3 +125,42 @@ def node_processes(node: str, pattern: str, run_dir: Path | None = None) -> list
                     continue
             out.append(f"{pid} {cmd}")
     return out
+
+
+NOSHARE_NODES = ("node4", "node5", "node6")
+
+
+@contextlib.contextmanager
+def cluster_xrootd(d: Path, files: list[Path]):
+    """An XRootD server on the login node's cluster address (192.0.2.10), exporting copies of ``files`` from
+    ``d`` (shared scratch): the storage a site without a shared file system reads its inputs from. Only the
+    cluster's nodes may connect. Yields {file name: root:// URL}; the server is killed afterwards."""
+    import services
+    import socket
+
+    services.ensure("xrootd")  # the xrootd-server package and its user
+    data, admin = d / "xrd" / "data", d / "xrd" / "admin"
+    data.mkdir(parents=True)
+    admin.mkdir()
+    for f in files:
+        shutil.copyfile(f, data / f.name)
+    with socket.socket() as s:  # a free port number (the login namespace has its own ports: any will do)
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    hosts = "".join(f"xrd.allow host {n}\n" for n in ("login", *SHARED_NODES, *NOSHARE_NODES))
+    cfg = d / "xrd" / "xrootd.cfg"
+    cfg.write_text(f"all.export {data}\nxrd.port {port}\n{hosts}all.adminpath {admin}\nall.pidpath {admin}\n")
+    subprocess.run(["chown", "-R", "xrootd:xrootd", str(d / "xrd")], check=True)
+    pidfile = admin / "xrootd.pid"
+    r = on("login", "xrootd", "-b", "-R", "xrootd", "-c", str(cfg), "-l", str(d / "xrd" / "xrootd.log"),
+           "-s", str(pidfile))
+    assert r.returncode == 0, r.stdout + r.stderr
+    try:
+        deadline = time.monotonic() + 20
+        while not (pidfile.is_file() and on("login", "bash", "-c", f"exec 3<>/dev/tcp/{LOGIN_ADDR}/{port}").returncode == 0):
+            assert time.monotonic() < deadline, f"no XRootD on {LOGIN_ADDR}:{port}: {(d / 'xrd').iterdir()}"
+            time.sleep(0.3)
+        yield {f.name: f"root://{LOGIN_ADDR}:{port}/{data / f.name}" for f in files}
+    finally:
+        with contextlib.suppress(OSError, ValueError):
+            os.kill(int(pidfile.read_text().strip()), 9)

@@ -17,8 +17,9 @@ import time
 from pathlib import Path
 
 import pytest
-from cluster_util import (LOGIN_ADDR, SHARED_NODES, chunk_records, cluster, cluster_lock, fileset, login_hpckit,
-                          login_popen, node_processes, on, scratch_dir, squeue_ids)
+from cluster_util import (LOGIN_ADDR, NOSHARE_NODES, SHARED_NODES, chunk_records, cluster, cluster_lock,
+                          cluster_xrootd, fileset, login_hpckit, login_popen, node_processes, on, scratch_dir,
+                          squeue_ids)
 from launch_util import ANALYSIS, assert_same_output, hpckit, load, run_jobs
 
 from hpckit.deploy import load_site, render_files
@@ -219,6 +220,46 @@ def test_launch_from_login_spreads_over_nodes_and_unpacks_once_per_node(packed_e
             if unpacked is not None:
                 assert dirs == unpacked, "the second launch unpacked again instead of reusing each node's copy"
             unpacked = dirs
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(900)  # packs the session's tarball when no other test did
+def test_noshare_launch_copies_env_and_keys_onto_each_node_and_reads_inputs_from_xrootd(packed_env, iterative_out):
+    """cluster-noshare: node4-6 see no run directory, home, repository or shared scratch (the CHTC/OSG shape).
+    `hpckit launch --backend parsl --env env.tar.gz` from the login node, inputs from an XRootD server on the
+    login node's cluster address: each running job gets the tarball and Parsl's keys copied onto its node by
+    sbcast and starts its worker once they are there. Output equal to the iterative run on the local files;
+    one job on each of the three nodes, each node unpacked the environment into its own /tmp; nothing staged
+    is left on a node and no job in squeue."""
+    from conftest import DATASETS
+
+    with tarfile.open(packed_env, "r:gz") as tf:
+        manifest = json.load(tf.extractfile(tf.next()))
+    key = manifest.get("env_key", manifest["lock_hash"]).removeprefix("sha256:")[:16]
+    with cluster_lock(), scratch_dir() as d:
+        tarball = d / "env.tar.gz"
+        shutil.copyfile(packed_env, tarball)
+        run_dir = d / "run"
+        with cluster_xrootd(d, list(DATASETS.values())) as urls:
+            fs = d / "fileset.json"
+            fs.write_text(json.dumps({ds: {"files": {urls[f.name]: "Events"}} for ds, f in DATASETS.items()}))
+            r = login_hpckit(["launch", str(ANALYSIS), "--site", "cluster-noshare", "--backend", "parsl",
+                              "--workers", "3", "--wait-workers", "3", "--env", str(tarball), "--fileset", str(fs),
+                              "--chunksize", "5", "--run-dir", str(run_dir), "--worker-timeout", "150",
+                              "--no-status", "--no-plots"], timeout=360)
+        jobs = run_jobs(run_dir)
+        logs = {n: set(on(n, "ls", "/tmp").stdout.split()) for n in NOSHARE_NODES}
+        for n in NOSHARE_NODES:  # the batch logs stay on the nodes: this test removes them
+            on(n, "rm", "-f", *[f"/tmp/hpckit-parsl-{j}.{ext}" for j in jobs for ext in ("out", "err")])
+        assert r.returncode == 0, r.stderr[-3000:]
+        assert "has no shared file system: each job's files are copied onto its node" in r.stderr, r.stderr
+        assert_same_output(load(run_dir / "out.pkl"), iterative_out)
+        assert jobs and not set(jobs) & squeue_ids()
+        ran_on = {j: n for n in NOSHARE_NODES for j in jobs if f"hpckit-parsl-{j}.out" in logs[n]}
+        assert set(ran_on) == set(jobs) and set(ran_on.values()) == set(NOSHARE_NODES), (ran_on, logs)
+        for n in NOSHARE_NODES:
+            assert not {f for f in logs[n] if f.startswith("hpckit-stage-")}, f"{n}: staged files left: {logs[n]}"
+            assert on(n, "test", "-x", f"/tmp/hpckit-envs/{key}/run_in_env").returncode == 0, f"{n}: not unpacked"
 
 
 def _wait(pred, timeout: float, what: str) -> None:

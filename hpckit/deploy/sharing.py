@@ -13,6 +13,7 @@ import re
 from pathlib import Path
 from typing import Any
 
+from hpckit.deploy.backends import stages_files
 from hpckit.deploy.schedulers import scheduler_class
 from hpckit.deploy.site import Site
 
@@ -47,12 +48,10 @@ def needs_shared_filesystem(site: Site, engine: Any = None, fileset: str | Path 
     are not pieces: :mod:`hpckit.deploy.staging`."""
     if site.shared_filesystem or not scheduler_class(site.scheduler).batch:
         return []
-    staged = site.staged
-    node_files = tuple(getattr(engine, "node_files", ()) or ())
-    if staged and getattr(engine, "stages_node_files", False):
-        node_files = ()
+    staged = site.staged and stages_files(getattr(engine, "name", ""))
+    node_files = () if staged else tuple(getattr(engine, "node_files", ()) or ())
     pieces = [] if staged else ["run directory (batch logs, per-chunk records, worker logs)"]
-    pieces += [f + ("" if not staged else " (not copied to the nodes for this engine yet)") for f in node_files]
+    pieces += list(node_files)
     d = site.env_delivery
     if d.mode == "venv":
         pieces.append(f"env path {d.path or 'the client interpreter'}")

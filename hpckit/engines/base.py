@@ -55,7 +55,6 @@ class Engine:
     batch: ClassVar[bool] = False
     modules: ClassVar[tuple[str, ...]] = ()
     node_files: ClassVar[tuple[str, ...]] = ()
-    stages_node_files: ClassVar[bool] = False  # its pool copies node_files into each job (staged_files)
     first_worker_before_run: ClassVar[bool] = True
 
     # ---- `hpckit run` --------------------------------------------------------------------------------

@@ -29,7 +29,6 @@ class ParslEngine(Engine):
     batch = True
     modules = ("parsl",)
     node_files = ("Parsl CurveZMQ keys in the run directory",)
-    stages_node_files = True
 
     def sizes_workers(self, opts: Any) -> bool:
         return not opts.parsl_config

@@ -171,7 +171,9 @@ class Session:
                 self._lifeline = Lifeline.start(self.run_dir)
             # outside the stack: it stops after teardown, so its last poll records the jobs' final states
             stager = None
-            if site.staged:  # no shared file system: each running job gets its files copied onto its node
+            from hpckit.deploy.backends import stages_files
+
+            if site.staged and stages_files(self.backend):  # no shared file system: files copied onto each job's node
                 from hpckit.launch.staging import Stager, launch_files
 
                 stager = Stager(site, self.sched, lambda: launch_files(site, pool), self.run_dir, self.say)

@@ -19,6 +19,16 @@ from pathlib import Path
 BACKENDS = tuple(sorted(m.name for m in pkgutil.iter_modules(__path__) if m.name != "common"))
 
 
+def stages_files(backend: str) -> bool:
+    """True when ``backend``'s jobs wait for their files to be copied onto their node on a site without a shared
+    file system (its module's ``STAGES_FILES``; hpckit.deploy.staging): the launch's pool knows every job it
+    submits and what they need. TaskVine's factory submits jobs of its own, and Dask's TLS files are not
+    copied yet."""
+    import importlib
+
+    return backend in BACKENDS and bool(getattr(importlib.import_module(f"{__name__}.{backend}"), "STAGES_FILES", False))
+
+
 @dataclass(frozen=True)
 class Sizing:
     """The final numbers of one launch, rendered into its files (so the run directory holds what ran).

@@ -12,6 +12,7 @@ from hpckit.deploy.schedulers import scheduler_class
 from hpckit.deploy.site import Site, format_walltime
 
 MODE = JobMode("parsl", names_jobs=False, walltime=False, nodes=False)  # the provider writes those
+STAGES_FILES = True  # on a site without a shared file system: the env tarball and the keys, by the scheduler
 
 
 def provider_name(site: Site) -> str:
@@ -60,7 +61,7 @@ def render_parsl(site: Site, sizing: Any = None) -> str:
     job = job_context(site, "parsl", MODE)
     batch = scheduler_class(site.scheduler).batch
     sched_opts = directive_lines(site, "parsl", MODE)
-    if site.staged:  # Parsl writes logs into its script directory, which the nodes do not see: keep them on the node
+    if job["stage_dir"]:  # Parsl writes logs into its script directory, which the nodes do not see: keep them on the node
         sched = scheduler_class(site.scheduler)
         sched_opts += [sched.directive_prefix + d
                        for d in sched.node_local_directives(staging.node_scratch(site), "hpckit-parsl")]
