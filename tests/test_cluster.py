@@ -229,8 +229,9 @@ def test_noshare_launch_copies_env_and_keys_onto_each_node_and_reads_inputs_from
     `hpckit launch --backend parsl --env env.tar.gz` from the login node, inputs from an XRootD server on the
     login node's cluster address: each running job gets the tarball and Parsl's keys copied onto its node by
     sbcast and starts its worker once they are there. Output equal to the iterative run on the local files;
-    one job on each of the three nodes, each node unpacked the environment into its own /tmp; nothing staged
-    is left on a node and no job in squeue."""
+    one job on each of the three nodes, each node unpacked the environment into its own /tmp; the per-chunk
+    records (which the workers cannot write into the run directory) come back with the results and name
+    the three nodes; nothing staged is left on a node and no job in squeue."""
     from conftest import DATASETS
 
     with tarfile.open(packed_env, "r:gz") as tf:
@@ -243,10 +244,10 @@ def test_noshare_launch_copies_env_and_keys_onto_each_node_and_reads_inputs_from
         with cluster_xrootd(d, list(DATASETS.values())) as urls:
             fs = d / "fileset.json"
             fs.write_text(json.dumps({ds: {"files": {urls[f.name]: "Events"}} for ds, f in DATASETS.items()}))
-            r = login_hpckit(["launch", str(ANALYSIS), "--site", "cluster-noshare", "--backend", "parsl",
+            r = login_hpckit(["launch", SLOW, "--site", "cluster-noshare", "--backend", "parsl",
                               "--workers", "3", "--wait-workers", "3", "--env", str(tarball), "--fileset", str(fs),
                               "--chunksize", "5", "--run-dir", str(run_dir), "--worker-timeout", "150",
-                              "--no-status", "--no-plots"], timeout=360)
+                              "--no-status", "--no-plots"], timeout=360, HPCKIT_TEST_SLEEP="1")
         jobs = run_jobs(run_dir)
         logs = {n: set(on(n, "ls", "/tmp").stdout.split()) for n in NOSHARE_NODES}
         for n in NOSHARE_NODES:  # the batch logs stay on the nodes: this test removes them
@@ -257,6 +258,10 @@ def test_noshare_launch_copies_env_and_keys_onto_each_node_and_reads_inputs_from
         assert jobs and not set(jobs) & squeue_ids()
         ran_on = {j: n for n in NOSHARE_NODES for j in jobs if f"hpckit-parsl-{j}.out" in logs[n]}
         assert set(ran_on) == set(jobs) and set(ran_on.values()) == set(NOSHARE_NODES), (ran_on, logs)
+        # the workers could not write the run's chunks.jsonl: their records came back with the results
+        records = chunk_records(run_dir)
+        assert len(records) == 16 and {rec["job"] for rec in records} <= set(jobs), records
+        assert {rec["worker"].split(":")[0] for rec in records} == set(NOSHARE_NODES), records
         for n in NOSHARE_NODES:
             assert not {f for f in logs[n] if f.startswith("hpckit-stage-")}, f"{n}: staged files left: {logs[n]}"
             assert on(n, "test", "-x", f"/tmp/hpckit-envs/{key}/run_in_env").returncode == 0, f"{n}: not unpacked"

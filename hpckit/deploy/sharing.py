@@ -70,4 +70,4 @@ def kept_on_nodes(site: Site) -> list[str]:
     (said when it starts, so that a missing report line is not a surprise)."""
     if site.shared_filesystem or not site.staged:
         return []
-    return ["per-chunk records (report.html lists no chunk)", "batch and worker logs (node-local scratch)"]
+    return ["batch and worker logs (in node-local scratch; per-chunk records come back with the results)"]

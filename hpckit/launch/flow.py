@@ -151,7 +151,7 @@ def launch(opts: LaunchOptions) -> LaunchResult:
         kept = kept_on_nodes(site)
         if kept:
             note = (f"site {site.name} has no shared file system: each job's files are copied onto its node "
-                    f"({site.scheduler}); {' and '.join(kept)} stay on the nodes")
+                    f"({site.scheduler}); {' and '.join(kept)} stay there")
             say(f"hpckit: {note}")
             result.notes.append(note)
     session = Session(PoolOptions(site=opts.site, backend=backend, workers=opts.workers,

@@ -5,8 +5,11 @@ finished (or failed) chunk; the Runner appends the run's own events (start, chun
 line is one ``os.write`` on a file opened with ``O_APPEND``, so lines from concurrent worker processes do
 not interleave on a local file system or Lustre/GPFS (NFS does not promise it across nodes: the reader
 counts and skips a broken line), and a run that is killed keeps every line written so far. A line that a
-full disk cuts short is taken back, so the file holds whole lines only. Recording is
-best effort: a worker that cannot reach the file (no shared file system) skips it, and the run goes on.
+full disk cuts short is taken back, so the file holds whole lines only. A worker that cannot reach the file
+(a site without a shared file system) hands its chunk's record back with the chunk's result instead
+(``"records"``, merged like the rest), and the Runner writes those when the run ends: the report is as
+complete, only not live. Failure records of such workers are lost (the run's own error record says why it
+failed).
 
 Lines (``t`` is Unix time in seconds)::
 
@@ -45,18 +48,21 @@ class ChunkRecorder:
     def __repr__(self) -> str:
         return f"ChunkRecorder({self.path!r})"
 
-    def __call__(self, record: dict) -> None:
+    def __call__(self, record: dict) -> bool:
+        """Append ``record``; False when it could not be written here (the caller may carry it elsewhere)."""
         line = (json.dumps(record, default=str, separators=(",", ":")) + "\n").encode()
         try:
             fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
         except OSError:
-            return  # this worker cannot see the run directory: the run goes on without its records
+            return False  # this worker cannot see the run directory (no shared file system)
         try:
             written = os.write(fd, line)
             if written < len(line):  # a full disk took part of the line: take it back (whole or nothing)
                 _take_back(fd, written)
+                return False
+            return True
         except OSError:
-            pass
+            return False
         finally:
             os.close(fd)
 

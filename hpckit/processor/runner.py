@@ -26,7 +26,7 @@ from hpckit.core.defaults import DEFAULT_CHUNKSIZE, check_chunksize
 from hpckit.processor.replicas import reset_preferences
 from hpckit.processor.result import Err, Ok
 from hpckit.processor.serialize import dump_processor
-from hpckit.processor.work import ChunkJob, FileMetaTask, skip_matches
+from hpckit.processor.work import CARRIED_RECORDS, ChunkJob, FileMetaTask, skip_matches
 
 
 @dataclass
@@ -397,6 +397,12 @@ class Runner:
         finally:
             executor.close()
         result = merged.result or {}
+        if isinstance(result, dict) and CARRIED_RECORDS in result:  # workers that could not reach the records file
+            result = dict(result)
+            carried = result.pop(CARRIED_RECORDS)
+            if self.recorder is not None:
+                for rec in sorted(carried, key=lambda r: r.get("t1") or r.get("t") or 0):
+                    self.recorder(rec)
         if isinstance(result, dict) and "exception" in result:  # an executor written coffea's way failed
             result = dict(result)
             exception = result.pop("exception")

@@ -111,6 +111,9 @@ def retry_file_errors(fn: Any, filename: str, retries: int) -> tuple[Any, int]:
     raise AssertionError("unreachable")
 
 
+CARRIED_RECORDS = "records"  # a chunk result's records that its worker could not write (hpckit.processor.records)
+
+
 @dataclass
 class ChunkJob:
     processor_blob: bytes
@@ -167,14 +170,16 @@ class ChunkJob:
             raise
         skipped = result["metrics"].get("skipped")
         if skipped:
-            self.recorder(_outcome_record("skipped", item, t0, skipped[0]["error"]))
+            rec = _outcome_record("skipped", item, t0, skipped[0]["error"])
         else:
             m = result["metrics"]
-            self.recorder({
+            rec = {
                 "kind": "chunk", "t0": t0, "t1": time.time(), "worker": worker_id(), "job": batch_job_id(),
                 "dataset": item.dataset, "file": item.filename, "start": item.entrystart, "stop": item.entrystop,
                 "events": m.get("entries", 0), "bytes": m.get("bytesread", 0), "retries": m.get("retries", 0),
-            })
+            }
+        if not self.recorder(rec):  # no run directory here: the record travels with the result
+            result = {**result, CARRIED_RECORDS: [rec]}
         return result
 
     def _run(self, item: WorkItem) -> dict:
