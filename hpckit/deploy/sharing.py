@@ -40,7 +40,7 @@ def _local_inputs(fileset: str | Path | None) -> list[str]:
 
 
 def needs_shared_filesystem(site: Site, engine: Any = None, fileset: str | Path | None = None,
-                            analysis: str | Path | None = None) -> list[str]:
+                            analysis: str | Path | None = None, checkpoint: str | Path | None = None) -> list[str]:
     """The pieces a launch of ``engine`` on ``site`` would read or write on the nodes through a client path
     (the engine's ``node_files``: what it keeps in the run directory for them); empty when the site shares
     its file system (or is local). On a site whose scheduler copies files into running jobs
@@ -59,6 +59,8 @@ def needs_shared_filesystem(site: Site, engine: Any = None, fileset: str | Path 
         pieces.append(f"env tarball {d.path} (not staged by the batch system yet)")
     if analysis is not None and not staged:
         pieces.append(f"analysis file {analysis} (workers import its module by path)")
+    if checkpoint is not None:  # written by the worker that ran the chunk, before its result is merged
+        pieces.append(f"checkpoint directory {checkpoint} (each worker writes its chunks' checkpoints there)")
     local = _local_inputs(fileset)
     if local:
         pieces.append(f"input path {local[0]}" + (f" (+{len(local) - 1} more)" if len(local) > 1 else ""))

@@ -144,7 +144,8 @@ def launch(opts: LaunchOptions) -> LaunchResult:
         _record(run_dir, result, base)
 
     if not opts.dry_run:
-        pieces = needs_shared_filesystem(site, ENGINES[backend], opts.spec.fileset, opts.spec.analysis)
+        pieces = needs_shared_filesystem(site, ENGINES[backend], opts.spec.fileset, opts.spec.analysis,
+                                         opts.spec.checkpoint)
         if pieces:
             raise LaunchError(f"site {site.name} has no shared file system, and this launch reaches the nodes "
                               f"through client paths: {'; '.join(pieces)} (hpckit doctor --site {site.name})")
