@@ -84,7 +84,8 @@ def test_no_shared_filesystem_is_a_doctor_failure_naming_the_pieces(tmp_path):
     from hpckit.deploy.sharing import needs_shared_filesystem
     from hpckit.engines import ENGINES
 
-    pieces = needs_shared_filesystem(load_site("cluster-noshare").site, ENGINES["parsl"], remote, None, tmp_path / "ckpt")
+    site = load_site("cluster-noshare").site
+    pieces = needs_shared_filesystem(site, ENGINES["parsl"], remote, None, tmp_path / "ckpt")
     assert pieces == [f"checkpoint directory {tmp_path / 'ckpt'} (each worker writes its chunks' checkpoints there)"]
     r = hpckit(["render", "--site", "cluster-noshare", "--backend", "parsl", "--out", str(tmp_path / "r"),
                 "--set", "env_delivery.node_scratch=${TMPDIR:-/tmp}"], cwd=tmp_path, timeout=120)
