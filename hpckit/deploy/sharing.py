@@ -1,9 +1,11 @@
 """What a launch needs the compute nodes to see of the client's file system, for sites that have none.
 
 A site with ``shared_filesystem: false`` (CHTC, the OSG; ``cluster-noshare`` here) runs jobs on nodes that
-see only the system and their own scratch. Today's launch still reaches the workers through paths in
-several places; each is named here so that `hpckit doctor` fails before any queue time is spent, and
-`hpckit launch` refuses in one line, instead of jobs that die unable to open a file.
+see only the system and their own scratch. Where the scheduler can copy files into a running job (Slurm's
+sbcast) and the engine's pool knows its jobs (Parsl), the env tarball and the keys are copied
+(:mod:`hpckit.deploy.staging`) and per-chunk records come back with the results. What would still reach the
+workers through a client path is named here, so that `hpckit doctor` fails before any queue time is spent
+and `hpckit launch` refuses in one line, instead of jobs that die unable to open a file.
 """
 
 from __future__ import annotations
