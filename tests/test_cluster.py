@@ -57,10 +57,10 @@ def test_missing_interface_is_one_line(tmp_path):
 
 
 def test_no_shared_filesystem_is_a_doctor_failure_naming_the_pieces(tmp_path):
-    """cluster-noshare (shared_filesystem: false, Slurm): the env tarball, batch logs and Parsl's keys are copied
-    onto the nodes, so doctor names only what still needs a shared file system: local input paths, and Dask's
-    TLS files (not copied yet); launch refuses those in one line before submitting. A node scratch the client
-    cannot address (``$TMPDIR``) is one line naming the fix."""
+    """cluster-noshare (shared_filesystem: false, Slurm): the env tarball, batch logs and the engine's keys are
+    copied onto the nodes (Dask, Parsl), so doctor names only what still needs a shared file system: local input
+    paths, a checkpoint directory, TaskVine (its factory's jobs are not staged); launch refuses those in one
+    line before submitting. A node scratch the client cannot address (``$TMPDIR``) is one line naming the fix."""
     from hpckit.doctor import run_checks
 
     fs = fileset(tmp_path)
@@ -72,8 +72,8 @@ def test_no_shared_filesystem_is_a_doctor_failure_naming_the_pieces(tmp_path):
     remote.write_text(json.dumps({"A": {"files": {"root://192.0.2.10:1094//data/a.root": "Events"}}}))
     ok = {c.name: c for c in run_checks("cluster-noshare", [], "parsl", fileset=str(remote))}["shared file system"]
     assert ok.result == "pass", ok
-    dask = {c.name: c for c in run_checks("cluster-noshare", [], "dask", fileset=str(remote))}["shared file system"]
-    assert dask.result == "fail" and "Dask TLS files" in dask.detail, dask
+    vine = {c.name: c for c in run_checks("cluster-noshare", [], "taskvine", fileset=str(remote))}["shared file system"]
+    assert vine.result == "fail" and "run directory" in vine.detail, vine  # its factory's jobs are not staged
     assert "shared file system" not in {c.name for c in run_checks("cluster-local", [], "dask")}
     r = hpckit(["launch", str(ANALYSIS), "--site", "cluster-noshare", "--set", "env_delivery.mode=none",
                 "--fileset", str(fs), "--run-dir", str(tmp_path / "run"), "--no-status"], cwd=tmp_path, timeout=120)
@@ -232,45 +232,52 @@ def test_launch_from_login_spreads_over_nodes_and_unpacks_once_per_node(packed_e
 @pytest.mark.timeout(900)  # packs the session's tarball when no other test did
 def test_noshare_launch_copies_env_and_keys_onto_each_node_and_reads_inputs_from_xrootd(packed_env, iterative_out):
     """cluster-noshare: node4-6 see no run directory, home, repository or shared scratch (the CHTC/OSG shape).
-    `hpckit launch --backend parsl --env env.tar.gz` from the login node, inputs from an XRootD server on the
-    login node's cluster address: each running job gets the tarball and Parsl's keys copied onto its node by
-    sbcast and starts its worker once they are there. Output equal to the iterative run on the local files;
-    one job on each of the three nodes, each node unpacked the environment into its own /tmp; the per-chunk
-    records (which the workers cannot write into the run directory) come back with the results and name
-    the three nodes; nothing staged is left on a node and no job in squeue."""
+    `hpckit launch --env env.tar.gz`, Dask then Parsl, from the login node, inputs from an XRootD server on the
+    login node's cluster address: each running job gets the tarball and the engine's credentials (Dask's TLS
+    files, Parsl's keys) copied onto its node by sbcast and starts its worker once they are there. Output
+    equal to the iterative run on the local files; one job on each of the three nodes, each node unpacked the
+    environment into its own /tmp; the per-chunk records (which the workers cannot write into the run
+    directory) come back with the results and name the three nodes; nothing staged is left on a node and no
+    job in squeue."""
     from conftest import DATASETS
 
     with tarfile.open(packed_env, "r:gz") as tf:
         manifest = json.load(tf.extractfile(tf.next()))
     key = manifest.get("env_key", manifest["lock_hash"]).removeprefix("sha256:")[:16]
+    logs_of = {"dask": "dask-worker", "parsl": "hpckit-parsl"}  # each engine's node-local batch logs
     with cluster_lock(), scratch_dir() as d:
         tarball = d / "env.tar.gz"
         shutil.copyfile(packed_env, tarball)
-        run_dir = d / "run"
         with cluster_xrootd(d, list(DATASETS.values())) as urls:
             fs = d / "fileset.json"
             fs.write_text(json.dumps({ds: {"files": {urls[f.name]: "Events"}} for ds, f in DATASETS.items()}))
-            r = login_hpckit(["launch", SLOW, "--site", "cluster-noshare", "--backend", "parsl",
-                              "--workers", "3", "--wait-workers", "3", "--env", str(tarball), "--fileset", str(fs),
-                              "--chunksize", "5", "--run-dir", str(run_dir), "--worker-timeout", "150",
-                              "--no-status", "--no-plots"], timeout=360, HPCKIT_TEST_SLEEP="1")
-        jobs = run_jobs(run_dir)
-        logs = {n: set(on(n, "ls", "/tmp").stdout.split()) for n in NOSHARE_NODES}
-        for n in NOSHARE_NODES:  # the batch logs stay on the nodes: this test removes them
-            on(n, "rm", "-f", *[f"/tmp/hpckit-parsl-{j}.{ext}" for j in jobs for ext in ("out", "err")])
-        assert r.returncode == 0, r.stderr[-3000:]
-        assert "has no shared file system: each job's files are copied onto its node" in r.stderr, r.stderr
-        assert_same_output(load(run_dir / "out.pkl"), iterative_out)
-        assert jobs and not set(jobs) & squeue_ids()
-        ran_on = {j: n for n in NOSHARE_NODES for j in jobs if f"hpckit-parsl-{j}.out" in logs[n]}
-        assert set(ran_on) == set(jobs) and set(ran_on.values()) == set(NOSHARE_NODES), (ran_on, logs)
-        # the workers could not write the run's chunks.jsonl: their records came back with the results
-        records = chunk_records(run_dir)
-        assert len(records) == 16 and {rec["job"] for rec in records} <= set(jobs), records
-        assert {rec["worker"].split(":")[0] for rec in records} == set(NOSHARE_NODES), records
-        for n in NOSHARE_NODES:
-            assert not {f for f in logs[n] if f.startswith("hpckit-stage-")}, f"{n}: staged files left: {logs[n]}"
-            assert on(n, "test", "-x", f"/tmp/hpckit-envs/{key}/run_in_env").returncode == 0, f"{n}: not unpacked"
+            for backend in ("dask", "parsl"):
+                run_dir = d / f"run-{backend}"
+                r = login_hpckit(["launch", SLOW, "--site", "cluster-noshare", "--backend", backend,
+                                  "--workers", "3", "--wait-workers", "3", "--env", str(tarball), "--fileset", str(fs),
+                                  "--chunksize", "5", "--run-dir", str(run_dir), "--worker-timeout", "150",
+                                  "--no-status", "--no-plots"], timeout=360, HPCKIT_TEST_SLEEP="1")
+                jobs = run_jobs(run_dir)
+                names = {f"{logs_of[backend]}-{j}.{ext}" for j in jobs for ext in ("out", "err")}
+                listed = {n: set(on(n, "ls", "/tmp").stdout.split()) for n in NOSHARE_NODES}
+                for n in NOSHARE_NODES:  # the batch logs stay on the nodes: this test removes them
+                    on(n, "rm", "-f", *[f"/tmp/{x}" for x in names & listed[n]])
+                assert r.returncode == 0, f"{backend}: {r.stderr[-3000:]}"
+                assert "has no shared file system: each job's files are copied onto its node" in r.stderr, r.stderr
+                assert_same_output(load(run_dir / "out.pkl"), iterative_out)
+                assert jobs and not set(jobs) & squeue_ids()
+                ran_on = {j: n for n in NOSHARE_NODES for j in jobs if f"{logs_of[backend]}-{j}.out" in listed[n]}
+                assert set(ran_on) == set(jobs) and set(ran_on.values()) == set(NOSHARE_NODES), (backend, ran_on)
+                # the workers could not write the run's chunks.jsonl: their records came back with the results
+                records = chunk_records(run_dir)
+                assert len(records) == 16 and {rec["job"] for rec in records} <= set(jobs), records
+                assert {rec["worker"].split(":")[0] for rec in records} == set(NOSHARE_NODES), (backend, records)
+                for n in NOSHARE_NODES:
+                    left = {f for f in listed[n] if f.startswith("hpckit-stage-")}
+                    assert not left, f"{backend}: staged files left on {n}: {left}"
+                    assert on(n, "test", "-x", f"/tmp/hpckit-envs/{key}/run_in_env").returncode == 0, n
+            script = (d / "run-dask" / "job_script.sh").read_text()  # what ran: TLS files from the staged copy
+            assert '--tls-key "$hpckit_stage"/keys/key.pem' in script and str(d) not in script.split("\n", 1)[1], script
 
 
 def _wait(pred, timeout: float, what: str) -> None:

@@ -86,12 +86,20 @@ def _stderr_of(exc: BaseException) -> str:
     return (tail.strip() or text) if sep else text
 
 
-def recording_job_class(base: type, record: JobRecord, cwd: str) -> type:
+def recording_job_class(base: type, record: JobRecord, cwd: str, staged_tls: str | None = None) -> type:
     """A subclass of dask-jobqueue's Job class for one launch: submits from ``cwd`` (the logs directory, where
     schedulers that ignore -o/-e write), records each job id the moment the submit command prints it, and
-    keeps the scheduler's refusal."""
+    keeps the scheduler's refusal. ``staged_tls``: the run's TLS directory, which the worker command then
+    reads from the job's staging directory instead (a site without a shared file system)."""
 
     class RecordingJob(base):  # type: ignore[misc, valid-type]
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            if staged_tls:
+                from hpckit.deploy.staging import KEYS
+
+                self._command_template = self._command_template.replace(staged_tls + "/", f'"$hpckit_stage"/{KEYS}/')
+
         async def _submit_job(self, script_filename):
             try:
                 return await self._call(shlex.split(self.submit_command) + [script_filename], cwd=cwd)
@@ -119,6 +127,7 @@ class DaskPool(Pool):
         super().__init__(plan)
         self.cluster = None
         self.client = None
+        self.tls = None
         self.generations = JobGenerations(failures_allowed(plan.sizing.jobs))
 
     def start(self) -> None:
@@ -128,9 +137,6 @@ class DaskPool(Pool):
         cluster_cls = getattr(require_module(module, "the dask backend"), cls_name)
         kwargs = dict(doc["kwargs"])
         batch = "scale_jobs" in doc and self.plan.scheduler.batch
-        if batch:
-            quiet_refusal_tracebacks()
-            kwargs["job_cls"] = recording_job_class(cluster_cls.job_cls, self.record, str(self.run_dir / "logs"))
         import dask
         from distributed import Client
 
@@ -138,7 +144,12 @@ class DaskPool(Pool):
 
         # TLS with a certificate made for this run (0600 files in the 0700 run directory): only the
         # scheduler, the workers (dask-jobqueue passes them the files) and this client can connect
-        security = write_tls_files(self.run_dir / "tls", hosts=(self.plan.host,)).security()
+        self.tls = write_tls_files(self.run_dir / "tls", hosts=(self.plan.host,))
+        security = self.tls.security()
+        if batch:
+            quiet_refusal_tracebacks()
+            staged = str(self.tls.directory) if self.site.staged else None
+            kwargs["job_cls"] = recording_job_class(cluster_cls.job_cls, self.record, str(self.run_dir / "logs"), staged)
         kwargs.update(security=security, protocol="tls://")
         # a worker that retired (its --lifetime) is forgotten after this long, and then replaced by keep_alive
         dask.config.set({"distributed.deploy.lost-worker-timeout": "2s"})
@@ -163,6 +174,12 @@ class DaskPool(Pool):
         with contextlib.suppress(Exception):
             path = self.run_dir / self.plan.scheduler.job_script_name()
             path.write_text(self.cluster.job_script())
+
+    def staged_files(self) -> dict[str, Path]:
+        """The run's TLS certificate and key, for jobs that cannot read the run directory."""
+        from hpckit.deploy.staging import KEYS
+
+        return {} if self.tls is None else {f"{KEYS}/{f.name}": f for f in (self.tls.cert, self.tls.key)}
 
     def keep_alive(self) -> None:
         """One job per planned job that is up and not retiring: a retiring worker's replacement is

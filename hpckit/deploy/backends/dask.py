@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from hpckit.deploy import staging
 from hpckit.deploy.backends.common import (
     JOB_START_LINE,
     directive_args,
@@ -20,6 +21,7 @@ from hpckit.core.errors import MissingExtra
 from hpckit.deploy.site import Site, format_memory
 
 MODE = JobMode("dask", job_name="dask-worker")  # dask-jobqueue writes the script around our directives
+STAGES_FILES = True  # on a site without a shared file system: the env tarball and the TLS files, by the scheduler
 # keyword arguments that belong to the cluster, not to the Job that writes the script
 _CLUSTER_ONLY = ("scheduler_options", "n_workers")
 PLACEHOLDER_SCHEDULER = "tcp://<insert-scheduler-address-here>:8786"
@@ -127,7 +129,9 @@ def render_dask(site: Site, sizing: Any = None) -> DaskRendering:
         kwargs["job_directives_skip"] = [sched.directive_prefix.strip()]
         kwargs["job_extra_directives"] = directive_args(site, "dask", MODE,
                                                         sizing.job_name if sizing is not None else None)
-        if sizing is not None and sizing.log_dir:
+        if site.staged:  # no shared file system: logs and working directory on the node (hpckit.deploy.staging)
+            kwargs["job_extra_directives"] += sched.node_local_directives(staging.node_scratch(site), "dask-worker")
+        elif sizing is not None and sizing.log_dir:
             kwargs["job_extra_directives"] += sched.log_directives(sizing.log_dir, "dask-worker")
     rendering = DaskRendering(sched.dask_cluster_class, kwargs, None)
     try:

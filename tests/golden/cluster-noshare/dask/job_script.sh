@@ -7,11 +7,18 @@
 #SBATCH --cpus-per-task=1
 #SBATCH --mem=512M
 #SBATCH --time=00:30:00
+#SBATCH --output=/tmp/dask-worker-%j.out
+#SBATCH --error=/tmp/dask-worker-%j.err
+#SBATCH --chdir=/tmp
 unset PYTHONPATH PYTHONHOME PYTHONSTARTUP PYTHONUSERBASE VIRTUAL_ENV CONDA_PREFIX CONDA_DEFAULT_ENV
 export PATH=/usr/local/bin:/usr/bin:/bin
 export HPCKIT_SCRATCH=/tmp
 mkdir -p "$HPCKIT_SCRATCH"
-hpckit_tarball=./env.tar.gz
+hpckit_stage=/tmp/hpckit-stage-"$SLURM_JOB_ID"
+mkdir -p -m 700 "$hpckit_stage" "$hpckit_stage/keys" || { echo "hpckit: cannot create $hpckit_stage on $(hostname); fix: --set env_delivery.node_scratch=<a writable node-local directory>" >&2; exit 78; }
+trap 'rm -rf "$hpckit_stage"' EXIT; trap 'exit 143' TERM
+hpckit_waited=0; while [ ! -e "$hpckit_stage/ready" ]; do [ "$hpckit_waited" -lt 600 ] || { echo "hpckit: the launch's files did not arrive in $hpckit_stage on $(hostname) within 600 s (the launch copies them into the job once it runs: did the launch end?)" >&2; exit 78; }; sleep 1; hpckit_waited=$((hpckit_waited + 1)); done
+hpckit_tarball="$hpckit_stage/env.tar.gz"
 hpckit_fail() { echo "hpckit: $1" >&2; exit 78; }
 [ -r "$hpckit_tarball" ] || hpckit_fail "env tarball $hpckit_tarball not found or not readable on $(hostname); fix: hpckit pack -o $hpckit_tarball (on a file system the nodes see)"
 hpckit_manifest=$(tar -xzOf "$hpckit_tarball" --occurrence=1 hpckit-env.json 2>/dev/null | tr -d '\n')
@@ -23,6 +30,7 @@ hpckit_cache=/tmp/hpckit-envs
 HPCKIT_ENV_DIR="$hpckit_cache/$hpckit_key"
 hpckit_unpack() { [ -x "$HPCKIT_ENV_DIR/run_in_env" ] && return 0; hpckit_tmp=$(mktemp -d "$hpckit_cache/.$hpckit_key.XXXXXX") || hpckit_fail "cannot write into $hpckit_cache on $(hostname); fix: --set env_delivery.node_scratch=<a writable node-local directory>"; tar -xzf "$hpckit_tarball" -C "$hpckit_tmp" 2>"$hpckit_tmp.err" || { hpckit_msg=$(tail -n 2 "$hpckit_tmp.err" | tr '\n' ' '); rm -rf "$hpckit_tmp" "$hpckit_tmp.err"; hpckit_fail "unpacking $hpckit_tarball into $hpckit_cache failed on $(hostname): $hpckit_msg(truncated, or no space?); fix: hpckit pack -o $hpckit_tarball"; }; rm -f "$hpckit_tmp.err"; hpckit_py=$("$hpckit_tmp/bin/python3" -c 'import platform; print(platform.python_version())' 2>&1) || { rm -rf "$hpckit_tmp"; hpckit_fail "the interpreter in $hpckit_tarball does not run on $(hostname) ($(uname -sm)): $hpckit_py; fix: hpckit pack on a machine of this platform"; }; mv -T "$hpckit_tmp" "$HPCKIT_ENV_DIR"; }
 if [ ! -x "$HPCKIT_ENV_DIR/run_in_env" ]; then { mkdir -p "$hpckit_cache" 2>/dev/null && [ -w "$hpckit_cache" ]; } || hpckit_fail "node-local scratch $hpckit_cache is not writable on $(hostname); fix: --set env_delivery.node_scratch=<a writable node-local directory>"; exec 9>"$hpckit_cache/$hpckit_key.lock" && flock 9 && hpckit_unpack; exec 9>&-; fi
+rm -f "$hpckit_tarball"
 unset PYTHONDONTWRITEBYTECODE
 export HPCKIT_ENV_DIR PATH="$HPCKIT_ENV_DIR/bin:$PATH" PYTHONNOUSERSITE=1 HPCKIT_LOCK_HASH="$hpckit_hash"
 python3 -m distributed.cli.dask_worker tcp://<insert-scheduler-address-here>:8786 --name dummy-name --nthreads 1 --memory-limit 512.00MiB --nanny --death-timeout 60 --local-directory "$HPCKIT_SCRATCH" --no-dashboard --dashboard-address 127.0.0.1:0 --lifetime 1620s --lifetime-stagger 45s --interface cl0

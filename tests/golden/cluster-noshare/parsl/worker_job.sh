@@ -32,7 +32,7 @@ if [ ! -x "$HPCKIT_ENV_DIR/run_in_env" ]; then { mkdir -p "$hpckit_cache" 2>/dev
 rm -f "$hpckit_tarball"
 unset PYTHONDONTWRITEBYTECODE
 export HPCKIT_ENV_DIR PATH="$HPCKIT_ENV_DIR/bin:$PATH" PYTHONNOUSERSITE=1 HPCKIT_LOCK_HASH="$hpckit_hash"
-exec python3 -m parsl.executors.high_throughput.process_worker_pool \
+python3 -m parsl.executors.high_throughput.process_worker_pool \
     -a "${HPCKIT_PARSL_ADDRESSES:?export HPCKIT_PARSL_ADDRESSES=interchange-host}" \
     --port "${HPCKIT_PARSL_PORT:?export HPCKIT_PARSL_PORT=interchange-worker-port}" \
     --cert_dir "${HPCKIT_PARSL_CERT_DIR:-None}" \
