@@ -273,11 +273,12 @@ def test_noshare_launch_copies_env_and_keys_onto_each_node_and_reads_inputs_from
                 assert len(records) == 16 and {rec["job"] for rec in records} <= set(jobs), records
                 assert {rec["worker"].split(":")[0] for rec in records} == set(NOSHARE_NODES), (backend, records)
                 for n in NOSHARE_NODES:
-                    left = {f for f in listed[n] if f.startswith("hpckit-stage-")}
+                    left = {f"hpckit-stage-{j}" for j in jobs} & listed[n]
                     assert not left, f"{backend}: staged files left on {n}: {left}"
                     assert on(n, "test", "-x", f"/tmp/hpckit-envs/{key}/run_in_env").returncode == 0, n
             script = (d / "run-dask" / "job_script.sh").read_text()  # what ran: TLS files from the staged copy
             assert '--tls-key "$hpckit_stage"/keys/key.pem' in script and str(d) not in script.split("\n", 1)[1], script
+            assert script.rstrip().endswith("& wait $!"), script  # so that scancel's SIGTERM runs the cleanup at once
 
 
 def _wait(pred, timeout: float, what: str) -> None:

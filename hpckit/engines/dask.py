@@ -98,7 +98,10 @@ def recording_job_class(base: type, record: JobRecord, cwd: str, staged_tls: str
             if staged_tls:
                 from hpckit.deploy.staging import KEYS
 
-                self._command_template = self._command_template.replace(staged_tls + "/", f'"$hpckit_stage"/{KEYS}/')
+                # in the background, and waited for: bash runs the job's TERM trap (which removes the staged
+                # files) at once on scancel, not after the worker's shutdown, which KillWait's SIGKILL may cut short
+                cmd = self._command_template.replace(staged_tls + "/", f'"$hpckit_stage"/{KEYS}/')
+                self._command_template = f"{cmd} & wait $!"
 
         async def _submit_job(self, script_filename):
             try:
