@@ -56,6 +56,18 @@ def test_missing_interface_is_one_line(tmp_path):
     assert len(lines) == 1 and "hsn0 is not on this host" in lines[0] and "lo (127.0.0.1)" in lines[0], r.stderr
 
 
+def test_site_heartbeat_reaches_both_engines():
+    """``network.heartbeat_s``: Parsl's heartbeat_threshold (a quarter of it as the period) and Dask's worker_ttl;
+    unset, neither is written (the engines' own defaults)."""
+    site = load_site("cluster-local", ["network.heartbeat_s=10"]).site
+    assert "heartbeat_threshold=10," in render_files(site, "parsl")["parsl_config.py"]
+    assert "heartbeat_period=2," in render_files(site, "parsl")["parsl_config.py"]
+    assert json.loads(render_files(site, "dask")["dask_cluster.json"])["kwargs"]["scheduler_options"]["worker_ttl"] == "10s"
+    plain = load_site("cluster-local").site
+    assert "heartbeat" not in render_files(plain, "parsl")["parsl_config.py"]
+    assert "worker_ttl" not in render_files(plain, "dask")["dask_cluster.json"]
+
+
 def test_no_shared_filesystem_is_a_doctor_failure_naming_the_pieces(tmp_path):
     """cluster-noshare (shared_filesystem: false, Slurm): the env tarball, batch logs and the engine's keys are
     copied onto the nodes (Dask, Parsl), so doctor names only what still needs a shared file system: local input
@@ -299,14 +311,18 @@ def _records(run_dir: Path) -> list[dict]:
 
 @pytest.mark.slow
 @pytest.mark.timeout(300)
-def test_node_killed_mid_run_loses_no_chunk(iterative_out):
+@pytest.mark.parametrize("backend", ["dask", "parsl"])
+def test_node_killed_mid_run_loses_no_chunk(backend, iterative_out):
     """kill-node (every process on it, its slurmd too) after the node ran a chunk: the run finishes on the
-    other nodes with every event counted once, and its later chunks land elsewhere."""
+    other nodes with every event counted once, and its later chunks land elsewhere. Parsl notices the lost
+    pool only by its missing heartbeats: 120 s by default, 10 s with the site's ``network.heartbeat_s``
+    (Parsl's heartbeat_threshold; Dask's worker_ttl)."""
     with cluster_lock(exclusive=True), scratch_dir() as d:
         run_dir = d / "run"
-        proc = login_popen(["launch", SLOW, "--site", "cluster-local", "--backend", "dask", "--workers", "3",
+        proc = login_popen(["launch", SLOW, "--site", "cluster-local", "--backend", backend, "--workers", "3",
                             "--fileset", str(fileset(d)), "--chunksize", "5", "--run-dir", str(run_dir),
-                            "--worker-timeout", "120", "--no-status", "--no-plots"], HPCKIT_TEST_SLEEP="1.5")
+                            "--set", "network.heartbeat_s=10", "--worker-timeout", "120", "--no-status",
+                            "--no-plots"], HPCKIT_TEST_SLEEP="1.5")
         victim = None
         try:
             _wait(lambda: len({r["worker"].split(":")[0] for r in _records(run_dir)}) >= 2, 150, "chunks on 2 nodes")
@@ -315,6 +331,7 @@ def test_node_killed_mid_run_loses_no_chunk(iterative_out):
             killed_at = time.time()
             _, err = proc.communicate(timeout=200)
             assert proc.returncode == 0, err
+            finished_after = time.time() - killed_at
         finally:
             if proc.poll() is None:
                 proc.kill()
@@ -323,6 +340,8 @@ def test_node_killed_mid_run_loses_no_chunk(iterative_out):
         assert_same_output(load(run_dir / "out.pkl"), iterative_out)
         metrics = json.loads((run_dir / "out.metrics.json").read_text())
         assert metrics["entries"] == 80 and metrics["chunks_processed"] == metrics["chunks"]
+        # the lost node's chunk was not waited for until Parsl's default 120 s heartbeat threshold
+        assert finished_after < 100, f"{backend}: the run ended {finished_after:.0f} s after the kill"
         late = [r for r in _records(run_dir) if r["t0"] > killed_at + 1]
         assert late and all(not r["worker"].startswith(victim + ":") for r in late), late
         _wait(lambda: not set(run_jobs(run_dir)) & squeue_ids(), 60, "the dead node's job to leave squeue")
@@ -367,13 +386,14 @@ def test_sigkill_on_login_then_cancel_leaves_nothing_on_any_node():
 @pytest.mark.timeout(420)
 def test_node_cut_mid_run_is_declared_lost_and_the_run_finishes(iterative_out):
     """cut-node (link down, processes alive) after the node ran a chunk: Dask declares its worker lost
-    within the heartbeat timeout (worker-ttl 10 s here), its chunks run elsewhere, every event counted once."""
+    within the heartbeat timeout (the site's network.heartbeat_s=10: Dask's worker_ttl), its chunks run
+    elsewhere, every event counted once."""
     with cluster_lock(exclusive=True), scratch_dir() as d:
         run_dir = d / "run"
         proc = login_popen(["launch", SLOW, "--site", "cluster-local", "--backend", "dask", "--workers", "3",
                             "--fileset", str(fileset(d)), "--chunksize", "5", "--run-dir", str(run_dir),
-                            "--worker-timeout", "120", "--no-status", "--no-plots"], HPCKIT_TEST_SLEEP="2.5",
-                           DASK_DISTRIBUTED__SCHEDULER__WORKER_TTL="10s")
+                            "--set", "network.heartbeat_s=10", "--worker-timeout", "120", "--no-status",
+                            "--no-plots"], HPCKIT_TEST_SLEEP="2.5")
         victim = None
         try:
             _wait(lambda: len({r["worker"].split(":")[0] for r in _records(run_dir)}) >= 2, 150, "chunks on 2 nodes")

@@ -260,6 +260,9 @@ class Adapt(_Strict):
 class Network(_Strict):
     interface: Interface | None = Field(None, description="network interface workers bind to (lo, hsn0, ...)")
     port_range: tuple[int, int] | None = Field(None, description="[low, high] ports workers may listen on")
+    heartbeat_s: int | None = Field(None, ge=5, description="seconds without a heartbeat after which a worker is "
+                                    "declared lost and its tasks run elsewhere (a node cut off; null: the engine's "
+                                    "default, 300 s for Dask, 120 s for Parsl)")
 
     @field_validator("port_range")
     @classmethod

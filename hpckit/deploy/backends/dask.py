@@ -103,6 +103,9 @@ def render_dask(site: Site, sizing: Any = None) -> DaskRendering:
         # The scheduler's dashboard stays on loopback (reach it through an ssh tunnel).
         kwargs["scheduler_options"] = {**kwargs.get("scheduler_options", {}), "allowed_failures": 8,
                                        "dashboard_address": "127.0.0.1:0"}
+    if site.network.heartbeat_s and sched.batch:  # a worker silent this long is lost: its chunks run elsewhere
+        kwargs["scheduler_options"] = {**kwargs.get("scheduler_options", {}),
+                                       "worker_ttl": f"{site.network.heartbeat_s}s"}
     # no dashboard, and the worker's HTTP routes (health, metrics), which dask binds to 0.0.0.0 by default,
     # on loopback only
     extra: list[str] = ["--no-dashboard", "--dashboard-address", "127.0.0.1:0"]
