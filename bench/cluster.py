@@ -1,10 +1,12 @@
 """Benchmark `hpckit launch` across the 3-node cluster of scripts/cluster-local.sh against the single node.
 
-    python bench/cluster.py [--repeat 1] [--chunksize 2]
+    python bench/cluster.py [--repeat 1] [--chunksize 2] [--noshare]
 
 Cases (same fileset, the dimuon example, 3 workers): Dask and Parsl on `cluster-local` launched from the
 login node (workers on node1-3, cluster network, TLS / CurveZMQ), and the same on `slurm-local` (one
-node, loopback). Reported per case: seconds from the CLI call to the first connected worker and to the
+node, loopback). With --noshare also on `cluster-noshare` (node4-6, no shared file system): an
+`hpckit pack --fast` tarball copied into each job by sbcast, the same files read from an XRootD server on
+the login node (tests/cluster_util.py: cluster_xrootd), records carried back with the results. Reported per case: seconds from the CLI call to the first connected worker and to the
 first chunk result (from the run's launch.json and chunks.jsonl), to the result, and the per-chunk
 overhead: (run walltime x workers - processing time) / chunks. Needs both Slurms up.
 """
@@ -33,11 +35,14 @@ def _env() -> dict:
     return e
 
 
-def one(site: str, backend: str, d: Path, chunksize: int) -> dict:
+def one(site: str, backend: str, d: Path, chunksize: int, fileset: Path | None = None,
+        env: Path | None = None) -> dict:
     run_dir = d / f"{site}-{backend}-{time.time_ns()}"
     args = [sys.executable, "-m", "hpckit", "launch", str(REPO / "examples" / "dimuon.py"), "--site", site,
-            "--backend", backend, "--workers", "3", "--fileset", str(d / "fileset.json"), "--chunksize",
+            "--backend", backend, "--workers", "3", "--fileset", str(fileset or d / "fileset.json"), "--chunksize",
             str(chunksize), "--run-dir", str(run_dir), "--no-status", "--no-plots", "--worker-timeout", "180"]
+    if env is not None:
+        args += ["--env", str(env)]
     if site.startswith("cluster"):
         args = ["bash", str(CLUSTER), "exec", "login", "--", *args]
     t0 = time.time()
@@ -63,19 +68,36 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--repeat", type=int, default=1)
     ap.add_argument("--chunksize", type=int, default=2)
+    ap.add_argument("--noshare", action="store_true", help="also cluster-noshare (packs a tarball, starts XRootD)")
     a = ap.parse_args()
     scratch = subprocess.run(["bash", str(CLUSTER), "scratch"], capture_output=True, text=True).stdout.strip()
     with tempfile.TemporaryDirectory(dir=scratch) as d:
         os.chmod(d, 0o755)
         (Path(d) / "fileset.json").write_text(json.dumps({k: {"files": {str(v): "Events"}} for k, v in DATA.items()}))
-        rows = []
         for _ in range(a.repeat):
             for site in ("cluster-local", "slurm-local"):
                 for backend in ("dask", "parsl"):
-                    row = one(site, backend, Path(d), a.chunksize)
-                    rows.append(row)
-                    print(json.dumps(row), flush=True)
+                    print(json.dumps(one(site, backend, Path(d), a.chunksize)), flush=True)
+        if a.noshare:
+            _noshare(Path(d), a)
     print("load average:", os.getloadavg())
+
+
+def _noshare(d: Path, a: argparse.Namespace) -> None:
+    sys.path.insert(0, str(REPO / "tests"))
+    from cluster_util import cluster_xrootd  # the tests' XRootD server on the login node
+
+    tarball = d / "env.tar.gz"
+    t0 = time.time()
+    subprocess.run([sys.executable, "-m", "hpckit", "pack", "--fast", "-o", str(tarball)], env=_env(), check=True,
+                   capture_output=True, cwd=d)
+    print(f"pack --fast: {time.time() - t0:.1f} s, {tarball.stat().st_size / 2**20:.1f} MiB", flush=True)
+    with cluster_xrootd(d, list(DATA.values())) as urls:
+        fs = d / "fileset-xrootd.json"
+        fs.write_text(json.dumps({k: {"files": {urls[v.name]: "Events"}} for k, v in DATA.items()}))
+        for _ in range(a.repeat):
+            for backend in ("dask", "parsl"):
+                print(json.dumps(one("cluster-noshare", backend, d, a.chunksize, fs, tarball)), flush=True)
 
 
 if __name__ == "__main__":
