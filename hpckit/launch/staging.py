@@ -24,7 +24,6 @@ class Stager:
         self.marker = Path(marker_dir) / "staged-ready"
         self.served: set[str] = set()
         self.failures: dict[str, int] = {}
-        self.last_error: str | None = None
 
     def __call__(self, states: dict[str, str]) -> None:
         for job, state in states.items():
@@ -33,7 +32,6 @@ class Stager:
             try:
                 self.stage(job)
             except (LaunchError, OSError) as err:
-                self.last_error = str(err)
                 n = self.failures[job] = self.failures.get(job, 0) + 1
                 if n == TRIES_BEFORE_SAYING:
                     self.say(f"hpckit: cannot copy the job's files onto its node: {err} (trying again)")
