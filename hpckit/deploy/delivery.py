@@ -50,9 +50,8 @@ __all__ = ["BUILT", "DeliveryError", "Check", "Prepared", "client_lock", "defaul
            "preflight", "prepare", "resolve", "tarball_manifest"]
 
 BUILT = "built"  # container.image: the image `hpckit build --site NAME` made from the client's lock
-# What a worker needs besides hpckit itself, per backend (TaskVine's vine_worker is not a Python package).
-# what workers import besides hpckit's closure, where the client has it: the engines, and the XRootD reader
-# (a tarball or image without it cannot open the root:// inputs the client itself reads)
+# What a worker imports besides hpckit's closure, where the client has it: the engines (TaskVine's vine_worker
+# is not a Python package) and the XRootD reader (without it a tarball or image cannot open root:// inputs).
 WORKER_REQUIREMENTS = ("distributed", "parsl", "fsspec-xrootd")
 MANIFEST = "hpckit-env.json"
 

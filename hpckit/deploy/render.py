@@ -32,7 +32,6 @@ import jinja2
 from hpckit.deploy.schedulers import scheduler_class
 from hpckit.deploy.site import Site, format_walltime
 from hpckit.deploy import staging
-from hpckit.deploy.backends import stages_files
 from hpckit.core.resources import data_dir
 
 __all__ = ["JobMode", "RenderError", "SCRIPT", "environment", "job_context", "render_template", "shquote", "shpath", "classad_string"]
@@ -206,7 +205,7 @@ def job_context(site: Site, backend: str, mode: JobMode = SCRIPT, name: str | No
         "lifetime_stagger": None if lifetime is None else lifetime[1],
         "loopback": site.loopback,
         # a site without a shared file system: the job's staging directory, as the job script computes it
-        "stage_dir": staging.job_dir_shell(site) if site.staged and stages_files(backend) else None,
+        "stage_dir": staging.job_dir_shell(site) if staging.staged(site, backend) else None,
         "stage_wait": staging.WAIT_SECONDS,
     }
     # resources (write cores/memory requests), select (PBS Pro's select line): the scheduler says, per mode

@@ -2,7 +2,7 @@
 
 A site with ``shared_filesystem: false`` (CHTC, the OSG; ``cluster-noshare`` here) runs jobs on nodes that
 see only the system and their own scratch. Where the scheduler can copy files into a running job (Slurm's
-sbcast) and the engine's pool knows its jobs (Parsl), the env tarball and the keys are copied
+sbcast) and the engine's pool knows its jobs (Dask, Parsl), the env tarball and the keys are copied
 (:mod:`hpckit.deploy.staging`) and per-chunk records come back with the results. What would still reach the
 workers through a client path is named here, so that `hpckit doctor` fails before any queue time is spent
 and `hpckit launch` refuses in one line, instead of jobs that die unable to open a file.
@@ -15,7 +15,7 @@ import re
 from pathlib import Path
 from typing import Any
 
-from hpckit.deploy.backends import stages_files
+from hpckit.deploy import staging
 from hpckit.deploy.schedulers import scheduler_class
 from hpckit.deploy.site import Site
 
@@ -50,10 +50,9 @@ def needs_shared_filesystem(site: Site, engine: Any = None, fileset: str | Path 
     are not pieces: :mod:`hpckit.deploy.staging`."""
     if site.shared_filesystem or not scheduler_class(site.scheduler).batch:
         return []
-    staged = site.staged and stages_files(getattr(engine, "name", ""))
-    node_files = () if staged else tuple(getattr(engine, "node_files", ()) or ())
-    pieces = [] if staged else ["run directory (batch logs, per-chunk records, worker logs)"]
-    pieces += list(node_files)
+    staged = staging.staged(site, getattr(engine, "name", ""))
+    pieces = [] if staged else ["run directory (batch logs, per-chunk records, worker logs)",
+                                *getattr(engine, "node_files", ())]
     d = site.env_delivery
     if d.mode == "venv":
         pieces.append(f"env path {d.path or 'the client interpreter'}")
@@ -72,6 +71,6 @@ def needs_shared_filesystem(site: Site, engine: Any = None, fileset: str | Path 
 def kept_on_nodes(site: Site) -> list[str]:
     """What a launch on a site without a shared file system leaves on the nodes instead of the run directory
     (said when it starts, so that a missing report line is not a surprise)."""
-    if site.shared_filesystem or not site.staged:
+    if not site.staged:
         return []
     return ["batch and worker logs (in node-local scratch; per-chunk records come back with the results)"]

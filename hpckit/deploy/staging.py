@@ -11,13 +11,21 @@ copying is :mod:`hpckit.launch.staging`.
 
 from __future__ import annotations
 
+from hpckit.deploy.backends import stages_files
 from hpckit.deploy.schedulers import scheduler_class
 from hpckit.deploy.site import Site
 
 READY = "ready"  # written last: the job starts its worker once it is there
 TARBALL = "env.tar.gz"
-KEYS = "keys"  # the engine's credentials (Parsl's CurveZMQ certificates)
+KEYS = "keys"  # the engine's credentials (Dask's TLS certificate and key, Parsl's CurveZMQ keys)
 WAIT_SECONDS = 600  # how long a job waits for its files before it fails saying so
+
+
+def staged(site: Site, backend: str) -> bool:
+    """True when a launch of ``backend`` on ``site`` copies its jobs' files onto their nodes: a site whose
+    scheduler can (``site.staged``) and an engine whose pool knows its jobs (``stages_files``)."""
+    return site.staged and stages_files(backend)
+
 
 def node_scratch(site: Site) -> str:
     """The node-local directory staged files go under: a plain absolute path, as it is on every node (the

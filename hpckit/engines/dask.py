@@ -151,7 +151,9 @@ class DaskPool(Pool):
         security = self.tls.security()
         if batch:
             quiet_refusal_tracebacks()
-            staged = str(self.tls.directory) if self.site.staged else None
+            from hpckit.deploy.staging import staged as staged_site
+
+            staged = str(self.tls.directory) if staged_site(self.site, self.name) else None
             kwargs["job_cls"] = recording_job_class(cluster_cls.job_cls, self.record, str(self.run_dir / "logs"), staged)
         kwargs.update(security=security, protocol="tls://")
         # a worker that retired (its --lifetime) is forgotten after this long, and then replaced by keep_alive

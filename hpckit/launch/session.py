@@ -27,6 +27,7 @@ from typing import Any, Callable
 from hpckit.core.defaults import VINE_PORT
 from hpckit.deploy import delivery, load_site
 from hpckit.deploy.network import require_interface
+from hpckit.deploy.staging import staged
 from hpckit.deploy.schedulers import scheduler_for
 from hpckit.core.errors import LaunchError
 from hpckit.engines import ENGINES, batch_names
@@ -171,9 +172,7 @@ class Session:
                 self._lifeline = Lifeline.start(self.run_dir)
             # outside the stack: it stops after teardown, so its last poll records the jobs' final states
             stager = None
-            from hpckit.deploy.backends import stages_files
-
-            if site.staged and stages_files(self.backend):  # no shared file system: files copied onto each job's node
+            if staged(site, self.backend):  # no shared file system: files copied onto each job's node
                 from hpckit.launch.staging import Stager, launch_files
 
                 stager = Stager(site, self.sched, lambda: launch_files(site, pool), self.run_dir, self.say)

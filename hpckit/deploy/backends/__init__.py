@@ -22,8 +22,7 @@ BACKENDS = tuple(sorted(m.name for m in pkgutil.iter_modules(__path__) if m.name
 def stages_files(backend: str) -> bool:
     """True when ``backend``'s jobs wait for their files to be copied onto their node on a site without a shared
     file system (its module's ``STAGES_FILES``; hpckit.deploy.staging): the launch's pool knows every job it
-    submits and what they need. TaskVine's factory submits jobs of its own, and Dask's TLS files are not
-    copied yet."""
+    submits and what they need (Dask, Parsl). TaskVine's factory submits jobs of its own."""
     import importlib
 
     return backend in BACKENDS and bool(getattr(importlib.import_module(f"{__name__}.{backend}"), "STAGES_FILES", False))

@@ -132,7 +132,7 @@ def render_dask(site: Site, sizing: Any = None) -> DaskRendering:
         kwargs["job_directives_skip"] = [sched.directive_prefix.strip()]
         kwargs["job_extra_directives"] = directive_args(site, "dask", MODE,
                                                         sizing.job_name if sizing is not None else None)
-        if site.staged:  # no shared file system: logs and working directory on the node (hpckit.deploy.staging)
+        if staging.staged(site, "dask"):  # no shared file system: logs and working directory on the node
             kwargs["job_extra_directives"] += sched.node_local_directives(staging.node_scratch(site), "dask-worker")
         elif sizing is not None and sizing.log_dir:
             kwargs["job_extra_directives"] += sched.log_directives(sizing.log_dir, "dask-worker")
