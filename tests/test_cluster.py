@@ -70,8 +70,8 @@ def test_site_heartbeat_reaches_both_engines():
 
 def test_no_shared_filesystem_is_a_doctor_failure_naming_the_pieces(tmp_path):
     """cluster-noshare (shared_filesystem: false, Slurm): the env tarball, batch logs and the engine's keys are
-    copied onto the nodes (Dask, Parsl), so doctor names only what still needs a shared file system: local input
-    paths, a checkpoint directory, TaskVine (its factory's jobs are not staged); launch refuses those in one
+    copied onto the nodes (Dask, Parsl) and checkpoints are written by the client, so doctor names only what
+    still needs a shared file system: local input paths, TaskVine (its factory's jobs are not staged); launch refuses those in one
     line before submitting. A node scratch the client cannot address (``$TMPDIR``) is one line naming the fix."""
     from hpckit.doctor import run_checks
 
@@ -97,8 +97,9 @@ def test_no_shared_filesystem_is_a_doctor_failure_naming_the_pieces(tmp_path):
     from hpckit.engines import ENGINES
 
     site = load_site("cluster-noshare").site
-    pieces = needs_shared_filesystem(site, ENGINES["parsl"], remote, None, tmp_path / "ckpt")
-    assert pieces == [f"checkpoint directory {tmp_path / 'ckpt'} (each worker writes its chunks' checkpoints there)"]
+    assert needs_shared_filesystem(site, ENGINES["parsl"], remote, None, tmp_path / "ckpt") == []  # the client writes them
+    pieces = needs_shared_filesystem(site, ENGINES["taskvine"], remote, None, tmp_path / "ckpt")
+    assert f"checkpoint directory {tmp_path / 'ckpt'} (each worker writes its chunks' checkpoints there)" in pieces
     r = hpckit(["render", "--site", "cluster-noshare", "--backend", "parsl", "--out", str(tmp_path / "r"),
                 "--set", "env_delivery.node_scratch=${TMPDIR:-/tmp}"], cwd=tmp_path, timeout=120)
     assert r.returncode != 0 and "Traceback" not in r.stderr, r.stderr
@@ -249,8 +250,8 @@ def test_noshare_launch_copies_env_and_keys_onto_each_node_and_reads_inputs_from
     files, Parsl's keys) copied onto its node by sbcast and starts its worker once they are there. Output
     equal to the iterative run on the local files; one job on each of the three nodes, each node unpacked the
     environment into its own /tmp; the per-chunk records (which the workers cannot write into the run
-    directory) come back with the results and name the three nodes; nothing staged is left on a node and no
-    job in squeue."""
+    directory) come back with the results and name the three nodes; the checkpoints are written by the client;
+    nothing staged is left on a node and no job in squeue."""
     from conftest import DATASETS
 
     with tarfile.open(packed_env, "r:gz") as tf:
@@ -268,7 +269,8 @@ def test_noshare_launch_copies_env_and_keys_onto_each_node_and_reads_inputs_from
                 r = login_hpckit(["launch", SLOW, "--site", "cluster-noshare", "--backend", backend,
                                   "--workers", "3", "--wait-workers", "3", "--env", str(tarball), "--fileset", str(fs),
                                   "--chunksize", "5", "--run-dir", str(run_dir), "--worker-timeout", "150",
-                                  "--no-status", "--no-plots"], timeout=360, HPCKIT_TEST_SLEEP="1")
+                                  "--checkpoint", str(d / f"ckpt-{backend}"), "--no-status", "--no-plots"],
+                                 timeout=360, HPCKIT_TEST_SLEEP="1")
                 jobs = run_jobs(run_dir)
                 names = {f"{logs_of[backend]}-{j}.{ext}" for j in jobs for ext in ("out", "err")}
                 listed = {n: set(on(n, "ls", "/tmp").stdout.split()) for n in NOSHARE_NODES}
@@ -284,6 +286,10 @@ def test_noshare_launch_copies_env_and_keys_onto_each_node_and_reads_inputs_from
                 records = chunk_records(run_dir)
                 assert len(records) == 16 and {rec["job"] for rec in records} <= set(jobs), records
                 assert {rec["worker"].split(":")[0] for rec in records} == set(NOSHARE_NODES), (backend, records)
+                report = (run_dir / "report.html").read_text()  # built from those records: one row per node's job
+                assert all(f">{n}:" in report or f">{n}<" in report for n in NOSHARE_NODES), backend
+                # the nodes cannot see the checkpoint directory: the client wrote each chunk's checkpoint
+                assert len(list((d / f"ckpt-{backend}").rglob("*.ckpt"))) == 16, backend
                 for n in NOSHARE_NODES:
                     left = {f"hpckit-stage-{j}" for j in jobs} & listed[n]
                     assert not left, f"{backend}: staged files left on {n}: {left}"

@@ -172,6 +172,51 @@ def test_resumed_from_checkpoints_is_byte_identical(baseline, tmp_path):
     assert pickle.dumps(out, protocol=pickle.HIGHEST_PROTOCOL) == baseline
 
 
+class _SeenOnDriver(processor.SimpleCheckpointer):
+    """Counts the loads and saves made through this very object: a worker's unpickled copy would count in
+    its own process, so these counts are the driver's."""
+
+    def __init__(self, path):
+        super().__init__(path)
+        self.saved, self.loaded = 0, 0
+
+    def save(self, result, item, fingerprint):
+        self.saved += 1
+        super().save(result, item, fingerprint)
+
+    def load(self, item, fingerprint):
+        got = super().load(item, fingerprint)
+        self.loaded += got is not None
+        return got
+
+
+def _checkpoints_on_the_driver(executor, tmp_path, baseline) -> None:
+    """``shared_filesystem=False`` (workers that cannot see the checkpoint directory: a site without a shared
+    file system): the driver saves every chunk as its result passes, and a resumed run (every third chunk
+    saved) loads them there, sends only the others out and gives the uninterrupted run's bytes."""
+    executor.shared_filesystem = False
+    ckpt = _SeenOnDriver(tmp_path / "ck-driver")
+    runner = processor.Runner(executor, chunksize=CHUNKSIZE, checkpointer=ckpt, savemetrics=True)
+    items = list(runner.preprocess(EXAMPLE_FILESET))
+    runner(items[::3], processor_instance=WeightedMass())  # the interrupted run
+    assert ckpt.saved == len(items[::3]) and ckpt.loaded == 0
+    assert len(list((tmp_path / "ck-driver").rglob("*.ckpt"))) == len(items[::3])
+    out, metrics = runner(EXAMPLE_FILESET, processor_instance=WeightedMass())
+    assert ckpt.loaded == metrics["chunks_from_checkpoint"] == len(items[::3]) and metrics["chunks"] == len(items)
+    assert ckpt.saved == len(items)  # the rest saved on the second run, nothing twice
+    assert pickle.dumps(out, protocol=pickle.HIGHEST_PROTOCOL) == baseline
+
+
+def test_checkpoints_on_the_driver_need_an_executor_that_can(tmp_path):
+    """An executor without driver checkpoints, told its workers cannot see the directory, is refused in one
+    line before any chunk runs (its workers would lose or fail every checkpoint)."""
+    ex = processor.FuturesExecutor(workers=1, status=False, shared_filesystem=False)
+    runner = processor.Runner(ex, chunksize=CHUNKSIZE, checkpointer=processor.SimpleCheckpointer(tmp_path / "ck"))
+    with pytest.raises(ValueError, match="FuturesExecutor has workers that cannot see the checkpoint directory"):
+        runner(EXAMPLE_FILESET, processor_instance=WeightedMass())
+    assert not list((tmp_path / "ck").rglob("*.ckpt"))
+
+
 WINDOW = 4  # chunks in flight at most, in the windowed runs below (28 chunks)
 
 
@@ -192,10 +237,10 @@ def _dask_chunks_in_flight_max(dask_scheduler=None, since: int = 0) -> int:  # r
     return most
 
 
-def test_dask(baseline):
+def test_dask(baseline, tmp_path):
     """Byte-identical to Iterative; with a small window the scheduler never holds more chunk tasks than
     the window (observed in the scheduler's own transition log), and the bytes are the same; the files were
-    planned by tasks on the workers."""
+    planned by tasks on the workers; checkpoints kept on the driver resume to the same bytes."""
     pytest.importorskip("distributed")
     from distributed import Client, LocalCluster
 
@@ -213,6 +258,7 @@ def test_dask(baseline):
             out, metrics = run(grouped, CHUNKSIZE, proc=WeightedMass(jitter=0.02))
             assert pickle.dumps(out, protocol=pickle.HIGHEST_PROTOCOL) == same_tree
             assert grouped.stats["grouped_chunks"] == metrics["chunks"] == 20
+            _checkpoints_on_the_driver(processor.DaskExecutor(client=client, status=False), tmp_path, baseline)
     assert 2 <= seen <= WINDOW and windowed.stats["in_flight_max"] <= WINDOW
     assert planned_on  # the files' metadata was read by planning tasks on the workers, not in the driver
 
@@ -248,6 +294,7 @@ def test_parsl(baseline, tmp_path):
         with pytest.raises(ProcessorError) as failed:  # a chunk failing inside a group is named
             run(processor.ParslExecutor(config=config, status=False, treereduction=4, group_chunks=True, retries=0),
                 CHUNKSIZE, proc=FailsInAGroup())
+        _checkpoints_on_the_driver(processor.ParslExecutor(config=config, status=False), tmp_path, baseline)
     finally:
         dfk.cleanup()
     assert got == baseline and windowed == baseline

@@ -3,7 +3,8 @@
 A site with ``shared_filesystem: false`` (CHTC, the OSG; ``cluster-noshare`` here) runs jobs on nodes that
 see only the system and their own scratch. Where the scheduler can copy files into a running job (Slurm's
 sbcast) and the engine's pool knows its jobs (Dask, Parsl), the env tarball and the keys are copied
-(:mod:`hpckit.deploy.staging`) and per-chunk records come back with the results. What would still reach the
+(:mod:`hpckit.deploy.staging`), per-chunk records come back with the results and checkpoints are read and
+written by the client (:class:`hpckit.processor.work.DriverCheckpoints`). What would still reach the
 workers through a client path is named here, so that `hpckit doctor` fails before any queue time is spent
 and `hpckit launch` refuses in one line, instead of jobs that die unable to open a file.
 """
@@ -46,8 +47,8 @@ def needs_shared_filesystem(site: Site, engine: Any = None, fileset: str | Path 
     """The pieces a launch of ``engine`` on ``site`` would read or write on the nodes through a client path
     (the engine's ``node_files``: what it keeps in the run directory for them); empty when the site shares
     its file system (or is local). On a site whose scheduler copies files into running jobs
-    (``site.staged``: Slurm's sbcast) the env tarball, batch logs and the keys of an engine that stages them
-    are not pieces: :mod:`hpckit.deploy.staging`."""
+    (``site.staged``: Slurm's sbcast) the env tarball, batch logs, the keys of an engine that stages them and
+    the checkpoint directory are not pieces: :mod:`hpckit.deploy.staging`."""
     if site.shared_filesystem or not scheduler_class(site.scheduler).batch:
         return []
     staged = staging.staged(site, getattr(engine, "name", ""))
@@ -60,7 +61,7 @@ def needs_shared_filesystem(site: Site, engine: Any = None, fileset: str | Path 
         pieces.append(f"env tarball {d.path} (not staged by the batch system yet)")
     if analysis is not None and not staged:
         pieces.append(f"analysis file {analysis} (workers import its module by path)")
-    if checkpoint is not None:  # written by the worker that ran the chunk, before its result is merged
+    if checkpoint is not None and not staged:  # staged: the client reads and writes it (DriverCheckpoints)
         pieces.append(f"checkpoint directory {checkpoint} (each worker writes its chunks' checkpoints there)")
     local = _local_inputs(fileset)
     if local:

@@ -198,6 +198,15 @@ class Pool:
         return {}
 
     def executor(self, status: bool) -> Any:
+        """The executor on this pool's workers; told when they cannot see this machine's files (a checkpointer
+        is then read and written here: :class:`hpckit.processor.work.DriverCheckpoints`)."""
+        from hpckit.deploy.staging import staged
+
+        ex = self.new_executor(status)
+        ex.shared_filesystem = not staged(self.site, self.name)
+        return ex
+
+    def new_executor(self, status: bool) -> Any:
         raise NotImplementedError
 
     def close(self) -> None: ...

@@ -244,7 +244,7 @@ class DaskPool(Pool):
         else:
             self.cluster.adapt(minimum=workers[0], maximum=workers[1])
 
-    def executor(self, status: bool) -> Any:
+    def new_executor(self, status: bool) -> Any:
         from hpckit.processor import DaskExecutor
 
         return DaskExecutor(client=self.client, status=status)

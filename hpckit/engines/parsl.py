@@ -176,7 +176,7 @@ class ParslPool(Pool):
                 files[f"{KEYS}/{f.name}"] = f
         return files
 
-    def executor(self, status: bool) -> Any:
+    def new_executor(self, status: bool) -> Any:
         from hpckit.processor import ParslExecutor
 
         return ParslExecutor(config=self.config, status=status)

@@ -82,7 +82,7 @@ class TaskVinePool(Pool):
     def helper_pids(self) -> list[int]:
         return [self.proc.pid] if self.proc is not None else []
 
-    def executor(self, status: bool) -> Any:
+    def new_executor(self, status: bool) -> Any:
         from hpckit.processor import TaskVineExecutor
 
         # tarball delivery: every task runs inside the packed environment, staged by TaskVine. As tasks: a

@@ -26,7 +26,7 @@ from hpckit.core.defaults import DEFAULT_CHUNKSIZE, check_chunksize
 from hpckit.processor.replicas import reset_preferences
 from hpckit.processor.result import Err, Ok
 from hpckit.processor.serialize import dump_processor
-from hpckit.processor.work import CARRIED_RECORDS, ChunkJob, FileMetaTask, skip_matches
+from hpckit.processor.work import CARRIED_RECORDS, ChunkJob, DriverCheckpoints, FileMetaTask, skip_matches
 
 
 @dataclass
@@ -353,6 +353,11 @@ class Runner:
         options = self._uproot_options(uproot_options)
         fingerprint = processor_fingerprint(processor_instance, self.schema)
         executor = self.executor
+        on_driver = self.checkpointer is not None and not getattr(executor, "shared_filesystem", True)
+        if on_driver and not getattr(executor, "checkpoints_on_driver", False):
+            raise ValueError(f"{type(executor).__name__} has workers that cannot see the checkpoint directory "
+                             f"(shared_filesystem=False) and cannot checkpoint on the driver: use the Dask, Parsl "
+                             f"or TaskVine executor, or no checkpointer")
         job = ChunkJob(
             processor_blob=dump_processor(processor_instance, self.processor_compression),
             schema=self.schema,
@@ -360,7 +365,9 @@ class Runner:
             retries=self.retries,
             skipbadfiles=self.skipbadfiles,
             compression=executor.result_compression,
-            checkpointer=self.checkpointer,
+            checkpointer=None if on_driver else self.checkpointer,
+            driver_checkpoints=DriverCheckpoints(self.checkpointer, fingerprint, executor.result_compression)
+            if on_driver else None,
             uproot_options=options,
             processor_object=processor_instance,
             worker_check=self.worker_check,

@@ -114,6 +114,34 @@ def retry_file_errors(fn: Any, filename: str, retries: int) -> tuple[Any, int]:
 CARRIED_RECORDS = "records"  # a chunk result's records that its worker could not write (hpckit.processor.records)
 
 
+def _from_checkpoint(saved: dict) -> dict:
+    return share_keys({**saved, "metrics": {**saved.get("metrics", {}), "from_checkpoint": 1}})
+
+
+@dataclass
+class DriverCheckpoints:
+    """Chunk checkpoints read and written by the driver, for workers that cannot see the checkpoint
+    directory (a site without a shared file system): a chunk saved before is not sent out, its saved
+    payload takes the chunk's place in the merge tree (so the output is the same bytes); a finished chunk
+    is saved when its payload passes the driver, before it is merged on the workers. Used by the executors
+    whose ``checkpoints_on_driver`` is True."""
+
+    checkpointer: Any
+    fingerprint: str
+    compression: int | None = 1
+
+    def load(self, item: WorkItem) -> Any | None:
+        """The chunk's saved result as a payload, or None."""
+        saved = self.checkpointer.load(item, self.fingerprint)
+        return None if saved is None else compress(_from_checkpoint(saved), self.compression)
+
+    def save(self, item: WorkItem, payload: Any) -> None:
+        result = load_result(payload)
+        if isinstance(result, dict) and CARRIED_RECORDS in result:  # written once, by this run, not on a resume
+            result = {k: v for k, v in result.items() if k != CARRIED_RECORDS}
+        self.checkpointer.save(result, item, self.fingerprint)
+
+
 @dataclass
 class ChunkJob:
     processor_blob: bytes
@@ -136,6 +164,9 @@ class ChunkJob:
     raise_skippable: bool = False
     # a ChunkRecorder (hpckit.processor.records) or None: one record per finished or failed chunk
     recorder: Any = None
+    # a DriverCheckpoints where the workers cannot see the checkpoint directory (checkpointer is then None):
+    # the executor loads and saves chunks on the driver; never sent to the workers
+    driver_checkpoints: Any = field(default=None, repr=False, compare=False)
     # copies of processor_object, one per chunk (hpckit.processor.isolate); made on first use
     _object_copies: Any = field(default=None, init=False, repr=False, compare=False)
 
@@ -143,6 +174,7 @@ class ChunkJob:
         state = self.__dict__.copy()
         state["processor_object"] = None
         state["_object_copies"] = None
+        state["driver_checkpoints"] = None
         return state
 
     def _copies(self) -> ProcessorCopies:
@@ -187,7 +219,7 @@ class ChunkJob:
         if self.checkpointer is not None:  # a chunk recomputed after its worker left (walltime) reuses its result
             saved = self.checkpointer.load(item, self.fingerprint)
             if saved is not None:
-                return share_keys({**saved, "metrics": {**saved.get("metrics", {}), "from_checkpoint": 1}})
+                return _from_checkpoint(saved)
         failovers = 0
 
         def served() -> dict:  # one attempt: every replica in turn

@@ -191,6 +191,49 @@ class TaskEngine(Protocol):
         """Workers connected now (sizes the submission window)."""
 
 
+class _Saved:
+    """A chunk answered from the driver's checkpoints: finished before it was submitted."""
+
+    def __init__(self, payload: Any):
+        self.payload = payload
+
+
+class _DriverCheckpointing:
+    """An engine seen through :class:`hpckit.processor.work.DriverCheckpoints`: a chunk saved before is
+    answered at once with its saved payload, a finished one is saved as its payload passes the driver. It
+    has no ``submit_group``: checkpoints are per chunk, so chunks go one a task."""
+
+    def __init__(self, engine: TaskEngine, checkpoints: Any):
+        self.engine = engine
+        self.checkpoints = checkpoints
+        self._items: dict[Any, WorkItem] = {}
+
+    def submit_chunk(self, item: WorkItem) -> Any:
+        payload = self.checkpoints.load(item)
+        if payload is not None:
+            return _Saved(payload)
+        handle = self.engine.submit_chunk(item)
+        self._items[handle] = item
+        return handle
+
+    def submit_merge(self, payloads: list[Any]) -> Any:
+        return self.engine.submit_merge(payloads)
+
+    def workers(self) -> int:
+        return self.engine.workers()
+
+    def wait(self, handles: list[Any]) -> list[tuple[Any, bool, Any, int, str]]:
+        saved = [(h, True, h.payload, 0, "") for h in handles if isinstance(h, _Saved)]
+        if saved:
+            return saved
+        done = self.engine.wait(handles)
+        for handle, ok, value, _, _ in done:
+            item = self._items.pop(handle, None)
+            if item is not None and ok and not isinstance(value, Failure):
+                self.checkpoints.save(item, value)
+        return done
+
+
 @dataclass
 class _Task:
     what: str  # "chunk", "group" (a level-0 merge group's chunks) or "merge"
@@ -208,10 +251,13 @@ class StreamingDriver:
     time), so the output does not depend on which task finished first. Results waiting for their
     siblings are the only ones the driver holds (``held_max`` records the most at once); they are
     bounded by the window. ``group_chunks`` (None|True|False, as :class:`._groups.ChunkGroups`) sends
-    tiny chunks a merge group a task, where the engine has ``submit_group``."""
+    tiny chunks a merge group a task, where the engine has ``submit_group``. ``checkpoints``: the job's
+    :class:`hpckit.processor.work.DriverCheckpoints`, if any."""
 
     def __init__(self, engine: TaskEngine, retries: int, width: int, progress: ChunkProgress,
-                 window: int | None = None, group_chunks: bool | None = False):
+                 window: int | None = None, group_chunks: bool | None = False, checkpoints: Any = None):
+        if checkpoints is not None:
+            engine = _DriverCheckpointing(engine, checkpoints)
         self.engine = engine
         self.group_chunks = group_chunks if hasattr(engine, "submit_group") else False
         self.grouped = 0

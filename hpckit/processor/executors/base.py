@@ -7,7 +7,7 @@ import dataclasses
 import warnings
 from abc import ABC
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 from hpckit.processor.accumulate import accumulate
 from hpckit.processor.fileset import WorkItem
@@ -28,8 +28,14 @@ class ExecutorBase(ABC):
     unit: str = "items"  # coffea's progress-bar labels, accepted with the same meaning
     desc: str = "Processing"
     function_name: str | None = None
+    # False where the workers cannot see the driver's files (a site without a shared file system; set by
+    # `hpckit launch` and hpckit.cluster there): a checkpointer's files are then read and written by the
+    # driver, in the executors that can (``checkpoints_on_driver``), and refused by the others
+    shared_filesystem: bool = True
     # filled by run(): engine-level facts for the metrics (tasks retried, workers seen)
     stats: dict = field(default_factory=dict, init=False, repr=False, compare=False)
+
+    checkpoints_on_driver: ClassVar[bool] = False  # run() honours ChunkJob.driver_checkpoints
 
     def copy(self, **changes: Any) -> "ExecutorBase":
         with warnings.catch_warnings():  # a copy is not a second occasion to deprecate an argument

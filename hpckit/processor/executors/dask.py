@@ -18,6 +18,8 @@
   ``dask.dataframe`` made of those chunk frames, still living on the workers (so it needs a ``client`` the
   caller keeps open), as the output handed to ``postprocess`` and returned. Metrics and the processed
   chunks are still merged in a tree. Not combinable with a checkpointer.
+* ``shared_filesystem=False`` with a checkpointer: each chunk's result also comes to the driver, which
+  saves it (:class:`hpckit.processor.work.DriverCheckpoints`); a chunk saved before is not sent out.
 """
 
 from __future__ import annotations
@@ -102,6 +104,7 @@ def _rerun_counter():
 
 @dataclass
 class DaskExecutor(ExecutorBase):
+    checkpoints_on_driver = True
     client: Any = None
     treereduction: int = DEFAULT_TREE_WIDTH
     priority: int = 0
@@ -248,8 +251,9 @@ class DaskExecutor(ExecutorBase):
         tree = MergeTree(len(items), self.treereduction)
         finished = as_completed()
         frames: list[Any] | None = [] if self.use_dataframes else None
+        saved = job.driver_checkpoints  # checkpoints are per chunk: no merge group a task then
         grouping = ChunkGroups(len(items), tree.width, len(engine_workers),
-                               False if frames is not None else self.group_chunks)
+                               False if frames is not None or saved is not None else self.group_chunks)
         grouping.widen(window)
 
         merging: dict[str, tuple[int, int]] = {}  # merge task key -> its node (level, index) in the tree
@@ -273,36 +277,48 @@ class DaskExecutor(ExecutorBase):
                 merge(node, group)
 
         def submit_more() -> None:
-            for i in window.take():
-                node = grouping.take(i)
-                if node is None:
-                    continue  # its group goes out with the group's last chunk
-                item = items[i] if node[0] == 0 else items[grouping.runs[node][0]]
-                # the worker that opened the file in preprocessing, else one per file in turn: chunks of a
-                # file then meet their open file, and tasks with a (loose) place skip the scheduler's
-                # root-task queue, which costs a scheduler round trip between two tasks on a worker
-                where = homes.get(item.filename)
-                if where is None:
-                    where = self._file_workers.get(item.filename) or (pool[len(homes) % len(pool)] if pool else "")
-                    homes[item.filename] = where
-                placement = {"workers": [where], "allow_other_workers": True} if where else {}
-                if node[0]:
-                    lo, hi = grouping.runs[node]
-                    fut = client.submit(run_chunks, items[lo:hi], job=job_future, key=f"{prefix}group-{node[1]}",
-                                        retries=self.retries, priority=self.priority, **placement)
-                    finished.add(fut)
-                    live.add(fut)
-                    place(*node, fut)
-                    continue
-                fut = client.submit(_run_chunk, item, job=job_future, key=f"{prefix}chunk-{i}",
+            taken = window.take()
+            while taken:  # chunks answered from the driver's checkpoints free the window at once
+                for i in taken:
+                    submit(i)
+                taken = window.take()
+
+        def submit(i: int) -> None:
+            node = grouping.take(i)
+            if node is None:
+                return  # its group goes out with the group's last chunk
+            item = items[i] if node[0] == 0 else items[grouping.runs[node][0]]
+            payload = saved.load(item) if saved is not None else None
+            if payload is not None:  # at its place in the tree, as the chunk's result would be
+                place(0, i, _Payload(payload))
+                progress.advance(1, len(item))
+                window.finish(i)
+                return
+            # the worker that opened the file in preprocessing, else one per file in turn: chunks of a
+            # file then meet their open file, and tasks with a (loose) place skip the scheduler's
+            # root-task queue, which costs a scheduler round trip between two tasks on a worker
+            where = homes.get(item.filename)
+            if where is None:
+                where = self._file_workers.get(item.filename) or (pool[len(homes) % len(pool)] if pool else "")
+                homes[item.filename] = where
+            placement = {"workers": [where], "allow_other_workers": True} if where else {}
+            if node[0]:
+                lo, hi = grouping.runs[node]
+                fut = client.submit(run_chunks, items[lo:hi], job=job_future, key=f"{prefix}group-{node[1]}",
                                     retries=self.retries, priority=self.priority, **placement)
                 finished.add(fut)
-                leaf = fut
-                if frames is not None:
-                    frames.append(client.submit(_frame_of, fut, key=f"{prefix}frame-{i}"))
-                    leaf = client.submit(_without_frame, fut, key=f"{prefix}meta-{i}")
-                live.add(leaf)
-                place(0, i, leaf)
+                live.add(fut)
+                place(*node, fut)
+                return
+            fut = client.submit(_run_chunk, item, job=job_future, key=f"{prefix}chunk-{i}",
+                                retries=self.retries, priority=self.priority, **placement)
+            finished.add(fut)
+            leaf = fut
+            if frames is not None:
+                frames.append(client.submit(_frame_of, fut, key=f"{prefix}frame-{i}"))
+                leaf = client.submit(_without_frame, fut, key=f"{prefix}meta-{i}")
+            live.add(leaf)
+            place(0, i, leaf)
 
         submit_more()
         polled = time.monotonic()
@@ -324,6 +340,8 @@ class DaskExecutor(ExecutorBase):
             lo, hi = grouping.runs.pop((1, index)) if fut.key.startswith(f"{prefix}group-") else (index, index + 1)
             if fut.status == "error":
                 raise self._error(fut, items[lo], hi - lo)
+            if saved is not None:  # its workers cannot write the checkpoint: its result comes here too
+                saved.save(items[lo], fut.result())
             del fut  # the chunk's result stays on the cluster only until its merge has run
             progress.advance(hi - lo, sum(len(items[i]) for i in range(lo, hi)))
             for i in range(lo, hi):

@@ -125,6 +125,7 @@ class _ParslEngine:
 
 @dataclass
 class ParslExecutor(ExecutorBase):
+    checkpoints_on_driver = True
     config: Any = None
     treereduction: int = DEFAULT_TREE_WIDTH  # results merged on the workers in batches of this many
     jobs_executors: Any = "all"  # Parsl executor labels that run chunks ...
@@ -191,7 +192,7 @@ class ParslExecutor(ExecutorBase):
             engine = _ParslEngine(dfk, job, self.jobs_executors, self.merges_executors)
             progress.set_workers(_connected_workers(dfk))
             driver = StreamingDriver(engine, self.retries, self.treereduction, progress, self.window,
-                                     self.group_chunks)
+                                     self.group_chunks, job.driver_checkpoints)
             result = driver.run(items)
             managers = _managers(dfk)
         finally:

@@ -209,6 +209,7 @@ class _VineEngine:
 
 @dataclass
 class TaskVineExecutor(ExecutorBase):
+    checkpoints_on_driver = True
     port: Any = VINE_PORT  # an int, or (low, high) for the first free port in a range; 0 for any free port
     manager_name: str | None = None
     cores: int = 1
@@ -328,7 +329,8 @@ class TaskVineExecutor(ExecutorBase):
     def _run(self, manager, vine, items, job, progress) -> Any:
         engine = _VineEngine(vine, manager, self, job)
         progress.set_workers(int(manager.stats.workers_connected))
-        driver = StreamingDriver(engine, self.retries, self.treereduction, progress, self.window)
+        driver = StreamingDriver(engine, self.retries, self.treereduction, progress, self.window,
+                                 checkpoints=job.driver_checkpoints)
         try:
             result = driver.run(items)
         finally:
