@@ -10,6 +10,7 @@ or worker on any node. Render and interface checks (no cluster needed) run first
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import sys
 import tarfile
@@ -297,6 +298,30 @@ def test_noshare_launch_copies_env_and_keys_onto_each_node_and_reads_inputs_from
             script = (d / "run-dask" / "job_script.sh").read_text()  # what ran: TLS files from the staged copy
             assert '--tls-key "$hpckit_stage"/keys/key.pem' in script and str(d) not in script.split("\n", 1)[1], script
             assert script.rstrip().endswith("& wait $!"), script  # so that scancel's SIGTERM runs the cleanup at once
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(300)
+@pytest.mark.parametrize("backend", ["dask", "parsl"])
+def test_noshare_job_that_fails_says_why_through_slurm(backend):
+    """cluster-noshare keeps each job's logs on its node, where the client cannot read them: a job that fails
+    sets its Slurm comment to its exit status, node and last stderr lines, and the launch's error and
+    jobs.jsonl show it. Here the nodes have no environment (``env_delivery.mode=none``: the nodes' system
+    Python has neither Dask nor Parsl)."""
+    with cluster_lock(), scratch_dir() as d:
+        fs = d / "fileset.json"  # never opened: no worker starts
+        fs.write_text(json.dumps({"A": {"files": {f"root://{LOGIN_ADDR}:1094//nowhere.root": "Events"}}}))
+        r = login_hpckit(["launch", str(ANALYSIS), "--site", "cluster-noshare", "--backend", backend,
+                          "--set", "env_delivery.mode=none", "--workers", "1", "--fileset", str(fs),
+                          "--run-dir", str(d / "run"), "--worker-timeout", "150", "--no-status"], timeout=240)
+        assert r.returncode != 0 and "Traceback" not in r.stderr, r.stderr
+        assert "every worker job ended before a worker connected" in r.stderr, r.stderr
+        said = [ln for ln in r.stderr.splitlines() if re.search(r"the job says: exit [1-9]\d* on node[4-6]: ", ln)]
+        assert said and "No module named" in said[0], r.stderr
+        assert "on the job's node (this site shares no file system)" in r.stderr, r.stderr
+        states = [json.loads(ln) for ln in (d / "run" / "jobs.jsonl").read_text().splitlines()]
+        assert any("No module named" in (s.get("note") or "") for s in states), states
+        assert not set(run_jobs(d / "run")) & squeue_ids()
 
 
 def _wait(pred, timeout: float, what: str) -> None:

@@ -207,6 +207,7 @@ def job_context(site: Site, backend: str, mode: JobMode = SCRIPT, name: str | No
         # a site without a shared file system: the job's staging directory, as the job script computes it
         "stage_dir": staging.job_dir_shell(site) if staging.staged(site, backend) else None,
         "stage_wait": staging.WAIT_SECONDS,
+        "note_command": scheduler_class(site.scheduler).job_note_shell if staging.staged(site, backend) else None,
     }
     # resources (write cores/memory requests), select (PBS Pro's select line): the scheduler says, per mode
     job.update(scheduler_class(site.scheduler).job_facts(site, mode.name, job))

@@ -4,7 +4,7 @@ A :class:`JobStateRecorder` thread asks the scheduler about the launch's jobs ev
 already ended are not asked again) and appends a line only when a job appears or its state changes::
 
     {"t": unix time, "job": "123", "state": "SUBMITTED" | "PENDING" | "RUNNING" | "COMPLETED" | ...,
-     "exit_code": "0:0" or null, "reason": ... or null}
+     "exit_code": "0:0" or null, "reason": ... or null, "note": the job's own line or null}
 
 It only reads: job ids come from the backend's own list, states from ``scheduler.status``.
 """
@@ -84,7 +84,7 @@ class JobStateRecorder:
                     if st.state.value != self.last.get(j):
                         self.last[j] = st.state.value
                         lines.append({"t": now, "job": j, "state": st.state.value, "exit_code": st.exit_code,
-                                      "reason": st.reason, "stderr": st.stderr_path})
+                                      "reason": st.reason, "stderr": st.stderr_path, "note": st.note})
             if lines:
                 with open(self.path, "a") as fh:
                     fh.writelines(json.dumps(x, default=str) + "\n" for x in lines)

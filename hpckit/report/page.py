@@ -238,6 +238,8 @@ def _failures(run: RunData, rows: list) -> str:
         if r.failed:
             s = next((x for x in run.job_states if r.name == f"job {x['job']}" and x["state"] == r.end_state), {})
             msg = f"{r.end_state}" + (f" (exit {s.get('exit_code')})" if s.get("exit_code") else "")
+            if s.get("note"):  # the job's own line (a site whose logs stay on the nodes)
+                msg += f"\nthe job says: {s['note']}"
             tail = _tail(s.get("stderr"))
             items.append((r.name, msg + (f"\n--- stderr tail ---\n{tail}" if tail else "")))
     if run.bad_lines:

@@ -99,6 +99,7 @@ class JobStatus:
     reason: str | None = None
     stdout_path: str | None = None
     stderr_path: str | None = None
+    note: str | None = None  # the job's own one line (``Scheduler.job_note_shell``), e.g. why it failed
 
     def __post_init__(self) -> None:
         self.state = JobState.parse(self.state)
@@ -110,12 +111,18 @@ class JobStatus:
     def stderr_tail(self, n: int = 15) -> list[str]:
         return (_lines(self.stderr_path) or [])[-n:]
 
-    def summary(self, head: int = 3, tail: int = 15) -> str:
-        """``job ID: STATE (exit, reason)`` then the head and tail of its stderr (and stdout's tail)."""
+    def summary(self, head: int = 3, tail: int = 15, logs_here: bool = True) -> str:
+        """``job ID: STATE (exit, reason)``, the job's note, then the head and tail of its stderr (and
+        stdout's tail); ``logs_here=False``: the logs are on the job's node (no shared file system), named only."""
         bits = [x for x in (f"exit {self.exit_code}" if self.exit_code else None, self.reason) if x and x != "None"]
         lines = [f"job {self.job_id}: {self.state.value}" + (f" ({', '.join(bits)})" if bits else "")]
+        if self.note:
+            lines.append(f"  the job says: {self.note}")
         for label, path, n_tail in (("stderr", self.stderr_path, tail), ("stdout", self.stdout_path, 5)):
             if not path:
+                continue
+            if not logs_here:
+                lines.append(f"  {label}: {path} on the job's node (this site shares no file system)")
                 continue
             text = _lines(path)
             if text is None:
@@ -180,6 +187,10 @@ class Scheduler(ABC):
     # the scheduler can copy a file from the submit host into a running job's node (:meth:`stage`); None
     # where it cannot, and such a site's launch is refused naming what would need a shared file system.
     stage_job_var: ClassVar[str | None] = None
+    # A shell command run in the job that sets its one-line note from ``$hpckit_note``, shown back by
+    # :meth:`status` (``JobStatus.note``): how a job on such a site says why it failed, its logs being on
+    # its node. None where the scheduler has no such field.
+    job_note_shell: ClassVar[str | None] = None
 
     def __init__(self, log_dir: str | Path | None = None):
         self.log_dir = Path(log_dir) if log_dir else None

@@ -9,7 +9,8 @@ from hpckit.core.errors import LaunchError
 
 # One squeue call for every job of a launch: these fields, "|"-separated (-t all: ended jobs too, while
 # the controller still holds them, MinJobAge)
-_FIELDS = ("JobID", "State", "Reason", "exit_code", "STDOUT", "STDERR", "Name", "UserName")
+# Comment last: the job's note (job_note_shell) may hold the separator
+_FIELDS = ("JobID", "State", "Reason", "exit_code", "STDOUT", "STDERR", "Name", "UserName", "Comment")
 _FORMAT = ",".join(f"{f}:|" for f in _FIELDS)
 
 
@@ -45,6 +46,7 @@ class SlurmScheduler(Scheduler):
     own_settings = ("partition", "qos", "constraint")
     setting_hints = {"queue": " (use partition/qos for Slurm)"}
     stage_job_var = "SLURM_JOB_ID"
+    job_note_shell = 'scontrol update JobId="$SLURM_JOB_ID" Comment="$hpckit_note"'  # the owner may set it
 
     def stage(self, job_id, source, dest) -> None:
         """``sbcast --jobid``: the controller hands the file to the job's nodes (no shared file system)."""
@@ -80,7 +82,7 @@ class SlurmScheduler(Scheduler):
             r = run_command(["squeue", "-h", "-t", "all", "-j", ",".join(map(str, job_ids)), "-O", _FORMAT],
                             timeout=15)
             for line in r.stdout.splitlines() if r.returncode == 0 else ():
-                values = [v.strip() for v in line.split("|")]
+                values = [v.strip() for v in line.split("|", len(_FIELDS) - 1)]
                 if len(values) >= len(_FIELDS):
                     f = dict(zip(_FIELDS, values))
                     rows[f["JobID"]] = f
@@ -90,8 +92,10 @@ class SlurmScheduler(Scheduler):
             if f is None:
                 out[j] = JobStatus(j, JobState.GONE, reason="the scheduler no longer lists it")
                 continue
+            note = f["Comment"].removesuffix("|").strip()
             out[j] = JobStatus(j, f["State"], _exit_code(f["exit_code"]), f["Reason"] or None,
-                               _expand(f["STDOUT"], f), _expand(f["STDERR"], f))
+                               _expand(f["STDOUT"], f), _expand(f["STDERR"], f),
+                               note if note not in ("", "(null)") else None)
         return out
 
     def queued(self, job_ids) -> list[str]:

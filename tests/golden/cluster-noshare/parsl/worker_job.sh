@@ -15,7 +15,8 @@ export HPCKIT_SCRATCH=/tmp
 mkdir -p "$HPCKIT_SCRATCH"
 hpckit_stage=/tmp/hpckit-stage-"$SLURM_JOB_ID"
 mkdir -p -m 700 "$hpckit_stage" "$hpckit_stage/keys" || { echo "hpckit: cannot create $hpckit_stage on $(hostname); fix: --set env_delivery.node_scratch=<a writable node-local directory>" >&2; exit 78; }
-trap 'rm -rf "$hpckit_stage"' EXIT; trap 'exit 143' TERM
+hpckit_ended() { hpckit_rc=$?; rm -rf "$hpckit_stage"; if [ "$hpckit_rc" -ne 0 ] && [ "$hpckit_rc" -ne 143 ]; then hpckit_note="exit $hpckit_rc on $(hostname): $(tail -n 3 "/proc/$$/fd/2" 2>/dev/null | tr -s '\n\t' '  ' | cut -c1-400)"; scontrol update JobId="$SLURM_JOB_ID" Comment="$hpckit_note" >/dev/null 2>&1; fi; }
+trap hpckit_ended EXIT; trap 'exit 143' TERM
 hpckit_waited=0; while [ ! -e "$hpckit_stage/ready" ]; do [ "$hpckit_waited" -lt 600 ] || { echo "hpckit: the launch's files did not arrive in $hpckit_stage on $(hostname) within 600 s (the launch copies them into the job once it runs: did the launch end?)" >&2; exit 78; }; sleep 1; hpckit_waited=$((hpckit_waited + 1)); done
 hpckit_tarball="$hpckit_stage/env.tar.gz"
 hpckit_fail() { echo "hpckit: $1" >&2; exit 78; }
