@@ -251,7 +251,8 @@ def test_noshare_launch_copies_env_and_keys_onto_each_node_and_reads_inputs_from
     files, Parsl's keys) copied onto its node by sbcast and starts its worker once they are there. Output
     equal to the iterative run on the local files; one job on each of the three nodes, each node unpacked the
     environment into its own /tmp; the per-chunk records (which the workers cannot write into the run
-    directory) come back with the results and name the three nodes; the checkpoints are written by the client;
+    directory) come back with the results and name the three nodes, with what the workers logged; the
+    checkpoints are written by the client;
     nothing staged is left on a node and no job in squeue."""
     from conftest import DATASETS
 
@@ -271,7 +272,7 @@ def test_noshare_launch_copies_env_and_keys_onto_each_node_and_reads_inputs_from
                                   "--workers", "3", "--wait-workers", "3", "--env", str(tarball), "--fileset", str(fs),
                                   "--chunksize", "5", "--run-dir", str(run_dir), "--worker-timeout", "150",
                                   "--checkpoint", str(d / f"ckpt-{backend}"), "--no-status", "--no-plots"],
-                                 timeout=360, HPCKIT_TEST_SLEEP="1")
+                                 timeout=360, HPCKIT_TEST_SLEEP="1", HPCKIT_TEST_WARN="1")
                 jobs = run_jobs(run_dir)
                 names = {f"{logs_of[backend]}-{j}.{ext}" for j in jobs for ext in ("out", "err")}
                 listed = {n: set(on(n, "ls", "/tmp").stdout.split()) for n in NOSHARE_NODES}
@@ -287,8 +288,13 @@ def test_noshare_launch_copies_env_and_keys_onto_each_node_and_reads_inputs_from
                 records = chunk_records(run_dir)
                 assert len(records) == 16 and {rec["job"] for rec in records} <= set(jobs), records
                 assert {rec["worker"].split(":")[0] for rec in records} == set(NOSHARE_NODES), (backend, records)
+                # and what the workers logged (a warning a chunk) came back with them too
+                logs = [x for x in map(json.loads, (run_dir / "chunks.jsonl").read_text().splitlines())
+                        if x["kind"] == "log" and x["logger"] == "slow_dimuon"]
+                assert len(logs) == 16 and {x["worker"].split(":")[0] for x in logs} <= set(NOSHARE_NODES), logs
                 report = (run_dir / "report.html").read_text()  # built from those records: one row per node's job
                 assert all(f">{n}:" in report or f">{n}<" in report for n in NOSHARE_NODES), backend
+                assert "WARNING  slow_dimuon: slow chunk 0-5 of " in report, backend
                 # the nodes cannot see the checkpoint directory: the client wrote each chunk's checkpoint
                 assert len(list((d / f"ckpt-{backend}").rglob("*.ckpt"))) == 16, backend
                 for n in NOSHARE_NODES:

@@ -101,6 +101,36 @@ def test_run_records_every_chunk_and_the_report_says_what_ran(tmp_path):
     assert check_page((res / "report.html").read_text()).worker_rows == page.worker_rows
 
 
+def test_what_workers_log_becomes_records_and_a_report_section(tmp_path):
+    """A processor that logs a warning per chunk: run on worker processes (futures), each line is a record
+    in chunks.jsonl naming the worker that ran the chunk, listed under "Worker logs"; run in the driver's own
+    process (iterative), the lines stay on the user's terminal and are not recorded twice."""
+    import os
+
+    env = {**os.environ, "HPCKIT_TEST_WARN": "1", "HPCKIT_TEST_SLEEP": "0",
+           "PYTHONPATH": f"{EXAMPLES}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}  # slow_dimuon imports dimuon
+    for executor in ("futures", "iterative"):
+        res = tmp_path / executor
+        r = subprocess.run([sys.executable, "-m", "hpckit", "run", str(REPO / "tests" / "slow_dimuon.py"),
+                            "--fileset", str(EXAMPLES / "fileset.json"), "--executor", executor, "--workers", "2",
+                            "--chunksize", "10", "--output", str(res / "out.pkl"), "--no-status", "--no-plots"],
+                           cwd=REPO, capture_output=True, text=True, timeout=300, env=env)
+        assert r.returncode == 0, r.stderr
+        lines = [json.loads(x) for x in (res / "chunks.jsonl").read_text().splitlines()]
+        logs = [x for x in lines if x["kind"] == "log"]
+        html = (res / "report.html").read_text()
+        check_page(html)
+        if executor == "iterative":
+            assert not logs and "No warning or error logged by a worker" in html, logs
+            continue
+        ran = {(os.path.basename(c["file"]), c["start"], c["stop"]): c["worker"] for c in lines if c["kind"] == "chunk"}
+        assert len(logs) == len(ran) == 8 and all(x["level"] == "WARNING" for x in logs), logs
+        for x in logs:
+            start, stop, name = re.fullmatch(r"slow chunk (\d+)-(\d+) of (\S+)", x["message"]).groups()
+            assert ran[(name, int(start), int(stop))] == x["worker"], (x, ran)  # the worker that ran the chunk
+        assert x["logger"] == "slow_dimuon" and f"slow chunk {start}-{stop} of {name}" in html
+
+
 FAILING = '''
 from dimuon import DimuonProcessor
 

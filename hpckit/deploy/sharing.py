@@ -74,4 +74,5 @@ def kept_on_nodes(site: Site) -> list[str]:
     (said when it starts, so that a missing report line is not a surprise)."""
     if not site.staged:
         return []
-    return ["batch and worker logs (in node-local scratch; per-chunk records come back with the results)"]
+    return ["batch logs (in node-local scratch; per-chunk records, the workers' warnings and the checkpoints "
+            "come back with the results; a failed job's last lines through the scheduler)"]

@@ -18,6 +18,8 @@ Lines (``t`` is Unix time in seconds)::
      "dataset": ..., "file": ..., "start": entrystart, "stop": entrystop, "events": n, "bytes": n,
      "retries": n}
     {"kind": "skipped" | "failure", "t": ..., "worker": ..., "job": ..., "chunk": "...", "error": "..."}
+    {"kind": "log", "t": ..., "worker": ..., "job": ..., "level": "WARNING", "logger": ..., "message": ...}
+      (what a worker process logged while it ran chunks: hpckit.processor.worker_log)
 """
 
 from __future__ import annotations

@@ -31,6 +31,7 @@ from hpckit.processor.records import batch_job_id
 from hpckit.processor.replicas import candidates, is_permanent, mismatch, with_replicas
 from hpckit.processor.processed import ProcessedChunks
 from hpckit.processor.serialize import compress, decompress, load_processor
+from hpckit.processor import worker_log
 from hpckit.processor.timeout import chunk_deadline
 
 _PROCESSORS: dict[int, ProcessorCopies] = {}  # per worker process: processor bytes -> its copies
@@ -164,6 +165,7 @@ class ChunkJob:
     raise_skippable: bool = False
     # a ChunkRecorder (hpckit.processor.records) or None: one record per finished or failed chunk
     recorder: Any = None
+    driver: str = field(default_factory=lambda: worker_id())  # the driver process, as host:pid
     # a DriverCheckpoints where the workers cannot see the checkpoint directory (checkpointer is then None):
     # the executor loads and saves chunks on the driver; never sent to the workers
     driver_checkpoints: Any = field(default=None, repr=False, compare=False)
@@ -194,11 +196,17 @@ class ChunkJob:
     def run(self, item: WorkItem) -> dict:
         if self.recorder is None:
             return self._run(item)
+        # in a worker process (not the driver's): what that process logs becomes records of the run too
+        in_worker = worker_id() != self.driver
+        if in_worker:
+            worker_log.tap()
         t0 = time.time()
         try:
             result = self._run(item)
         except Exception as err:
             self.recorder(_outcome_record("failure", item, t0, f"{type(err).__name__}: {err}"))
+            for rec in worker_log.take(worker_id(), batch_job_id()) if in_worker else ():
+                self.recorder(rec)
             raise
         skipped = result["metrics"].get("skipped")
         if skipped:
@@ -210,8 +218,10 @@ class ChunkJob:
                 "dataset": item.dataset, "file": item.filename, "start": item.entrystart, "stop": item.entrystop,
                 "events": m.get("entries", 0), "bytes": m.get("bytesread", 0), "retries": m.get("retries", 0),
             }
-        if not self.recorder(rec):  # no run directory here: the record travels with the result
-            result = {**result, CARRIED_RECORDS: [rec]}
+        logged = worker_log.take(worker_id(), batch_job_id()) if in_worker else []
+        carried = [r for r in (rec, *logged) if not self.recorder(r)]
+        if carried:  # no run directory here: the records travel with the result
+            result = {**result, CARRIED_RECORDS: carried}
         return result
 
     def _run(self, item: WorkItem) -> dict:

@@ -21,6 +21,7 @@ SECTIONS = {  # id -> heading, in page order
     "per-worker": "Per worker",
     "io": "Bytes read, retries, skipped files",
     "failures": "Failures",
+    "worker-logs": "Worker logs",
     "cutflow": "Cutflow",
     "histograms": "Histograms",
 }
@@ -250,6 +251,19 @@ def _failures(run: RunData, rows: list) -> str:
     return _section("failures", f'<ul class="failures">{lis}</ul>')
 
 
+def _worker_logs(run: RunData, shown: int = 50) -> str:
+    """What the workers logged at WARNING and above while they ran chunks (also where their batch logs stay
+    on the nodes): the first ``shown`` lines, then how many more."""
+    if not run.logs:
+        return _section("worker-logs", "<p>No warning or error logged by a worker while it ran chunks.</p>")
+    logs = sorted(run.logs, key=lambda r: r.get("t") or 0)
+    t0 = run.t_origin or (logs[0].get("t") or 0)
+    lines = [f"+{(r.get('t') or t0) - t0:7.1f} s  {r.get('worker')}  {r.get('level')}  {r.get('logger')}: "
+             f"{r.get('message')}" for r in logs[:shown]]
+    more = f"<p class='muted'>{len(logs) - shown} more line(s) in chunks.jsonl.</p>" if len(logs) > shown else ""
+    return _section("worker-logs", f"<pre>{escape(chr(10).join(lines))}</pre>{more}")
+
+
 def _histograms(run: RunData, plots: bool = True) -> str:
     if not plots:
         return _section("histograms", "<p class='muted'>Not drawn (the run had --no-plots); "
@@ -307,7 +321,7 @@ def render(run: RunData, plots: bool = True) -> str:
         first += " (more under Failures)"
     body = "".join([
         _what_ran(run), _workers(run, rows), _chunks_over_time(run), _throughput(run), _per_worker(run, rows),
-        _io(run), _failures(run, rows), _cutflows(run), _histograms(run, plots),
+        _io(run), _failures(run, rows), _worker_logs(run), _cutflows(run), _histograms(run, plots),
     ])
     return (f"<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'><title>{escape(title)}</title>"
             f"<meta name='viewport' content='width=device-width, initial-scale=1'><style>{CSS}</style></head>"

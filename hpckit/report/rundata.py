@@ -65,6 +65,7 @@ class RunData:
     run_events: list[dict] = field(default_factory=list)
     skipped: list[dict] = field(default_factory=list)
     failures: list[dict] = field(default_factory=list)
+    logs: list[dict] = field(default_factory=list)  # what workers logged at WARNING+ (hpckit.processor.worker_log)
     job_ids: list[str] = field(default_factory=list)
     job_states: list[dict] = field(default_factory=list)
     metrics: dict | None = None
@@ -295,6 +296,8 @@ def load_run(run_dir: str | Path) -> RunData:
             data.skipped.append(rec)
         elif kind == "failure":
             data.failures.append(rec)
+        elif kind == "log":
+            data.logs.append(rec)
     try:
         data.job_ids = list(dict.fromkeys((run_dir / "jobs.txt").read_text().split()))
     except OSError:
