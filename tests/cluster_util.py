@@ -29,9 +29,9 @@ SHARED_NODES = ("node1", "node2", "node3")
 
 
 def cluster(*args: str, timeout: float = 60, **extra: str) -> subprocess.CompletedProcess:
+    path = f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"
     return subprocess.run(["bash", str(CLUSTER), *args], capture_output=True, text=True, timeout=timeout,
-                          env=env(PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
-                                  **extra))
+                          env=env(**{"PATH": path, **extra}))
 
 
 def on(node: str, *cmd: str, timeout: float = 60, **extra: str) -> subprocess.CompletedProcess:

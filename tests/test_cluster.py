@@ -10,6 +10,7 @@ or worker on any node. Render and interface checks (no cluster needed) run first
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
 import sys
@@ -240,6 +241,47 @@ def test_launch_from_login_spreads_over_nodes_and_unpacks_once_per_node(packed_e
             if unpacked is not None:
                 assert dirs == unpacked, "the second launch unpacked again instead of reusing each node's copy"
             unpacked = dirs
+
+
+def _cctools_on_scratch(d: Path) -> dict[str, str]:
+    """PATH and PYTHONPATH of a cctools build (vine_factory, vine_worker, ndcctools) copied into the shared
+    scratch, which the login and shared nodes see (their /tmp is their own). TaskVine is not on PyPI: without
+    a build under /tmp/engines/<name> (docs/testing.md) the test is skipped."""
+    import glob
+
+    factories = sorted(glob.glob("/tmp/engines/*/bin/vine_factory"))
+    packages = sorted(glob.glob("/tmp/engines/*/lib/python3*/site-packages/ndcctools/taskvine"))
+    if not factories or not packages:
+        pytest.skip("no TaskVine build under /tmp/engines (ndcctools is not on PyPI, so CI has none): "
+                    "the TaskVine launch across nodes is not run")
+    dest = d / "cctools"
+    shutil.copytree(Path(factories[-1]).parents[1], dest, symlinks=True)
+    site = Path(packages[-1]).parents[1].relative_to(Path(factories[-1]).parents[1])
+    repo = Path(__file__).resolve().parents[1]
+    return {"PATH": os.pathsep.join([str(dest / "bin"), str(Path(sys.executable).parent), "/usr/bin", "/bin"]),
+            "PYTHONPATH": os.pathsep.join([str(repo), str(repo / "examples"), str(repo / "tests"), str(dest / site)])}
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(420)
+def test_taskvine_launch_from_login_spreads_over_nodes(iterative_out):
+    """TaskVine, where a cctools build exists: the factory on the login node submits three Slurm jobs whose
+    vine_workers on node1-3 dial 192.0.2.10 (the factory's script names it, never loopback); chunks on all
+    three nodes, output equal to the iterative run, no job left."""
+    with cluster_lock(), scratch_dir() as d:
+        paths = _cctools_on_scratch(d)
+        run_dir = d / "run"
+        r = login_hpckit(["launch", SLOW, "--site", "cluster-local", "--backend", "taskvine", "--workers", "3",
+                          "--fileset", str(fileset(d)), "--chunksize", "5", "--run-dir", str(run_dir),
+                          "--worker-timeout", "150", "--no-status", "--no-plots"],
+                         timeout=360, HPCKIT_TEST_SLEEP="2", **paths)  # 16 chunks: time for each worker to take some
+        assert r.returncode == 0, r.stderr
+        assert_same_output(load(run_dir / "out.pkl"), iterative_out)
+        nodes = {rec["worker"].split(":")[0] for rec in chunk_records(run_dir)}
+        assert nodes == set(SHARED_NODES), f"chunks ran on {nodes}"
+        factory = (run_dir / "vine_factory.sh").read_text()
+        assert re.search(rf" {re.escape(LOGIN_ADDR)} \d+\n", factory) and "127.0.0.1" not in factory, factory
+        assert not set(run_jobs(run_dir)) & squeue_ids()
 
 
 @pytest.mark.slow

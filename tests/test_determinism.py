@@ -348,3 +348,5 @@ def test_taskvine(baseline, tmp_path, monkeypatch):
     with vine_workers(tmp_path) as port:
         executor = processor.TaskVineExecutor(port=port, status=False, filepath=str(tmp_path))
         assert _pickled(executor, WeightedMass(jitter=0.05)) == baseline
+        _checkpoints_on_the_driver(processor.TaskVineExecutor(port=port, status=False, filepath=str(tmp_path)),
+                                   tmp_path, baseline)
