@@ -1,6 +1,6 @@
 """Benchmark `hpckit launch` across the 3-node cluster of scripts/cluster-local.sh against the single node.
 
-    python bench/cluster.py [--repeat 1] [--chunksize 2] [--noshare]
+    python bench/cluster.py [--repeat 1] [--chunksize 2] [--noshare] [--cctools PREFIX]
 
 Cases (same fileset, the dimuon example, 3 workers): Dask and Parsl on `cluster-local` launched from the
 login node (workers on node1-3, cluster network, TLS / CurveZMQ), and the same on `slurm-local` (one
@@ -8,7 +8,9 @@ node, loopback). With --noshare also on `cluster-noshare` (node4-6, no shared fi
 `hpckit pack --fast` tarball copied into each job by sbcast, the same files read from an XRootD server on
 the login node (tests/cluster_util.py: cluster_xrootd), records carried back with the results. Reported per case: seconds from the CLI call to the first connected worker and to the
 first chunk result (from the run's launch.json and chunks.jsonl), to the result, and the per-chunk
-overhead: (run walltime x workers - processing time) / chunks. Needs both Slurms up.
+overhead: (run walltime x workers - processing time) / chunks. Needs both Slurms up. With --cctools (a cctools
+install prefix: vine_factory, vine_worker, the ndcctools package; TaskVine is not on PyPI) also TaskVine on
+both sites, the build copied into the shared scratch so that the login and compute nodes see it.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -27,16 +30,18 @@ CLUSTER = REPO / "scripts" / "cluster-local.sh"
 DATA = {"DYJetsToLL": REPO / "data" / "nano_dy.root", "DoubleMuon": REPO / "data" / "nano_dimuon.root"}
 
 
-def _env() -> dict:
+def _env(cctools: Path | None = None) -> dict:
     e = dict(os.environ)
-    e["PYTHONPATH"] = os.pathsep.join([str(REPO), str(REPO / "examples"),
-                                       *[p for p in e.get("PYTHONPATH", "").split(os.pathsep) if p]])
-    e["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{e.get('PATH', '')}"
+    first = [str(REPO), str(REPO / "examples")] + ([str(p) for p in cctools.glob("lib/python3*/site-packages")]
+                                                  if cctools else [])
+    e["PYTHONPATH"] = os.pathsep.join([*first, *[p for p in e.get("PYTHONPATH", "").split(os.pathsep) if p]])
+    e["PATH"] = os.pathsep.join([*([str(cctools / "bin")] if cctools else []), str(Path(sys.executable).parent),
+                                 e.get("PATH", "")])
     return e
 
 
 def one(site: str, backend: str, d: Path, chunksize: int, fileset: Path | None = None,
-        env: Path | None = None) -> dict:
+        env: Path | None = None, cctools: Path | None = None) -> dict:
     run_dir = d / f"{site}-{backend}-{time.time_ns()}"
     args = [sys.executable, "-m", "hpckit", "launch", str(REPO / "examples" / "dimuon.py"), "--site", site,
             "--backend", backend, "--workers", "3", "--fileset", str(fileset or d / "fileset.json"), "--chunksize",
@@ -46,7 +51,7 @@ def one(site: str, backend: str, d: Path, chunksize: int, fileset: Path | None =
     if site.startswith("cluster"):
         args = ["bash", str(CLUSTER), "exec", "login", "--", *args]
     t0 = time.time()
-    r = subprocess.run(args, env=_env(), capture_output=True, text=True, timeout=600)
+    r = subprocess.run(args, env=_env(cctools), capture_output=True, text=True, timeout=600)
     total = time.time() - t0
     if r.returncode:
         raise SystemExit(f"{site}/{backend} failed:\n{r.stderr[-2000:]}")
@@ -69,15 +74,21 @@ def main() -> None:
     ap.add_argument("--repeat", type=int, default=1)
     ap.add_argument("--chunksize", type=int, default=2)
     ap.add_argument("--noshare", action="store_true", help="also cluster-noshare (packs a tarball, starts XRootD)")
+    ap.add_argument("--cctools", type=Path, help="a cctools install prefix: also TaskVine")
     a = ap.parse_args()
     scratch = subprocess.run(["bash", str(CLUSTER), "scratch"], capture_output=True, text=True).stdout.strip()
     with tempfile.TemporaryDirectory(dir=scratch) as d:
         os.chmod(d, 0o755)
         (Path(d) / "fileset.json").write_text(json.dumps({k: {"files": {str(v): "Events"}} for k, v in DATA.items()}))
+        cctools = None
+        if a.cctools:  # where the login and compute nodes see it (their /tmp is their own)
+            cctools = Path(d) / "cctools"
+            shutil.copytree(a.cctools, cctools, symlinks=True)
         for _ in range(a.repeat):
             for site in ("cluster-local", "slurm-local"):
-                for backend in ("dask", "parsl"):
-                    print(json.dumps(one(site, backend, Path(d), a.chunksize)), flush=True)
+                for backend in ("dask", "parsl", *(("taskvine",) if cctools else ())):
+                    print(json.dumps(one(site, backend, Path(d), a.chunksize,
+                                         cctools=cctools if backend == "taskvine" else None)), flush=True)
         if a.noshare:
             _noshare(Path(d), a)
     print("load average:", os.getloadavg())
