@@ -81,7 +81,7 @@ def test_site_facts():
     lpc = site("lpc")
     assert lpc.htcondor.x509_proxy and lpc.network.port_range == (10000, 10070)
     assert lpc.container.image == "built"  # the image of the client's lock (hpckit.deploy.delivery)
-    assert site("chtc").htcondor.universe == "container" and not site("chtc").htcondor.shared_filesystem
+    assert site("chtc").htcondor.universe == "container"
     sl = site("slurm-local")
     assert sl.network.interface == "lo" and sl.loopback
 
@@ -255,3 +255,20 @@ def test_older_site_file_with_verified_on_loads_saying_nothing_was_checked(tmp_p
     f.write_text("name: old\nscheduler: local\nsource: [x]\ngathered_on: 2026-01-01\n")
     with pytest.raises(SiteError, match="checked"):
         load_site("old")
+
+
+def test_chtc_shares_no_file_system_so_a_launch_there_names_what_it_would_need():
+    """CHTC's execute nodes see nothing of the submit node. The site used to say so only in its HTCondor block
+    (file transfer on), so doctor and launch took it for shared, and its Dask workers would have looked for the
+    run's TLS key on the submit node's path. HTCondor cannot copy a file into a running job (no sbcast), so a
+    Dask or Parsl launch there names the pieces; the submit files still ask HTCondor to transfer files."""
+    from hpckit.deploy import render_files
+    from hpckit.deploy.sharing import needs_shared_filesystem
+    from hpckit.engines import ENGINES
+
+    chtc = site("chtc")
+    assert not chtc.shared_filesystem and not chtc.staged
+    for backend in ("dask", "parsl"):
+        pieces = needs_shared_filesystem(chtc, ENGINES[backend], None, "analysis.py", None)
+        assert pieces[0].startswith("run directory") and "analysis file analysis.py" in pieces[-1], pieces
+        assert "should_transfer_files = YES" in render_files(chtc, backend)["worker_job.sub"]

@@ -327,6 +327,8 @@ class PBSOptions(_Strict):
 class HTCondorOptions(_Strict):
     universe: Literal["vanilla", "container"] = "vanilla"
     x509_proxy: bool = Field(False, description="use_x509userproxy = true (the proxy itself is never written)")
+    # false: HTCondor transfers the job's files (should_transfer_files), though some paths may be shared (LPC's
+    # scratch); implied by the site's own shared_filesystem: false
     shared_filesystem: bool = True
     singularity_image_attr: bool = Field(False, description="set +SingularityImage to container.image")
     requirements: Str | None = None
