@@ -261,7 +261,8 @@ def test_chtc_shares_no_file_system_so_a_launch_there_names_what_it_would_need()
     """CHTC's execute nodes see nothing of the submit node. The site used to say so only in its HTCondor block
     (file transfer on), so doctor and launch took it for shared, and its Dask workers would have looked for the
     run's TLS key on the submit node's path. HTCondor cannot copy a file into a running job (no sbcast), so a
-    Dask or Parsl launch there names the pieces; the submit files still ask HTCondor to transfer files."""
+    Dask or Parsl launch there names the pieces; the submit files still ask HTCondor to transfer files. TaskVine's
+    factory hands its files to HTCondor with each job, so it needs none."""
     from hpckit.deploy import render_files
     from hpckit.deploy.sharing import needs_shared_filesystem
     from hpckit.engines import ENGINES
@@ -272,3 +273,5 @@ def test_chtc_shares_no_file_system_so_a_launch_there_names_what_it_would_need()
         pieces = needs_shared_filesystem(chtc, ENGINES[backend], None, "analysis.py", None)
         assert pieces[0].startswith("run directory") and "analysis file analysis.py" in pieces[-1], pieces
         assert "should_transfer_files = YES" in render_files(chtc, backend)["worker_job.sub"]
+    # TaskVine (the site's default): vine_factory hands vine_worker and its files to HTCondor with each job
+    assert needs_shared_filesystem(chtc, ENGINES["taskvine"], None, "analysis.py", "ckpt") == []

@@ -20,7 +20,7 @@ from hpckit.deploy import staging
 from hpckit.deploy.schedulers import scheduler_class
 from hpckit.deploy.site import Site
 
-__all__ = ["kept_on_nodes", "needs_shared_filesystem"]
+__all__ = ["delivered", "kept_on_nodes", "needs_shared_filesystem"]
 
 _URL = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")  # root://, https://, file:// ...
 
@@ -42,26 +42,36 @@ def _local_inputs(fileset: str | Path | None) -> list[str]:
     return paths
 
 
+def delivered(site: Site, engine: Any) -> bool:
+    """A launch of ``engine`` gets its own files onto ``site``'s nodes without a shared file system: copied into
+    each running job (:func:`hpckit.deploy.staging.staged`: Slurm's sbcast, Dask and Parsl), or handed to the
+    batch system with each job by the engine's factory where the scheduler transfers job files (TaskVine's
+    vine_factory on HTCondor). Per-chunk records and checkpoints then come back through the engine."""
+    return staging.staged(site, getattr(engine, "name", "")) or (
+        getattr(engine, "factory_ships_files", False) and scheduler_class(site.scheduler).transfers_job_files)
+
+
 def needs_shared_filesystem(site: Site, engine: Any = None, fileset: str | Path | None = None,
                             analysis: str | Path | None = None, checkpoint: str | Path | None = None) -> list[str]:
     """The pieces a launch of ``engine`` on ``site`` would read or write on the nodes through a client path
     (the engine's ``node_files``: what it keeps in the run directory for them); empty when the site shares
     its file system (or is local). On a site whose scheduler copies files into running jobs
-    (``site.staged``: Slurm's sbcast) the env tarball, batch logs, the keys of an engine that stages them and
-    the checkpoint directory are not pieces: :mod:`hpckit.deploy.staging`."""
+    (``site.staged``: Slurm's sbcast), or whose engine's factory hands its files to a batch system that
+    transfers them (:func:`delivered`), the env tarball, batch logs, the engine's keys and the checkpoint
+    directory are not pieces: :mod:`hpckit.deploy.staging`."""
     if site.shared_filesystem or not scheduler_class(site.scheduler).batch:
         return []
-    staged = staging.staged(site, getattr(engine, "name", ""))
-    pieces = [] if staged else ["run directory (batch logs, per-chunk records, worker logs)",
+    shipped = delivered(site, engine)
+    pieces = [] if shipped else ["run directory (batch logs, per-chunk records, worker logs)",
                                 *getattr(engine, "node_files", ())]
     d = site.env_delivery
     if d.mode == "venv":
         pieces.append(f"env path {d.path or 'the client interpreter'}")
-    elif d.mode == "tarball" and d.path and not staged:
+    elif d.mode == "tarball" and d.path and not shipped:
         pieces.append(f"env tarball {d.path} (not staged by the batch system yet)")
-    if analysis is not None and not staged:
+    if analysis is not None and not shipped:
         pieces.append(f"analysis file {analysis} (workers import its module by path)")
-    if checkpoint is not None and not staged:  # staged: the client reads and writes it (DriverCheckpoints)
+    if checkpoint is not None and not shipped:  # shipped: the client reads and writes it (DriverCheckpoints)
         pieces.append(f"checkpoint directory {checkpoint} (each worker writes its chunks' checkpoints there)")
     local = _local_inputs(fileset)
     if local:

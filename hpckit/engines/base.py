@@ -47,7 +47,9 @@ class Engine:
     ``batch``: it has a :class:`Pool` for a site (rendered files, batch jobs); else it runs in this process
     (iterative, futures). ``modules``: what it imports (doctor checks them; :data:`hpckit.core.extras.INSTALL`
     says how to get each). ``node_files``: what a launch of it keeps in the run directory for the nodes
-    (named when a site has no shared file system). ``first_worker_before_run``: a started pool has workers
+    (named when a site has no shared file system). ``factory_ships_files``: its pool's jobs get their files
+    from the batch system, where the scheduler transfers job files (``Scheduler.transfers_job_files``).
+    ``first_worker_before_run``: a started pool has workers
     to wait for before the run starts (TaskVine's manager only exists inside the executor's run).
     """
 
@@ -55,6 +57,7 @@ class Engine:
     batch: ClassVar[bool] = False
     modules: ClassVar[tuple[str, ...]] = ()
     node_files: ClassVar[tuple[str, ...]] = ()
+    factory_ships_files: ClassVar[bool] = False
     first_worker_before_run: ClassVar[bool] = True
 
     # ---- `hpckit run` --------------------------------------------------------------------------------
@@ -200,10 +203,8 @@ class Pool:
     def executor(self, status: bool) -> Any:
         """The executor on this pool's workers; told when they cannot see this machine's files (a checkpointer
         is then read and written here: :class:`hpckit.processor.work.DriverCheckpoints`)."""
-        from hpckit.deploy.staging import staged
-
         ex = self.new_executor(status)
-        ex.shared_filesystem = not staged(self.site, self.name)
+        ex.shared_filesystem = self.site.shared_filesystem or not self.plan.scheduler.batch
         return ex
 
     def new_executor(self, status: bool) -> Any:

@@ -26,6 +26,9 @@ class TaskVineEngine(Engine):
     batch = True
     modules = ("ndcctools.taskvine",)
     first_worker_before_run = False  # the manager only exists inside the executor's run
+    # vine_factory hands vine_worker, its password file and the wrapper to the batch system with each job
+    # (cctools' HTCondor queue writes them into transfer_input_files); its Slurm queue needs shared files
+    factory_ships_files = True
 
     @contextlib.contextmanager
     def run_executor(self, opts: Any, workers: int, status: bool, records_dir: Path, say: Any) -> Iterator[Any]:

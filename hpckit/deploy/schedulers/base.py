@@ -191,6 +191,9 @@ class Scheduler(ABC):
     # :meth:`status` (``JobStatus.note``): how a job on such a site says why it failed, its logs being on
     # its node. None where the scheduler has no such field.
     job_note_shell: ClassVar[str | None] = None
+    # The batch system copies each job's input files to its node and its output back (HTCondor's file
+    # transfer), so an engine that hands its files to it with each job needs no shared file system.
+    transfers_job_files: ClassVar[bool] = False
 
     def __init__(self, log_dir: str | Path | None = None):
         self.log_dir = Path(log_dir) if log_dir else None

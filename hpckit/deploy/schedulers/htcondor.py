@@ -17,6 +17,7 @@ _STATE = {1: JobState.PENDING, 2: JobState.RUNNING, 3: JobState.REMOVED, 4: JobS
 class HTCondorScheduler(Scheduler):
     name = "htcondor"
     label = "HTCondor"
+    transfers_job_files = True  # should_transfer_files / transfer_input_files
     directive_prefix = None  # header lines are submit commands, "key = value"
     submit_command = "condor_submit"
     status_command = "condor_q"
