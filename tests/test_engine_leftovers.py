@@ -6,6 +6,7 @@ the current directory. Real processes, looked at with psutil."""
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -73,6 +74,30 @@ def test_sigkilled_engine_run_leaves_no_process(executor, tmp_path, fileset_path
     assert not left, f"processes left by a SIGKILLed `hpckit run --executor {executor}`: {left}"
     if executor == "parsl":
         assert (out.parent / "runinfo").is_dir() and not (tmp_path / "runinfo").exists()
+
+
+@pytest.mark.timeout(150)
+def test_a_parsl_run_leaves_no_temporary_directory(tmp_path, fileset_path):
+    """Parsl's worker pool starts a multiprocessing manager whose pymp-* directory nothing removes when the pool
+    is ended: each `hpckit run --executor parsl` left one in /tmp. The local pool now gets a TMPDIR of its own,
+    removed at the end, and a SIGKILLed run's is removed by the next: nothing is left in the caller's TMPDIR (a
+    short one: the manager's socket path must fit in 108 bytes, which pytest's tmp_path may not)."""
+    import tempfile
+
+    tmpdir = Path(tempfile.mkdtemp(prefix="hk-", dir="/tmp"))
+    gone = subprocess.Popen(["true"])
+    gone.wait()  # a pid no process has now: the TMPDIR of a SIGKILLed run's pool, which the next run removes
+    (tmpdir / f"hpckit-parsl-{gone.pid}-abcd1234" / "pymp-abcd1234").mkdir(parents=True)
+    try:
+        r = subprocess.run([sys.executable, "-m", "hpckit", "run", str(TESTS / "slow_dimuon.py"), "--fileset",
+                            str(fileset_path), "--executor", "parsl", "--workers", "2",
+                            "--output", str(tmp_path / "out" / "out.pkl"), "--no-status", "--no-plots"], cwd=tmp_path,
+                           env=env(HPCKIT_TEST_SLEEP="0", TMPDIR=str(tmpdir)), capture_output=True, text=True, timeout=120)
+        left = sorted(p.name for p in tmpdir.iterdir())
+    finally:
+        shutil.rmtree(tmpdir, ignore_errors=True)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert not left, left
 
 
 def _cmd(p: psutil.Process) -> list[str]:

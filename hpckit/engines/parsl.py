@@ -9,6 +9,8 @@ import importlib.util
 import logging
 import os
 import shlex
+import shutil
+import tempfile
 import threading
 import uuid
 from pathlib import Path
@@ -19,6 +21,7 @@ from hpckit.engines.base import Engine, Pool
 from hpckit.core.errors import UsageError
 from hpckit.core.extras import require_module
 from hpckit.core.units import plural
+
 
 if TYPE_CHECKING:
     from hpckit.engines.base import Plan
@@ -39,10 +42,12 @@ class ParslEngine(Engine):
         from hpckit.processor import ParslExecutor
 
         runinfo = str(Path(records_dir) / "runinfo")  # Parsl's logs and keys next to the run's records
-        config = load_parsl_config(opts.parsl_config) if opts.parsl_config else local_parsl_config(workers, runinfo)
-        if config.run_dir == "runinfo":  # Parsl's default: the current directory
-            config.run_dir = runinfo
-        yield ParslExecutor(config=config, status=status)
+        with pool_tmp() as tmp:
+            config = (load_parsl_config(opts.parsl_config) if opts.parsl_config
+                      else local_parsl_config(workers, runinfo, tmp))
+            if config.run_dir == "runinfo":  # Parsl's default: the current directory
+                config.run_dir = runinfo
+            yield ParslExecutor(config=config, status=status)
 
     def pool(self, plan: Plan) -> Pool:
         return ParslPool(plan)
@@ -73,8 +78,38 @@ def load_parsl_config(path: Path) -> Any:
     raise UsageError(f"{path} defines neither get_config() nor config")
 
 
-def local_parsl_config(workers: int, run_dir: str = "runinfo") -> Any:
-    """A HighThroughputExecutor with ``workers`` workers on this machine, on loopback."""
+@contextlib.contextmanager
+def pool_tmp() -> Iterator[str]:
+    """A private TMPDIR for a worker pool on this machine, removed when the block ends: Parsl's pool starts a
+    multiprocessing manager that leaves its pymp-* directory behind (one in /tmp per run before). Those of a
+    SIGKILLed run (its process gone) are removed by the next."""
+    _sweep_pool_tmps()
+    path = tempfile.mkdtemp(prefix=f"{POOL_TMP_PREFIX}{os.getpid()}-")
+    try:
+        yield path
+    finally:
+        shutil.rmtree(path, ignore_errors=True)
+
+
+POOL_TMP_PREFIX = "hpckit-parsl-"
+
+
+def _sweep_pool_tmps() -> None:
+    """Remove this user's pool TMPDIRs whose hpckit process no longer runs."""
+    for d in Path(tempfile.gettempdir()).glob(f"{POOL_TMP_PREFIX}*-*"):
+        pid = d.name.removeprefix(POOL_TMP_PREFIX).split("-", 1)[0]
+        try:
+            if not pid.isdigit() or d.is_symlink() or d.stat().st_uid != os.getuid():
+                continue
+            os.kill(int(pid), 0)  # still running (or the pid was reused): keep it
+        except ProcessLookupError:
+            shutil.rmtree(d, ignore_errors=True)
+        except OSError:
+            continue
+
+
+def local_parsl_config(workers: int, run_dir: str = "runinfo", tmp: str | None = None) -> Any:
+    """A HighThroughputExecutor with ``workers`` workers on this machine, on loopback (``tmp``: their TMPDIR)."""
     from hpckit.io.paths import shell_safe_path
 
     require_module("parsl", "the parsl executor")
@@ -83,9 +118,13 @@ def local_parsl_config(workers: int, run_dir: str = "runinfo") -> Any:
     from parsl.executors import HighThroughputExecutor
     from parsl.providers import LocalProvider
 
+    from hpckit.deploy.backends.parsl import POOL_TMP_INIT
+
     return Config(executors=[HighThroughputExecutor(
         label="hpckit-local", address="127.0.0.1", max_workers_per_node=workers, cores_per_worker=1,
-        provider=LocalProvider(init_blocks=1, min_blocks=0, max_blocks=1))], run_dir=run_dir)
+        provider=LocalProvider(init_blocks=1, min_blocks=0, max_blocks=1,
+                               worker_init=POOL_TMP_INIT.format(shlex.quote(tmp)) if tmp else ""))],
+        run_dir=run_dir)
 
 
 class ParslPool(Pool):
@@ -99,11 +138,13 @@ class ParslPool(Pool):
         super().__init__(plan)
         self.config = None
         self.dfk = None
+        self._tmp = contextlib.ExitStack()  # a local pool's TMPDIR (pool_tmp), removed at close
 
     def start(self) -> None:
         parsl = require_module("parsl", "the parsl backend")
         module = _load_module(self.run_dir / "parsl_config.py")
-        self.config = module.get_config(run_dir=str(self.run_dir / "runinfo"))
+        tmp = None if self.plan.scheduler.batch else self._tmp.enter_context(pool_tmp())
+        self.config = module.get_config(run_dir=str(self.run_dir / "runinfo"), pool_tmp=tmp)
         for ex in self.config.executors:
             _poll_jobs_every(ex.provider, self._poll_interval(ex.provider))
             _commands_run_in(ex.provider, self.run_dir / "logs")
@@ -200,6 +241,7 @@ class ParslPool(Pool):
             with contextlib.suppress(Exception):
                 parsl.clear()
         self.dfk = None
+        self._tmp.close()
 
     def _cleanup(self) -> None:
         with contextlib.suppress(Exception):

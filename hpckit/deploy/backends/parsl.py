@@ -15,6 +15,12 @@ MODE = JobMode("parsl", names_jobs=False, walltime=False, nodes=False)  # the pr
 STAGES_FILES = True  # on a site without a shared file system: the env tarball and the keys, by the scheduler
 
 
+# A local worker pool's TMPDIR, a directory hpckit makes and removes (hpckit.engines.parsl.pool_tmp): Parsl's
+# process_worker_pool starts a multiprocessing manager whose pymp-* directory outlives the pool. Short, in
+# the caller's TMPDIR: the manager's socket path must fit in 108 bytes, which a run directory may not.
+POOL_TMP_INIT = 'export TMPDIR={}'
+
+
 def provider_name(site: Site) -> str:
     """The Parsl provider class for the site."""
     return scheduler_class(site.scheduler).parsl_provider(site)
@@ -75,6 +81,7 @@ def render_parsl(site: Site, sizing: Any = None) -> str:
         "scheduler_options": sched_opts,
         "has_scheduler_options": batch,
         "worker_init": prologue_lines(site, "parsl"),
+        "pool_tmp_init": POOL_TMP_INIT,
         "container_prefix": prefix,
         "interface": site.network.interface,
         "loopback": site.loopback,

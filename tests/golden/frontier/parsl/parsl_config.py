@@ -5,6 +5,8 @@
     parsl.load(get_config())
 """
 
+import shlex
+
 from parsl.config import Config
 from parsl.executors import HighThroughputExecutor
 from parsl.executors.high_throughput.executor import DEFAULT_LAUNCH_CMD
@@ -50,8 +52,9 @@ def _address():
         return None
 
 
-def get_config(run_dir: str = "runinfo") -> Config:
-    """A fresh parsl.Config for the site SITE."""
+def get_config(run_dir: str = "runinfo", pool_tmp: str | None = None) -> Config:
+    """A fresh parsl.Config for the site SITE. ``pool_tmp``: the TMPDIR of this machine's worker pool."""
+    worker_init = WORKER_INIT
     return Config(
         executors=[
             HighThroughputExecutor(
@@ -70,7 +73,7 @@ def get_config(run_dir: str = "runinfo") -> Config:
                     max_blocks=10,
                     walltime='02:00:00',
                     exclusive=False,
-                    worker_init=WORKER_INIT,
+                    worker_init=worker_init,
                     scheduler_options=SCHEDULER_OPTIONS,
                     launcher=SingleNodeLauncher(),
                 ),

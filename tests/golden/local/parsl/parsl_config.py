@@ -5,6 +5,8 @@
     parsl.load(get_config())
 """
 
+import shlex
+
 from parsl.config import Config
 from parsl.executors import HighThroughputExecutor
 from parsl.executors.high_throughput.executor import DEFAULT_LAUNCH_CMD
@@ -20,6 +22,8 @@ CHECKED = 'run on this machine by the test suite (tests/test_launch_local.py)'
 # Directives added to every block's job script (site values validated: no spaces, quotes or shell characters).
 SCHEDULER_OPTIONS = "\n".join([
 ])
+
+POOL_TMP_INIT = 'export TMPDIR={}'
 
 # Shell run before the worker pool starts.
 WORKER_INIT = "\n".join([
@@ -41,8 +45,11 @@ def _address():
     return "127.0.0.1"
 
 
-def get_config(run_dir: str = "runinfo") -> Config:
-    """A fresh parsl.Config for the site SITE."""
+def get_config(run_dir: str = "runinfo", pool_tmp: str | None = None) -> Config:
+    """A fresh parsl.Config for the site SITE. ``pool_tmp``: the TMPDIR of this machine's worker pool."""
+    worker_init = WORKER_INIT
+    if pool_tmp:  # hpckit makes and removes it: Parsl's pool leaves its multiprocessing pymp-* directory behind
+        worker_init += "\n" + POOL_TMP_INIT.format(shlex.quote(pool_tmp))
     return Config(
         executors=[
             HighThroughputExecutor(
@@ -55,7 +62,7 @@ def get_config(run_dir: str = "runinfo") -> Config:
                     init_blocks=1,
                     min_blocks=0,
                     max_blocks=1,
-                    worker_init=WORKER_INIT,
+                    worker_init=worker_init,
                     launcher=SingleNodeLauncher(),
                 ),
             )

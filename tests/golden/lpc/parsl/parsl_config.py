@@ -5,6 +5,8 @@
     parsl.load(get_config())
 """
 
+import shlex
+
 from parsl.config import Config
 from parsl.executors import HighThroughputExecutor
 from parsl.executors.high_throughput.executor import DEFAULT_LAUNCH_CMD
@@ -49,8 +51,9 @@ def _address():
     return None  # workers probe every address of the submitting host
 
 
-def get_config(run_dir: str = "runinfo") -> Config:
-    """A fresh parsl.Config for the site SITE."""
+def get_config(run_dir: str = "runinfo", pool_tmp: str | None = None) -> Config:
+    """A fresh parsl.Config for the site SITE. ``pool_tmp``: the TMPDIR of this machine's worker pool."""
+    worker_init = WORKER_INIT
     return Config(
         executors=[
             HighThroughputExecutor(
@@ -71,7 +74,7 @@ def get_config(run_dir: str = "runinfo") -> Config:
                     walltime='08:00:00',
                     cores_per_slot=1,
                     mem_per_slot=2.0,
-                    worker_init=WORKER_INIT,
+                    worker_init=worker_init,
                     scheduler_options=SCHEDULER_OPTIONS,
                     launcher=SingleNodeLauncher(),
                 ),

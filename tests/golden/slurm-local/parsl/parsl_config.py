@@ -5,6 +5,8 @@
     parsl.load(get_config())
 """
 
+import shlex
+
 from parsl.config import Config
 from parsl.executors import HighThroughputExecutor
 from parsl.executors.high_throughput.executor import DEFAULT_LAUNCH_CMD
@@ -44,8 +46,9 @@ def _address():
     return "127.0.0.1"
 
 
-def get_config(run_dir: str = "runinfo") -> Config:
-    """A fresh parsl.Config for the site SITE."""
+def get_config(run_dir: str = "runinfo", pool_tmp: str | None = None) -> Config:
+    """A fresh parsl.Config for the site SITE. ``pool_tmp``: the TMPDIR of this machine's worker pool."""
+    worker_init = WORKER_INIT
     return Config(
         executors=[
             HighThroughputExecutor(
@@ -64,7 +67,7 @@ def get_config(run_dir: str = "runinfo") -> Config:
                     max_blocks=4,
                     walltime='00:30:00',
                     exclusive=False,
-                    worker_init=WORKER_INIT,
+                    worker_init=worker_init,
                     scheduler_options=SCHEDULER_OPTIONS,
                     launcher=SingleNodeLauncher(),
                 ),
