@@ -281,6 +281,7 @@ def test_taskvine_launch_from_login_spreads_over_nodes(iterative_out):
         assert nodes == set(SHARED_NODES), f"chunks ran on {nodes}"
         factory = (run_dir / "vine_factory.sh").read_text()
         assert re.search(rf" {re.escape(LOGIN_ADDR)} \d+\n", factory) and "127.0.0.1" not in factory, factory
+        assert f"--password {run_dir}/vine.password" in factory  # the manager took these workers: they had it
         assert not set(run_jobs(run_dir)) & squeue_ids()
 
 

@@ -7,6 +7,7 @@ ever talks to the public catalog server.
 
 from __future__ import annotations
 
+import os
 import shutil
 import sys
 from pathlib import Path
@@ -162,3 +163,41 @@ def test_many_files_are_planned_on_the_workers(workers, tmp_path, monkeypatch):
     with pytest.raises(FileAccessError, match="cannot open .*corrupt.root"):
         processor.Runner(processor.TaskVineExecutor(port=workers, status=False, filepath=str(tmp_path)), chunksize=4,
                          persistent_metadata=False)(with_bad, processor_instance=Events())
+
+
+@needs_vine
+@pytest.mark.timeout(120)
+def test_a_worker_without_the_run_password_is_refused(monkeypatch, tmp_path):
+    """The password hpckit makes for a launched (or `hpckit run`) manager (hpckit.engines.taskvine.new_password):
+    a vine_worker that does not present it is never counted as connected (so it gets no task and returns no
+    result to unpickle); one with ``--password`` is."""
+    import signal
+    import subprocess
+    import time
+
+    import ndcctools.taskvine as vine
+
+    from hpckit.engines.taskvine import new_password
+
+    monkeypatch.setenv("CATALOG_HOST", "127.0.0.1")
+    password = new_password(tmp_path / "vine.password")
+    manager = vine.Manager(port=0)
+    manager.set_password_file(str(password))
+
+    def connected_within(seconds: float, *extra: str) -> bool:
+        proc = subprocess.Popen(["vine_worker", "-t", "30", "--cores", "1", "--workdir", str(tmp_path / "w"), *extra,
+                                 "127.0.0.1", str(manager.port)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                start_new_session=True)
+        try:
+            deadline = time.monotonic() + seconds
+            while time.monotonic() < deadline:
+                manager.wait(1)  # the manager takes in (or turns away) workers while it waits
+                if manager.stats.workers_connected:
+                    return True
+            return False
+        finally:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(10)
+
+    assert not connected_within(8)
+    assert connected_within(30, "--password", str(password))

@@ -354,3 +354,23 @@ def test_hostile_scratch_real_slurm_workers_start(tmp_path, backend):
     assert_matches_reference(load(run_dir / "out.pkl"), reference_dimuon())
     assert Path(scratch).is_dir(), "the workers did not make the scratch directory under its literal name"
     assert not marker.exists()
+
+
+def test_a_launched_taskvine_manager_takes_only_workers_with_the_run_password(tmp_path):
+    """A TaskVine manager's port is open to any worker that dials it, and workers hand back results the driver
+    unpickles. A launch makes a fresh password (0600, in its run directory) for its manager, and its factory
+    passes it to every worker it starts (``--password``; vine_factory copies it next to vine_worker as
+    ``pwfile``). A plain render, for a user to start by hand, names none."""
+    from hpckit.deploy.backends import Sizing
+    from hpckit.engines.taskvine import new_password
+
+    site = load_site("cluster-local").site
+    run_dir = tmp_path / "run"
+    launched = render_files(site, "taskvine", out_dir=run_dir, sizing=Sizing(jobs=3, workers=3, run_dir=str(run_dir)))
+    assert f"--password {run_dir}/vine.password" in launched["vine_factory.sh"], launched["vine_factory.sh"]
+    assert "--password" not in render_files(site, "taskvine")["vine_factory.sh"]
+    run_dir.mkdir()
+    first = new_password(run_dir / "vine.password").read_text()
+    again = new_password(run_dir / "vine.password")
+    assert re.fullmatch(r"[0-9a-f]{64}\n", first) and again.read_text() != first
+    assert (again.stat().st_mode & 0o777) == 0o600

@@ -6,11 +6,14 @@ from __future__ import annotations
 
 import contextlib
 import os
+import secrets
 import subprocess
+import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterator
 
 from hpckit.core.defaults import VINE_PORT
+from hpckit.deploy.backends.taskvine import PASSWORD_NAME
 from hpckit.engines.base import Engine, Pool
 from hpckit.core.extras import require_command, require_module
 from hpckit.core.units import plural
@@ -35,8 +38,12 @@ class TaskVineEngine(Engine):
         require_module("ndcctools.taskvine", "the taskvine executor")
         from hpckit.processor import TaskVineExecutor
 
-        say(f"hpckit: TaskVine manager on port {opts.port}; start workers with: vine_worker <this host> {opts.port}")
-        yield TaskVineExecutor(port=opts.port, status=status)
+        with tempfile.TemporaryDirectory(prefix="hpckit-vine-") as d:  # 0700
+            password = new_password(Path(d) / PASSWORD_NAME)
+            say(f"hpckit: TaskVine manager on port {opts.port}, taking only workers with its password; start "
+                f"them with: vine_worker --password {password} <this host> {opts.port} (copy the file to their "
+                f"machine; it is removed when the run ends)")
+            yield TaskVineExecutor(port=opts.port, status=status, password_file=str(password))
 
     def pool(self, plan: Plan) -> Pool:
         return TaskVinePool(plan)
@@ -65,11 +72,13 @@ class TaskVinePool(Pool):
     def __init__(self, plan: Plan):
         super().__init__(plan)
         self.proc: subprocess.Popen | None = None
+        self.password: Path | None = None
 
     def start(self) -> None:
         require_command("vine_factory", "the taskvine backend")
         require_module("ndcctools.taskvine", "the taskvine backend")
         (self.run_dir / "vine-factory").mkdir(exist_ok=True)
+        self.password = new_password(self.run_dir / PASSWORD_NAME)  # vine_factory.sh passes it to each worker
         env = dict(os.environ)
         env.setdefault("CATALOG_HOST", "127.0.0.1")
         with open(self.run_dir / "logs" / "vine_factory.log", "ab") as log:
@@ -92,10 +101,11 @@ class TaskVinePool(Pool):
         # serverless library imports ndcctools inside the environment, which `hpckit pack` cannot hold
         # (ndcctools is not on PyPI)
         d = self.plan.site.env_delivery
+        auth = {"password_file": str(self.password)} if self.password else {}
         if d.mode == "tarball" and d.path:
             return TaskVineExecutor(port=self.plan.port, status=status, filepath=str(self.run_dir),
-                                    environment_file=os.path.expandvars(d.path), mode="tasks")
-        return TaskVineExecutor(port=self.plan.port, status=status, filepath=str(self.run_dir))
+                                    environment_file=os.path.expandvars(d.path), mode="tasks", **auth)
+        return TaskVineExecutor(port=self.plan.port, status=status, filepath=str(self.run_dir), **auth)
 
     def close(self) -> None:
         if self.proc is not None and self.proc.poll() is None:
@@ -108,6 +118,17 @@ class TaskVinePool(Pool):
         self.poll_ids()
         self.proc = None
 
+
+
+def new_password(path: Path) -> Path:
+    """A fresh random TaskVine password in ``path`` (0600; an existing file is replaced): the manager refuses a
+    worker without it, so no other user who can reach the port gets tasks or hands back a result to unpickle."""
+    with contextlib.suppress(FileNotFoundError):
+        path.unlink()
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0), 0o600)
+    with os.fdopen(fd, "w") as fh:
+        fh.write(secrets.token_hex(32) + "\n")
+    return path
 
 
 ENGINE = TaskVineEngine()

@@ -23,6 +23,9 @@ from hpckit.deploy.site import Site
 
 MODE = JobMode("taskvine", names_jobs=False)  # vine_factory's batch options: no job name, no log paths
 WRAPPER_NAME = "vine_worker_wrapper.sh"
+# A launch's TaskVine password (in the run directory, 0600, made by the pool): the manager takes only workers
+# that present it, and the factory hands it to each worker it starts.
+PASSWORD_NAME = "vine.password"
 # Rendered off-site with no --manager-host: the factory's own host, as the shell there names it (the factory
 # runs beside the manager); never loopback, which a worker on another node would take for itself.
 SUBMIT_HOST = "$(hostname -f)"
@@ -73,7 +76,8 @@ def render_taskvine(
     * the worker runs through ``wrapper_path`` (prologue + container) when the site needs one.
 
     With ``sizing`` (a launch): ``min-workers = max-workers = sizing.jobs``, the jobs carry
-    ``sizing.job_name`` where the scheduler names jobs, the factory's scratch is ``<run dir>/vine-factory``.
+    ``sizing.job_name`` where the scheduler names jobs, the factory's scratch is ``<run dir>/vine-factory``
+    and its workers present ``<run dir>/vine.password`` (:data:`PASSWORD_NAME`).
     """
     if manager_host is None:
         manager_host = interface_address(site) or SUBMIT_HOST
@@ -116,7 +120,7 @@ def render_taskvine(
         )
     command = ["vine_factory", "-T", batch_type(site), "-C", config_path]
     if sizing is not None and sizing.run_dir:
-        command += ["--scratch-dir", f"{sizing.run_dir}/vine-factory"]
+        command += ["--scratch-dir", f"{sizing.run_dir}/vine-factory", "--password", f"{sizing.run_dir}/{PASSWORD_NAME}"]
     if batch_options:
         command += ["--batch-options", batch_options]
     if wrapper is not None:
