@@ -210,9 +210,11 @@ def test_render_all_writes_files(tmp_path):
 
 
 def test_no_credentials_in_renderings(rendered):
+    # the one mention allowed: a hand-submitted TaskVine worker names the file its user exports, never its text
+    pw_file_flag = '${hpckit_vine_password:+--password "$hpckit_vine_password"}'
     for (name, backend), files in rendered.items():
         for fname, text in files.items():
-            low = text.lower()
+            low = text.lower().replace(pw_file_flag, "")
             for bad in ("password", "x509up_u", "token=", "secret"):
                 assert bad not in low, f"{name}/{backend}/{fname} contains {bad!r}"
 

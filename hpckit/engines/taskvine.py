@@ -41,8 +41,8 @@ class TaskVineEngine(Engine):
         with tempfile.TemporaryDirectory(prefix="hpckit-vine-") as d:  # 0700
             password = new_password(Path(d) / PASSWORD_NAME)
             say(f"hpckit: TaskVine manager on port {opts.port}, taking only workers with its password; start "
-                f"them with: vine_worker --password {password} <this host> {opts.port} (copy the file to their "
-                f"machine; it is removed when the run ends)")
+                f"them with: vine_worker --password {password} <this host> {opts.port} (a rendered worker_job.sh: "
+                f"HPCKIT_VINE_PASSWORD={password}; copy the file to their machine; it is removed when the run ends)")
             yield TaskVineExecutor(port=opts.port, status=status, password_file=str(password))
 
     def pool(self, plan: Plan) -> Pool:

@@ -86,7 +86,8 @@ def worker_job(site: Site, backend: str) -> dict[str, str]:
     """Our own hand-submittable worker job: ``{"worker_job.sh": text}`` plus ``worker_job.sub`` for HTCondor.
 
     The job reads the scheduler/manager address from ``HPCKIT_DASK_SCHEDULER``, ``HPCKIT_PARSL_ADDRESSES``
-    + ``HPCKIT_PARSL_PORT`` or ``HPCKIT_VINE_MANAGER`` + ``HPCKIT_VINE_PORT`` in its environment.
+    + ``HPCKIT_PARSL_PORT`` or ``HPCKIT_VINE_MANAGER`` + ``HPCKIT_VINE_PORT`` (and ``HPCKIT_VINE_PASSWORD``, the
+    manager's password file, for a manager hpckit started) in its environment.
     """
     job = job_context(site, backend, SCRIPT)
     sched = scheduler_class(site.scheduler)

@@ -18,4 +18,5 @@ exec apptainer exec --bind /lustre/orion "${HPCKIT_IMAGE:?export HPCKIT_IMAGE=<t
     --wall-time 6600 \
     --workdir "$HPCKIT_SCRATCH" \
     --timeout 300 \
+    ${HPCKIT_VINE_PASSWORD:+--password "$HPCKIT_VINE_PASSWORD"} \
     "${HPCKIT_VINE_MANAGER:?export HPCKIT_VINE_MANAGER=manager-host}" "${HPCKIT_VINE_PORT:?export HPCKIT_VINE_PORT=9123}"

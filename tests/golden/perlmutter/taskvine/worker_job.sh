@@ -20,4 +20,5 @@ exec podman-hpc run --rm --net host "${HPCKIT_IMAGE:?export HPCKIT_IMAGE=<the im
     --wall-time 6600 \
     --workdir "$HPCKIT_SCRATCH" \
     --timeout 300 \
+    ${HPCKIT_VINE_PASSWORD:+--password "$HPCKIT_VINE_PASSWORD"} \
     "${HPCKIT_VINE_MANAGER:?export HPCKIT_VINE_MANAGER=manager-host}" "${HPCKIT_VINE_PORT:?export HPCKIT_VINE_PORT=9123}"

@@ -16,4 +16,5 @@ exec vine_worker \
     --wall-time 1620 \
     --workdir "$HPCKIT_SCRATCH" \
     --timeout 300 \
+    ${HPCKIT_VINE_PASSWORD:+--password "$HPCKIT_VINE_PASSWORD"} \
     "${HPCKIT_VINE_MANAGER:?export HPCKIT_VINE_MANAGER=manager-host}" "${HPCKIT_VINE_PORT:?export HPCKIT_VINE_PORT=9123}"

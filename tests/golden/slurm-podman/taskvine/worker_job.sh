@@ -22,4 +22,5 @@ hpckit_podman run --rm --init --network=host --pull=never -v /tmp:/tmp "${HPCKIT
     --wall-time 1620 \
     --workdir "$HPCKIT_SCRATCH" \
     --timeout 300 \
+    ${HPCKIT_VINE_PASSWORD:+--password "$HPCKIT_VINE_PASSWORD"} \
     "${HPCKIT_VINE_MANAGER:?export HPCKIT_VINE_MANAGER=manager-host}" "${HPCKIT_VINE_PORT:?export HPCKIT_VINE_PORT=9123}"
