@@ -181,7 +181,7 @@ def test_a_worker_without_the_run_password_is_refused(monkeypatch, tmp_path):
 
     monkeypatch.setenv("CATALOG_HOST", "127.0.0.1")
     password = new_password(tmp_path / "vine.password")
-    manager = vine.Manager(port=0)
+    manager = vine.Manager(port=0, run_info_path=str(tmp_path / "vine-run-info"))  # not in the current directory
     manager.set_password_file(str(password))
 
     def connected_within(seconds: float, *extra: str) -> bool:
