@@ -78,6 +78,9 @@ def load_parsl_config(path: Path) -> Any:
     raise UsageError(f"{path} defines neither get_config() nor config")
 
 
+POOL_TMP_PREFIX = "hpckit-parsl-"
+
+
 @contextlib.contextmanager
 def pool_tmp() -> Iterator[str]:
     """A private TMPDIR for a worker pool on this machine, removed when the block ends: Parsl's pool starts a
@@ -89,9 +92,6 @@ def pool_tmp() -> Iterator[str]:
         yield path
     finally:
         shutil.rmtree(path, ignore_errors=True)
-
-
-POOL_TMP_PREFIX = "hpckit-parsl-"
 
 
 def _sweep_pool_tmps() -> None:

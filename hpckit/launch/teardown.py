@@ -148,10 +148,8 @@ def _timeout_message(why: str, pool, sched: Scheduler | None, ids: list[str]) ->
     if not ids:
         lines.append("No batch job was submitted (see the logs in the run directory).")
     elif sched is not None:
-        from hpckit.deploy.staging import staged
-
         lines.append(f"{plural(len(ids), 'batch job')}, as the scheduler sees them:")
-        logs_here = not staged(pool.site, pool.name)  # else on each job's node: its note says why it ended
+        logs_here = pool.site.shared_filesystem  # else on each job's node: its note says why it ended
         for st in sched.status(ids).values():
             lines.append(st.summary(logs_here=logs_here))
     lines.append(f"The jobs are being cancelled. Check the site with: hpckit doctor --site {pool.site.name}")
