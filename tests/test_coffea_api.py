@@ -213,6 +213,16 @@ def test_a_chunk_merged_twice_by_an_executor_stops_the_run_naming_it():
         processor.Runner(_RepeatsAChunk(), chunksize=10)(fileset, processor_instance=_count)
 
 
+def test_a_chunk_given_twice_stops_the_run_naming_it_not_the_executor():
+    """Work items handed to the Runner (coffea's preprocess output, edited by hand) that hold a chunk twice: the
+    executor returns one result per item, so the message blames the items, not the executor."""
+    fileset = {"DY": {"treename": "Events", "files": [str(DATASETS["DYJetsToLL"])]}}
+    runner = processor.Runner(processor.IterativeExecutor(status=False), chunksize=10)
+    items = list(runner.preprocess(fileset))
+    with pytest.raises(ChunkError, match=r"more than once \(5 results for 5 chunks\).*work items given to the Runner"):
+        runner([*items, items[1]], processor_instance=_count)
+
+
 def _fail_at_20(events):
     if events.metadata["entrystart"] == 20:
         raise RuntimeError("simulated chunk failure")

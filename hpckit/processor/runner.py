@@ -432,7 +432,8 @@ class Runner:
             raise ChunkError(
                 f"the result of {chunk.describe()} was merged into the output more than once "
                 f"({len(processed)} results for {len(items)} chunks): its events would be counted twice; "
-                f"{type(executor).__name__} sent it back twice"
+                + (f"{type(executor).__name__} sent it back twice" if len(processed) != len(items)
+                   else "the work items given to the Runner hold that chunk more than once")
             )
         self._forget_changed([(s.get("file"), s.get("error", "")) for s in result.get("metrics", {}).get("skipped", ())])
         for skipped in result.get("metrics", {}).get("skipped", ()):  # skipped on a worker: say so here too
