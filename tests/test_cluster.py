@@ -243,6 +243,34 @@ def test_launch_from_login_spreads_over_nodes_and_unpacks_once_per_node(packed_e
             unpacked = dirs
 
 
+@pytest.mark.slow
+@pytest.mark.timeout(900)  # builds the session's image when no other test did
+def test_built_image_runs_on_each_node(built_image, iterative_out):
+    """Image delivery across nodes: `hpckit launch --site cluster-local` with the session's built image
+    (`hpckit build`, rootful podman, no registry: every node uses the host's image store): each job on node1-3
+    runs its Dask worker with `podman run --network=host` in the node's namespace, dialling 192.0.2.10 over
+    TLS; every worker reports the image's environment (/opt/hpckit/env, the client's lock), chunks land on all
+    three nodes, output equal to the iterative run, no job left."""
+    with cluster_lock(), scratch_dir() as d:
+        run_dir = d / "run"
+        data = str(Path(__file__).resolve().parents[1] / "data")
+        r = login_hpckit(["launch", SLOW, "--site", "cluster-local", "--backend", "dask", "--workers", "3",
+                          "--wait-workers", "3", "--set", "container.runtime=podman", "--set", f"container.image={built_image}",
+                          "--set", "container.base=localhost/hpckit-debian:bookworm", "--set", "env_delivery.mode=image",
+                          "--set", f"container.binds={json.dumps([data, str(d)])}", "--fileset", str(fileset(d)),
+                          "--chunksize", "2", "--run-dir", str(run_dir), "--worker-timeout", "150", "--no-status",
+                          "--no-plots"], timeout=360)  # 40 chunks of 0.3 s (the container's default sleep): some for each
+        assert r.returncode == 0, r.stderr
+        assert_same_output(load(run_dir / "out.pkl"), iterative_out)
+        nodes = {rec["worker"].split(":")[0] for rec in chunk_records(run_dir)}
+        assert nodes == set(SHARED_NODES), f"chunks ran on {nodes}"
+        metrics = json.loads((run_dir / "out.metrics.json").read_text())
+        envs = {w["worker"].split(":")[0]: w["environment"] for w in metrics["worker_environments"]}
+        assert set(envs) == set(SHARED_NODES) and all(e["env_dir"] == "/opt/hpckit/env" for e in envs.values()), envs
+        assert "podman run" in (run_dir / "job_script.sh").read_text()
+        assert not set(run_jobs(run_dir)) & squeue_ids()
+
+
 def _cctools_on_scratch(d: Path) -> dict[str, str]:
     """PATH and PYTHONPATH of a cctools build (vine_factory, vine_worker, ndcctools) copied into the shared
     scratch, which the login and shared nodes see (their /tmp is their own). TaskVine is not on PyPI: without
