@@ -251,13 +251,20 @@ def test_built_image_runs_on_each_node(built_image, iterative_out):
     runs its Dask worker with `podman run --network=host` in the node's namespace, dialling 192.0.2.10 over
     TLS; every worker reports the image's environment (/opt/hpckit/env, the client's lock), chunks land on all
     three nodes, output equal to the iterative run, no job left."""
+    from conftest import DATASETS
+
     with cluster_lock(), scratch_dir() as d:
         run_dir = d / "run"
-        data = str(Path(__file__).resolve().parents[1] / "data")
+        # the inputs in the shared scratch, the one directory bound into the containers: the repository may be
+        # a bind of its own inside the nodes' namespaces (a clone under /tmp), which runc refuses to bind again
+        fs = d / "fileset.json"
+        for f in DATASETS.values():
+            shutil.copyfile(f, d / f.name)
+        fs.write_text(json.dumps({ds: {"files": {str(d / f.name): "Events"}} for ds, f in DATASETS.items()}))
         r = login_hpckit(["launch", SLOW, "--site", "cluster-local", "--backend", "dask", "--workers", "3",
                           "--wait-workers", "3", "--set", "container.runtime=podman", "--set", f"container.image={built_image}",
                           "--set", "container.base=localhost/hpckit-debian:bookworm", "--set", "env_delivery.mode=image",
-                          "--set", f"container.binds={json.dumps([data, str(d)])}", "--fileset", str(fileset(d)),
+                          "--set", f"container.binds={json.dumps([str(d)])}", "--fileset", str(fs),
                           "--chunksize", "2", "--run-dir", str(run_dir), "--worker-timeout", "150", "--no-status",
                           "--no-plots"], timeout=360)  # 40 chunks of 0.3 s (the container's default sleep): some for each
         assert r.returncode == 0, r.stderr
