@@ -39,6 +39,7 @@ class Service:
     status: tuple[str, ...] | None = None  # exit 0: up (None: always run `start`, it is cheap when done)
     stop: tuple[str, ...] | None = None  # None: nothing runs once started (packages, an image, config)
     hint: str = field(default="")
+    needs: tuple[str, ...] = ()  # services settled first (each started, and stopped at the end, as itself)
 
     def command_line(self) -> str:
         return " && ".join("sudo bash " + " ".join(c) for c in self.start)
@@ -59,8 +60,8 @@ SERVICES: dict[str, Service] = {
         Service("podman", (_script("podman-setup.sh"), _script("debian-base.sh"))),
         # a login node and compute nodes in network namespaces with their own Slurm (after the local one:
         # it uses the Slurm packages slurm-local.sh installs); stopped at the end like the others
-        Service("cluster", (_script("slurm-local.sh", "start"), _script("cluster-local.sh", "start")),
-                _script("cluster-local.sh", "status"), _script("cluster-local.sh", "stop")),
+        Service("cluster", (_script("cluster-local.sh", "start"),), _script("cluster-local.sh", "status"),
+                _script("cluster-local.sh", "stop"), needs=("slurm",)),
         Service("chromium", (_script("chromium-setup.sh", "start"),), _script("chromium-setup.sh", "status")),
     )
 }
@@ -109,6 +110,10 @@ def _settle(name: str) -> tuple[str, str]:
     """This session's outcome for ``name``: read where a process of the session has started it already,
     else started here (under the session's one lock) and written down for the others."""
     service = SERVICES[name]
+    for dep in service.needs:  # a session that needs only the cluster stops the Slurm it started for it too
+        kind, message = _settle(dep)
+        if kind != "ok":
+            return kind, f"{dep}, which {name} needs: {message}"
     if _shared_dir is None:  # imported outside a pytest session with tests/conftest.py
         return _start(service)
     # one lock for every service: their scripts share apt/dpkg, which refuses concurrent installs
@@ -199,7 +204,7 @@ def own_descendants(pid: int | None = None) -> set[int]:
 def stop_started(shared: Path) -> list[str]:
     """Stop the services this session started (markers in ``shared``); return the failures."""
     errors = []
-    for name, service in SERVICES.items():
+    for name, service in reversed(SERVICES.items()):  # a service before those it needs
         marker = shared / f"service-{name}.started"
         if service.stop is None or not marker.is_file():
             continue
