@@ -29,6 +29,11 @@ from hpckit.deploy.network import manager_address
 
 SLOW = str(Path(__file__).parent / "slow_dimuon.py")
 
+# one pytest-xdist worker runs them in turn: the node-breaking ones hold the cluster exclusively, and the other
+# workers waiting on that lock sat idle (three full runs of the same tests: pytest 602, 842 and 598 s; the CPUs
+# idle 458 s and 898 s of the first two)
+pytestmark = pytest.mark.xdist_group("cluster")
+
 
 # ---- no cluster needed ---------------------------------------------------------------------------------------
 
@@ -243,6 +248,7 @@ def test_launch_from_login_spreads_over_nodes_and_unpacks_once_per_node(packed_e
             unpacked = dirs
 
 
+@pytest.mark.xdist_group("image")  # the image tests count its containers (podman ps --filter ancestor=)
 @pytest.mark.slow
 @pytest.mark.timeout(900)  # builds the session's image when no other test did
 def test_built_image_runs_on_each_node(built_image, iterative_out):
