@@ -123,11 +123,9 @@ class TaskVinePool(Pool):
 def new_password(path: Path) -> Path:
     """A fresh random TaskVine password in ``path`` (0600; an existing file is replaced): the manager refuses a
     worker without it, so no other user who can reach the port gets tasks or hands back a result to unpickle."""
-    with contextlib.suppress(FileNotFoundError):
-        path.unlink()
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0), 0o600)
-    with os.fdopen(fd, "w") as fh:
-        fh.write(secrets.token_hex(32) + "\n")
+    from hpckit.io.paths import atomic_write
+
+    atomic_write(path, (secrets.token_hex(32) + "\n").encode())  # 0600, renamed over any older one
     return path
 
 
