@@ -23,6 +23,7 @@ from cluster_util import (LOGIN_ADDR, NOSHARE_NODES, SHARED_NODES, chunk_records
                           cluster_xrootd, fileset, login_hpckit, login_popen, node_processes, on, scratch_dir,
                           squeue_ids)
 from launch_util import ANALYSIS, assert_same_output, hpckit, load, run_jobs
+from taskvine_util import cctools_build
 
 from hpckit.deploy import load_site, render_files
 from hpckit.deploy.network import manager_address
@@ -286,18 +287,11 @@ def test_built_image_runs_on_each_node(built_image, iterative_out):
 
 def _cctools_on_scratch(d: Path) -> dict[str, str]:
     """PATH and PYTHONPATH of a cctools build (vine_factory, vine_worker, ndcctools) copied into the shared
-    scratch, which the login and shared nodes see (their /tmp is their own). TaskVine is not on PyPI: without
-    a build under /tmp/engines/<name> (docs/testing.md) the test is skipped."""
-    import glob
-
-    factories = sorted(glob.glob("/tmp/engines/*/bin/vine_factory"))
-    packages = sorted(glob.glob("/tmp/engines/*/lib/python3*/site-packages/ndcctools/taskvine"))
-    if not factories or not packages:
-        pytest.skip("no TaskVine build under /tmp/engines (ndcctools is not on PyPI, so CI has none): "
-                    "the TaskVine launch across nodes is not run")
+    scratch, which the login and shared nodes see (their /tmp is their own); skipped without a working build."""
+    root, site_packages = cctools_build()
     dest = d / "cctools"
-    shutil.copytree(Path(factories[-1]).parents[1], dest, symlinks=True)
-    site = Path(packages[-1]).parents[1].relative_to(Path(factories[-1]).parents[1])
+    shutil.copytree(root, dest, symlinks=True)
+    site = site_packages.relative_to(root)
     repo = Path(__file__).resolve().parents[1]
     return {"PATH": os.pathsep.join([str(dest / "bin"), str(Path(sys.executable).parent), "/usr/bin", "/bin"]),
             "PYTHONPATH": os.pathsep.join([str(repo), str(repo / "examples"), str(repo / "tests"), str(dest / site)])}

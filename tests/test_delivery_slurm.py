@@ -29,6 +29,7 @@ import pytest
 from filelock import FileLock
 from launch_util import ANALYSIS, REPO, assert_same_output, hpckit, load, run_jobs, squeue_ids
 from slurm_util import require_slurm
+from taskvine_util import cctools_build
 
 pytestmark = [pytest.mark.slurm, pytest.mark.slow]
 
@@ -268,17 +269,12 @@ def test_missing_image_and_tarball_stop_before_submitting(work, tmp_path):
 
 def _taskvine() -> tuple[str, str | None]:
     """(directory of vine_worker, extra sys.path entry for ndcctools or None); skips naming why."""
-    import glob
     import importlib.util
 
     if importlib.util.find_spec("ndcctools") is not None and shutil.which("vine_worker"):
         return os.path.dirname(shutil.which("vine_worker")), None
-    roots = sorted(glob.glob("/tmp/engines/*/bin/vine_worker"))
-    pkgs = sorted(glob.glob("/tmp/engines/*/lib/python3*/site-packages/ndcctools/taskvine"))
-    if not roots or not pkgs:
-        pytest.skip("no TaskVine here: ndcctools is not importable and /tmp/engines has no cctools build "
-                    "(conda install -c conda-forge ndcctools); TaskVine is not on PyPI, so CI cannot run this")
-    return os.path.dirname(roots[0]), str(Path(pkgs[0]).parents[1])
+    root, site = cctools_build(serverless=False)  # tasks mode: no library, no conda_pack
+    return str(root / "bin"), str(site)
 
 
 @pytest.mark.timeout(600)

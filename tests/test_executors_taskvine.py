@@ -47,6 +47,18 @@ def test_missing_ndcctools(monkeypatch):
         processor.TaskVineExecutor()
 
 
+@needs_vine
+def test_serverless_without_conda_pack_says_what_to_install(workers, tmp_path, monkeypatch):
+    """ndcctools built from source (not conda-forge's) may lack conda_pack, which its library builder imports:
+    one line naming the package and mode='tasks', not a traceback from inside ndcctools."""
+    monkeypatch.setitem(sys.modules, "conda_pack", None)
+    for name in [m for m in sys.modules if m.startswith("ndcctools.poncho")]:
+        monkeypatch.delitem(sys.modules, name)
+    executor = processor.TaskVineExecutor(port=workers, status=False, filepath=str(tmp_path))
+    with pytest.raises(ImportError, match=r"needs conda_pack.*pip install conda-pack.*mode='tasks'"):
+        run(executor, 40)
+
+
 @pytest.fixture
 def workers(monkeypatch, tmp_path):
     """Two one-core workers that connect to 127.0.0.1:<free port> and leave 30 s after going idle."""

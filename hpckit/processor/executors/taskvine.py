@@ -40,7 +40,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from hpckit.core.defaults import VINE_PORT
-from hpckit.core.errors import EngineError
+from hpckit.core.errors import EngineError, MissingExtra
 from hpckit.processor.executors._remote import (
     JobRef,
     StreamingDriver,
@@ -110,11 +110,17 @@ class _VineEngine:
 
     def _install_library(self, job: Any) -> None:
         ex, m = self.ex, self.m
-        lib = m.create_library_from_functions(
-            self.library, hpckit_chunk, hpckit_merge,
-            poncho_env=ex.environment_file, add_env=bool(ex.environment_file),
-            exec_mode="direct", library_context_info=[_library_setup, [self.ref], {}],
-        )
+        try:
+            lib = m.create_library_from_functions(
+                self.library, hpckit_chunk, hpckit_merge,
+                poncho_env=ex.environment_file, add_env=bool(ex.environment_file),
+                exec_mode="direct", library_context_info=[_library_setup, [self.ref], {}],
+            )
+        except ModuleNotFoundError as err:  # a cctools built from source lacks what conda-forge's pulls in
+            name = err.name or "a module"
+            raise MissingExtra(f"TaskVine's serverless mode needs {name}, which ndcctools imports to build its "
+                               f"library: pip install {name.replace('_', '-')}, or "
+                               "TaskVineExecutor(mode='tasks')") from None
         lib.set_cores(ex.cores)
         lib.set_function_slots(1)  # "direct": calls run one at a time inside the library process
         if ex.memory is not None:
