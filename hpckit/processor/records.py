@@ -8,8 +8,10 @@ counts and skips a broken line), and a run that is killed keeps every line writt
 full disk cuts short is taken back, so the file holds whole lines only. A worker that cannot reach the file
 (a site without a shared file system) hands its chunk's record back with the chunk's result instead
 (``"records"``, merged like the rest), and the Runner writes those when the run ends: the report is as
-complete, only not live. Failure records of such workers are lost (the run's own error record says why it
-failed).
+complete, only not live. A failed attempt has no result to ride with: its records are held in the worker
+process (:func:`hold`) and ride with that process's next chunk or merge result, so the failures an engine
+retried past are in the report too. Held records of a process that runs nothing more, or of the failure that
+ends the run, stay behind (the run's own error record says why it failed).
 
 Lines (``t`` is Unix time in seconds)::
 
@@ -26,11 +28,32 @@ from __future__ import annotations
 
 import json
 import os
+import threading
 import time
 from typing import Any
 
 # where a worker learns its batch job id (set by the scheduler in the job's environment)
 BATCH_JOB_ENV = ("HPCKIT_JOB_ID", "SLURM_JOB_ID", "PBS_JOBID", "LSB_JOBID", "COBALT_JOBID")
+
+
+HELD_MAX = 1000  # records one worker process holds for its next result; older ones are dropped
+_held: list[dict] = []
+_held_lock = threading.Lock()
+
+
+def hold(records: list[dict]) -> None:
+    """Keep records this process could not write until :func:`take_held` hands them to a result."""
+    if records:
+        with _held_lock:
+            _held.extend(records)
+            del _held[:-HELD_MAX]
+
+
+def take_held() -> list[dict]:
+    with _held_lock:
+        out = _held[:]
+        _held.clear()
+    return out
 
 
 def batch_job_id() -> str | None:

@@ -27,6 +27,7 @@ from hpckit.processor.abc import call_process
 from hpckit.processor.accumulate import Merger, accumulate
 from hpckit.processor.fileset import WorkItem
 from hpckit.processor.isolate import ProcessorCopies
+from hpckit.processor import records
 from hpckit.processor.records import batch_job_id
 from hpckit.processor.replicas import candidates, is_permanent, mismatch, with_replicas
 from hpckit.processor.processed import ProcessedChunks
@@ -204,9 +205,9 @@ class ChunkJob:
         try:
             result = self._run(item)
         except Exception as err:
-            self.recorder(_outcome_record("failure", item, t0, f"{type(err).__name__}: {err}"))
-            for rec in worker_log.take(worker_id(), batch_job_id()) if in_worker else ():
-                self.recorder(rec)
+            failed = [_outcome_record("failure", item, t0, f"{type(err).__name__}: {err}"),
+                      *(worker_log.take(worker_id(), batch_job_id()) if in_worker else ())]
+            records.hold([r for r in failed if not self.recorder(r)])  # no result to ride with: the next one
             raise
         skipped = result["metrics"].get("skipped")
         if skipped:
@@ -219,7 +220,7 @@ class ChunkJob:
                 "events": m.get("entries", 0), "bytes": m.get("bytesread", 0), "retries": m.get("retries", 0),
             }
         logged = worker_log.take(worker_id(), batch_job_id()) if in_worker else []
-        carried = [r for r in (rec, *logged) if not self.recorder(r)]
+        carried = [r for r in (*records.take_held(), rec, *logged) if not self.recorder(r)]
         if carried:  # no run directory here: the records travel with the result
             result = {**result, CARRIED_RECORDS: carried}
         return result
@@ -456,4 +457,10 @@ def run_chunks(items: list, job: Any) -> Any:
 
 def merge_payloads(payloads: list[Any], compression: int | None = 1) -> Any:
     """Merge chunk results (compressed or not) into one compressed result; runs where the engine puts it."""
-    return compress(accumulate(load_result(p) for p in payloads), compression)
+    merged = accumulate(load_result(p) for p in payloads)
+    held = records.take_held()  # failed attempts' records of this worker process (hpckit.processor.records)
+    if held and isinstance(merged, dict):
+        merged = {**merged, CARRIED_RECORDS: [*merged.get(CARRIED_RECORDS, []), *held]}
+    elif held:
+        records.hold(held)
+    return compress(merged, compression)
