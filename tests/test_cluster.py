@@ -197,11 +197,14 @@ def test_nodes_are_separate_machines():
         assert bare.returncode == 0 and bare.stdout.split()[:2] == ["0", "0"], bare.stdout + bare.stderr
 
 
+MINE = f"/tmp/hpckit-{os.getuid()}"  # this user's own directory in each node's /tmp (templates/common/node_dir.sh.j2)
+
+
 def _env_dirs(key: str) -> dict[str, tuple[int, float] | None]:
     """(inode, mtime) of each shared node's unpacked environment, None where there is none."""
     out = {}
     for n in SHARED_NODES:
-        r = on(n, "stat", "-c", "%i %Y", f"/tmp/hpckit-envs/{key}")
+        r = on(n, "stat", "-c", "%i %Y", f"{MINE}/envs/{key}")
         out[n] = tuple(r.stdout.split()) if r.returncode == 0 else None
     return out
 
@@ -220,7 +223,7 @@ def test_launch_from_login_spreads_over_nodes_and_unpacks_once_per_node(packed_e
         tarball = d / "env.tar.gz"
         shutil.copyfile(packed_env, tarball)
         for n in SHARED_NODES:  # cold: no unpacked copy on any node
-            on(n, "rm", "-rf", f"/tmp/hpckit-envs/{key}")
+            on(n, "rm", "-rf", f"{MINE}/envs/{key}")
         unpacked = None
         for backend in ("dask", "parsl"):
             run_dir = d / f"run-{backend}"
@@ -329,8 +332,8 @@ def test_noshare_launch_copies_env_and_keys_onto_each_node_and_reads_inputs_from
     files, Parsl's keys) copied onto its node by sbcast and starts its worker once they are there. Output
     equal to the iterative run on the local files; one job on each of the three nodes, each node unpacked the
     environment into its own /tmp; the per-chunk records (which the workers cannot write into the run
-    directory) come back with the results and name the three nodes, with what the workers logged; the
-    checkpoints are written by the client;
+    directory) come back with the results and name the three nodes, with what the workers logged and the
+    failed attempts the engine retried; the checkpoints are written by the client;
     nothing staged is left on a node and no job in squeue."""
     from conftest import DATASETS
 
@@ -350,12 +353,14 @@ def test_noshare_launch_copies_env_and_keys_onto_each_node_and_reads_inputs_from
                                   "--workers", "3", "--wait-workers", "3", "--env", str(tarball), "--fileset", str(fs),
                                   "--chunksize", "5", "--run-dir", str(run_dir), "--worker-timeout", "150",
                                   "--checkpoint", str(d / f"ckpt-{backend}"), "--no-status", "--no-plots"],
-                                 timeout=360, HPCKIT_TEST_SLEEP="1", HPCKIT_TEST_WARN="1")
+                                 timeout=360, HPCKIT_TEST_SLEEP="1", HPCKIT_TEST_WARN="1",
+                                 HPCKIT_TEST_FAIL_ONCE=f"{d.name}-{backend}")
                 jobs = run_jobs(run_dir)
                 names = {f"{logs_of[backend]}-{j}.{ext}" for j in jobs for ext in ("out", "err")}
                 listed = {n: set(on(n, "ls", "/tmp").stdout.split()) for n in NOSHARE_NODES}
                 for n in NOSHARE_NODES:  # the batch logs stay on the nodes: this test removes them
-                    on(n, "rm", "-f", *[f"/tmp/{x}" for x in names & listed[n]])
+                    on(n, "rm", "-f", *[f"/tmp/{x}" for x in names & listed[n]],
+                       *[f"/tmp/{x}" for x in listed[n] if x.startswith(f"hpckit-test-failed-{d.name}-")])
                 assert r.returncode == 0, f"{backend}: {r.stderr[-3000:]}"
                 assert "has no shared file system: each job's files are copied onto its node" in r.stderr, r.stderr
                 assert_same_output(load(run_dir / "out.pkl"), iterative_out)
@@ -373,12 +378,21 @@ def test_noshare_launch_copies_env_and_keys_onto_each_node_and_reads_inputs_from
                 report = (run_dir / "report.html").read_text()  # built from those records: one row per node's job
                 assert all(f">{n}:" in report or f">{n}<" in report for n in NOSHARE_NODES), backend
                 assert "WARNING  slow_dimuon: slow chunk 0-5 of " in report, backend
+                # chunk 5-10 of each file failed once on a node and the engine ran it again: those failed
+                # attempts had no result to ride with, and came back with their worker's next one
+                failures = [x for x in map(json.loads, (run_dir / "chunks.jsonl").read_text().splitlines())
+                            if x["kind"] == "failure"]
+                assert {x["chunk"].split(" of ")[0] for x in failures} == {"chunk 5-10"}, failures
+                assert len(failures) >= len(DATASETS), failures  # each file's, once per node it failed on
+                assert all(x["worker"].split(":")[0] in NOSHARE_NODES and "on purpose" in x["error"]
+                           for x in failures), failures
+                assert "failing once on purpose" in report, backend
                 # the nodes cannot see the checkpoint directory: the client wrote each chunk's checkpoint
                 assert len(list((d / f"ckpt-{backend}").rglob("*.ckpt"))) == 16, backend
                 for n in NOSHARE_NODES:
-                    left = {f"hpckit-stage-{j}" for j in jobs} & listed[n]
+                    left = {f"stage-{j}" for j in jobs} & set(on(n, "ls", "-a", MINE).stdout.split())
                     assert not left, f"{backend}: staged files left on {n}: {left}"
-                    assert on(n, "test", "-x", f"/tmp/hpckit-envs/{key}/run_in_env").returncode == 0, n
+                    assert on(n, "test", "-x", f"{MINE}/envs/{key}/run_in_env").returncode == 0, n
             script = (d / "run-dask" / "job_script.sh").read_text()  # what ran: TLS files from the staged copy
             assert '--tls-key "$hpckit_stage"/keys/key.pem' in script and str(d) not in script.split("\n", 1)[1], script
             assert script.rstrip().endswith("& wait $!"), script  # so that scancel's SIGTERM runs the cleanup at once

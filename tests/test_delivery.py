@@ -253,17 +253,55 @@ def test_unpack_once_atomic_reused_and_clean_path(lock, tmp_path):
                               env={"PATH": f"{sys.prefix}/bin:/usr/bin:/bin", "PYTHONPATH": str(REPO)}) for j in jobs]
     outs = [p.communicate(timeout=60) for p in procs]
     key = lock.hash.split(":")[1][:16]
-    env_dir = cache / "hpckit-envs" / key
+    env_dir = cache / f"hpckit-{os.getuid()}" / "envs" / key
     for (out, err), p in zip(outs, procs):
         assert p.returncode == 0, err
         assert f"ENV={env_dir}" in out and "PYTHONPATH=unset" in out and out.rstrip().endswith("3.11.7")
         path = out.split("PATH=", 1)[1].splitlines()[0]
         assert path == f"{env_dir}/bin:/usr/local/bin:/usr/bin:/bin"
+    assert (cache / f"hpckit-{os.getuid()}").stat().st_mode & 0o777 == 0o700  # this user's own, in shared scratch
     # one unpacked directory, no temporary left; a later job reuses it untouched
-    assert sorted(p.name for p in (cache / "hpckit-envs").iterdir()) == [key, f"{key}.lock"]
+    assert sorted(p.name for p in (cache / f"hpckit-{os.getuid()}" / "envs").iterdir()) == [key, f"{key}.lock"]
     marker = env_dir / "reused"
     marker.write_text("x")
     assert _run_job(_job(site, tmp_path, tail)).returncode == 0 and marker.exists()
+
+
+NOBODY = 65534
+
+
+@pytest.mark.skipif(os.getuid() != 0, reason="needs root to give a directory to a second user (uid 65534)")
+@pytest.mark.parametrize("planted", ["their-directory", "link-to-theirs"])
+def test_node_scratch_directory_another_user_made_first_is_refused(planted, lock, tmp_path):
+    """Node-local scratch (/tmp) is shared by every user of the node. Another user (a real one: uid 65534) who
+    makes this user's hpckit directory there first, or a link of that name to theirs, with an "unpacked
+    environment" under the name the job looks for: the job refuses, naming the directory, and runs nothing of
+    theirs (before, it would have run their python as this user, and the launch would have copied the run's
+    keys into their directory)."""
+    tb = _tarball(tmp_path / "env.tar.gz", _manifest(lock))
+    cache = tmp_path / "node"
+    cache.mkdir(mode=0o1777)
+    cache.chmod(0o1777)  # like /tmp
+    mine = cache / f"hpckit-{os.getuid()}"
+    theirs = mine if planted == "their-directory" else tmp_path / "theirs"
+    env = theirs / "envs" / lock.hash.split(":")[1][:16]
+    ran = tmp_path / "their-code-ran"
+    for name in ("run_in_env", "bin/python3"):
+        (env / name).parent.mkdir(parents=True, exist_ok=True)
+        (env / name).write_text(f"#!/bin/sh\ntouch {ran}\n")
+        (env / name).chmod(0o755)
+    for path in [theirs, *theirs.rglob("*")]:
+        os.chown(path, NOBODY, NOBODY)
+    theirs.chmod(0o777)
+    if planted == "link-to-theirs":
+        mine.symlink_to(theirs)
+        os.lchown(mine, NOBODY, NOBODY)
+    site = delivery.resolve(_site("slurm-tarball", f"env_delivery.path={tb}", f"env_delivery.node_scratch={cache}"), lock)
+    r = _run_job(_job(site, tmp_path, 'echo WORKER-STARTED; "$HPCKIT_ENV_DIR/bin/python3"'))
+    assert r.returncode == 78 and "WORKER-STARTED" not in r.stdout, r
+    assert f"{mine} on " in r.stderr and "is not this user's own directory" in r.stderr, r.stderr
+    assert "fix: --set env_delivery.node_scratch=" in r.stderr
+    assert not ran.exists()
 
 
 def test_repack_with_new_code_of_the_same_versions_is_unpacked_anew(lock, tmp_path):
@@ -282,7 +320,7 @@ def test_repack_with_new_code_of_the_same_versions_is_unpacked_anew(lock, tmp_pa
         r = _run_job(_job(site, tmp_path, tail))
         assert r.returncode == 0, r.stderr
         seen.append(r.stdout.split("ENV=", 1)[1].split()[0])
-        assert seen[-1] == str(cache / "hpckit-envs" / key.split(":")[1][:16])
+        assert seen[-1] == str(cache / f"hpckit-{os.getuid()}" / "envs" / key.split(":")[1][:16])
     assert seen[0] != seen[1]
 
 
@@ -318,7 +356,8 @@ def test_unpack_failures_in_the_job_name_file_and_fix(case, lock, tmp_path):
               "scratch-not-writable": "fix: --set env_delivery.node_scratch="}[case]
     assert expect in r.stderr, r.stderr
     if cache.is_dir():  # nothing half-unpacked is left for the next job to trust
-        left = [p.name for p in (cache / "hpckit-envs").iterdir()] if (cache / "hpckit-envs").is_dir() else []
+        envs = cache / f"hpckit-{os.getuid()}" / "envs"
+        left = [p.name for p in envs.iterdir()] if envs.is_dir() else []
         assert all(name.endswith(".lock") for name in left), left
 
 

@@ -167,7 +167,7 @@ def test_tarball_workers_equal_run_from_the_unpacked_env(work, packed, lock_hash
     with tarfile.open(packed, "r:gz") as tf:  # the unpack directory is named by the manifest's env_key
         manifest = json.load(tf.extractfile(tf.next()))
     assert manifest["lock_hash"] == lock_hash and "hpckit" in manifest["code"]  # hpckit from this checkout
-    env_dir = node / "hpckit-envs" / manifest["env_key"].split(":")[1][:16]
+    env_dir = node / f"hpckit-{os.getuid()}" / "envs" / manifest["env_key"].split(":")[1][:16]
     run_dir = work / "tarball-dask"
     monkeypatch.setenv("PYTHONDONTWRITEBYTECODE", "1")  # as the user's shell may set it (the jobs inherit it)
     r = _launch(work, run_dir, "slurm-tarball", "dask", "--env", str(packed),
@@ -339,7 +339,7 @@ def test_unwritable_node_scratch_fails_at_the_first_worker(work, packed, tmp_pat
     r = _launch(work, run_dir, "slurm-tarball", "dask", "--env", str(packed),
                 "--set", "env_delivery.node_scratch=/proc/hpckit-not-writable")
     assert r.returncode == 1, r.stderr
-    assert "node-local scratch /proc/hpckit-not-writable/hpckit-envs is not writable" in r.stderr, r.stderr
+    assert f"cannot create /proc/hpckit-not-writable/hpckit-{os.getuid()} on " in r.stderr, r.stderr
     assert "fix: --set env_delivery.node_scratch=" in r.stderr
     assert "every worker job ended before a worker connected" in r.stderr
     assert len(_no_jobs_left(run_dir)) == 2

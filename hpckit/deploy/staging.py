@@ -4,7 +4,8 @@
 On such a site a compute node sees neither the run directory nor the client's home, so the files a worker
 job needs from the launch (the ``hpckit pack`` tarball, the engine's keys) are copied onto the job's node by
 the scheduler once the job runs (Slurm: ``sbcast --jobid``; :meth:`Scheduler.stage`), into a directory of its
-own in node-local scratch, with a ``ready`` marker written last. The job script waits for the marker
+own inside the user's own directory of node-local scratch (:func:`user_dir`), with a ``ready`` marker written
+last. The job script waits for the marker
 (``templates/common/stage_wait.sh.j2``) and removes the directory when it ends. Pure: paths only; the
 copying is :mod:`hpckit.launch.staging`.
 """
@@ -34,12 +35,18 @@ def node_scratch(site: Site) -> str:
     return site.env_delivery.node_scratch.rstrip("/") or "/"
 
 
-def job_dir(site: Site, job_id: str) -> str:
-    """The job's staging directory on its node, as the client addresses it."""
-    return f"{node_scratch(site)}/hpckit-stage-{job_id}"
+def user_dir(site: Site, uid: int) -> str:
+    """The user's own directory in the node's scratch (``templates/common/node_dir.sh.j2`` makes it 0700 and
+    refuses one another user made): node scratch is shared with every user of the node."""
+    return f"{node_scratch(site)}/hpckit-{uid}"
+
+
+def job_dir(site: Site, job_id: str, uid: int) -> str:
+    """The job's staging directory on its node, as the client (user ``uid``) addresses it."""
+    return f"{user_dir(site, uid)}/stage-{job_id}"
 
 
 def job_dir_shell(site: Site) -> str:
-    """The same directory as the job script computes it (from the scheduler's job-id variable)."""
+    """The same directory as the job script computes it (its user's directory, the scheduler's job id)."""
     var = scheduler_class(site.scheduler).stage_job_var
-    return f'{node_scratch(site)}/hpckit-stage-"${var}"'
+    return f'"$hpckit_mine"/stage-"${var}"'

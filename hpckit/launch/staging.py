@@ -39,7 +39,7 @@ class Stager:
                 self.served.add(job)
 
     def stage(self, job: str) -> None:
-        where = staging.job_dir(self.site, job)
+        where = staging.job_dir(self.site, job, os.getuid())
         if not self.marker.exists():
             fd = os.open(self.marker, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
             os.write(fd, b"ready\n")

@@ -13,6 +13,9 @@ unset PYTHONPATH PYTHONHOME PYTHONSTARTUP PYTHONUSERBASE VIRTUAL_ENV CONDA_PREFI
 export PATH=/usr/local/bin:/usr/bin:/bin
 export HPCKIT_SCRATCH=/tmp
 mkdir -p "$HPCKIT_SCRATCH"
+hpckit_mine=/tmp/hpckit-"$(id -u)"
+mkdir -p -m 700 "$hpckit_mine" 2>/dev/null || { echo "hpckit: cannot create $hpckit_mine on $(hostname); fix: --set env_delivery.node_scratch=<a writable node-local directory>" >&2; exit 78; }
+{ [ ! -L "$hpckit_mine" ] && [ -O "$hpckit_mine" ] && chmod 700 "$hpckit_mine"; } || { echo "hpckit: $hpckit_mine on $(hostname) is not this user's own directory (another user made it, or it is a link): refusing to put the run's files there; fix: --set env_delivery.node_scratch=<a node-local directory of yours>" >&2; exit 78; }
 hpckit_tarball=./env.tar.gz
 hpckit_fail() { echo "hpckit: $1" >&2; exit 78; }
 [ -r "$hpckit_tarball" ] || hpckit_fail "env tarball $hpckit_tarball not found or not readable on $(hostname); fix: hpckit pack -o $hpckit_tarball (on a file system the nodes see)"
@@ -21,7 +24,7 @@ hpckit_hash=$(printf %s "$hpckit_manifest" | sed -n 's/.*"lock_hash": *"\(sha256
 hpckit_env_key=$(printf %s "$hpckit_manifest" | sed -n 's/.*"env_key": *"\(sha256:[0-9a-f]\{64\}\)".*/\1/p' | head -n 1)
 hpckit_key_of=${hpckit_env_key:-$hpckit_hash}; hpckit_key=$(printf %.16s "${hpckit_key_of#sha256:}")
 [ -n "$hpckit_key" ] || hpckit_fail "$hpckit_tarball is not an hpckit pack tarball (no hpckit-env.json: truncated or another file?); fix: hpckit pack -o $hpckit_tarball"
-hpckit_cache=/tmp/hpckit-envs
+hpckit_cache="$hpckit_mine/envs"
 HPCKIT_ENV_DIR="$hpckit_cache/$hpckit_key"
 hpckit_unpack() { [ -x "$HPCKIT_ENV_DIR/run_in_env" ] && return 0; hpckit_tmp=$(mktemp -d "$hpckit_cache/.$hpckit_key.XXXXXX") || hpckit_fail "cannot write into $hpckit_cache on $(hostname); fix: --set env_delivery.node_scratch=<a writable node-local directory>"; tar -xzf "$hpckit_tarball" -C "$hpckit_tmp" 2>"$hpckit_tmp.err" || { hpckit_msg=$(tail -n 2 "$hpckit_tmp.err" | tr '\n' ' '); rm -rf "$hpckit_tmp" "$hpckit_tmp.err"; hpckit_fail "unpacking $hpckit_tarball into $hpckit_cache failed on $(hostname): $hpckit_msg(truncated, or no space?); fix: hpckit pack -o $hpckit_tarball"; }; rm -f "$hpckit_tmp.err"; hpckit_py=$("$hpckit_tmp/bin/python3" -c 'import platform; print(platform.python_version())' 2>&1) || { rm -rf "$hpckit_tmp"; hpckit_fail "the interpreter in $hpckit_tarball does not run on $(hostname) ($(uname -sm)): $hpckit_py; fix: hpckit pack on a machine of this platform"; }; mv -T "$hpckit_tmp" "$HPCKIT_ENV_DIR"; }
 if [ ! -x "$HPCKIT_ENV_DIR/run_in_env" ]; then { mkdir -p "$hpckit_cache" 2>/dev/null && [ -w "$hpckit_cache" ]; } || hpckit_fail "node-local scratch $hpckit_cache is not writable on $(hostname); fix: --set env_delivery.node_scratch=<a writable node-local directory>"; exec 9>"$hpckit_cache/$hpckit_key.lock" && flock 9 && hpckit_unpack; exec 9>&-; fi
