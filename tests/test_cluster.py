@@ -371,21 +371,21 @@ def test_noshare_launch_copies_env_and_keys_onto_each_node_and_reads_inputs_from
                 records = chunk_records(run_dir)
                 assert len(records) == 16 and {rec["job"] for rec in records} <= set(jobs), records
                 assert {rec["worker"].split(":")[0] for rec in records} == set(NOSHARE_NODES), (backend, records)
-                # and what the workers logged (a warning a chunk) came back with them too
-                logs = [x for x in map(json.loads, (run_dir / "chunks.jsonl").read_text().splitlines())
-                        if x["kind"] == "log" and x["logger"] == "slow_dimuon"]
-                assert len(logs) == 16 and {x["worker"].split(":")[0] for x in logs} <= set(NOSHARE_NODES), logs
-                report = (run_dir / "report.html").read_text()  # built from those records: one row per node's job
-                assert all(f">{n}:" in report or f">{n}<" in report for n in NOSHARE_NODES), backend
-                assert "WARNING  slow_dimuon: slow chunk 0-5 of " in report, backend
                 # chunk 5-10 of each file failed once on a node and the engine ran it again: those failed
                 # attempts had no result to ride with, and came back with their worker's next one
-                failures = [x for x in map(json.loads, (run_dir / "chunks.jsonl").read_text().splitlines())
-                            if x["kind"] == "failure"]
+                lines = [json.loads(x) for x in (run_dir / "chunks.jsonl").read_text().splitlines()]
+                failures = [x for x in lines if x["kind"] == "failure"]
                 assert {x["chunk"].split(" of ")[0] for x in failures} == {"chunk 5-10"}, failures
                 assert len(failures) >= len(DATASETS), failures  # each file's, once per node it failed on
                 assert all(x["worker"].split(":")[0] in NOSHARE_NODES and "on purpose" in x["error"]
                            for x in failures), failures
+                # and what the workers logged (a warning a chunk, failed attempts' too) came back with them
+                logs = [x for x in lines if x["kind"] == "log" and x["logger"] == "slow_dimuon"]
+                assert len(logs) == 16 + len(failures), logs
+                assert {x["worker"].split(":")[0] for x in logs} <= set(NOSHARE_NODES), logs
+                report = (run_dir / "report.html").read_text()  # built from those records: one row per node's job
+                assert all(f">{n}:" in report or f">{n}<" in report for n in NOSHARE_NODES), backend
+                assert "WARNING  slow_dimuon: slow chunk 0-5 of " in report, backend
                 assert "failing once on purpose" in report, backend
                 # the nodes cannot see the checkpoint directory: the client wrote each chunk's checkpoint
                 assert len(list((d / f"ckpt-{backend}").rglob("*.ckpt"))) == 16, backend
