@@ -7,9 +7,11 @@ from __future__ import annotations
 import json
 import os
 import pickle
+import shutil
 import signal
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 from conftest import DATASETS, EXAMPLES, REPO, assert_matches_reference, reference_dimuon
@@ -393,3 +395,22 @@ def test_remote_reads_coalesced_one_request_per_basket_window(sites):
     assert_matches_reference(out, reference_dimuon())
     assert metrics["columns"] == sorted(["nMuon", "Muon_pt", "Muon_eta", "Muon_phi", "Muon_mass", "Muon_charge"])
     assert metrics["requests"] == 6 + 1  # one basket per branch in these files: one window per file
+
+
+def test_a_remote_file_replaced_between_two_runs_in_one_process_is_read_anew(sites):
+    """A notebook reruns over root:// after the file on the server was remade under the same name: the second
+    run, in the same process, plans and reads the new file (each run drops the process's remote handles; a
+    chunk whose file's uuid differs from its handle's reopens it), never the first run's events."""
+    base = sites["site1"]
+    disk = Path("/" + base.split("//", 2)[2])  # root://host:port//path: the server exports this directory
+    name = f"remade-{os.getpid()}.root"
+    try:
+        for source in (DATASETS["DYJetsToLL"], DATASETS["DoubleMuon"]):
+            part = disk / f".{name}"
+            shutil.copyfile(source, part)
+            part.chmod(0o644)  # readable by the server's user
+            part.replace(disk / name)
+            out, _ = run(processor.IterativeExecutor(status=False), {"S": {"files": {f"{base}/{name}": "Events"}}})
+            assert out["cutflow"]["S"] == reference_dimuon({"S": source})["cutflow"]["S"], source.name
+    finally:
+        (disk / name).unlink(missing_ok=True)

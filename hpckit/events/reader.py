@@ -58,6 +58,10 @@ def open_tree(
     if hit is not None and hit.closed:  # closed by an earlier user: never hand a closed file on
         del cache[key]
         hit = None
+    identity = _identity(filename)
+    if hit is not None and getattr(hit, "identity", None) != identity:  # replaced or rewritten since it opened
+        forget(filename)
+        hit = None
     if hit is not None:
         if next(reversed(cache)) != key:  # moved on to another file: drop the others' basket windows
             for other in cache.values():
@@ -68,6 +72,7 @@ def open_tree(
     if own is not None:  # a format that opens the file itself (Parquet)
         opened = own.open(filename, treename)
         opened.options = {"format": own.option}
+        opened.identity = identity
         _remember(cache, key, opened)
         return opened
     f = _open_file(filename, uproot_options)
@@ -96,8 +101,22 @@ def open_tree(
     if not _fork_safe(opened) and opened.coalesces_remote_reads:  # remote: a round trip per request
         opened.coalesce = True
     opened.options = dict(uproot_options or {})
+    opened.identity = identity
     _remember(cache, key, opened)
     return opened
+
+
+def _identity(filename: str) -> tuple | None:
+    """What says a local file is still the one a cached handle read (a rewrite or a rename over it changes
+    it); None for a remote file, whose handle the per-chunk uuid check and each run's fresh start cover."""
+    path = storage.local_path(filename)
+    if path is None:
+        return None
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
 
 
 def _remember(cache: "OrderedDict[tuple, OpenTree]", key: tuple, opened: OpenTree) -> None:
@@ -117,6 +136,13 @@ def forget(filename: str) -> None:
         if storage.is_remote(filename):
             storage.drop_remote_handle(t.file.file)
         _close(t)
+
+
+def forget_remote() -> None:
+    """Drop this thread's remote handles (a run starts afresh: a remote file rewritten since an earlier run in
+    this process is read anew; local handles are checked against their file at each use)."""
+    for filename in {k[0] for k in _cache() if storage.is_remote(k[0])}:
+        forget(filename)
 
 
 def close_all() -> None:

@@ -12,6 +12,7 @@ from typing import Any
 from hpckit.core.errors import ChunkError, FilesetError, error_chain
 from hpckit.events import NanoAODSchema
 from hpckit.events.formats import OPTIONS
+from hpckit.events.reader import forget_remote
 from hpckit.processor.accumulate import Merger, set_accumulator
 from hpckit.processor.checkpoint import CheckpointerABC, processor_fingerprint
 from hpckit.processor.chunkplan import ChunkPlan
@@ -350,6 +351,7 @@ class Runner:
         self._skipped = []
         self._planned = {"files": 0, "from_cache": 0}
         reset_preferences()
+        forget_remote()  # a remote file rewritten since an earlier run in this process is planned and read anew
         options = self._uproot_options(uproot_options)
         fingerprint = processor_fingerprint(processor_instance, self.schema)
         executor = self.executor

@@ -286,6 +286,9 @@ class ChunkJob:
 
     def _once(self, item: WorkItem, name: str) -> dict:
         tree = open_tree(name, item.treename, self.uproot_options, self.format)
+        if tree.uuid != item.fileuuid:  # perhaps a handle this process kept from before the file changed
+            forget(name)
+            tree = open_tree(name, item.treename, self.uproot_options, self.format)
         if tree.uuid != item.fileuuid and item.replicas:
             forget(name)
             raise mismatch(item.filename, name, tree.uuid, item.fileuuid)
