@@ -197,7 +197,7 @@ def test_nodes_are_separate_machines():
         assert bare.returncode == 0 and bare.stdout.split()[:2] == ["0", "0"], bare.stdout + bare.stderr
 
 
-MINE = f"/tmp/hpckit-{os.getuid()}"  # this user's own directory in each node's /tmp (templates/common/node_dir.sh.j2)
+MINE = f"/tmp/hpckit-{os.getuid()}"  # this user's own directory in each node's /tmp (templates/common/macros.j2: own_dir)
 
 
 def _env_dirs(key: str) -> dict[str, tuple[int, float] | None]:

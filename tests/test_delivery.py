@@ -304,6 +304,39 @@ def test_node_scratch_directory_another_user_made_first_is_refused(planted, lock
     assert not ran.exists()
 
 
+def test_a_job_started_in_a_shared_directory_imports_nothing_planted_there(lock, tmp_path):
+    """Workers start with `python -m ...`, which puts the working directory first on sys.path; a job whose
+    working directory is shared scratch (a staged site's is /tmp) would import a package another user left
+    there. The prologue exports PYTHONSAFEPATH: the planted module is not found, and nothing of it runs."""
+    planted = tmp_path / "shared"
+    planted.mkdir()
+    ran = tmp_path / "planted-code-ran"
+    (planted / "hpckit_probe_planted.py").write_text(f"open({str(ran)!r}, 'w').close()\n")
+    site = delivery.resolve(_site("slurm-local", "env_delivery.mode=venv"), lock)
+    r = _run_job(_job(site, tmp_path, f"cd {planted} && {sys.executable} -m hpckit_probe_planted"))
+    assert r.returncode != 0 and "No module named hpckit_probe_planted" in r.stderr, r
+    assert not ran.exists()
+
+
+def test_worker_scratch_is_the_users_own_directory(lock, tmp_path):
+    """`scratch` (Dask's spill files, which it unpickles when read back; TaskVine's cache) is often shared
+    (/tmp): the workers get `<scratch>/hpckit-<uid>`, 0700; one another user made first is refused."""
+    shared = tmp_path / "scratch"
+    shared.mkdir(mode=0o1777)
+    site = delivery.resolve(_site("slurm-local", "env_delivery.mode=venv", f"scratch={shared}"), lock)
+    r = _run_job(_job(site, tmp_path, 'echo "SCRATCH=$HPCKIT_SCRATCH"'))
+    mine = shared / f"hpckit-{os.getuid()}"
+    assert r.returncode == 0 and f"SCRATCH={mine}\n" in r.stdout, r
+    assert mine.stat().st_mode & 0o777 == 0o700
+    if os.getuid() == 0:  # a real second owner needs root
+        mine.rmdir()
+        mine.mkdir(mode=0o777)
+        os.chown(mine, NOBODY, NOBODY)
+        r = _run_job(_job(site, tmp_path, 'echo WORKER-STARTED'))
+        assert r.returncode == 78 and "WORKER-STARTED" not in r.stdout, r
+        assert "is not this user's own directory" in r.stderr and "fix: --set scratch=" in r.stderr, r.stderr
+
+
 def test_repack_with_new_code_of_the_same_versions_is_unpacked_anew(lock, tmp_path):
     """Two tarballs of one lock whose local packages' code differs (env_key) get two unpack directories on a
     node: the second is not answered by the first's (which holds the old code)."""

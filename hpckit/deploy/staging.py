@@ -36,7 +36,7 @@ def node_scratch(site: Site) -> str:
 
 
 def user_dir(site: Site, uid: int) -> str:
-    """The user's own directory in the node's scratch (``templates/common/node_dir.sh.j2`` makes it 0700 and
+    """The user's own directory in the node's scratch (``templates/common/macros.j2: own_dir`` makes it 0700 and
     refuses one another user made): node scratch is shared with every user of the node."""
     return f"{node_scratch(site)}/hpckit-{uid}"
 

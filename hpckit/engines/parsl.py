@@ -41,7 +41,11 @@ class ParslEngine(Engine):
         require_module("parsl", "the parsl executor")
         from hpckit.processor import ParslExecutor
 
-        runinfo = str(Path(records_dir) / "runinfo")  # Parsl's logs and keys next to the run's records
+        from hpckit.io.paths import private_dir
+
+        # Parsl's logs and keys next to the run's records, in a directory only this user may enter: Parsl
+        # trusts every client key in its run's certificates directory
+        runinfo = str(private_dir(Path(records_dir) / "runinfo", what="Parsl's run directory"))
         with pool_tmp() as tmp:
             config = (load_parsl_config(opts.parsl_config) if opts.parsl_config
                       else local_parsl_config(workers, runinfo, tmp))

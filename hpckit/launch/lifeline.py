@@ -31,11 +31,9 @@ class Lifeline:
 
     @classmethod
     def start(cls, run_dir: Path) -> "Lifeline":
-        import hpckit
+        from hpckit.core.child import python_child_env
 
-        env = dict(os.environ)  # the hpckit this process runs, wherever it was imported from
-        top = str(Path(hpckit.__file__).resolve().parent.parent)
-        env["PYTHONPATH"] = os.pathsep.join([top] + [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p])
+        env = python_child_env()  # the hpckit this process runs, wherever it was imported from
         env[EXEMPT] = "1"  # the owner's guardian (guard_descendants) ends its other children, not this one
         with open(Path(run_dir) / "logs" / "lifeline.log", "ab") as log:
             proc = subprocess.Popen([sys.executable, "-m", "hpckit.launch.lifeline", str(run_dir)],

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterator
 
 from hpckit.core.defaults import VINE_PORT
+from hpckit.core.child import python_child_env
 from hpckit.core.errors import LaunchError
 from hpckit.io.paths import private_dir
 
@@ -114,7 +115,8 @@ def up(opts: UpOptions, say: Callable[[str], None] = print, timeout: float | Non
     entry.write_text(json.dumps({"name": name, "run_dir": str(run_dir)}) + "\n")
     with open(run_dir / "logs" / "daemon.log", "ab") as log:
         proc = subprocess.Popen([sys.executable, "-m", "hpckit.launch.daemon", str(run_dir)], stdin=subprocess.DEVNULL,
-                                stdout=log, stderr=subprocess.STDOUT, start_new_session=True, close_fds=True)
+                                stdout=log, stderr=subprocess.STDOUT, start_new_session=True, close_fds=True,
+                                env=python_child_env())
     timeout = timeout if timeout is not None else opts.worker_timeout + 120
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:

@@ -12,11 +12,15 @@
 #SBATCH --chdir=/tmp
 unset PYTHONPATH PYTHONHOME PYTHONSTARTUP PYTHONUSERBASE VIRTUAL_ENV CONDA_PREFIX CONDA_DEFAULT_ENV
 export PATH=/usr/local/bin:/usr/bin:/bin
-export HPCKIT_SCRATCH=/tmp
-mkdir -p "$HPCKIT_SCRATCH"
+export PYTHONSAFEPATH=1
+HPCKIT_SCRATCH=/tmp/hpckit-"$(id -u)"
+mkdir -p -m 700 "$HPCKIT_SCRATCH" 2>/dev/null || { echo "hpckit: cannot create $HPCKIT_SCRATCH on $(hostname); fix: --set scratch=<a writable directory>" >&2; exit 78; }
+{ [ "$(stat -c '%u %F' -- "$HPCKIT_SCRATCH" 2>/dev/null)" = "$(id -u) directory" ] && chmod 700 "$HPCKIT_SCRATCH"; } || { echo "hpckit: $HPCKIT_SCRATCH on $(hostname) is not this user's own directory (another user made it, or it is a link): refusing to put the run's files there; fix: --set scratch=<a directory of yours>" >&2; exit 78; }
+export HPCKIT_SCRATCH
 hpckit_mine=/tmp/hpckit-"$(id -u)"
-mkdir -p -m 700 "$hpckit_mine" 2>/dev/null || { echo "hpckit: cannot create $hpckit_mine on $(hostname); fix: --set env_delivery.node_scratch=<a writable node-local directory>" >&2; exit 78; }
-{ [ ! -L "$hpckit_mine" ] && [ -O "$hpckit_mine" ] && chmod 700 "$hpckit_mine"; } || { echo "hpckit: $hpckit_mine on $(hostname) is not this user's own directory (another user made it, or it is a link): refusing to put the run's files there; fix: --set env_delivery.node_scratch=<a node-local directory of yours>" >&2; exit 78; }
+mkdir -p -m 700 "$hpckit_mine" 2>/dev/null || { echo "hpckit: cannot create $hpckit_mine on $(hostname); fix: --set env_delivery.node_scratch=<a writable directory>" >&2; exit 78; }
+{ [ "$(stat -c '%u %F' -- "$hpckit_mine" 2>/dev/null)" = "$(id -u) directory" ] && chmod 700 "$hpckit_mine"; } || { echo "hpckit: $hpckit_mine on $(hostname) is not this user's own directory (another user made it, or it is a link): refusing to put the run's files there; fix: --set env_delivery.node_scratch=<a directory of yours>" >&2; exit 78; }
+cd "$hpckit_mine"
 hpckit_stage="$hpckit_mine"/stage-"$SLURM_JOB_ID"
 mkdir -p -m 700 "$hpckit_stage" "$hpckit_stage/keys" || { echo "hpckit: cannot create $hpckit_stage on $(hostname); fix: --set env_delivery.node_scratch=<a writable node-local directory>" >&2; exit 78; }
 hpckit_ended() { hpckit_rc=$?; rm -rf "$hpckit_stage"; if [ "$hpckit_rc" -ne 0 ] && [ "$hpckit_rc" -ne 143 ]; then hpckit_note="exit $hpckit_rc on $(hostname): $(tail -n 3 "/proc/$$/fd/2" 2>/dev/null | tr -s '\n\t' '  ' | cut -c1-400)"; scontrol update JobId="$SLURM_JOB_ID" Comment="$hpckit_note" >/dev/null 2>&1; fi; }

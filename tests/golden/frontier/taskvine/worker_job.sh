@@ -11,8 +11,11 @@
 set -e
 unset PYTHONPATH PYTHONHOME PYTHONSTARTUP PYTHONUSERBASE VIRTUAL_ENV CONDA_PREFIX CONDA_DEFAULT_ENV
 export PATH=/usr/local/bin:/usr/bin:/bin
-export HPCKIT_SCRATCH=/lustre/orion/"${HPCKIT_PROJECT}"/scratch/"${USER}"
-mkdir -p "$HPCKIT_SCRATCH"
+export PYTHONSAFEPATH=1
+HPCKIT_SCRATCH=/lustre/orion/"${HPCKIT_PROJECT}"/scratch/"${USER}"/hpckit-"$(id -u)"
+mkdir -p -m 700 "$HPCKIT_SCRATCH" 2>/dev/null || { echo "hpckit: cannot create $HPCKIT_SCRATCH on $(hostname); fix: --set scratch=<a writable directory>" >&2; exit 78; }
+{ [ "$(stat -c '%u %F' -- "$HPCKIT_SCRATCH" 2>/dev/null)" = "$(id -u) directory" ] && chmod 700 "$HPCKIT_SCRATCH"; } || { echo "hpckit: $HPCKIT_SCRATCH on $(hostname) is not this user's own directory (another user made it, or it is a link): refusing to put the run's files there; fix: --set scratch=<a directory of yours>" >&2; exit 78; }
+export HPCKIT_SCRATCH
 exec apptainer exec --bind /lustre/orion "${HPCKIT_IMAGE:?export HPCKIT_IMAGE=<the image hpckit build --site frontier made>}" vine_worker \
     --cores 56 --memory 427247 --disk 534058 \
     --wall-time 6600 \

@@ -4,8 +4,11 @@
 set -e
 unset PYTHONPATH PYTHONHOME PYTHONSTARTUP PYTHONUSERBASE VIRTUAL_ENV CONDA_PREFIX CONDA_DEFAULT_ENV
 export PATH=/usr/local/bin:/usr/bin:/bin
-export HPCKIT_SCRATCH=/srv
-mkdir -p "$HPCKIT_SCRATCH"
+export PYTHONSAFEPATH=1
+HPCKIT_SCRATCH=/srv/hpckit-"$(id -u)"
+mkdir -p -m 700 "$HPCKIT_SCRATCH" 2>/dev/null || { echo "hpckit: cannot create $HPCKIT_SCRATCH on $(hostname); fix: --set scratch=<a writable directory>" >&2; exit 78; }
+{ [ "$(stat -c '%u %F' -- "$HPCKIT_SCRATCH" 2>/dev/null)" = "$(id -u) directory" ] && chmod 700 "$HPCKIT_SCRATCH"; } || { echo "hpckit: $HPCKIT_SCRATCH on $(hostname) is not this user's own directory (another user made it, or it is a link): refusing to put the run's files there; fix: --set scratch=<a directory of yours>" >&2; exit 78; }
+export HPCKIT_SCRATCH
 export HPCKIT_WORKER_HOST="$(ip -o route get 8.8.8.8 2>/dev/null | sed -n 's/.* src \([^ ]*\).*/\1/p')"
 exec python3 -m distributed.cli.dask_worker "${HPCKIT_DASK_SCHEDULER:?export HPCKIT_DASK_SCHEDULER=tcp://host:port}" \
     --nthreads 1 \

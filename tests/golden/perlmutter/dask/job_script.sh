@@ -11,6 +11,9 @@
 #SBATCH --module=cvmfs
 unset PYTHONPATH PYTHONHOME PYTHONSTARTUP PYTHONUSERBASE VIRTUAL_ENV CONDA_PREFIX CONDA_DEFAULT_ENV
 export PATH=/usr/local/bin:/usr/bin:/bin
-export HPCKIT_SCRATCH="${SCRATCH}"
-mkdir -p "$HPCKIT_SCRATCH"
+export PYTHONSAFEPATH=1
+HPCKIT_SCRATCH="${SCRATCH}"/hpckit-"$(id -u)"
+mkdir -p -m 700 "$HPCKIT_SCRATCH" 2>/dev/null || { echo "hpckit: cannot create $HPCKIT_SCRATCH on $(hostname); fix: --set scratch=<a writable directory>" >&2; exit 78; }
+{ [ "$(stat -c '%u %F' -- "$HPCKIT_SCRATCH" 2>/dev/null)" = "$(id -u) directory" ] && chmod 700 "$HPCKIT_SCRATCH"; } || { echo "hpckit: $HPCKIT_SCRATCH on $(hostname) is not this user's own directory (another user made it, or it is a link): refusing to put the run's files there; fix: --set scratch=<a directory of yours>" >&2; exit 78; }
+export HPCKIT_SCRATCH
 podman-hpc run --rm --net host "${HPCKIT_IMAGE:?export HPCKIT_IMAGE=<the image hpckit build --site perlmutter made>}" python3 -m distributed.cli.dask_worker tcp://<insert-scheduler-address-here>:8786 --name dummy-name --nthreads 4 --memory-limit 13.97GiB --nworkers 32 --nanny --death-timeout 60 --local-directory "$HPCKIT_SCRATCH" --no-dashboard --dashboard-address 127.0.0.1:0 --lifetime 6600s --lifetime-stagger 150s --interface hsn0

@@ -10,9 +10,12 @@
 set -e
 unset PYTHONPATH PYTHONHOME PYTHONSTARTUP PYTHONUSERBASE VIRTUAL_ENV CONDA_PREFIX CONDA_DEFAULT_ENV
 export PATH=/usr/local/bin:/usr/bin:/bin
+export PYTHONSAFEPATH=1
 module load apptainer
-export HPCKIT_SCRATCH=/local/scratch
-mkdir -p "$HPCKIT_SCRATCH"
+HPCKIT_SCRATCH=/local/scratch/hpckit-"$(id -u)"
+mkdir -p -m 700 "$HPCKIT_SCRATCH" 2>/dev/null || { echo "hpckit: cannot create $HPCKIT_SCRATCH on $(hostname); fix: --set scratch=<a writable directory>" >&2; exit 78; }
+{ [ "$(stat -c '%u %F' -- "$HPCKIT_SCRATCH" 2>/dev/null)" = "$(id -u) directory" ] && chmod 700 "$HPCKIT_SCRATCH"; } || { echo "hpckit: $HPCKIT_SCRATCH on $(hostname) is not this user's own directory (another user made it, or it is a link): refusing to put the run's files there; fix: --set scratch=<a directory of yours>" >&2; exit 78; }
+export HPCKIT_SCRATCH
 export APPTAINER_TMPDIR=/local/scratch/apptainer-tmp APPTAINER_CACHEDIR=/local/scratch/apptainer-cache
 exec apptainer exec --bind /lus/eagle "${HPCKIT_IMAGE:?export HPCKIT_IMAGE=<the image hpckit build --site polaris made>}" vine_worker \
     --cores 32 --memory 457764 --disk 610352 \

@@ -9,8 +9,11 @@
 # hpckit dask worker job for site slurm-local, rendered from templates/worker_job.sh.j2.
 # Submit by hand: sbatch worker_job.sh
 set -e
-export HPCKIT_SCRATCH=/tmp
-mkdir -p "$HPCKIT_SCRATCH"
+export PYTHONSAFEPATH=1
+HPCKIT_SCRATCH=/tmp/hpckit-"$(id -u)"
+mkdir -p -m 700 "$HPCKIT_SCRATCH" 2>/dev/null || { echo "hpckit: cannot create $HPCKIT_SCRATCH on $(hostname); fix: --set scratch=<a writable directory>" >&2; exit 78; }
+{ [ "$(stat -c '%u %F' -- "$HPCKIT_SCRATCH" 2>/dev/null)" = "$(id -u) directory" ] && chmod 700 "$HPCKIT_SCRATCH"; } || { echo "hpckit: $HPCKIT_SCRATCH on $(hostname) is not this user's own directory (another user made it, or it is a link): refusing to put the run's files there; fix: --set scratch=<a directory of yours>" >&2; exit 78; }
+export HPCKIT_SCRATCH
 exec python3 -m distributed.cli.dask_worker "${HPCKIT_DASK_SCHEDULER:?export HPCKIT_DASK_SCHEDULER=tcp://host:port}" \
     --nthreads 1 \
     --memory-limit 1073741824 \
