@@ -206,3 +206,38 @@ def test_dataset_names_never_collide(tmp_path):
     assert m1["chunks_from_checkpoint"] == 0 and m2["chunks_from_checkpoint"] == m1["chunks_processed"]
     assert out1 == out2 == {"DY+jets": 40, "DY_jets": 40, "other": 40}
     assert ckpt.path(_item("DY+jets"), "fp") != ckpt.path(_item("DY_jets"), "fp")
+
+
+def test_checkpoints_on_the_driver_never_save_a_skipped_file(tmp_path):
+    """A file skipped during an outage (skipbadfiles) is tried again on a resume: the driver's checkpointer
+    (workers without the checkpoint directory) saves a chunk's result only when it holds events, as the
+    workers' own checkpoints do."""
+    from hpckit.processor.work import DriverCheckpoints
+
+    saver = DriverCheckpoints(processor.SimpleCheckpointer(tmp_path / "ck"), "fp", None)
+    item = processor.WorkItem("ds", "/x/f.root", "Events", 0, 10, "uuid")
+    saver.save(item, {"metrics": {"skipped": [{"chunk": item.describe(), "error": "timed out"}]}})
+    assert not list((tmp_path / "ck").rglob("*.ckpt")) and saver.load(item) is None
+    saver.save(item, {"out": {"n": 10}, "metrics": {"entries": 10}})
+    assert len(list((tmp_path / "ck").rglob("*.ckpt"))) == 1 and saver.load(item) is not None
+
+
+def test_dask_dataframes_refuse_checkpoints_on_the_driver_too(tmp_path):
+    """use_dataframes builds the output from the workers' frames: a chunk answered by a checkpoint has none,
+    so its rows would be missing. Refused with workers that write checkpoints and with the driver's alike."""
+    from distributed import Client, LocalCluster
+
+    with LocalCluster(n_workers=1, processes=False, dashboard_address=None) as cluster, Client(cluster) as client:
+        ex = processor.DaskExecutor(client=client, use_dataframes=True, status=False, shared_filesystem=False)
+        runner = processor.Runner(ex, chunksize=100, checkpointer=processor.SimpleCheckpointer(tmp_path / "ck"))
+        with pytest.raises(ValueError, match="use_dataframes=True cannot be combined with a checkpointer"):
+            runner(str(EXAMPLES / "fileset.json"), processor_instance=_Count())
+    assert not (tmp_path / "ck").exists() or not list((tmp_path / "ck").rglob("*.ckpt"))
+
+
+class _Count(processor.ProcessorABC):
+    def process(self, events):
+        return {"n": len(events)}
+
+    def postprocess(self, acc):
+        return acc

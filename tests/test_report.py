@@ -134,11 +134,12 @@ def test_what_workers_log_becomes_records_and_a_report_section(tmp_path):
 def test_a_failed_attempt_that_cannot_be_written_rides_with_the_next_result(tmp_path):
     """A worker that cannot see the run directory (no shared file system) carries its chunks' records back
     with their results; a failed attempt has none, so its record waits in the worker process and rides with
-    that process's next chunk or merge result (the failures an engine retried past reach the report)."""
+    that process's next chunk result of the same run (the failures an engine retried past reach the report),
+    never with another run's, and never into what a merge returns."""
     from dimuon import DimuonProcessor
 
-    from hpckit.events.reader import file_uuid
     from hpckit.events import NanoAODSchema
+    from hpckit.events.reader import file_uuid
     from hpckit.processor import WorkItem, records
     from hpckit.processor.records import ChunkRecorder
     from hpckit.processor.serialize import decompress, dump_processor
@@ -146,23 +147,25 @@ def test_a_failed_attempt_that_cannot_be_written_rides_with_the_next_result(tmp_
 
     path = str(next(iter(DATASETS.values())))
     unseen = ChunkRecorder(tmp_path / "not-on-this-node" / "chunks.jsonl")  # its directory does not exist here
-    job = ChunkJob(dump_processor(DimuonProcessor(), 1), NanoAODSchema, "fp", retries=0, compression=None,
-                   recorder=unseen)
+
+    def job() -> ChunkJob:
+        return ChunkJob(dump_processor(DimuonProcessor(), 1), NanoAODSchema, "fp", retries=0, compression=None,
+                        recorder=unseen)
+
+    run, other = job(), job()
     good = WorkItem("DY", path, "Events", 0, 10, file_uuid(path))
     stale = WorkItem("DY", path, "Events", 10, 20, "0" * 32)  # the file "changed since it was chunked"
-    assert records.take_held() == []
     with pytest.raises(Exception, match="changed since it was chunked"):
-        job.run(stale)
-    carried = job.run(good)[CARRIED_RECORDS]
+        run.run(stale)
+    # a record is held now; a merge (a coffea-style executor call merges the user's own dicts) is not touched
+    assert decompress(merge_payloads([{"records": [1], "n": 1}, {"n": 2}], None)) == {"records": [1], "n": 3}
+    assert [r["kind"] for r in other.run(good)[CARRIED_RECORDS]] == ["chunk"]  # another run's result: not it
+    carried = run.run(good)[CARRIED_RECORDS]
     assert [r["kind"] for r in carried] == ["failure", "chunk"], carried
     assert carried[0]["chunk"].startswith("chunk 10-20 of ") and "changed since" in carried[0]["error"], carried
     assert carried[1]["start"] == 0 and carried[1]["events"] == 10, carried
-    assert records.take_held() == []  # handed over once
-    records.hold([{"kind": "failure", "chunk": "chunk 0-1 of x"}])  # a failed attempt with no chunk after it
-    plain = {"out": {}, "metrics": {}}
-    merged = decompress(merge_payloads([plain, plain], None))  # rides with the process's next merge instead
-    assert merged[CARRIED_RECORDS] == [{"kind": "failure", "chunk": "chunk 0-1 of x"}]
-    assert records.take_held() == []
+    assert [r["kind"] for r in run.run(good)[CARRIED_RECORDS]] == ["chunk"]  # handed over once
+    assert records.take_held(run.run_id) == [] and records.take_held(other.run_id) == []
 
 
 FAILING = '''

@@ -9,9 +9,9 @@ full disk cuts short is taken back, so the file holds whole lines only. A worker
 (a site without a shared file system) hands its chunk's record back with the chunk's result instead
 (``"records"``, merged like the rest), and the Runner writes those when the run ends: the report is as
 complete, only not live. A failed attempt has no result to ride with: its records are held in the worker
-process (:func:`hold`) and ride with that process's next chunk or merge result, so the failures an engine
-retried past are in the report too. Held records of a process that runs nothing more, or of the failure that
-ends the run, stay behind (the run's own error record says why it failed).
+process (:func:`hold`, by run) and ride with that process's next chunk result of the same run, so the
+failures an engine retried past are in the report too. Held records of a process that runs no more chunks of
+the run, or of the failure that ends it, stay behind (the run's own error record says why it failed).
 
 Lines (``t`` is Unix time in seconds)::
 
@@ -36,23 +36,24 @@ from typing import Any
 BATCH_JOB_ENV = ("HPCKIT_JOB_ID", "SLURM_JOB_ID", "PBS_JOBID", "LSB_JOBID", "COBALT_JOBID")
 
 
-HELD_MAX = 1000  # records one worker process holds for its next result; older ones are dropped
-_held: list[dict] = []
+HELD_MAX = 1000  # records one worker process holds for its next results; older ones are dropped
+_held: list[tuple[str, dict]] = []
 _held_lock = threading.Lock()
 
 
-def hold(records: list[dict]) -> None:
-    """Keep records this process could not write until :func:`take_held` hands them to a result."""
+def hold(run: str, records: list[dict]) -> None:
+    """Keep records of run ``run`` that this process could not write, until :func:`take_held` hands them to
+    that run's next chunk result (a worker may serve several runs: each gets only its own)."""
     if records:
         with _held_lock:
-            _held.extend(records)
+            _held.extend((run, r) for r in records)
             del _held[:-HELD_MAX]
 
 
-def take_held() -> list[dict]:
+def take_held(run: str) -> list[dict]:
     with _held_lock:
-        out = _held[:]
-        _held.clear()
+        out = [r for k, r in _held if k == run]
+        _held[:] = [(k, r) for k, r in _held if k != run]
     return out
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import re
+import secrets
 import socket
 import sys
 import time
@@ -139,6 +140,8 @@ class DriverCheckpoints:
 
     def save(self, item: WorkItem, payload: Any) -> None:
         result = load_result(payload)
+        if isinstance(result, dict) and result.get("metrics", {}).get("skipped"):
+            return  # a file skipped (skipbadfiles) is tried again on a resume, as the workers' checkpoints do
         if isinstance(result, dict) and CARRIED_RECORDS in result:  # written once, by this run, not on a resume
             result = {k: v for k, v in result.items() if k != CARRIED_RECORDS}
         self.checkpointer.save(result, item, self.fingerprint)
@@ -167,6 +170,7 @@ class ChunkJob:
     # a ChunkRecorder (hpckit.processor.records) or None: one record per finished or failed chunk
     recorder: Any = None
     driver: str = field(default_factory=lambda: worker_id())  # the driver process, as host:pid
+    run_id: str = field(default_factory=lambda: secrets.token_hex(8))  # this run's, among those a worker serves
     # a DriverCheckpoints where the workers cannot see the checkpoint directory (checkpointer is then None):
     # the executor loads and saves chunks on the driver; never sent to the workers
     driver_checkpoints: Any = field(default=None, repr=False, compare=False)
@@ -207,7 +211,7 @@ class ChunkJob:
         except Exception as err:
             failed = [_outcome_record("failure", item, t0, f"{type(err).__name__}: {err}"),
                       *(worker_log.take(worker_id(), batch_job_id()) if in_worker else ())]
-            records.hold([r for r in failed if not self.recorder(r)])  # no result to ride with: the next one
+            records.hold(self.run_id, [r for r in failed if not self.recorder(r)])  # rides with the next result
             raise
         skipped = result["metrics"].get("skipped")
         if skipped:
@@ -220,7 +224,7 @@ class ChunkJob:
                 "events": m.get("entries", 0), "bytes": m.get("bytesread", 0), "retries": m.get("retries", 0),
             }
         logged = worker_log.take(worker_id(), batch_job_id()) if in_worker else []
-        carried = [r for r in (*records.take_held(), rec, *logged) if not self.recorder(r)]
+        carried = [r for r in (*records.take_held(self.run_id), rec, *logged) if not self.recorder(r)]
         if carried:  # no run directory here: the records travel with the result
             result = {**result, CARRIED_RECORDS: carried}
         return result
@@ -460,10 +464,4 @@ def run_chunks(items: list, job: Any) -> Any:
 
 def merge_payloads(payloads: list[Any], compression: int | None = 1) -> Any:
     """Merge chunk results (compressed or not) into one compressed result; runs where the engine puts it."""
-    merged = accumulate(load_result(p) for p in payloads)
-    held = records.take_held()  # failed attempts' records of this worker process (hpckit.processor.records)
-    if held and isinstance(merged, dict):
-        merged = {**merged, CARRIED_RECORDS: [*merged.get(CARRIED_RECORDS, []), *held]}
-    elif held:
-        records.hold(held)
-    return compress(merged, compression)
+    return compress(accumulate(load_result(p) for p in payloads), compression)

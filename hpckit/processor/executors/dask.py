@@ -201,7 +201,7 @@ class DaskExecutor(ExecutorBase):
         return self._session
 
     def run(self, items, job, progress) -> Any:
-        if self.use_dataframes and job.checkpointer is not None:
+        if self.use_dataframes and (job.checkpointer is not None or job.driver_checkpoints is not None):
             raise ValueError("use_dataframes=True cannot be combined with a checkpointer")
         self.stats = {}
         opened_here = self.client is None and self._session is None
