@@ -241,3 +241,97 @@ class _Count(processor.ProcessorABC):
 
     def postprocess(self, acc):
         return acc
+
+
+_NOTEBOOK_CELL = '''
+from hpckit import processor
+
+
+class Cell(processor.ProcessorABC):
+    def process(self, events):
+        kind = "mc" if self.name in {"dy", "tt", "ww"} else "data"
+        return {kind: len(events) * FACTOR}
+
+    def postprocess(self, acc):
+        return acc
+'''
+
+
+def _cell_processor(factor: int):
+    """A processor class as a notebook cell or stdin defines it: compiled from text Python keeps no file of."""
+    namespace = {"__name__": "__main__", "FACTOR": factor}
+    exec(compile(_NOTEBOOK_CELL.replace("FACTOR", str(factor)), "<ipython-input-1>", "exec"), namespace)
+    proc = namespace["Cell"]()
+    proc.name = "dy"
+    return proc
+
+
+def _cell_fingerprint(factor: int, seed: str) -> str:
+    """The fingerprint of ``_cell_processor(factor)`` in a fresh ``python -c`` (whose __main__, like a
+    notebook kernel's, has no file), with hash randomisation seeded by ``seed``."""
+    probe = (f"import sys; sys.path[:0] = [{str(REPO / 'tests')!r}, {str(EXAMPLES)!r}]; "
+             "from test_checkpoint import _cell_processor; "
+             "from hpckit.processor.checkpoint import processor_fingerprint; "
+             f"print(processor_fingerprint(_cell_processor({factor})))")
+    r = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120,
+                       env={**os.environ, "PYTHONHASHSEED": seed}, cwd=REPO)
+    assert r.returncode == 0, r.stderr[-2000:]
+    return r.stdout.split()[-1]
+
+
+def test_fingerprint_follows_code_python_has_no_source_of():
+    """A notebook user edits process() and reruns with the same checkpoint directory: the fingerprint (the
+    checkpoints' key) changes, so no chunk of the old code is reused; the same code gives the same
+    fingerprint in another process (hash randomisation included), so a resume still finds its checkpoints."""
+    one = _cell_fingerprint(1, "1")
+    assert _cell_fingerprint(2, "1") != one
+    assert _cell_fingerprint(1, "2") == one
+
+
+def test_fingerprint_follows_partial_arguments_bound_methods_and_helper_modules(tmp_path, monkeypatch):
+    import functools
+
+    from hpckit.processor.checkpoint import processor_fingerprint
+
+    ana = tmp_path / "ana_fp"
+    ana.mkdir()
+    (ana / "__init__.py").write_text("")
+    (ana / "helpers.py").write_text("def weight(n):\n    return n\n")
+    (ana / "proc.py").write_text(
+        "from ana_fp.helpers import weight\n\n\ndef count(events, scale=1):\n    return {'n': weight(len(events)) * scale}\n\n\n"
+        "class Two:\n    def first(self, events):\n        return {'a': len(events)}\n\n"
+        "    def second(self, events):\n        return {'b': 2 * len(events)}\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    from ana_fp import proc
+
+    fp = processor_fingerprint
+    assert fp(functools.partial(proc.count, scale=1)) != fp(functools.partial(proc.count, scale=2))
+    two = proc.Two()
+    assert fp(two.first) != fp(two.second)
+    before = fp(proc.count)
+    (ana / "helpers.py").write_text("def weight(n):\n    return 2 * n\n")  # only the helper module changes
+    assert fp(proc.count) != before
+
+
+class _ByCrossSection(processor.ProcessorABC):
+    def process(self, events):
+        return {"weighted": len(events) * events.metadata["xsec"]}
+
+    def postprocess(self, acc):
+        return acc
+
+
+def test_a_checkpoint_made_with_other_dataset_metadata_is_not_reused(tmp_path):
+    """process() may use the dataset's metadata (a cross section): a rerun with a corrected xsec and the same
+    checkpoint directory recomputes every chunk instead of returning the old weights."""
+    from conftest import DATASETS
+
+    ckpt = processor.SimpleCheckpointer(tmp_path / "ck")
+    for xsec in (1.0, 2.5):
+        fileset = {"DY": {"files": {str(DATASETS["DYJetsToLL"]): "Events"}, "metadata": {"xsec": xsec}}}
+        runner = processor.Runner(processor.IterativeExecutor(status=False), chunksize=10, checkpointer=ckpt,
+                                  savemetrics=True)
+        out, metrics = runner(fileset, processor_instance=_ByCrossSection())
+        assert out["weighted"] == 40 * xsec and metrics["chunks_from_checkpoint"] == 0, (xsec, out, metrics)
+    out, metrics = runner(fileset, processor_instance=_ByCrossSection())  # the same metadata again: reused
+    assert out["weighted"] == 100.0 and metrics["chunks_from_checkpoint"] == 4

@@ -253,3 +253,28 @@ def test_failed_worker_jobs_are_red_rows_with_their_stderr(tmp_path):
     for j in jobs:
         assert f"<b>job {j}</b><pre>FAILED (exit 3:0)" in failures
     assert failures.count("hpckit-test: no such environment") >= 2  # the launch error and each job's stderr tail
+
+
+def test_records_go_only_into_a_file_and_directory_of_the_users_own(tmp_path):
+    """On a node without the shared file system the run directory's path does not exist, and another user of
+    the node may make it (its /tmp): a worker does not append its records there (they are carried back with
+    the results instead), nor through a link planted as chunks.jsonl."""
+    import os
+
+    from hpckit.processor.records import ChunkRecorder
+
+    victim = tmp_path / "victim.txt"
+    victim.write_text("mine\n")
+    linked = tmp_path / "linked"
+    linked.mkdir()
+    (linked / "chunks.jsonl").symlink_to(victim)
+    assert ChunkRecorder(linked / "chunks.jsonl")({"kind": "chunk"}) is False and victim.read_text() == "mine\n"
+    if os.getuid() == 0:  # a real second owner needs root
+        theirs = tmp_path / "theirs"
+        theirs.mkdir(mode=0o777)
+        os.chown(theirs, 65534, 65534)
+        assert ChunkRecorder(theirs / "chunks.jsonl")({"kind": "chunk"}) is False
+        assert not (theirs / "chunks.jsonl").exists()
+    ours = tmp_path / "ours"
+    ours.mkdir()
+    assert ChunkRecorder(ours / "chunks.jsonl")({"kind": "chunk"}) is True

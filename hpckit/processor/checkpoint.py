@@ -17,13 +17,17 @@ are hashed into the path, so ``DY+jets`` and ``DY_jets`` never share a checkpoin
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import hmac
 import inspect
+import json
 import os
 import re
 import secrets
 import stat
+import sys
+import types
 import warnings
 from abc import ABC, abstractmethod
 from pathlib import Path
@@ -38,22 +42,112 @@ from hpckit.processor.serialize import compress, decompress
 
 
 def processor_fingerprint(processor: Any, schema: Any = None) -> str:
+    """What decides a chunk's result besides its events and dataset metadata: the processor's code (its
+    module's source and the other modules of the analysis it comes from, and the compiled code of its class or
+    function, which a notebook's or stdin's classes have although Python cannot show their source), its state
+    (the object's attributes, a partial's arguments, a bound method's object) and the schema. Any change
+    gives another fingerprint, so a checkpoint of other code is never reused."""
     h = hashlib.sha256()
-    cls = type(processor) if not inspect.isfunction(processor) else processor
+    targets, state = _unwrap(processor)
+    for target in targets:
+        for part in _code_parts(target):
+            h.update(part)
     try:
-        module = inspect.getmodule(cls)
-        source = inspect.getsource(module) if module is not None else inspect.getsource(cls)
-    except (OSError, TypeError):
-        source = ""
-    h.update(source.encode())
-    h.update(f"{cls.__module__}.{getattr(cls, '__qualname__', cls)}".encode())
-    try:
-        state = cloudpickle.dumps(getattr(processor, "__dict__", {}))
+        h.update(cloudpickle.dumps(state))
     except Exception:  # noqa: BLE001 - unpicklable state: fall back to its repr
-        state = repr(getattr(processor, "__dict__", {})).encode()
-    h.update(state)
+        h.update(repr(state).encode())
     h.update(getattr(schema, "name", repr(schema)).encode())
     return h.hexdigest()[:16]
+
+
+def chunk_fingerprint(fingerprint: str, item: WorkItem) -> str:
+    """The processor's fingerprint with the chunk's dataset metadata (``events.metadata``: a cross section,
+    isMC), which a process() may use: a checkpoint made with other metadata is not this chunk's result."""
+    if not item.usermeta:
+        return fingerprint
+    meta = json.dumps(item.usermeta, sort_keys=True, default=repr).encode()
+    return f"{fingerprint}-{hashlib.sha256(meta).hexdigest()[:8]}"
+
+
+def _unwrap(processor: Any) -> tuple[list[Any], Any]:
+    """(the classes and functions whose code runs, the state they run with)."""
+    if isinstance(processor, functools.partial):
+        targets, state = _unwrap(processor.func)
+        return targets, (state, processor.args, processor.keywords)
+    if inspect.ismethod(processor):
+        owner = processor.__self__
+        return [processor.__func__, owner if inspect.isclass(owner) else type(owner)], getattr(owner, "__dict__", {})
+    if inspect.isfunction(processor):
+        return [processor], None
+    return [type(processor)], getattr(processor, "__dict__", {})
+
+
+def _code_parts(target: Any) -> list[bytes]:
+    parts = [f"{target.__module__}.{getattr(target, '__qualname__', target)}".encode()]
+    module = inspect.getmodule(target)
+    try:
+        parts.append(inspect.getsource(module if module is not None else target).encode())
+    except (OSError, TypeError):
+        pass  # a notebook's or stdin's code: its compiled code below still differs when it changes
+    parts += _analysis_sources(module)
+    classes = [k for k in getattr(target, "__mro__", ()) if k is not object]
+    for fn in [target] if not classes else [v for k in classes for _, v in sorted(vars(k).items())]:
+        parts += [_code_bytes(code) for code in _codes(fn) if not _library_file(code.co_filename)]
+    return parts
+
+
+def _codes(obj: Any) -> list[Any]:
+    if isinstance(obj, (staticmethod, classmethod)):
+        obj = obj.__func__
+    if isinstance(obj, property):
+        return [c for f in (obj.fget, obj.fset, obj.fdel) if f is not None for c in _codes(f)]
+    code = getattr(obj, "__code__", None)
+    return [code] if isinstance(code, types.CodeType) else []
+
+
+def _code_bytes(code: types.CodeType) -> bytes:
+    """The compiled code, with every nested function's: the same for the same code in any process."""
+    consts = [_code_bytes(c) if isinstance(c, types.CodeType)
+              else repr(sorted(map(repr, c))).encode() if isinstance(c, frozenset)  # its order varies by process
+              else repr(c).encode() for c in code.co_consts]
+    return b"\0".join([code.co_code, repr(code.co_names).encode(), repr(code.co_varnames).encode(), *consts])
+
+
+_LIBRARY_DIRS = {"site-packages", "dist-packages"}
+
+
+def _library_file(path: str) -> bool:
+    """Code of an installed library or the standard library (it changes with the environment, which the
+    launch checks), not of the analysis; a notebook cell's or stdin's "file" is the analysis."""
+    if not os.path.isabs(path):
+        return False
+    return bool(_LIBRARY_DIRS & set(Path(path).parts)) or Path(path).is_relative_to(sys.base_prefix)
+
+
+def _analysis_sources(module: Any, limit: int = 2000) -> list[bytes]:
+    """The source of every loaded module of the analysis the processor's module belongs to (its top-level
+    package's directory, or its own directory for a lone module), so editing a helper it imports changes the
+    fingerprint too. Installed libraries are not the analysis."""
+    path = getattr(module, "__file__", None)
+    if not path or _LIBRARY_DIRS & set(Path(path).parts):
+        return []
+    top = sys.modules.get(module.__name__.split(".")[0])
+    base = Path(getattr(top, "__file__", None) or path).resolve().parent
+    found = []
+    for m in list(sys.modules.values()):
+        f = getattr(m, "__file__", None)
+        if not f or not f.endswith(".py"):
+            continue
+        p = Path(f).resolve()
+        if p.is_relative_to(base) and not _LIBRARY_DIRS & set(p.relative_to(base).parts):
+            found.append(p)
+    out = []
+    for p in sorted(set(found))[:limit]:
+        try:
+            out.append(str(p).encode() + b"\0" + p.read_bytes())
+        except OSError:
+            continue
+    return out
 
 
 class CheckpointerABC(ABC):

@@ -8,7 +8,8 @@ counts and skips a broken line), and a run that is killed keeps every line writt
 full disk cuts short is taken back, so the file holds whole lines only. A worker that cannot reach the file
 (a site without a shared file system) hands its chunk's record back with the chunk's result instead
 (``"records"``, merged like the rest), and the Runner writes those when the run ends: the report is as
-complete, only not live. A failed attempt has no result to ride with: its records are held in the worker
+complete, only not live (records are appended only to a file and directory of the user's own, never through
+a link: on a node, another user may have made the run directory's path in /tmp). A failed attempt has no result to ride with: its records are held in the worker
 process (:func:`hold`, by run) and ride with that process's next chunk result of the same run, so the
 failures an engine retried past are in the report too. Held records of a process that runs no more chunks of
 the run, or of the failure that ends it, stay behind (the run's own error record says why it failed).
@@ -77,11 +78,16 @@ class ChunkRecorder:
     def __call__(self, record: dict) -> bool:
         """Append ``record``; False when it could not be written here (the caller may carry it elsewhere)."""
         line = (json.dumps(record, default=str, separators=(",", ":")) + "\n").encode()
-        try:
-            fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        uid = os.geteuid()
+        try:  # a node's /tmp where another user made the run directory's path: carried back instead
+            if os.stat(os.path.dirname(self.path) or ".").st_uid != uid:
+                return False
+            fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW, 0o644)
         except OSError:
             return False  # this worker cannot see the run directory (no shared file system)
         try:
+            if os.fstat(fd).st_uid != uid:
+                return False
             written = os.write(fd, line)
             if written < len(line):  # a full disk took part of the line: take it back (whole or nothing)
                 _take_back(fd, written)

@@ -27,6 +27,7 @@ from hpckit.events.reader import file_uuid, forget, open_tree
 from hpckit.processor.abc import call_process
 from hpckit.processor.accumulate import Merger, accumulate
 from hpckit.processor.fileset import WorkItem
+from hpckit.processor.checkpoint import chunk_fingerprint
 from hpckit.processor.isolate import ProcessorCopies
 from hpckit.processor import records
 from hpckit.processor.records import batch_job_id
@@ -135,7 +136,7 @@ class DriverCheckpoints:
 
     def load(self, item: WorkItem) -> Any | None:
         """The chunk's saved result as a payload, or None."""
-        saved = self.checkpointer.load(item, self.fingerprint)
+        saved = self.checkpointer.load(item, chunk_fingerprint(self.fingerprint, item))
         return None if saved is None else compress(_from_checkpoint(saved), self.compression)
 
     def save(self, item: WorkItem, payload: Any) -> None:
@@ -144,7 +145,7 @@ class DriverCheckpoints:
             return  # a file skipped (skipbadfiles) is tried again on a resume, as the workers' checkpoints do
         if isinstance(result, dict) and CARRIED_RECORDS in result:  # written once, by this run, not on a resume
             result = {k: v for k, v in result.items() if k != CARRIED_RECORDS}
-        self.checkpointer.save(result, item, self.fingerprint)
+        self.checkpointer.save(result, item, chunk_fingerprint(self.fingerprint, item))
 
 
 @dataclass
@@ -232,7 +233,7 @@ class ChunkJob:
     def _run(self, item: WorkItem) -> dict:
         env = self.worker_check() if self.worker_check is not None else None
         if self.checkpointer is not None:  # a chunk recomputed after its worker left (walltime) reuses its result
-            saved = self.checkpointer.load(item, self.fingerprint)
+            saved = self.checkpointer.load(item, chunk_fingerprint(self.fingerprint, item))
             if saved is not None:
                 return _from_checkpoint(saved)
         failovers = 0
@@ -268,7 +269,7 @@ class ChunkJob:
                 f"{item.describe()} failed (file errors are tried up to {self.retries + 1} times): {last}", item.describe()
             ) from last
         if self.checkpointer is not None:
-            self.checkpointer.save(result, item, self.fingerprint)
+            self.checkpointer.save(result, item, chunk_fingerprint(self.fingerprint, item))
         return result
 
     def warm_up(self, item: WorkItem) -> None:
