@@ -52,9 +52,19 @@ def test_credential_needed_by_the_site(tmp_path):
     assert c.result == "fail" and "voms-proxy-init" in c.fix and "htgettoken" in c.fix
     proxy = tmp_path / "x509up"
     proxy.write_text("-----BEGIN CERTIFICATE-----\n")
+    proxy.chmod(0o644)  # a proxy others may read is not used (grid tools refuse it too)
+    [c] = check_credential(True, eps, env={"X509_USER_PROXY": str(proxy)})
+    assert c.result == "fail" and f"fix: chmod 600 {proxy}" in c.detail, c
+    proxy.chmod(0o600)
     assert check_credential(True, eps, env={"X509_USER_PROXY": str(proxy)})[0].result == "pass"
+    if os.getuid() == 0:  # another user's file under your name (planted in /tmp): never yours to use
+        os.chown(proxy, 65534, 65534)
+        [c] = check_credential(True, eps, env={"X509_USER_PROXY": str(proxy)})
+        assert c.result == "fail" and "belongs to uid 65534" in c.detail, c
+        os.chown(proxy, 0, 0)
     token = tmp_path / "bt"
     token.write_text("eyJ0eXAi")
+    token.chmod(0o600)
     found, _ = find_credential({"BEARER_TOKEN_FILE": str(token), "X509_USER_PROXY": str(tmp_path / "none")}, uid=0)
     assert found == f"bearer token {token}"
     assert check_credential(True, {"local": ["/f.root"]}, env={}) == []  # local files need none

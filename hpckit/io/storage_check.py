@@ -54,11 +54,26 @@ def find_credential(env: Mapping[str, str] | None = None, uid: int | None = None
         ("bearer token", f"{env['XDG_RUNTIME_DIR']}/bt_u{uid}" if env.get("XDG_RUNTIME_DIR") else ""),
         ("bearer token", f"/tmp/bt_u{uid}"),
     ]
+    refused = []
     for kind, path in places:
         if path and os.path.isfile(path) and os.path.getsize(path) > 0:
-            return f"{kind} {path}", ""
+            problem = _not_private(path, uid)
+            if problem is None:
+                return f"{kind} {path}", ""
+            refused.append(f"{path} {problem}")
     looked = "$BEARER_TOKEN, " + ", ".join(p for _, p in places if p)
-    return None, looked
+    return None, looked + "".join(f"; not used: {r}" for r in refused)
+
+
+def _not_private(path: str, uid: int) -> str | None:
+    """Why a credential file cannot be trusted: another user's (planted in /tmp under your name: your reads
+    would go out as them) or readable by others (grid tools refuse such a proxy too); None when it is fine."""
+    st = os.stat(path)
+    if st.st_uid != uid:
+        return f"belongs to uid {st.st_uid}, not you"
+    if st.st_mode & 0o077:
+        return f"is readable or writable by others (mode {st.st_mode & 0o777:o}; fix: chmod 600 {path})"
+    return None
 
 
 def check_credential(required: bool, endpoints_: Mapping[str, list[str]],
