@@ -28,7 +28,7 @@ from hpckit.deploy.envlock import Lock, local_code, python_minor, read_lock, whe
 Runtime = Literal["apptainer", "shifter", "podman-hpc", "podman", "none"]
 RUNTIMES: tuple[str, ...] = ("apptainer", "shifter", "podman-hpc", "podman", "none")
 PREFIX = "/opt/hpckit"
-WHEELS = "/tmp/hpckit-wheels"
+WHEELS = f"{PREFIX}/wheels"  # inside the image: Apptainer binds the host's /tmp (another user's files) during %post
 LOCAL_BASE = "localhost/hpckit-debian:bookworm"  # made by scripts/debian-base.sh
 LABEL_NS = "org.hpckit"
 
