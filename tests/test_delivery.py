@@ -453,3 +453,26 @@ def test_doctor_runs_the_same_check(lock, tmp_path):
     checks = run_checks("slurm-tarball", [f"env_delivery.path={tmp_path / 'none.tar.gz'}"], "dask")
     bad = [c for c in checks if c.name == "env tarball"]
     assert bad and bad[0].result == "fail" and bad[0].fix == f"hpckit pack -o {tmp_path / 'none.tar.gz'}"
+
+
+def test_a_taskvine_worker_job_keeps_its_workspace_in_the_users_own_directory(lock, tmp_path):
+    """vine_worker's workspace is $TMPDIR/worker-<uid>-<pid> (a name another user could make first in a
+    shared /tmp), and a directory given with --workdir is emptied when a manager leaves and removed at exit
+    (with `scratch: /tmp`, the user's whole /tmp): the job passes no --workdir and points TMPDIR at the
+    user's own 0700 directory of the site's scratch. Run with a stand-in vine_worker that says what it got."""
+    shared = tmp_path / "scratch"
+    shared.mkdir(mode=0o1777)
+    site = delivery.resolve(_site("slurm-local", "env_delivery.mode=venv", f"scratch={shared}"), lock)
+    script = tmp_path / "worker_job.sh"
+    script.write_text(render_files(site, "taskvine")["worker_job.sh"])
+    bindir = tmp_path / "bin"
+    bindir.mkdir()
+    (bindir / "vine_worker").write_text('#!/bin/sh\necho "ARGS=$*"\necho "TMPDIR=$TMPDIR"\n')
+    (bindir / "vine_worker").chmod(0o755)
+    env = {"PATH": f"{bindir}:/usr/bin:/bin", "HOME": str(tmp_path), "HPCKIT_VINE_MANAGER": "10.0.0.1",
+           "HPCKIT_VINE_PORT": "9123"}
+    r = subprocess.run(["bash", str(script)], capture_output=True, text=True, env=env, timeout=60)
+    mine = shared / f"hpckit-{os.getuid()}"
+    assert r.returncode == 0 and f"TMPDIR={mine}\n" in r.stdout, r
+    assert "--workdir" not in r.stdout and "10.0.0.1 9123" in r.stdout, r.stdout
+    assert mine.stat().st_mode & 0o777 == 0o700

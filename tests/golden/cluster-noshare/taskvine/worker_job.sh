@@ -19,6 +19,7 @@ export HPCKIT_SCRATCH
 hpckit_mine=/tmp/hpckit-"$(id -u)"
 mkdir -p -m 700 "$hpckit_mine" 2>/dev/null || { echo "hpckit: cannot create $hpckit_mine on $(hostname); fix: --set env_delivery.node_scratch=<a writable directory>" >&2; exit 78; }
 { [ "$(stat -c '%u %F' -- "$hpckit_mine" 2>/dev/null)" = "$(id -u) directory" ] && chmod 700 "$hpckit_mine"; } || { echo "hpckit: $hpckit_mine on $(hostname) is not this user's own directory (another user made it, or it is a link): refusing to put the run's files there; fix: --set env_delivery.node_scratch=<a directory of yours>" >&2; exit 78; }
+export TMPDIR="$HPCKIT_SCRATCH"
 hpckit_tarball=./env.tar.gz
 hpckit_fail() { echo "hpckit: $1" >&2; exit 78; }
 [ -r "$hpckit_tarball" ] || hpckit_fail "env tarball $hpckit_tarball not found or not readable on $(hostname); fix: hpckit pack -o $hpckit_tarball (on a file system the nodes see)"
@@ -36,7 +37,6 @@ export HPCKIT_ENV_DIR PATH="$HPCKIT_ENV_DIR/bin:$PATH" PYTHONNOUSERSITE=1 HPCKIT
 exec vine_worker \
     --cores 1 --memory 512 --disk 1024 \
     --wall-time 1620 \
-    --workdir "$HPCKIT_SCRATCH" \
     --timeout 300 \
     ${HPCKIT_VINE_PASSWORD:+--password "$HPCKIT_VINE_PASSWORD"} \
     "${HPCKIT_VINE_MANAGER:?export HPCKIT_VINE_MANAGER=manager-host}" "${HPCKIT_VINE_PORT:?export HPCKIT_VINE_PORT=9123}"

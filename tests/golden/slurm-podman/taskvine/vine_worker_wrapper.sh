@@ -12,4 +12,8 @@ hpckit_job="hpckit-worker-${SLURM_JOB_ID:-${PBS_JOBID:-job}}-$$"
 hpckit_stop() { podman ps -q --filter "name=^$hpckit_job-" | xargs -r podman stop --time 2 >/dev/null 2>&1; }
 trap hpckit_stop TERM INT HUP
 hpckit_podman() { hpckit_n=$((${hpckit_n:-0} + 1)); hpckit_sub=$1; shift; podman "$hpckit_sub" --name "$hpckit_job-$hpckit_n-$(date +%s%N)" "$@" & hpckit_p=$!; hpckit_rc=0; wait "$hpckit_p" || hpckit_rc=$?; if [ "$hpckit_rc" -gt 128 ]; then hpckit_rc=0; wait "$hpckit_p" || hpckit_rc=$?; fi; return "$hpckit_rc"; }
+hpckit_mine="${TMPDIR:-/tmp}"/hpckit-"$(id -u)"
+mkdir -p -m 700 "$hpckit_mine" 2>/dev/null || { echo "hpckit: cannot create $hpckit_mine on $(hostname); fix: --set env_delivery.node_scratch=<a writable directory>" >&2; exit 78; }
+{ [ "$(stat -c '%u %F' -- "$hpckit_mine" 2>/dev/null)" = "$(id -u) directory" ] && chmod 700 "$hpckit_mine"; } || { echo "hpckit: $hpckit_mine on $(hostname) is not this user's own directory (another user made it, or it is a link): refusing to put the run's files there; fix: --set env_delivery.node_scratch=<a directory of yours>" >&2; exit 78; }
+export TMPDIR="$HPCKIT_SCRATCH"
 hpckit_podman run --rm --init --network=host --pull=never -v /tmp:/tmp "${HPCKIT_IMAGE:?export HPCKIT_IMAGE=<the image hpckit build --site slurm-podman made>}" "$@"
