@@ -29,6 +29,11 @@ PASSWORD_NAME = "vine.password"
 # Rendered off-site with no --manager-host: the factory's own host, as the shell there names it (the factory
 # runs beside the manager); never loopback, which a worker on another node would take for itself.
 SUBMIT_HOST = "$(hostname -f)"
+# a factory run by hand (no launch, so no run directory): its scratch (vine_worker, the wrapper, the
+# password it hands to each job) in a fresh directory of the user's own, removed when it ends
+OWN_SCRATCH = "$hpckit_scratch"
+OWN_SCRATCH_SETUP = ('hpckit_scratch=$(mktemp -d "${TMPDIR:-/tmp}/hpckit-vine-factory.XXXXXX") || exit 1\n'
+                     "trap 'rm -rf \"$hpckit_scratch\"' EXIT\n")
 
 
 @dataclass
@@ -46,8 +51,8 @@ class TaskVineRendering:
 
     @property
     def command_line(self) -> str:
-        """``command`` as one shell-quoted line (:data:`SUBMIT_HOST` left for the shell to expand)."""
-        return " ".join(f'"{SUBMIT_HOST}"' if a == SUBMIT_HOST else shlex.quote(a) for a in self.command)
+        """``command`` as one shell-quoted line (:data:`SUBMIT_HOST`, :data:`OWN_SCRATCH` left for the shell)."""
+        return " ".join(f'"{a}"' if a in (SUBMIT_HOST, OWN_SCRATCH) else shlex.quote(a) for a in self.command)
 
 
 def batch_type(site: Site) -> str:
@@ -121,6 +126,8 @@ def render_taskvine(
     command = ["vine_factory", "-T", batch_type(site), "-C", config_path]
     if sizing is not None and sizing.run_dir:
         command += ["--scratch-dir", f"{sizing.run_dir}/vine-factory", "--password", f"{sizing.run_dir}/{PASSWORD_NAME}"]
+    else:  # vine_factory's default, /tmp/vine-factory-<uid>, is a name another user could make first
+        command += ["--scratch-dir", OWN_SCRATCH]
     if batch_options:
         command += ["--batch-options", batch_options]
     if wrapper is not None:
@@ -142,7 +149,7 @@ def files(site: Site, manager_host: str | None, port: int, out_dir: Path | None,
         "vine_factory.sh": (
             "#!/bin/bash\n"
             f"# hpckit: TaskVine factory for site {site.name}; workers dial {r.command[-2]}:{port}\n"
-            f"exec {r.command_line}\n"
+            + (f"exec {r.command_line}\n" if OWN_SCRATCH not in r.command else OWN_SCRATCH_SETUP + f"{r.command_line}\n")
         ),
     }
     if r.wrapper is not None:

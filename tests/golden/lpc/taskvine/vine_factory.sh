@@ -1,6 +1,8 @@
 #!/bin/bash
 # hpckit: TaskVine factory for site lpc; workers dial $(hostname -f):9123
-exec vine_factory -T condor -C vine_factory.json --batch-options 'universe = vanilla
+hpckit_scratch=$(mktemp -d "${TMPDIR:-/tmp}/hpckit-vine-factory.XXXXXX") || exit 1
+trap 'rm -rf "$hpckit_scratch"' EXIT
+vine_factory -T condor -C vine_factory.json --scratch-dir "$hpckit_scratch" --batch-options 'universe = vanilla
 +SingularityImage = "$ENV(HPCKIT_IMAGE)"
 use_x509userproxy = true
 should_transfer_files = YES

@@ -1,3 +1,5 @@
 #!/bin/bash
 # hpckit: TaskVine factory for site pbs-local; workers dial 127.0.0.1:9123
-exec vine_factory -T torque -C vine_factory.json --batch-options '-q debug -l nodes=1:ppn=1 -l mem=1024mb -l walltime=00:30:00' --wrapper 'bash vine_worker_wrapper.sh' --wrapper-input vine_worker_wrapper.sh 127.0.0.1 9123
+hpckit_scratch=$(mktemp -d "${TMPDIR:-/tmp}/hpckit-vine-factory.XXXXXX") || exit 1
+trap 'rm -rf "$hpckit_scratch"' EXIT
+vine_factory -T torque -C vine_factory.json --scratch-dir "$hpckit_scratch" --batch-options '-q debug -l nodes=1:ppn=1 -l mem=1024mb -l walltime=00:30:00' --wrapper 'bash vine_worker_wrapper.sh' --wrapper-input vine_worker_wrapper.sh 127.0.0.1 9123

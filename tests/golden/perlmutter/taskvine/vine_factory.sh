@@ -1,3 +1,5 @@
 #!/bin/bash
 # hpckit: TaskVine factory for site perlmutter; workers dial $(hostname -f):9123
-exec vine_factory -T slurm -C vine_factory.json --batch-options '--qos=regular --constraint=cpu --nodes=1 --ntasks=1 --cpus-per-task=128 --mem=457764M --time=02:00:00 --module=cvmfs' --wrapper 'bash vine_worker_wrapper.sh' --wrapper-input vine_worker_wrapper.sh "$(hostname -f)" 9123
+hpckit_scratch=$(mktemp -d "${TMPDIR:-/tmp}/hpckit-vine-factory.XXXXXX") || exit 1
+trap 'rm -rf "$hpckit_scratch"' EXIT
+vine_factory -T slurm -C vine_factory.json --scratch-dir "$hpckit_scratch" --batch-options '--qos=regular --constraint=cpu --nodes=1 --ntasks=1 --cpus-per-task=128 --mem=457764M --time=02:00:00 --module=cvmfs' --wrapper 'bash vine_worker_wrapper.sh' --wrapper-input vine_worker_wrapper.sh "$(hostname -f)" 9123
