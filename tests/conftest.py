@@ -250,6 +250,17 @@ def packed_env(default_lock_file, _service_dir) -> Path:
     return Path(once(_service_dir, "packed_env", pack))
 
 
+@pytest.fixture
+def parsl_tmp():
+    """A short TMPDIR for a test's own Parsl worker pool (``worker_init=f"export TMPDIR={parsl_tmp}"``), removed
+    after the test: the pool's multiprocessing manager leaves a pymp-* directory in TMPDIR, and its socket path
+    must fit in 108 bytes (a pytest tmp_path may not). hpckit's own pools do the same (engines/parsl.pool_tmp)."""
+    from hpckit.engines.parsl import pool_tmp
+
+    with pool_tmp() as tmp:
+        yield tmp
+
+
 # In CI (CI=true) a skipped test of a real service proves nothing: only TaskVine may skip there, since
 # ndcctools is not on PyPI. Any other skip is turned into a failure that shows the skip's reason.
 _CI_MAY_SKIP = ("taskvine", "ndcctools", "vine_factory", "vine_worker")

@@ -269,7 +269,7 @@ def _dask_planning_tasks(dask_scheduler=None) -> set:  # runs on the scheduler
             if isinstance(key, str) and "-meta-" in key and (start, finish) == ("processing", "memory")}
 
 
-def test_parsl(baseline, tmp_path):
+def test_parsl(baseline, tmp_path, parsl_tmp):
     parsl = pytest.importorskip("parsl")
     from parsl.config import Config
     from parsl.executors import HighThroughputExecutor
@@ -277,7 +277,8 @@ def test_parsl(baseline, tmp_path):
 
     config = Config(
         executors=[HighThroughputExecutor(label="det", address="127.0.0.1", max_workers_per_node=2,
-                                          provider=LocalProvider(init_blocks=1, min_blocks=0, max_blocks=1))],
+                                          provider=LocalProvider(init_blocks=1, min_blocks=0, max_blocks=1,
+                                                                worker_init=f"export TMPDIR={parsl_tmp}"))],
         run_dir=str(tmp_path), retries=0, strategy="none",
     )
     dfk = parsl.load(config)

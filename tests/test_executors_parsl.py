@@ -30,7 +30,7 @@ from hpckit.core.errors import ProcessorError  # noqa: E402
 pytestmark = pytest.mark.timeout(180)
 
 
-def make_config(run_dir, workers=2):
+def make_config(run_dir, tmp, workers=2):
     return Config(
         executors=[
             HighThroughputExecutor(
@@ -39,7 +39,8 @@ def make_config(run_dir, workers=2):
                 max_workers_per_node=workers,
                 heartbeat_period=2,
                 heartbeat_threshold=10,
-                provider=LocalProvider(init_blocks=1, min_blocks=0, max_blocks=1),
+                provider=LocalProvider(init_blocks=1, min_blocks=0, max_blocks=1,
+                                       worker_init=f"export TMPDIR={tmp}"),  # conftest.parsl_tmp
             )
         ],
         run_dir=str(run_dir),
@@ -58,8 +59,8 @@ def no_dfk_left():
     dfk.cleanup()
 
 
-def test_documented_pattern_same_output(tmp_path):
-    config = make_config(tmp_path)
+def test_documented_pattern_same_output(tmp_path, parsl_tmp):
+    config = make_config(tmp_path, parsl_tmp)
     parsl.load(config)  # the user's documented pattern: load, then pass the same config
     for chunksize in (7, 100_000):
         out, metrics = run(processor.ParslExecutor(config=config, status=False), chunksize)
@@ -69,7 +70,7 @@ def test_documented_pattern_same_output(tmp_path):
     assert_same_output(out, reference(7))
     assert parsl.dfk().config is config  # still loaded: not ours to clean up
     with pytest.raises(RuntimeError, match="different Parsl config"):
-        run(processor.ParslExecutor(config=make_config(tmp_path / "other"), status=False), 7)
+        run(processor.ParslExecutor(config=make_config(tmp_path / "other", parsl_tmp), status=False), 7)
 
 
 def test_no_config_no_dfk():
@@ -94,10 +95,10 @@ def _pool_worker_pid(run_dir):
     return None
 
 
-def test_killed_pool_worker_is_recovered_and_counted(tmp_path):
+def test_killed_pool_worker_is_recovered_and_counted(tmp_path, parsl_tmp):
     markers = tmp_path / "markers"
     markers.mkdir()
-    config = make_config(tmp_path)
+    config = make_config(tmp_path, parsl_tmp)
     thread, killed = kill_when(markers, 4, lambda: _pool_worker_pid(tmp_path))
     out, metrics = run(processor.ParslExecutor(config=config, status=False), 2, proc=SlowCounter(markers))
     thread.join(5)
@@ -107,12 +108,12 @@ def test_killed_pool_worker_is_recovered_and_counted(tmp_path):
     assert metrics["retries"] >= 1, metrics
 
 
-def test_processor_error_after_retries_and_dfk_cleaned_up(tmp_path):
+def test_processor_error_after_retries_and_dfk_cleaned_up(tmp_path, parsl_tmp):
     markers = tmp_path / "markers"
     markers.mkdir()
     before = children()
     with pytest.raises(ProcessorError) as info:
-        run(processor.ParslExecutor(config=make_config(tmp_path), status=False, retries=1), 40, proc=Exploding(markers))
+        run(processor.ParslExecutor(config=make_config(tmp_path, parsl_tmp), status=False, retries=1), 40, proc=Exploding(markers))
     message = str(info.value)
     assert "divided by zero on purpose" in message and "chunk 0-40" in message
     assert len(list(markers.iterdir())) >= 2
@@ -138,11 +139,11 @@ class _CountUnpickles:
         return None
 
 
-def test_job_travels_once_per_worker_process(tmp_path):
+def test_job_travels_once_per_worker_process(tmp_path, parsl_tmp):
     """The job (processor inside) is unpickled once per worker process, not once per task."""
     markers = tmp_path / "markers"
     markers.mkdir()
-    config = make_config(tmp_path / "run")
+    config = make_config(tmp_path / "run", parsl_tmp)
     executor = processor.ParslExecutor(config=config, status=False)
     import cloudpickle
 

@@ -190,7 +190,7 @@ def test_json_fileset_with_parquet(tmp_path, reference):
     assert_matches_reference(out, reference)  # no tree name needed for Parquet
 
 
-def test_parsl_executor(converted, reference, tmp_path):
+def test_parsl_executor(converted, reference, tmp_path, parsl_tmp):
     parsl = pytest.importorskip("parsl")
     from parsl.config import Config
     from parsl.executors import HighThroughputExecutor
@@ -199,7 +199,8 @@ def test_parsl_executor(converted, reference, tmp_path):
     def config(kind):  # a Config (and its HTEX) serves one DataFlowKernel: one per run
         return Config(
             executors=[HighThroughputExecutor(label="formats", address="127.0.0.1", max_workers_per_node=2,
-                                              provider=LocalProvider(init_blocks=1, min_blocks=0, max_blocks=1))],
+                                              provider=LocalProvider(init_blocks=1, min_blocks=0, max_blocks=1,
+                                                                  worker_init=f"export TMPDIR={parsl_tmp}"))],
             run_dir=str(tmp_path / kind), retries=0, strategy="none",
         )
 

@@ -86,21 +86,6 @@ def _dask_executor():
     return processor.DaskExecutor(client=client, status=False), lambda: (client.close(), cluster.close())
 
 
-def _parsl_executor(tmp_path):
-    import parsl
-    from parsl.config import Config
-    from parsl.executors import HighThroughputExecutor
-    from parsl.providers import LocalProvider
-
-    config = Config(
-        executors=[HighThroughputExecutor(label="hpckit_xrootd", address="127.0.0.1", max_workers_per_node=2,
-                                          provider=LocalProvider(init_blocks=1, min_blocks=0, max_blocks=1))],
-        run_dir=str(tmp_path / "parsl"), retries=0, strategy="none",
-    )
-    parsl.load(config)
-    return processor.ParslExecutor(config=config, status=False), lambda: parsl.dfk().cleanup()
-
-
 # the local engines share one reading path (futures stands for iterative); Parsl reads remote files through
 # the same per-chunk code as Dask (tests/test_cluster.py and test_delivery_slurm.py run Parsl end to end)
 @pytest.mark.parametrize("name", ["futures", "dask"])
@@ -111,12 +96,9 @@ def test_remote_equals_local(name, sites, tmp_path):
         executor = processor.IterativeExecutor(status=False)
     elif name == "futures":
         executor = processor.FuturesExecutor(workers=2, status=False)
-    elif name == "dask":
+    else:
         pytest.importorskip("distributed")
         executor, close = _dask_executor()
-    else:
-        pytest.importorskip("parsl")
-        executor, close = _parsl_executor(tmp_path)
     try:
         out, metrics = run(executor, fileset({"DYJetsToLL": sites["site1"], "DoubleMuon": sites["site2"]}))
     finally:
