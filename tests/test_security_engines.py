@@ -10,6 +10,7 @@ import stat
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import psutil
 import pytest
@@ -191,4 +192,33 @@ def test_dask_workers_never_listen_on_every_interface(tmp_path):
             assert bound <= {host, "127.0.0.1"} and host in bound, bound
         finally:
             proc.terminate()
+            proc.wait(timeout=30)
+
+
+def test_a_hand_submitted_dask_worker_job_speaks_tls_only(tmp_path):
+    """`worker_job.sh` (hpckit render, submitted by hand) starts a Dask worker that only a holder of the run's
+    certificate can talk to: run as written (bash, the site's own command lines) against a TLS scheduler with
+    a launch's cert.pem/key.pem, the worker joins over tls://; without HPCKIT_DASK_TLS_DIR the job refuses to
+    start, naming the variable (a plain-TCP worker accepts anyone's connection, and its `run` handler
+    executes what it is sent)."""
+    from hpckit.deploy import load_site, render_files
+
+    tls = write_tls_files(tmp_path / "tls", hosts=("127.0.0.1",))
+    script = tmp_path / "worker_job.sh"
+    script.write_text(render_files(load_site("slurm-local").site, "dask")["worker_job.sh"])
+    env = {"PATH": f"{Path(sys.executable).parent}:/usr/bin:/bin", "HOME": str(tmp_path),
+           "HPCKIT_DASK_SCHEDULER": "tls://127.0.0.1:9"}
+    r = subprocess.run(["bash", str(script)], capture_output=True, text=True, env=env, timeout=60)
+    assert r.returncode != 0 and "export HPCKIT_DASK_TLS_DIR=" in r.stderr, r
+    with LocalCluster(n_workers=0, host="127.0.0.1", protocol="tls://", security=tls.security(),
+                      dashboard_address=None) as cluster, Client(cluster, security=tls.security()) as client:
+        env.update(HPCKIT_DASK_SCHEDULER=cluster.scheduler_address, HPCKIT_DASK_TLS_DIR=str(tls.directory))
+        proc = subprocess.Popen(["bash", str(script)], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                start_new_session=True)
+        try:
+            client.wait_for_workers(1, timeout=90)
+            (address,) = client.scheduler_info()["workers"]
+            assert address.startswith("tls://127.0.0.1:"), address
+        finally:
+            os.killpg(proc.pid, 15)
             proc.wait(timeout=30)

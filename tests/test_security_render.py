@@ -126,7 +126,7 @@ def stubs(tmp_path_factory):
 def _run_shell(argv: list[str], cwd: Path, stubs: Path, tmp: Path) -> subprocess.CompletedProcess:
     cwd.mkdir(parents=True, exist_ok=True)
     env = {"PATH": f"{stubs}:/usr/bin:/bin", "HOME": str(tmp), "STUB_LOG": str(cwd / "stub.log"),
-           "HPCKIT_DASK_SCHEDULER": "tcp://127.0.0.1:9", "HPCKIT_PARSL_ADDRESSES": "127.0.0.1",
+           "HPCKIT_DASK_SCHEDULER": "tls://127.0.0.1:9", "HPCKIT_DASK_TLS_DIR": "/nonexistent", "HPCKIT_PARSL_ADDRESSES": "127.0.0.1",
            "HPCKIT_PARSL_PORT": "9", "HPCKIT_VINE_MANAGER": "127.0.0.1", "HPCKIT_VINE_PORT": "9"}
     return subprocess.run(argv, cwd=cwd, env=env, capture_output=True, text=True, timeout=60)
 

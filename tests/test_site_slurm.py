@@ -125,7 +125,7 @@ def test_injection_lands_quoted_and_runs_nothing(tmp_path):
     jobs = []
     for text in (files["worker_job.sh"], files["job_script.sh"], files2["worker_job.sh"]):
         r = _sbatch(["--parsable"], text, tmp_path,
-                    env={"HPCKIT_DASK_SCHEDULER": "tcp://127.0.0.1:9", "HPCKIT_VINE_MANAGER": "127.0.0.1",
+                    env={"HPCKIT_DASK_SCHEDULER": "tls://127.0.0.1:9", "HPCKIT_DASK_TLS_DIR": "/nonexistent", "HPCKIT_VINE_MANAGER": "127.0.0.1",
                          "HPCKIT_VINE_PORT": "9"})
         assert r.returncode == 0, r.stderr
         jobs.append(r.stdout.strip().split(";")[0])

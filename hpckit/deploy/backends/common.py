@@ -85,7 +85,8 @@ def render_template_macro(name: str, site: Site) -> str:
 def worker_job(site: Site, backend: str) -> dict[str, str]:
     """Our own hand-submittable worker job: ``{"worker_job.sh": text}`` plus ``worker_job.sub`` for HTCondor.
 
-    The job reads the scheduler/manager address from ``HPCKIT_DASK_SCHEDULER``, ``HPCKIT_PARSL_ADDRESSES``
+    The job reads the scheduler/manager address from ``HPCKIT_DASK_SCHEDULER`` (with ``HPCKIT_DASK_TLS_DIR``,
+    the scheduler's cert.pem and key.pem: Dask workers speak TLS only), ``HPCKIT_PARSL_ADDRESSES``
     + ``HPCKIT_PARSL_PORT`` or ``HPCKIT_VINE_MANAGER`` + ``HPCKIT_VINE_PORT`` (and ``HPCKIT_VINE_PASSWORD``, the
     manager's password file, for a manager hpckit started) in its environment.
     """

@@ -40,7 +40,9 @@ if [ ! -x "$HPCKIT_ENV_DIR/run_in_env" ]; then { mkdir -p "$hpckit_cache" 2>/dev
 rm -f "$hpckit_tarball"
 unset PYTHONDONTWRITEBYTECODE
 export HPCKIT_ENV_DIR PATH="$HPCKIT_ENV_DIR/bin:$PATH" PYTHONNOUSERSITE=1 HPCKIT_LOCK_HASH="$hpckit_hash"
-python3 -m distributed.cli.dask_worker "${HPCKIT_DASK_SCHEDULER:?export HPCKIT_DASK_SCHEDULER=tcp://host:port}" \
+python3 -m distributed.cli.dask_worker "${HPCKIT_DASK_SCHEDULER:?export HPCKIT_DASK_SCHEDULER=tls://host:port}" \
+    --tls-ca-file "${HPCKIT_DASK_TLS_DIR:?export HPCKIT_DASK_TLS_DIR=<the directory of the scheduler's cert.pem and key.pem: a launch's is <run dir>/tls>}/cert.pem" \
+    --tls-cert "$HPCKIT_DASK_TLS_DIR/cert.pem" --tls-key "$HPCKIT_DASK_TLS_DIR/key.pem" \
     --nthreads 1 \
     --memory-limit 536870912 \
     --lifetime 1620s --lifetime-stagger 45s \

@@ -17,7 +17,9 @@ mkdir -p -m 700 "$HPCKIT_SCRATCH" 2>/dev/null || { echo "hpckit: cannot create $
 { [ "$(stat -c '%u %F' -- "$HPCKIT_SCRATCH" 2>/dev/null)" = "$(id -u) directory" ] && chmod 700 "$HPCKIT_SCRATCH"; } || { echo "hpckit: $HPCKIT_SCRATCH on $(hostname) is not this user's own directory (another user made it, or it is a link): refusing to put the run's files there; fix: --set scratch=<a directory of yours>" >&2; exit 78; }
 export HPCKIT_SCRATCH
 export APPTAINER_TMPDIR=/local/scratch/apptainer-tmp APPTAINER_CACHEDIR=/local/scratch/apptainer-cache
-exec apptainer exec --bind /lus/eagle "${HPCKIT_IMAGE:?export HPCKIT_IMAGE=<the image hpckit build --site polaris made>}" python3 -m distributed.cli.dask_worker "${HPCKIT_DASK_SCHEDULER:?export HPCKIT_DASK_SCHEDULER=tcp://host:port}" \
+exec apptainer exec --bind /lus/eagle "${HPCKIT_IMAGE:?export HPCKIT_IMAGE=<the image hpckit build --site polaris made>}" python3 -m distributed.cli.dask_worker "${HPCKIT_DASK_SCHEDULER:?export HPCKIT_DASK_SCHEDULER=tls://host:port}" \
+    --tls-ca-file "${HPCKIT_DASK_TLS_DIR:?export HPCKIT_DASK_TLS_DIR=<the directory of the scheduler's cert.pem and key.pem: a launch's is <run dir>/tls>}/cert.pem" \
+    --tls-cert "$HPCKIT_DASK_TLS_DIR/cert.pem" --tls-key "$HPCKIT_DASK_TLS_DIR/key.pem" \
     --nthreads 1 --nworkers 32 \
     --memory-limit 15000000000 \
     --lifetime 3240s --lifetime-stagger 90s \

@@ -20,7 +20,9 @@ hpckit_job="hpckit-worker-${SLURM_JOB_ID:-${PBS_JOBID:-job}}-$$"
 hpckit_stop() { podman ps -q --filter "name=^$hpckit_job-" | xargs -r podman stop --time 2 >/dev/null 2>&1; }
 trap hpckit_stop TERM INT HUP
 hpckit_podman() { hpckit_n=$((${hpckit_n:-0} + 1)); hpckit_sub=$1; shift; podman "$hpckit_sub" --name "$hpckit_job-$hpckit_n-$(date +%s%N)" "$@" & hpckit_p=$!; hpckit_rc=0; wait "$hpckit_p" || hpckit_rc=$?; if [ "$hpckit_rc" -gt 128 ]; then hpckit_rc=0; wait "$hpckit_p" || hpckit_rc=$?; fi; return "$hpckit_rc"; }
-hpckit_podman run --rm --init --network=host --pull=never -v /tmp:/tmp "${HPCKIT_IMAGE:?export HPCKIT_IMAGE=<the image hpckit build --site slurm-podman made>}" python3 -m distributed.cli.dask_worker "${HPCKIT_DASK_SCHEDULER:?export HPCKIT_DASK_SCHEDULER=tcp://host:port}" \
+hpckit_podman run --rm --init --network=host --pull=never -v /tmp:/tmp "${HPCKIT_IMAGE:?export HPCKIT_IMAGE=<the image hpckit build --site slurm-podman made>}" python3 -m distributed.cli.dask_worker "${HPCKIT_DASK_SCHEDULER:?export HPCKIT_DASK_SCHEDULER=tls://host:port}" \
+    --tls-ca-file "${HPCKIT_DASK_TLS_DIR:?export HPCKIT_DASK_TLS_DIR=<the directory of the scheduler's cert.pem and key.pem: a launch's is <run dir>/tls>}/cert.pem" \
+    --tls-cert "$HPCKIT_DASK_TLS_DIR/cert.pem" --tls-key "$HPCKIT_DASK_TLS_DIR/key.pem" \
     --nthreads 1 \
     --memory-limit 1073741824 \
     --lifetime 1620s --lifetime-stagger 45s \

@@ -33,7 +33,9 @@ hpckit_unpack() { [ -x "$HPCKIT_ENV_DIR/run_in_env" ] && return 0; hpckit_tmp=$(
 if [ ! -x "$HPCKIT_ENV_DIR/run_in_env" ]; then { mkdir -p "$hpckit_cache" 2>/dev/null && [ -w "$hpckit_cache" ]; } || hpckit_fail "node-local scratch $hpckit_cache is not writable on $(hostname); fix: --set env_delivery.node_scratch=<a writable node-local directory>"; exec 9>"$hpckit_cache/$hpckit_key.lock" && flock 9 && hpckit_unpack; exec 9>&-; fi
 unset PYTHONDONTWRITEBYTECODE
 export HPCKIT_ENV_DIR PATH="$HPCKIT_ENV_DIR/bin:$PATH" PYTHONNOUSERSITE=1 HPCKIT_LOCK_HASH="$hpckit_hash"
-exec python3 -m distributed.cli.dask_worker "${HPCKIT_DASK_SCHEDULER:?export HPCKIT_DASK_SCHEDULER=tcp://host:port}" \
+exec python3 -m distributed.cli.dask_worker "${HPCKIT_DASK_SCHEDULER:?export HPCKIT_DASK_SCHEDULER=tls://host:port}" \
+    --tls-ca-file "${HPCKIT_DASK_TLS_DIR:?export HPCKIT_DASK_TLS_DIR=<the directory of the scheduler's cert.pem and key.pem: a launch's is <run dir>/tls>}/cert.pem" \
+    --tls-cert "$HPCKIT_DASK_TLS_DIR/cert.pem" --tls-key "$HPCKIT_DASK_TLS_DIR/key.pem" \
     --nthreads 1 \
     --memory-limit 1073741824 \
     --lifetime 1620s --lifetime-stagger 45s \
