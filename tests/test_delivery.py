@@ -151,6 +151,25 @@ def test_tarball_preflight_accepts_the_clients_tarball(lock, tmp_path):
     assert [f.result for f in found] == ["pass"], found
 
 
+@pytest.mark.parametrize("case", ["another-users-file", "directory-others-may-write"])
+def test_an_env_tarball_someone_else_could_swap_is_refused(case, lock, tmp_path):
+    """Every worker runs the tarball's interpreter as you: one that another user owns or may replace (it, or
+    its directory: a shared area where anyone may write) is a preflight failure naming it, before any job."""
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    tb = _tarball(shared / "env.tar.gz", _manifest(lock))
+    if case == "another-users-file":
+        if os.getuid() != 0:
+            pytest.skip("needs root to give the file to a second user (uid 65534)")
+        os.chown(tb, NOBODY, NOBODY)
+    else:
+        shared.chmod(0o777)  # not sticky: anyone may replace the file
+    (f,) = delivery.preflight(delivery.resolve(_tar_site(tb), lock), lock, "default")
+    assert f.result == "fail" and f"env tarball {tb} is " in f.detail, f
+    assert "chooses the code every worker runs as you" in f.detail
+    assert ("owned by uid 65534" if case == "another-users-file" else "writable by others") in f.detail
+
+
 @pytest.mark.parametrize("case", ["missing", "truncated", "other-lock", "other-python", "other-platform", "not-hpckit"])
 def test_tarball_preflight_failures_name_file_and_fix(case, lock, tmp_path):
     tb = tmp_path / "env.tar.gz"

@@ -261,6 +261,9 @@ def check_image(site: Site, lock: Lock, lock_src: str) -> list[Check]:
         if not os.path.isfile(path):
             return [Check("image", "fail", f"Apptainer image {path} not found", fix +
                             f" (then on the site: apptainer build {path} docker-archive://<the saved archive>)")]
+        swappable = _not_yours(path, "Apptainer image")
+        if swappable:
+            return [Check("image", "fail", swappable, fix)]
         if shutil.which("apptainer") is None:
             return [Check("image", "skip", f"{path} present; apptainer is not here to read its lock label")]
         rc, text = _run(["apptainer", "inspect", "--json", "--labels", path])
@@ -337,6 +340,18 @@ def other_code(delivered: dict, lock: Lock) -> str | None:
             "workers would run the old code")
 
 
+def _not_yours(path: str, what: str) -> str | None:
+    """Why the environment file every worker runs could be swapped by someone else (another user owns it or may
+    write it or its directory, e.g. a shared area where anyone may make a directory), or None."""
+    from hpckit.io.paths import untrusted_file
+
+    problem = untrusted_file(path, os.stat(path))
+    if problem is None:
+        return None
+    return (f"{what} {path} is {problem}: whoever can replace it chooses the code every worker runs as you; "
+            "keep it where only you can write")
+
+
 def check_tarball(site: Site, lock: Lock, lock_src: str) -> list[Check]:
     raw = site.env_delivery.path or ""
     path = _expand(raw)
@@ -345,6 +360,9 @@ def check_tarball(site: Site, lock: Lock, lock_src: str) -> list[Check]:
         return [Check("env tarball", "skip", f"{raw}: variables not set here; checked by each worker job", fix)]
     if not os.path.isfile(path):
         return [Check("env tarball", "fail", f"env tarball {path} not found", fix)]
+    swappable = _not_yours(path, "env tarball")
+    if swappable:
+        return [Check("env tarball", "fail", swappable, fix)]
     try:
         m = tarball_manifest(path)
     except DeliveryError as exc:
