@@ -189,3 +189,19 @@ def test_wheel_cache_of_another_user_refused(tmp_path, monkeypatch):
     monkeypatch.setenv("HPCKIT_CACHE", str(cache))
     with pytest.raises(UnsafePathError, match=f"wheel cache.*{cache / 'wheels'}"):
         wheel_cache()
+
+
+def test_parsl_run_directory_of_another_user_refused(tmp_path, fileset_path):
+    """`hpckit run --executor parsl` keeps Parsl's logs and CurveZMQ keys in <output dir>/runinfo; Parsl's
+    interchange trusts every client key in its run's certificates directory, so a runinfo another user made
+    first (in a shared output directory) is refused in one line before any pool starts."""
+    shared = tmp_path / "shared"
+    shared.mkdir(mode=0o1777)
+    shared.chmod(0o1777)
+    theirs = shared / "runinfo"
+    theirs.mkdir(mode=0o777)
+    os.chown(theirs, NOBODY, NOBODY)
+    r = hpckit("run", EXAMPLES / "dimuon.py", "--fileset", fileset_path, "--executor", "parsl", "--workers", "1",
+               "--no-status", "--no-plots", "--output", shared / "out.pkl", cwd=tmp_path)
+    one_error_line(r, str(theirs))
+    assert not list(theirs.iterdir()) and not (shared / "out.pkl").exists()
