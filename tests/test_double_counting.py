@@ -133,12 +133,12 @@ def test_dask_counts_each_chunk_once(truth, one_chunk):
         _check_both(lambda: processor.DaskExecutor(client=client, status=False, treereduction=2), truth, one_chunk)
 
 
-def test_parsl_counts_each_chunk_once(truth, one_chunk, tmp_path):
+def test_parsl_counts_each_chunk_once(truth, one_chunk, tmp_path, parsl_tmp):
     pytest.importorskip("parsl")
     import parsl
     from test_executors_parsl import make_config
 
-    config = make_config(tmp_path)
+    config = make_config(tmp_path, parsl_tmp)
     dfk = parsl.load(config)
     try:
         _check_both(lambda: processor.ParslExecutor(config=config, status=False, treereduction=2), truth, one_chunk)

@@ -155,16 +155,19 @@ def test_file_changed_after_chunking_is_detected(tmp_path):
         processor.Runner(processor.IterativeExecutor(status=False, retries=0))(stale, processor_instance=DimuonProcessor())
 
 
+@pytest.mark.parametrize("runner", ["new-runner", "same-runner-with-checkpoints"])
 @pytest.mark.parametrize("how", ["renamed-over", "rewritten-in-place"])
-def test_a_file_replaced_between_two_runs_in_one_process_is_read_anew(how, tmp_path):
+def test_a_file_replaced_between_two_runs_in_one_process_is_read_anew(how, runner, tmp_path):
     """A notebook reruns after a file was remade (a new skim under the same name): the second run, in the same
     process, reads the new file - not the handle kept open from the first run, whose uuid planning and the
-    chunk check would both have agreed with (the old events, silently). Checked against plain uproot."""
+    chunk check would both have agreed with (the old events, silently), nor the metadata a reused Runner
+    kept (its old uuid would find the old file's checkpoints). Checked against plain uproot."""
     import numpy as np
 
     p = tmp_path / "skim.root"
     shutil.copy(DATASETS["DYJetsToLL"], p)
     fileset = {"S": {"files": {str(p): "Events"}}}
+    kept = _runner(chunksize=7, checkpointer=processor.SimpleCheckpointer(tmp_path / "ck"))
     for source in (DATASETS["DYJetsToLL"], DATASETS["DoubleMuon"]):
         if source != DATASETS["DYJetsToLL"]:
             if how == "renamed-over":
@@ -172,7 +175,8 @@ def test_a_file_replaced_between_two_runs_in_one_process_is_read_anew(how, tmp_p
                 (tmp_path / "new.root").replace(p)
             else:
                 p.write_bytes(source.read_bytes())
-        out = _runner(chunksize=7)(fileset, processor_instance=DimuonProcessor())
+        run = kept if runner.startswith("same") else _runner(chunksize=7)
+        out = run(fileset, processor_instance=DimuonProcessor())
         want = reference_dimuon({"S": source})
         assert out["cutflow"]["S"] == want["cutflow"]["S"], (source.name, out["cutflow"]["S"])
         assert np.array_equal(out["mass"][{"dataset": "S"}].values(), want["mass"]["S"]), source.name

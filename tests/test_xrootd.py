@@ -379,10 +379,14 @@ def test_remote_reads_coalesced_one_request_per_basket_window(sites):
     assert metrics["requests"] == 6 + 1  # one basket per branch in these files: one window per file
 
 
-def test_a_remote_file_replaced_between_two_runs_in_one_process_is_read_anew(sites):
+@pytest.mark.parametrize("runner", ["new-runner", "same-runner-with-checkpoints"])
+def test_a_remote_file_replaced_between_two_runs_in_one_process_is_read_anew(runner, sites, tmp_path):
     """A notebook reruns over root:// after the file on the server was remade under the same name: the second
     run, in the same process, plans and reads the new file (each run drops the process's remote handles; a
-    chunk whose file's uuid differs from its handle's reopens it), never the first run's events."""
+    chunk whose file's uuid differs from its handle's reopens it; with a checkpointer a reused Runner reads
+    the uuid afresh, since checkpoints are found by it), never the first run's events."""
+    kept = processor.Runner(processor.IterativeExecutor(status=False), chunksize=10, xrootdtimeout=3,
+                            checkpointer=processor.SimpleCheckpointer(tmp_path / "ck"))
     base = sites["site1"]
     disk = Path("/" + base.split("//", 2)[2])  # root://host:port//path: the server exports this directory
     name = f"remade-{os.getpid()}.root"
@@ -392,7 +396,11 @@ def test_a_remote_file_replaced_between_two_runs_in_one_process_is_read_anew(sit
             shutil.copyfile(source, part)
             part.chmod(0o644)  # readable by the server's user
             part.replace(disk / name)
-            out, _ = run(processor.IterativeExecutor(status=False), {"S": {"files": {f"{base}/{name}": "Events"}}})
+            fs = {"S": {"files": {f"{base}/{name}": "Events"}}}
+            if runner == "new-runner":
+                out, _ = run(processor.IterativeExecutor(status=False), fs)
+            else:
+                out = kept(fs, processor_instance=DimuonProcessor(), treename="Events")
             assert out["cutflow"]["S"] == reference_dimuon({"S": source})["cutflow"]["S"], source.name
     finally:
         (disk / name).unlink(missing_ok=True)

@@ -19,7 +19,8 @@ from hpckit.processor.chunkplan import ChunkPlan
 from hpckit.processor.executors.base import ExecutorBase
 from hpckit.processor.fileset import (MISSING_LIMIT, FileMeta, WorkItem, as_work_items, chunk_ranges,
                                       missing_local_files, normalize_fileset)
-from hpckit.processor.metacache import open_cache
+from hpckit.io.storage import is_remote
+from hpckit.processor.metacache import MetadataCache, open_cache
 from hpckit.processor.planning import LIGHT_ABOVE
 from hpckit.processor.progress import ChunkProgress, PlanProgress
 from hpckit.processor.processed import ProcessedChunks
@@ -145,6 +146,17 @@ class Runner:
         return set_accumulator({found})
 
     # -- preprocessing -----------------------------------------------------------------------------
+    def _still_valid(self, spec: Any, meta: Any) -> bool:
+        """A metadata entry kept from an earlier run (this Runner's, or a cache the user passed) still describes
+        the file: a local file's identity (size, mtime, inode, device) is the one it was read with; a remote
+        file's is trusted only without a checkpointer (a checkpoint is found by the planned uuid, so a file
+        replaced behind its URL would give the old file's saved results; without one, each chunk's uuid check
+        catches it by name)."""
+        ident = MetadataCache.identity(spec.filename)
+        if ident == "remote":
+            return self.checkpointer is None
+        return ident is not None and isinstance(meta, dict) and meta.get("identity") == ident
+
     def _stop_on_missing_files(self, specs: list) -> None:
         """Local files that do not exist end the run at once, in one line with a count, before any file is
         opened (unless ``skipbadfiles`` covers a missing file: then they are skipped one by one, listed)."""
@@ -199,7 +211,8 @@ class Runner:
         key = lambda spec: (spec.dataset, spec.filename, spec.treename, align)  # noqa: E731
         keys = [key(s) for s in specs]
         fetched: dict = {}  # this call's metadata: a bounded metadata_cache may evict it meanwhile
-        unique = list({k: s for k, s in zip(keys, specs) if k not in self.metadata_cache}.values())
+        unique = list({k: s for k, s in zip(keys, specs)
+                       if k not in self.metadata_cache or not self._still_valid(s, self.metadata_cache[k])}.values())
         self._planned = {"files": len(set(keys)), "from_cache": 0}
         # (the small case never opens the persistent cache: see below)
         store = self._persistent() if len(unique) > LIGHT_ABOVE else None
@@ -208,11 +221,13 @@ class Runner:
         # inherit them, Dask runs a file's chunks where it was opened), so nothing is read twice. Files with
         # replicas are read each time: planning checks that every copy holds the same file.
         if store is not None and not self.refresh_metadata:
-            single = [s for s in unique if not s.replicas]
+            # with a checkpointer a remote file's uuid is read afresh: checkpoints are found by it (_still_valid)
+            single = [s for s in unique if not s.replicas and (self.checkpointer is None or not is_remote(s.filename))]
             found = {id(single[i]): meta for i, meta in store.lookup(single, what).items()}
             for spec in single:
                 meta = found.get(id(spec))
-                if meta is not None:
+                if meta is not None:  # valid now (the store compared a local file's identity)
+                    meta = {**meta, "identity": MetadataCache.identity(spec.filename)}
                     fetched[key(spec)] = self.metadata_cache[key(spec)] = meta
             unique = [s for s in unique if id(s) not in found]
         self._planned["from_cache"] = self._planned["files"] - len(unique)  # this Runner's or the user's cache

@@ -29,6 +29,7 @@ from hpckit.processor.accumulate import Merger, accumulate
 from hpckit.processor.fileset import WorkItem
 from hpckit.processor.checkpoint import chunk_fingerprint
 from hpckit.processor.isolate import ProcessorCopies
+from hpckit.processor.metacache import MetadataCache
 from hpckit.processor import records
 from hpckit.processor.records import batch_job_id
 from hpckit.processor.replicas import candidates, is_permanent, mismatch, with_replicas
@@ -389,6 +390,7 @@ class FileMetaTask:
 
     def __call__(self, spec: Any) -> dict:
         replicas = tuple(getattr(spec, "replicas", ()))
+        identity = MetadataCache.identity(spec.filename)  # before reading: a file changed meanwhile is read again
 
         def read(name: str) -> dict:
             if self.light and not self.align_clusters and self.format == "root" and not name.endswith(".parquet"):
@@ -413,7 +415,7 @@ class FileMetaTask:
             self._same_file(spec.filename, replicas, served, meta["uuid"])
         except FilesetError as err:
             return {"error": err}
-        return meta
+        return {**meta, "identity": identity}
 
     def _same_file(self, primary: str, replicas: tuple, served: str, uuid: str) -> None:
         """Every other copy that answers must hold the same file; one that does not answer is left for
