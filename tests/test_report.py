@@ -219,6 +219,23 @@ def test_a_line_cut_short_is_counted_not_fatal(tmp_path):
     assert check_page(html).worker_rows == ["h:1"]
 
 
+def test_a_chunk_the_engine_ran_twice_is_counted_once(tmp_path):
+    """Dask runs a task again when the worker holding its result is lost; both runs write a record. The report
+    counts the chunk's events once, says how many chunks ran again, and still shows both workers' work."""
+    rec = {"kind": "chunk", "t0": 100.0, "t1": 101.5, "worker": "h:1", "job": None, "dataset": "A", "file": "a.root",
+           "start": 0, "stop": 10, "events": 10, "bytes": 500, "retries": 0}
+    other = {**rec, "start": 10, "stop": 20, "t0": 101.0, "t1": 102.0}
+    again = {**rec, "worker": "h:2", "t0": 103.0, "t1": 104.0}
+    (tmp_path / "run.json").write_text(json.dumps({"started": 99.0, "finished": 105.0, "pid": 2**22 + 7,
+                                                   "host": "elsewhere", "analysis": "a.py"}))
+    (tmp_path / "chunks.jsonl").write_text("".join(json.dumps(r) + "\n" for r in (rec, other, again)))
+    run = load_run(tmp_path)
+    assert run.events_done == 20 and len(run.unique_chunks) == 2 and len(run.chunks) == 3
+    html = write_report(tmp_path).read_text()
+    assert "2 done; 1 run again by the engine (counted once)" in html and ">20<" in html.replace(" ", "")
+    assert sorted(check_page(html).worker_rows) == ["h:1", "h:2"]
+
+
 def test_report_of_a_directory_that_is_not_a_run(tmp_path):
     r = hpckit("report", tmp_path)
     assert r.returncode == 1

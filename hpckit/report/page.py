@@ -104,7 +104,8 @@ def _what_ran(run: RunData) -> str:
     command = launch.get("command", {}).get("argv") or info.get("argv")
     duration = run.t_end - run.t_origin if run.t_origin else None
     chunks_total = planned.get("chunks") or metrics.get("chunks")
-    chunks_done = len(run.chunks) + int(planned.get("from_checkpoint", 0))
+    chunks_done = len(run.unique_chunks) + int(planned.get("from_checkpoint", 0))
+    again = len(run.chunks) - len(run.unique_chunks)
     rows = [
         ("Analysis", f"<code>{escape(str(info.get('analysis', '-')))}</code>"
                      + (f" ({escape(info['processor'])})" if info.get("processor") else "")),
@@ -121,7 +122,8 @@ def _what_ran(run: RunData) -> str:
         ("Started", _clock(run.t_origin)),
         ("Duration", f"{duration:.1f} s" if duration is not None else None),
         ("Chunks", (f"{chunks_done} of {chunks_total} done" if chunks_total else f"{chunks_done} done")
-         + (f" ({planned['from_checkpoint']} from the checkpoint)" if planned.get("from_checkpoint") else "")),
+         + (f" ({planned['from_checkpoint']} from the checkpoint)" if planned.get("from_checkpoint") else "")
+         + (f"; {again} run again by the engine (counted once)" if again else "")),
         ("Events", f"{run.events_done:,}" + (f" of {planned['events']:,}" if planned.get("events") else "")),
     ]
     body = _kv(rows)

@@ -152,8 +152,15 @@ class RunData:
 
     # -- totals --------------------------------------------------------------------------------
     @property
+    def unique_chunks(self) -> list[dict]:
+        """Each chunk once: an engine may run one again (Dask, after a worker was lost with its result), and
+        both runs write a record; the last one stands for it."""
+        last = {(c.get("dataset"), c.get("file"), c.get("start"), c.get("stop")): c for c in self.chunks}
+        return list(last.values())
+
+    @property
     def events_done(self) -> int:
-        return sum(int(c.get("events", 0)) for c in self.chunks)
+        return sum(int(c.get("events", 0)) for c in self.unique_chunks)
 
     @property
     def bytes_read(self) -> int:
