@@ -203,3 +203,26 @@ def test_fingerprint_json_round_trip(closure_lock):
     assert json.loads(fp.to_json())["hash"] == closure_lock.hash
     assert fp.env() == {"HPCKIT_LOCK_HASH": closure_lock.hash}
     assert envlock.current_fingerprint(closure_lock) == fp
+
+
+def test_pip_run_from_a_shared_working_directory_imports_nothing_planted_there(tmp_path, monkeypatch):
+    """`hpckit pack`/`build` run `python -m pip wheel`; `python -m` puts the working directory first on
+    sys.path, so run from /tmp a `pip/` another user left there would be what runs. hpckit's pip children
+    leave the directory out (PYTHONSAFEPATH): the real pip builds the wheel and nothing planted runs."""
+    from hpckit.deploy.envlock import _build_local_wheel
+
+    shared = tmp_path / "shared"
+    (shared / "pip").mkdir(parents=True)
+    ran = tmp_path / "planted-pip-ran"
+    (shared / "pip" / "__init__.py").write_text(f"open({str(ran)!r}, 'w').close()\n")
+    (shared / "pip" / "__main__.py").write_text(f"open({str(ran)!r}, 'w').close()\n")
+    project = tmp_path / "proj"
+    (project / "tinypkg").mkdir(parents=True)
+    (project / "tinypkg" / "__init__.py").write_text("")
+    (project / "pyproject.toml").write_text(
+        '[build-system]\nrequires = ["hatchling"]\nbuild-backend = "hatchling.build"\n\n'
+        '[project]\nname = "tinypkg"\nversion = "0.1"\n')
+    monkeypatch.chdir(shared)
+    _build_local_wheel(project, tmp_path / "wheels")
+    assert not ran.exists()
+    assert [p.name for p in (tmp_path / "wheels").iterdir()] == ["tinypkg-0.1-py2.py3-none-any.whl"]

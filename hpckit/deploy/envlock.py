@@ -26,6 +26,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping
 
+from hpckit.core.child import safe_path_env
 from hpckit.io.paths import atomic_write, umask_mode
 from hpckit.core.errors import HpckitError
 
@@ -489,7 +490,7 @@ def _build_local_wheel(src: Path, dest: Path) -> None:
             (copy / rel).mkdir(parents=True, exist_ok=True)
         proc = subprocess.run(
             [sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(dest), str(copy)],
-            capture_output=True, text=True,
+            capture_output=True, text=True, env=safe_path_env(),
         )
         if proc.returncode:
             raise LockError(f"building a wheel of {src} failed:\n{_pip_error(proc.stderr)}")
@@ -518,9 +519,11 @@ def wheelhouse(lock: Lock, dest: str | Path) -> list[Path]:
         req.write("".join(f"{n}=={v}\n" for n, v in sorted(index_pins.items())))
     try:
         base = [sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-r", req.name, "-w", str(dest)]
-        offline = subprocess.run([*base, "--no-index", "--find-links", str(cache)], capture_output=True, text=True)
+        offline = subprocess.run([*base, "--no-index", "--find-links", str(cache)], capture_output=True, text=True,
+                                 env=safe_path_env())
         if offline.returncode:
-            online = subprocess.run([*base, "--find-links", str(cache)], capture_output=True, text=True)
+            online = subprocess.run([*base, "--find-links", str(cache)], capture_output=True, text=True,
+                                    env=safe_path_env())
             if online.returncode:
                 err = _pip_error(online.stderr)
                 missing = re.findall(r"No matching distribution found for (\S+)", err)
