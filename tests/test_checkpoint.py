@@ -335,3 +335,18 @@ def test_a_checkpoint_made_with_other_dataset_metadata_is_not_reused(tmp_path):
         assert out["weighted"] == 40 * xsec and metrics["chunks_from_checkpoint"] == 0, (xsec, out, metrics)
     out, metrics = runner(fileset, processor_instance=_ByCrossSection())  # the same metadata again: reused
     assert out["weighted"] == 100.0 and metrics["chunks_from_checkpoint"] == 4
+
+
+def test_fingerprint_reads_the_analysis_not_the_python_installed_beside_it(monkeypatch):
+    """An analysis module at the top of a directory that also holds the Python installation (a conda in
+    $HOME): the fingerprint reads the analysis's own modules, not the standard library's sources."""
+    import types as _types
+
+    from hpckit.processor import checkpoint
+
+    stdlib_json = Path(json.__file__).resolve()
+    fake = _types.ModuleType("fp_analysis_at_prefix")
+    fake.__file__ = str(Path(sys.base_prefix).resolve() / "fp_analysis_at_prefix.py")  # top of the prefix
+    monkeypatch.setitem(sys.modules, "fp_analysis_at_prefix", fake)
+    read = [part.split(b"\0", 1)[0].decode() for part in checkpoint._analysis_sources(fake)]
+    assert str(stdlib_json) not in read, read[:5]

@@ -139,8 +139,8 @@ def _analysis_sources(module: Any, limit: int = 2000) -> list[bytes]:
         if not f or not f.endswith(".py"):
             continue
         p = Path(f).resolve()
-        if p.is_relative_to(base) and not _LIBRARY_DIRS & set(p.relative_to(base).parts):
-            found.append(p)
+        if p.is_relative_to(base) and not _LIBRARY_DIRS & set(p.relative_to(base).parts) and not _library_file(str(p)):
+            found.append(p)  # (an analysis in $HOME beside a Python installed there: not its standard library)
     out = []
     for p in sorted(set(found))[:limit]:
         try:
