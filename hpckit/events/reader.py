@@ -58,7 +58,7 @@ def open_tree(
     if hit is not None and hit.closed:  # closed by an earlier user: never hand a closed file on
         del cache[key]
         hit = None
-    identity = _identity(filename)
+    identity = storage.local_identity(filename)  # None for a remote file: the uuid checks cover those
     if hit is not None and getattr(hit, "identity", None) != identity:  # replaced or rewritten since it opened
         forget(filename)
         hit = None
@@ -104,19 +104,6 @@ def open_tree(
     opened.identity = identity
     _remember(cache, key, opened)
     return opened
-
-
-def _identity(filename: str) -> tuple | None:
-    """What says a local file is still the one a cached handle read (a rewrite or a rename over it changes
-    it); None for a remote file, whose handle the per-chunk uuid check and each run's fresh start cover."""
-    path = storage.local_path(filename)
-    if path is None:
-        return None
-    try:
-        st = os.stat(path)
-    except OSError:
-        return None
-    return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
 
 
 def _remember(cache: "OrderedDict[tuple, OpenTree]", key: tuple, opened: OpenTree) -> None:

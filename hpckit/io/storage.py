@@ -91,6 +91,19 @@ def local_path(name: str) -> str | None:
     return name
 
 
+def local_identity(name: str) -> str | None:
+    """A local file's identity, (size, mtime ns, inode, device): a rewrite or a rename over it changes it. None
+    for a remote file, or one that cannot be stat'ed. What says a cached handle or metadata is still the file's."""
+    path = local_path(name)
+    if path is None:
+        return None
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return f"{st.st_size}:{st.st_mtime_ns}:{st.st_ino}:{st.st_dev}"
+
+
 def have_remote_support() -> bool:
     try:
         return all(importlib.util.find_spec(m) is not None for m in ("fsspec_xrootd", "XRootD"))

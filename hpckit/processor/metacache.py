@@ -106,14 +106,7 @@ class MetadataCache:
     @staticmethod
     def identity(filename: str) -> str | None:
         """A local file's (size, mtime ns, inode, device), "remote" for a URL, None if it cannot be stat'ed."""
-        path = filename if "://" not in filename else storage.local_path(filename)
-        if path is None:
-            return "remote"
-        try:
-            st = os.stat(path)
-        except OSError:
-            return None
-        return f"{st.st_size}:{st.st_mtime_ns}:{st.st_ino}:{st.st_dev}"
+        return "remote" if storage.local_path(filename) is None else storage.local_identity(filename)
 
     def lookup(self, specs: list, what: str) -> dict[int, dict]:
         """The cached metadata of ``specs`` that is still valid, by index in ``specs`` (one ``stat`` a

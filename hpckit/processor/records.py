@@ -9,9 +9,9 @@ full disk cuts short is taken back, so the file holds whole lines only. A worker
 (a site without a shared file system) hands its chunk's record back with the chunk's result instead
 (``"records"``, merged like the rest), and the Runner writes those when the run ends: the report is as
 complete, only not live (records are appended only to a file and directory of the user's own, never through
-a link: on a node, another user may have made the run directory's path in /tmp). A failed attempt has no result to ride with: its records are held in the worker
-process (:func:`hold`, by run) and ride with that process's next chunk result of the same run, so the
-failures an engine retried past are in the report too. Held records of a process that runs no more chunks of
+a link: on a node, another user may have made the run directory's path in /tmp). A failed attempt has no
+result to ride with: its records are held in the worker process (:func:`hold`, by run) and ride with that
+process's next chunk result of the same run, so the failures an engine retried past are in the report too. Held records of a process that runs no more chunks of
 the run, or of the failure that ends it, stay behind (the run's own error record says why it failed).
 
 Lines (``t`` is Unix time in seconds)::
